@@ -1,0 +1,153 @@
+//! The one application error type. Every module answers failures through it, so every
+//! error body is RFC 9457 problem+json with the legacy fields the seeds' clients read.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A client mistake, answered with its status and a message the client can act on.
+    #[error("{detail}")]
+    Client {
+        status: StatusCode,
+        detail: String,
+        /// The per-route-family detail: an object of field → message (events), an array
+        /// of messages (stats).
+        errors: Option<Value>,
+    },
+    /// A dependency (database, Redis) is down or overloaded; retrying later may work.
+    #[error("service unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else: logged with its cause, answered with a generic body.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        ApiError::Client {
+            status,
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn with_errors(self, errors: Value) -> Self {
+        match self {
+            ApiError::Client { status, detail, .. } => ApiError::Client {
+                status,
+                detail,
+                errors: Some(errors),
+            },
+            other => other,
+        }
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Client { status, .. } => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable(err.into())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// The problem+json body. `message` repeats `detail` for the activity_service clients,
+/// `error` is the stats seed's unknown-route field.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub errors: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: String, errors: Option<Value>) -> Self {
+        Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            message: detail.clone(),
+            detail,
+            errors,
+            error: None,
+        }
+    }
+
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        let mut response = (status, axum::Json(self)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        let problem = match self {
+            ApiError::Client { detail, errors, .. } => Problem::new(status, detail, errors),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "dependency unavailable");
+                Problem::new(
+                    status,
+                    "The service is temporarily unavailable; retry shortly.".into(),
+                    None,
+                )
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                Problem::new(status, "An internal error occurred.".into(), None)
+            }
+        };
+        problem.into_response_with(status)
+    }
+}
+
+/// Unknown routes: 404 problem+json, keeping the stats seed's `error` field.
+pub async fn route_not_found() -> Response {
+    let mut problem = Problem::new(StatusCode::NOT_FOUND, "Route not found".into(), None);
+    problem.error = Some("Route not found".into());
+    problem.into_response_with(StatusCode::NOT_FOUND)
+}
+
+pub async fn method_not_allowed() -> Response {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed on this route".into(),
+        None,
+    )
+    .into_response_with(StatusCode::METHOD_NOT_ALLOWED)
+}

@@ -1,0 +1,503 @@
+//! Event types and validation. Once parsed, the rest of the module cannot see invalid
+//! input: a `NewEvent` has trimmed, bounded fields and a valid email; a `ListQuery` has
+//! a bounded limit, a decoded cursor and instants.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+pub const MAX_COMPONENT: usize = 256;
+pub const MAX_ENVIRONMENT: usize = 64;
+pub const MAX_MESSAGE: usize = 4096;
+pub const MAX_EMAIL: usize = 254;
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// A stored event, as every route returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Event {
+    pub id: Uuid,
+    pub component: String,
+    /// Any JSON value, returned exactly as it was posted.
+    #[schema(value_type = Object)]
+    pub data: Box<RawValue>,
+    pub email: String,
+    pub environment: String,
+    pub message: String,
+    /// Unix time in seconds with microseconds as the fraction.
+    #[serde(serialize_with = "micros_as_seconds")]
+    #[schema(value_type = f64, example = 1618531200.123456)]
+    pub created_at: i64,
+}
+
+fn micros_as_seconds<S: Serializer>(micros: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(*micros as f64 / 1_000_000.0)
+}
+
+/// The POST body as sent. Every field is optional here so that a missing field gets
+/// the same clear message as a blank one, and `data: null` can be told from no `data`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EventBody {
+    #[schema(max_length = 256, example = "order")]
+    pub component: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Object)]
+    pub data: Option<Box<RawValue>>,
+    #[schema(max_length = 254, example = "ade@gmail.com")]
+    pub email: Option<String>,
+    #[schema(max_length = 64, example = "production")]
+    pub environment: Option<String>,
+    #[schema(max_length = 4096, example = "order failed")]
+    pub message: Option<String>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// A validated event waiting to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub component: String,
+    pub data: Box<RawValue>,
+    pub email: String,
+    pub environment: String,
+    pub message: String,
+}
+
+impl NewEvent {
+    pub fn parse(body: EventBody) -> Result<NewEvent, ApiError> {
+        let mut errors = Map::new();
+        let component = required_text(&mut errors, "component", body.component, MAX_COMPONENT);
+        let environment = required_text(
+            &mut errors,
+            "environment",
+            body.environment,
+            MAX_ENVIRONMENT,
+        );
+        let message = required_text(&mut errors, "message", body.message, MAX_MESSAGE);
+        let email = match body.email.as_deref().map(str::trim) {
+            None => fail(&mut errors, "email", "email is required.".into()),
+            Some(email) if is_valid_email(email) => Some(email.to_owned()),
+            Some(_) => fail(&mut errors, "email", "Invalid email address.".into()),
+        };
+        let data = match body.data {
+            Some(data) => Some(data),
+            None => fail(
+                &mut errors,
+                "data",
+                "data is required (any JSON value, null included).".into(),
+            ),
+        };
+        match (component, environment, message, email, data) {
+            (Some(component), Some(environment), Some(message), Some(email), Some(data))
+                if errors.is_empty() =>
+            {
+                Ok(NewEvent {
+                    component,
+                    data,
+                    email,
+                    environment,
+                    message,
+                })
+            }
+            _ => Err(validation_error(errors)),
+        }
+    }
+
+    /// What identifies this request for `Idempotency-Key`: the same key with another
+    /// body is a client error, so the whole validated content is fingerprinted.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for part in [
+            &self.component,
+            self.data.get(),
+            &self.email,
+            &self.environment,
+            &self.message,
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn fail<T>(errors: &mut Map<String, Value>, field: &str, message: String) -> Option<T> {
+    errors.insert(field.to_owned(), Value::String(message));
+    None
+}
+
+fn required_text(
+    errors: &mut Map<String, Value>,
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        None => fail(errors, field, format!("{field} is required.")),
+        Some("") => fail(errors, field, format!("{field} must not be blank.")),
+        Some(text) if text.chars().count() > max => fail(
+            errors,
+            field,
+            format!("{field} must be at most {max} characters."),
+        ),
+        Some(text) => Some(text.to_owned()),
+    }
+}
+
+/// One 400 naming every invalid field: `message` joins them, `errors` maps field → message.
+fn validation_error(errors: Map<String, Value>) -> ApiError {
+    let message = errors
+        .values()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    ApiError::bad_request(message).with_errors(Value::Object(errors))
+}
+
+/// `local@domain.tld`: a practical check (what clients mean by "valid"), not the full
+/// RFC 5322 grammar, which accepts addresses no mail system delivers to.
+pub fn is_valid_email(email: &str) -> bool {
+    if email.len() > MAX_EMAIL {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+/// Query parameters of `GET /api/events`, as sent.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Exact email.
+    pub email: Option<String>,
+    /// Exact environment.
+    pub environment: Option<String>,
+    /// Exact component.
+    pub component: Option<String>,
+    /// Case-sensitive substring of the message.
+    pub message: Option<String>,
+    /// Events created at or after: `MM-DD-YYYY`, `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+    pub from_date: Option<String>,
+    /// Events created before: same formats as `from_date`.
+    pub to_date: Option<String>,
+    /// Page size, 1 to 1000; default 100.
+    pub limit: Option<String>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+    /// `desc` (newest first, default) or `asc`.
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+/// A position in the (created_at, id) order: the last event of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at, self.id.simple()))
+    }
+
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let text = std::str::from_utf8(&bytes).ok()?;
+        let (micros, id) = text.split_once(':')?;
+        Some(Cursor {
+            created_at: micros.parse().ok()?,
+            id: Uuid::try_parse(id).ok()?,
+        })
+    }
+}
+
+/// A validated list request.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub email: Option<String>,
+    pub environment: Option<String>,
+    pub component: Option<String>,
+    pub message: Option<String>,
+    /// Inclusive, Unix microseconds.
+    pub from: Option<i64>,
+    /// Exclusive, Unix microseconds.
+    pub to: Option<i64>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+    pub descending: bool,
+}
+
+impl ListQuery {
+    pub fn parse(params: ListParams) -> Result<ListQuery, ApiError> {
+        let mut errors = Map::new();
+        let from = parse_instant(&mut errors, "from_date", params.from_date.as_deref());
+        let to = parse_instant(&mut errors, "to_date", params.to_date.as_deref());
+        let limit = match params.limit.as_deref().map(str::trim) {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => fail(
+                    &mut errors,
+                    "limit",
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}."),
+                )
+                .unwrap_or(DEFAULT_LIMIT),
+            },
+        };
+        let descending = match params.order.as_deref().map(str::trim) {
+            None | Some("desc") => true,
+            Some("asc") => false,
+            Some(_) => fail(
+                &mut errors,
+                "order",
+                "order must be `asc` or `desc`.".into(),
+            )
+            .unwrap_or(true),
+        };
+        let after = match params.cursor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Cursor::decode(text).or_else(|| {
+                fail(
+                    &mut errors,
+                    "cursor",
+                    "cursor is not one this service issued; pass next_cursor unchanged.".into(),
+                )
+            }),
+        };
+        if let (Some(from), Some(to)) = (from, to) {
+            if from >= to {
+                fail::<()>(
+                    &mut errors,
+                    "to_date",
+                    "to_date must be later than from_date.".into(),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(validation_error(errors));
+        }
+        let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+        Ok(ListQuery {
+            email: non_empty(params.email),
+            environment: non_empty(params.environment),
+            component: non_empty(params.component),
+            message: non_empty(params.message),
+            from,
+            to,
+            limit,
+            after,
+            descending,
+        })
+    }
+}
+
+fn parse_instant(errors: &mut Map<String, Value>, field: &str, value: Option<&str>) -> Option<i64> {
+    let text = value.map(str::trim).filter(|t| !t.is_empty())?;
+    match parse_date(text) {
+        Some(instant) => Some(instant),
+        None => fail(
+            errors,
+            field,
+            format!(
+                "{field} must be MM-DD-YYYY, YYYY-MM-DD or an RFC 3339 timestamp; got `{text}`."
+            ),
+        ),
+    }
+}
+
+/// The seed's `MM-DD-YYYY`, ISO `YYYY-MM-DD` (both midnight UTC), or RFC 3339, as Unix
+/// microseconds.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let us_date = format_description!("[month]-[day]-[year]");
+    let iso_date = format_description!("[year]-[month]-[day]");
+    let instant = if let Ok(date) = Date::parse(text, &us_date) {
+        date.midnight().assume_utc()
+    } else if let Ok(date) = Date::parse(text, &iso_date) {
+        date.midnight().assume_utc()
+    } else {
+        OffsetDateTime::parse(text, &Rfc3339).ok()?
+    };
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000).ok()
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+pub fn health_body() -> Value {
+    json!({"status": "healthy"})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(value: Value) -> EventBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn valid() -> Value {
+        json!({"component": "order", "data": {"age": 20}, "email": "ade@gmail.com",
+               "environment": "production", "message": "order failed"})
+    }
+
+    #[test]
+    fn a_valid_body_is_trimmed_and_kept() {
+        let mut v = valid();
+        v["component"] = json!("  order ");
+        let event = NewEvent::parse(body(v)).unwrap();
+        assert_eq!(event.component, "order");
+        assert_eq!(event.data.get(), r#"{"age":20}"#);
+    }
+
+    #[test]
+    fn null_data_is_accepted_but_missing_data_is_not() {
+        let mut v = valid();
+        v["data"] = Value::Null;
+        assert_eq!(NewEvent::parse(body(v)).unwrap().data.get(), "null");
+        let mut v = valid();
+        v.as_object_mut().unwrap().remove("data");
+        assert!(NewEvent::parse(body(v)).is_err());
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let err = NewEvent::parse(body(json!({"component": " ", "email": "nope", "data": 1})))
+            .unwrap_err();
+        let ApiError::Client {
+            errors: Some(errors),
+            detail,
+            ..
+        } = err
+        else {
+            panic!()
+        };
+        for field in ["component", "email", "environment", "message"] {
+            assert!(errors.get(field).is_some(), "{field} missing from {errors}");
+        }
+        assert!(detail.contains("Invalid email address."));
+    }
+
+    #[test]
+    fn emails() {
+        for ok in ["ade@gmail.com", "a.b+c@sub.example.co", "x_y@d-1.io"] {
+            assert!(is_valid_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "ade",
+            "ade@",
+            "@gmail.com",
+            "ade@gmail",
+            "ade@gmail.c",
+            "a b@x.com",
+            "ade@@x.com",
+            "ade@-x.com",
+            ".a@x.com",
+            "a..b@x.com",
+            "ade@x..com",
+            "ade@x.c0m",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_three_date_formats_agree() {
+        let midnight = 1_618_531_200_000_000; // 2021-04-16T00:00:00Z
+        assert_eq!(parse_date("04-16-2021"), Some(midnight));
+        assert_eq!(parse_date("2021-04-16"), Some(midnight));
+        assert_eq!(parse_date("2021-04-16T00:00:00Z"), Some(midnight));
+        assert_eq!(
+            parse_date("2021-04-16T02:00:00.5+02:00"),
+            Some(midnight + 500_000)
+        );
+        for bad in [
+            "16-04-2021",
+            "2021-13-01",
+            "yesterday",
+            "2021-04-16T00:00:00",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = Cursor {
+            created_at: 1_618_531_200_123_456,
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+        assert_eq!(Cursor::decode(""), None);
+    }
+
+    #[test]
+    fn list_parameters_are_bounded() {
+        let parse = |limit: &str| {
+            ListQuery::parse(ListParams {
+                limit: Some(limit.into()),
+                ..Default::default()
+            })
+        };
+        assert_eq!(parse("1000").unwrap().limit, 1000);
+        for bad in ["0", "1001", "-1", "ten", "1.5"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let reversed = ListParams {
+            from_date: Some("2021-04-17".into()),
+            to_date: Some("2021-04-16".into()),
+            ..Default::default()
+        };
+        assert!(ListQuery::parse(reversed).is_err());
+    }
+}

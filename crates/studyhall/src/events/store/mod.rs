@@ -1,0 +1,175 @@
+//! Event storage: one narrow interface, one implementation per backend side by side.
+
+mod postgres;
+mod sqlite;
+
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use uuid::Uuid;
+
+use super::model::{Event, ListQuery, NewEvent};
+use crate::db::Db;
+
+pub(crate) const COLUMNS: &str = "id, component, data, email, environment, message, created_at";
+
+/// An event the writer is about to store, with its id and timestamp assigned.
+#[derive(Debug)]
+pub struct Pending {
+    pub id: Uuid,
+    pub created_at: i64,
+    pub event: NewEvent,
+    pub claim: Option<KeyClaim>,
+}
+
+/// An `Idempotency-Key` the event is stored under.
+#[derive(Debug, Clone)]
+pub struct KeyClaim {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// What a stored key points at.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub fingerprint: String,
+    pub event_id: Uuid,
+}
+
+#[derive(Debug)]
+pub enum Inserted {
+    Created(Event),
+    /// Another request stored an event under the same idempotency key first; nothing
+    /// was written for this one.
+    KeyTaken,
+}
+
+impl Pending {
+    fn stored(&self) -> Event {
+        Event {
+            id: self.id,
+            component: self.event.component.clone(),
+            data: self.event.data.clone(),
+            email: self.event.email.clone(),
+            environment: self.event.environment.clone(),
+            message: self.event.message.clone(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum EventStore {
+    Sqlite(sqlite::SqliteEvents),
+    Postgres(postgres::PgEvents),
+}
+
+impl EventStore {
+    pub fn new(db: &Db) -> EventStore {
+        match db {
+            Db::Sqlite(pool) => EventStore::Sqlite(sqlite::SqliteEvents::new(pool.clone())),
+            Db::Postgres(pool) => EventStore::Postgres(postgres::PgEvents::new(pool.clone())),
+        }
+    }
+
+    /// Stores a batch in one transaction: all of it or none of it.
+    #[tracing::instrument(skip_all, fields(batch = batch.len()))]
+    pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
+        match self {
+            EventStore::Sqlite(store) => store.insert_batch(batch).await,
+            EventStore::Postgres(store) => store.insert_batch(batch).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+        match self {
+            EventStore::Sqlite(store) => store.find_key(scope, key).await,
+            EventStore::Postgres(store) => store.find_key(scope, key).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
+        match self {
+            EventStore::Sqlite(store) => store.get(id).await,
+            EventStore::Postgres(store) => store.get(id).await,
+        }
+    }
+
+    /// Up to `query.limit` matching events after the cursor, in the requested order.
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+        match self {
+            EventStore::Sqlite(store) => store.list(query, limit).await,
+            EventStore::Postgres(store) => store.list(query, limit).await,
+        }
+    }
+
+    /// Forgets idempotency keys stored before `before` (Unix microseconds).
+    pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
+        match self {
+            EventStore::Sqlite(store) => store.prune_keys(before).await,
+            EventStore::Postgres(store) => store.prune_keys(before).await,
+        }
+    }
+}
+
+/// `SELECT … FROM events WHERE` the exact-match and date filters, the same on every
+/// backend. The caller adds its own message and cursor clauses.
+fn select_filtered<'a, DB>(query: &'a ListQuery) -> QueryBuilder<'a, DB>
+where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE TRUE"));
+    let exact = [
+        ("email", &query.email),
+        ("environment", &query.environment),
+        ("component", &query.component),
+    ];
+    for (column, value) in exact {
+        if let Some(value) = value {
+            qb.push(format_args!(" AND {column} = "))
+                .push_bind(value.as_str());
+        }
+    }
+    if let Some(from) = query.from {
+        qb.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = query.to {
+        qb.push(" AND created_at < ").push_bind(to);
+    }
+    qb
+}
+
+/// The keyset comparison and ORDER BY for the page direction.
+fn page_order(query: &ListQuery) -> (&'static str, &'static str) {
+    if query.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    }
+}
+
+fn decode_event(
+    id: Uuid,
+    component: String,
+    data: String,
+    email: String,
+    environment: String,
+    message: String,
+    created_at: i64,
+) -> Result<Event, sqlx::Error> {
+    let data = serde_json::value::RawValue::from_string(data)
+        .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+    Ok(Event {
+        id,
+        component,
+        data,
+        email,
+        environment,
+        message,
+        created_at,
+    })
+}

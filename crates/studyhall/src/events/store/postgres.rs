@@ -1,0 +1,143 @@
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row};
+use uuid::Uuid;
+
+use super::{decode_event, page_order, select_filtered, Inserted, KeyRecord, Pending, COLUMNS};
+use crate::events::model::{Event, ListQuery};
+
+#[derive(Clone, Debug)]
+pub struct PgEvents {
+    pool: PgPool,
+}
+
+impl PgEvents {
+    pub fn new(pool: PgPool) -> Self {
+        PgEvents { pool }
+    }
+
+    pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for pending in batch {
+            if let Some(claim) = &pending.claim {
+                let claimed = sqlx::query(
+                    "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.fingerprint)
+                .bind(pending.id)
+                .bind(pending.created_at)
+                .execute(&mut *tx)
+                .await?;
+                if claimed.rows_affected() == 0 {
+                    outcomes.push(Inserted::KeyTaken);
+                    continue;
+                }
+            }
+            let event = &pending.event;
+            sqlx::query(
+                "INSERT INTO events (id, component, data, email, environment, message, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(pending.id)
+            .bind(&event.component)
+            .bind(event.data.get())
+            .bind(&event.email)
+            .bind(&event.environment)
+            .bind(&event.message)
+            .bind(pending.created_at)
+            .execute(&mut *tx)
+            .await?;
+            outcomes.push(Inserted::Created(pending.stored()));
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+        let row: Option<(String, Uuid)> = sqlx::query_as(
+            "SELECT fingerprint, event_id FROM event_idempotency_keys WHERE scope = $1 AND key = $2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(fingerprint, event_id)| KeyRecord {
+            fingerprint,
+            event_id,
+        }))
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| event_from_row(&row))
+            .transpose()
+    }
+
+    pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+        let mut qb = select_filtered::<Postgres>(query);
+        if let Some(message) = &query.message {
+            // Case-sensitive LIKE, as the seed; the pg_trgm GIN index serves it.
+            qb.push(" AND message LIKE ")
+                .push_bind(format!("%{}%", like_escape(message)));
+        }
+        let (op, direction) = page_order(query);
+        if let Some(cursor) = &query.after {
+            qb.push(format_args!(" AND (created_at, id) {op} ("))
+                .push_bind(cursor.created_at)
+                .push(", ")
+                .push_bind(cursor.id)
+                .push(")");
+        }
+        qb.push(format_args!(
+            " ORDER BY created_at {direction}, id {direction} LIMIT {limit}"
+        ));
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Makes `%`, `_` and `\` literal inside a LIKE pattern (backslash is the default escape).
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn event_from_row(row: &PgRow) -> Result<Event, sqlx::Error> {
+    decode_event(
+        row.try_get("id")?,
+        row.try_get("component")?,
+        row.try_get("data")?,
+        row.try_get("email")?,
+        row.try_get("environment")?,
+        row.try_get("message")?,
+        row.try_get("created_at")?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_metacharacters_are_literal() {
+        assert_eq!(super::like_escape(r"50%_a\b"), r"50\%\_a\\b");
+    }
+}

@@ -1,0 +1,119 @@
+//! studyhall: the activity event log, learning-session stats, grade analytics, a
+//! concurrent-stream limiter and social profiles, served from one binary.
+//!
+//! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
+//! integration tests call the same way on a port-0 listener.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod openapi;
+
+use std::future::Future;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use config::{Module, ServeSettings};
+use db::Db;
+
+/// A built application: the router plus what must be flushed when it stops.
+pub struct App {
+    pub router: Router,
+    pub db: Db,
+    /// Tasks that finish by themselves once the router is dropped (they flush writes).
+    flushers: Vec<JoinHandle<()>>,
+    /// Tasks that only do periodic housekeeping and are stopped at shutdown.
+    housekeeping: Vec<JoinHandle<()>>,
+}
+
+/// Connects to the database, applies migrations and wires the selected modules.
+pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
+    let db = Db::connect(
+        &settings.database.database_url,
+        settings.database.database_max_connections,
+    )
+    .await?;
+    db.migrate().await?;
+    http::telemetry::prometheus();
+
+    let openapi =
+        serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
+    let mut router = http::ops::router(db.clone(), openapi);
+    let mut flushers = Vec::new();
+    let mut housekeeping = Vec::new();
+    if settings.serves(Module::Events) {
+        let events = events::start(&db);
+        router = router.merge(events.router);
+        flushers.push(events.writer);
+        housekeeping.push(events.pruner);
+    }
+    Ok(App {
+        router: http::finish(router),
+        db,
+        flushers,
+        housekeeping,
+    })
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish, flushes
+/// pending writes and closes the database.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let App {
+        router,
+        db,
+        flushers,
+        housekeeping,
+    } = app;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+    for task in housekeeping {
+        task.abort();
+    }
+    for task in flushers {
+        if let Err(err) = task.await {
+            tracing::error!(error = %err, "a background writer ended abnormally");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (what ECS sends before stopping a task) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,51 @@
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+use studyhall::config::{check_environment, Cli, Command};
+use studyhall::db::Db;
+use studyhall::http::telemetry::init_logging;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // A .env file is optional; a malformed one is an error worth stopping for.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(err) if err.not_found() => {}
+        Err(err) => return Err(err).context("reading .env"),
+    }
+    check_environment(std::env::vars())?;
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+
+    match cli.command {
+        Command::Serve(settings) => {
+            let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+                format!("cannot listen on {} (STUDYHALL_LISTEN)", settings.listen)
+            })?;
+            let app = studyhall::build_app(&settings).await?;
+            tracing::info!(
+                address = %listener.local_addr()?,
+                database = %settings.database.database_url,
+                backend = app.db.backend_name(),
+                "studyhall is listening"
+            );
+            studyhall::serve(listener, app, studyhall::shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+        }
+        Command::Migrate(settings) => {
+            let db = Db::connect(&settings.database_url, 1).await?;
+            db.migrate().await?;
+            db.close().await;
+            tracing::info!(database = %settings.database_url, "migrations applied");
+        }
+        Command::Openapi => {
+            let doc = studyhall::openapi::document();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).context("serialising OpenAPI")?
+            );
+        }
+    }
+    Ok(())
+}
