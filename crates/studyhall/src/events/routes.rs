@@ -13,7 +13,7 @@ use crate::http::extract::{AppJson, AppQuery};
 const MAX_KEY: usize = 255;
 
 /// Liveness, in the activity_service's shape.
-#[utoipa::path(get, path = "/api/health", tag = "events",
+#[utoipa::path(get, path = "/api/health", tag = "events", operation_id = "events_health",
     responses((status = 200, description = "The service is up", body = Object, example = json!({"status": "healthy"}))))]
 pub async fn health() -> Json<serde_json::Value> {
     Json(health_body())

@@ -1,0 +1,7 @@
+//! HTTP-level tests against a real studyhall server.
+
+mod helpers;
+
+mod events;
+mod ops;
+mod process;

@@ -1,0 +1,76 @@
+use serde_json::json;
+
+use crate::helpers::json;
+use crate::on_every_backend;
+
+on_every_backend! {
+    async fn unknown_routes_are_404_problems_with_the_seeds_error_field(app) {
+        let response = app.get("/no/such/route").await;
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let (status, problem) = json(response).await;
+        assert_eq!(status, 404);
+        assert_eq!(problem["error"], "Route not found");
+        assert_eq!(problem["status"], 404);
+        assert_eq!(problem["title"], "Not Found");
+    }
+
+    async fn a_wrong_method_is_a_405_problem(app) {
+        let response = app.client.delete(app.url("/api/events")).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let (status, problem) = json(response).await;
+        assert_eq!(status, 405, "{problem}");
+    }
+
+    async fn every_response_carries_a_request_id_and_a_sent_one_is_kept(app) {
+        let generated = app.get("/health").await;
+        let id = generated.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        let sent = app.client.get(app.url("/nowhere")).header("x-request-id", "trace-me-42").send().await.unwrap();
+        assert_eq!(sent.headers()["x-request-id"], "trace-me-42");
+    }
+
+    async fn health_and_readiness_answer(app) {
+        let (status, body) = json(app.get("/health").await).await;
+        assert_eq!((status, body), (200, json!({"status": "healthy"})));
+        let (status, body) = json(app.get("/ready").await).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["database"], "ok");
+    }
+
+    async fn metrics_count_requests_by_route_and_status(app) {
+        app.get("/api/events?limit=0").await;
+        let response = app.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = response.text().await.unwrap();
+        assert!(text.contains(r#"http_requests_total{method="GET",route="/api/events",status="400"}"#), "{text}");
+        assert!(text.contains("http_request_duration_seconds_bucket{"), "{text}");
+    }
+
+    async fn the_openapi_document_is_3_1_and_lists_every_route(app) {
+        let (status, doc) = json(app.get("/openapi.json").await).await;
+        assert_eq!(status, 200);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        let routes = [
+            ("/health", "get"), ("/ready", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
+            ("/api/health", "get"), ("/api/healthz", "get"),
+            ("/api/events", "get"), ("/api/events", "post"), ("/api/events/", "get"), ("/api/events/", "post"),
+        ];
+        for (path, method) in routes {
+            let operation = &doc["paths"][path][method];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(operation["responses"].is_object(), "{method} {path} has no responses");
+        }
+        for code in ["201", "400", "413", "422"] {
+            assert!(doc["paths"]["/api/events"]["post"]["responses"][code].is_object(), "POST /api/events lacks {code}");
+        }
+        let mut operation_ids = std::collections::HashSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    assert!(operation_ids.insert(id.to_owned()), "duplicate operationId {id}");
+                }
+            }
+        }
+    }
+}
