@@ -32,13 +32,28 @@ async fn assert_rejected(app: &TestApp, body: &Value, field: &str, message: &str
     let (status, problem) = json(app.post_json("/api/events", body).await).await;
     assert_eq!(status, 400, "{body} → {problem}");
     assert_eq!(problem["errors"][field], message, "{body} → {problem}");
-    assert!(problem["message"].as_str().unwrap_or_default().contains(message), "{problem}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(message),
+        "{problem}"
+    );
     assert_eq!(problem["detail"], problem["message"]);
-    assert_eq!(count(app).await, before, "a rejected request stored something: {body}");
+    assert_eq!(
+        count(app).await,
+        before,
+        "a rejected request stored something: {body}"
+    );
 }
 
 fn ids(page: &Value) -> Vec<String> {
-    page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Follows `next_cursor` to the end, returning every id in order.
@@ -235,6 +250,21 @@ on_every_backend! {
         assert_eq!(messages("message=failed&component=order".into()).await.len(), 2);
     }
 
+    async fn a_rare_substring_is_found_among_more_events_than_a_scan_window(app) {
+        // Over 10 000 candidates, so the search must use the trigram index, not a scan.
+        let posted = post_many(&app, 10_050, |n| if n % 1000 == 7 { format!("needle {n}") } else { format!("hay {n}") }).await;
+        assert_eq!(posted, 10_050);
+        let found = all_pages(&app, "message=needle&limit=4").await;
+        assert_eq!(found.len(), 11);
+        let (_, page) = list(&app, "message=needle%201007").await;
+        assert_eq!(page["events"].as_array().unwrap().len(), 1);
+        // "needle 7" is older than the newest 10 000 events: only the index finds it.
+        let (_, page) = list(&app, "message=needle%207").await;
+        let messages: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+        assert_eq!(messages, ["needle 7007", "needle 7"]);
+        assert_eq!(all_pages(&app, "message=hay&limit=1000").await.len(), 10_039);
+    }
+
     async fn date_filters_accept_the_three_formats(app) {
         let first = post(&app, &event("first")).await;
         let second = post(&app, &event("second")).await;
@@ -397,8 +427,37 @@ on_every_backend! {
     }
 }
 
+/// Posts `n` events, 32 at a time, with messages from `message`; returns how many got 201.
+async fn post_many(app: &TestApp, n: usize, message: impl Fn(usize) -> String) -> usize {
+    let url = app.url("/api/events");
+    let mut created = 0;
+    let bodies: Vec<Value> = (0..n).map(|i| event(&message(i))).collect();
+    for chunk in bodies.chunks(32) {
+        let posts = chunk.iter().map(|body| {
+            let (client, url, body) = (app.client.clone(), url.clone(), body.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        });
+        for post in posts {
+            if let Ok(Ok(201)) = post.await {
+                created += 1;
+            }
+        }
+    }
+    created
+}
+
 fn time_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// RFC 3339 with microseconds, URL-safe (`+00:00` written as `Z`).
@@ -407,7 +466,13 @@ fn rfc3339(seconds: f64) -> String {
     let at = time::OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).unwrap();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(), at.month() as u8, at.day(), at.hour(), at.minute(), at.second(), at.microsecond()
+        at.year(),
+        at.month() as u8,
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.microsecond()
     )
 }
 
@@ -416,8 +481,23 @@ fn today() -> (String, String, String) {
     let now = time::OffsetDateTime::now_utc();
     let tomorrow = now + time::Duration::days(1);
     (
-        format!("{:02}-{:02}-{:04}", now.month() as u8, now.day(), now.year()),
-        format!("{:04}-{:02}-{:02}", now.year(), now.month() as u8, now.day()),
-        format!("{:04}-{:02}-{:02}", tomorrow.year(), tomorrow.month() as u8, tomorrow.day()),
+        format!(
+            "{:02}-{:02}-{:04}",
+            now.month() as u8,
+            now.day(),
+            now.year()
+        ),
+        format!(
+            "{:04}-{:02}-{:02}",
+            now.year(),
+            now.month() as u8,
+            now.day()
+        ),
+        format!(
+            "{:04}-{:02}-{:02}",
+            tomorrow.year(),
+            tomorrow.month() as u8,
+            tomorrow.day()
+        ),
     )
 }

@@ -69,11 +69,22 @@ impl TestApp {
             return None;
         };
         let name = format!("studyhall_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url).await.expect("connect to STUDYHALL_TEST_POSTGRES_URL");
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to STUDYHALL_TEST_POSTGRES_URL");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
-        Some(TestApp::spawn(url.parse().expect("postgres url"), TestDatabase::Postgres { admin_url, name }).await)
+        Some(
+            TestApp::spawn(
+                url.parse().expect("postgres url"),
+                TestDatabase::Postgres { admin_url, name },
+            )
+            .await,
+        )
     }
 
     async fn spawn(database_url: DatabaseUrl, database: TestDatabase) -> TestApp {
@@ -86,7 +97,13 @@ impl TestApp {
             stopped.await.ok();
         }));
         let client = Client::builder().no_proxy().build().expect("http client");
-        TestApp { address, client, shutdown: Some(shutdown), server: Some(server), _database: database }
+        TestApp {
+            address,
+            client,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _database: database,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -98,7 +115,12 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("POST")
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
     }
 
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
@@ -117,7 +139,10 @@ impl TestApp {
             let _ = shutdown.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stopped cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 }
@@ -126,12 +151,15 @@ impl TestApp {
 pub async fn json(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+    let value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
     (status, value)
 }
 
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let root = match base.rfind('/') {
         Some(slash) if slash > base.find("://").map_or(0, |i| i + 2) => &base[..slash],
         _ => base,
@@ -149,14 +177,20 @@ enum TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let TestDatabase::Postgres { admin_url, name } = self else { return };
+        let TestDatabase::Postgres { admin_url, name } = self else {
+            return;
+        };
         let (admin_url, name) = (admin_url.clone(), name.clone());
         // Drop runs inside the test's runtime; a database round trip needs its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await?;
-                admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await?;
                 admin.close().await
             })?;
             Ok::<_, anyhow::Error>(())

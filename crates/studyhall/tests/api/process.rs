@@ -18,7 +18,13 @@ struct Server {
 /// Starts `studyhall serve` on a free port and waits until it says where it listens.
 async fn start(database_url: &str) -> Server {
     let mut child = Command::new(BINARY)
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
         .env("STUDYHALL_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -28,15 +34,24 @@ async fn start(database_url: &str) -> Server {
         .expect("start studyhall");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let address = loop {
-        let line = lines.next_line().await.expect("read log").expect("studyhall exited before listening");
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+        let line = lines
+            .next_line()
+            .await
+            .expect("read log")
+            .expect("studyhall exited before listening");
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
         if entry["message"] == "studyhall is listening" {
             break entry["address"].as_str().expect("address field").to_owned();
         }
     };
     // Keep draining the log so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, address: format!("http://{address}") }
+    Server {
+        child,
+        address: format!("http://{address}"),
+    }
 }
 
 fn client() -> reqwest::Client {
@@ -53,8 +68,19 @@ async fn stored_ids(address: &str) -> HashSet<String> {
     loop {
         let page: Value = client()
             .get(format!("{address}/api/events?limit=1000{cursor}"))
-            .send().await.unwrap().json().await.unwrap();
-        ids.extend(page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
             None => return ids,
@@ -97,7 +123,11 @@ async fn every_acknowledged_event_survives_kill_9() {
     let restarted = start(&url).await;
     let stored = stored_ids(&restarted.address).await;
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost after kill -9", lost.len());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost after kill -9",
+        lost.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +142,11 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
         tokio::task::yield_now().await;
     }
     let pid = server.child.id().expect("pid").to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(status.success());
     let exit = server.child.wait().await.unwrap();
     assert_eq!(exit.code(), Some(0), "studyhall must exit 0 on SIGTERM");
@@ -120,7 +154,10 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
 
     let restarted = start(&url).await;
     let stored = stored_ids(&restarted.address).await;
-    assert!(acknowledged.is_subset(&stored), "an acknowledged event was lost during shutdown");
+    assert!(
+        acknowledged.is_subset(&stored),
+        "an acknowledged event was lost during shutdown"
+    );
 }
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {

@@ -114,15 +114,15 @@ impl EventStore {
     }
 }
 
-/// `SELECT … FROM events WHERE` the exact-match and date filters, the same on every
-/// backend. The caller adds its own message and cursor clauses.
-fn select_filtered<'a, DB>(query: &'a ListQuery) -> QueryBuilder<'a, DB>
+/// ` WHERE` the exact-match and date filters, the same on every backend. The caller
+/// adds its own message and cursor clauses.
+fn push_filters<'a, DB>(qb: &mut QueryBuilder<'a, DB>, query: &'a ListQuery)
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new(format!("SELECT {COLUMNS} FROM events WHERE TRUE"));
+    qb.push(" WHERE TRUE");
     let exact = [
         ("email", &query.email),
         ("environment", &query.environment),
@@ -140,7 +140,6 @@ where
     if let Some(to) = query.to {
         qb.push(" AND created_at < ").push_bind(to);
     }
-    qb
 }
 
 /// The keyset comparison and ORDER BY for the page direction.

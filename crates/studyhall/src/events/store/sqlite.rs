@@ -1,9 +1,20 @@
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use super::{decode_event, page_order, select_filtered, Inserted, KeyRecord, Pending, COLUMNS};
+use super::{decode_event, page_order, push_filters, Inserted, KeyRecord, Pending, COLUMNS};
 use crate::events::model::{Event, ListQuery};
+
+/// Rows walked in page order before a message search turns to the trigram index.
+const SCAN_WINDOW: i64 = 10_000;
+
+/// How a page is selected: by the filters alone, with the message tested over a
+/// bounded window of the page order, or with the message looked up in the trigram index.
+enum Shape<'a> {
+    Plain,
+    Window(&'a str),
+    Trigram(&'a str),
+}
 
 #[derive(Clone, Debug)]
 pub struct SqliteEvents {
@@ -17,41 +28,53 @@ impl SqliteEvents {
 
     pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // Claim idempotency keys first: an event whose key another request holds is not
+        // stored. The key's foreign key to the event is checked at commit.
         let mut outcomes = Vec::with_capacity(batch.len());
         for pending in batch {
-            let id = pending.id.to_string();
-            if let Some(claim) = &pending.claim {
-                let claimed = sqlx::query(
-                    "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
-                     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(&claim.scope)
-                .bind(&claim.key)
-                .bind(&claim.fingerprint)
-                .bind(&id)
-                .bind(pending.created_at)
-                .execute(&mut *tx)
-                .await?;
-                if claimed.rows_affected() == 0 {
-                    outcomes.push(Inserted::KeyTaken);
-                    continue;
-                }
-            }
-            let event = &pending.event;
-            sqlx::query(
-                "INSERT INTO events (id, component, data, email, environment, message, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            let Some(claim) = &pending.claim else {
+                outcomes.push(Inserted::Created(pending.stored()));
+                continue;
+            };
+            let claimed = sqlx::query(
+                "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
-            .bind(&id)
-            .bind(&event.component)
-            .bind(event.data.get())
-            .bind(&event.email)
-            .bind(&event.environment)
-            .bind(&event.message)
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .bind(&claim.fingerprint)
+            .bind(pending.id.to_string())
             .bind(pending.created_at)
             .execute(&mut *tx)
             .await?;
-            outcomes.push(Inserted::Created(pending.stored()));
+            outcomes.push(if claimed.rows_affected() == 0 {
+                Inserted::KeyTaken
+            } else {
+                Inserted::Created(pending.stored())
+            });
+        }
+        let rows = batch
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Inserted::Created(_)))
+            .map(|(pending, _)| pending);
+        // One multi-row INSERT for the whole batch (at most 256 rows × 7 parameters).
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, component, data, email, environment, message, created_at) ",
+        );
+        let mut any = false;
+        insert.push_values(rows.inspect(|_| any = true), |mut row, pending| {
+            let event = &pending.event;
+            row.push_bind(pending.id.to_string())
+                .push_bind(event.component.clone())
+                .push_bind(event.data.get().to_owned())
+                .push_bind(event.email.clone())
+                .push_bind(event.environment.clone())
+                .push_bind(event.message.clone())
+                .push_bind(pending.created_at);
+        });
+        if any {
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -84,25 +107,62 @@ impl SqliteEvents {
     }
 
     pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
-        let mut qb = select_filtered::<Sqlite>(query);
-        if let Some(message) = &query.message {
-            // GLOB is case-sensitive like the seed's LIKE, and the case-sensitive
-            // trigram index serves it.
-            qb.push(" AND seq IN (SELECT rowid FROM events_message WHERE message GLOB ")
-                .push_bind(format!("*{}*", glob_escape(message)))
-                .push(")");
+        let Some(message) = &query.message else {
+            return self.fetch(Shape::Plain, query, limit).await;
+        };
+        // SQLite's planner cannot tell a common substring from a rare one. A common one
+        // is found fastest by walking the page order and testing each message, a rare
+        // one by the trigram index. So walk a bounded window first: if it fills the page,
+        // those are exactly the first matches; if the window held every candidate, the
+        // page is complete; only otherwise ask the trigram index.
+        let pattern = format!("*{}*", glob_escape(message));
+        let page = self.fetch(Shape::Window(&pattern), query, limit).await?;
+        if page.len() == limit as usize {
+            return Ok(page);
         }
-        let (op, direction) = page_order(query);
-        if let Some(cursor) = &query.after {
-            qb.push(format_args!(" AND (created_at, id) {op} ("))
-                .push_bind(cursor.created_at)
-                .push(", ")
-                .push_bind(cursor.id.to_string())
-                .push(")");
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM events");
+        push_filters(&mut count, query);
+        push_cursor(&mut count, query);
+        count.push(format_args!(" LIMIT {SCAN_WINDOW})"));
+        let candidates: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        if candidates < SCAN_WINDOW {
+            return Ok(page);
         }
-        qb.push(format_args!(
-            " ORDER BY created_at {direction}, id {direction} LIMIT {limit}"
-        ));
+        self.fetch(Shape::Trigram(&pattern), query, limit).await
+    }
+
+    async fn fetch(
+        &self,
+        shape: Shape<'_>,
+        query: &ListQuery,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
+        let (_, direction) = page_order(query);
+        let order = format!(" ORDER BY created_at {direction}, id {direction}");
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM "));
+        if let Shape::Window(_) = shape {
+            qb.push(format_args!("(SELECT {COLUMNS} FROM "));
+        }
+        qb.push("events");
+        push_filters(&mut qb, query);
+        push_cursor(&mut qb, query);
+        match shape {
+            Shape::Plain => {}
+            Shape::Window(pattern) => {
+                qb.push(format_args!(
+                    "{order} LIMIT {SCAN_WINDOW}) WHERE message GLOB "
+                ))
+                .push_bind(pattern.to_owned());
+            }
+            Shape::Trigram(pattern) => {
+                // GLOB is case-sensitive like the seed's LIKE, and the case-sensitive
+                // trigram index serves it.
+                qb.push(" AND seq IN (SELECT rowid FROM events_message WHERE message GLOB ")
+                    .push_bind(pattern.to_owned())
+                    .push(")");
+            }
+        }
+        qb.push(format_args!("{order} LIMIT {limit}"));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -113,6 +173,17 @@ impl SqliteEvents {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+fn push_cursor<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &'a ListQuery) {
+    if let Some(cursor) = &query.after {
+        let (op, _) = page_order(query);
+        qb.push(format_args!(" AND (created_at, id) {op} ("))
+            .push_bind(cursor.created_at)
+            .push(", ")
+            .push_bind(cursor.id.to_string())
+            .push(")");
     }
 }
 
