@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::model::{Event, ListQuery, NewEvent};
 use crate::db::Db;
 
-pub(crate) const COLUMNS: &str = "id, component, data, email, environment, message, created_at";
+pub(crate) const COLUMNS: &str =
+    "events.id, events.component, events.data, events.email, events.environment, events.message, events.created_at";
 
 /// An event the writer is about to store, with its id and timestamp assigned.
 #[derive(Debug)]
@@ -135,10 +136,10 @@ where
         }
     }
     if let Some(from) = query.from {
-        qb.push(" AND created_at >= ").push_bind(from);
+        qb.push(" AND events.created_at >= ").push_bind(from);
     }
     if let Some(to) = query.to {
-        qb.push(" AND created_at < ").push_bind(to);
+        qb.push(" AND events.created_at < ").push_bind(to);
     }
 }
 

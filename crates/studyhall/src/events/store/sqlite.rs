@@ -9,7 +9,7 @@ use crate::events::model::{Event, ListQuery};
 const SCAN_WINDOW: i64 = 10_000;
 
 /// How a page is selected: by the filters alone, with the message tested over a
-/// bounded window of the page order, or with the message looked up in the trigram index.
+/// bounded window of the page order, or by walking the trigram index.
 enum Shape<'a> {
     Plain,
     Window(&'a str),
@@ -110,25 +110,27 @@ impl SqliteEvents {
         let Some(message) = &query.message else {
             return self.fetch(Shape::Plain, query, limit).await;
         };
-        // SQLite's planner cannot tell a common substring from a rare one. A common one
-        // is found fastest by walking the page order and testing each message, a rare
-        // one by the trigram index. So walk a bounded window first: if it fills the page,
-        // those are exactly the first matches; if the window held every candidate, the
-        // page is complete; only otherwise ask the trigram index.
         let pattern = format!("*{}*", glob_escape(message));
-        let page = self.fetch(Shape::Window(&pattern), query, limit).await?;
-        if page.len() == limit as usize {
-            return Ok(page);
+        // With an exact filter, its index may hold the matches in far fewer rows than the
+        // trigram index: walk a bounded window of it first. If the window fills the page
+        // those are exactly the first matches; if it held every candidate, the page is
+        // complete.
+        if query.email.is_some() || query.environment.is_some() || query.component.is_some() {
+            let page = self.fetch(Shape::Window(&pattern), query, limit).await?;
+            if page.len() == limit as usize || self.candidates(query).await? < SCAN_WINDOW {
+                return Ok(page);
+            }
         }
+        self.fetch(Shape::Trigram(&pattern), query, limit).await
+    }
+
+    /// Candidates for the window, counted up to `SCAN_WINDOW`.
+    async fn candidates(&self, query: &ListQuery) -> Result<i64, sqlx::Error> {
         let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM events");
         push_filters(&mut count, query);
         push_cursor(&mut count, query);
         count.push(format_args!(" LIMIT {SCAN_WINDOW})"));
-        let candidates: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        if candidates < SCAN_WINDOW {
-            return Ok(page);
-        }
-        self.fetch(Shape::Trigram(&pattern), query, limit).await
+        count.build_query_scalar().fetch_one(&self.pool).await
     }
 
     async fn fetch(
@@ -137,32 +139,47 @@ impl SqliteEvents {
         query: &ListQuery,
         limit: u32,
     ) -> Result<Vec<Event>, sqlx::Error> {
-        let (_, direction) = page_order(query);
+        let (op, direction) = page_order(query);
         let order = format!(" ORDER BY created_at {direction}, id {direction}");
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM "));
-        if let Shape::Window(_) = shape {
-            qb.push(format_args!("(SELECT {COLUMNS} FROM "));
-        }
-        qb.push("events");
-        push_filters(&mut qb, query);
-        push_cursor(&mut qb, query);
         match shape {
-            Shape::Plain => {}
+            Shape::Plain => {
+                qb.push("events");
+                push_filters(&mut qb, query);
+                push_cursor(&mut qb, query);
+                qb.push(&order);
+            }
             Shape::Window(pattern) => {
+                qb.push(format_args!("(SELECT {COLUMNS} FROM events"));
+                push_filters(&mut qb, query);
+                push_cursor(&mut qb, query);
                 qb.push(format_args!(
-                    "{order} LIMIT {SCAN_WINDOW}) WHERE message GLOB "
+                    "{order} LIMIT {SCAN_WINDOW}) AS events WHERE message GLOB "
                 ))
-                .push_bind(pattern.to_owned());
+                .push_bind(pattern.to_owned())
+                .push(&order);
             }
             Shape::Trigram(pattern) => {
-                // GLOB is case-sensitive like the seed's LIKE, and the case-sensitive
-                // trigram index serves it.
-                qb.push(" AND seq IN (SELECT rowid FROM events_message WHERE message GLOB ")
-                    .push_bind(pattern.to_owned())
+                // Walk the trigram index in rowid order and stop after `limit` matches:
+                // no match list is built or sorted. Rowid (`seq`) order is (created_at, id)
+                // order because one writer assigns both in step, so the cursor's event
+                // gives the rowid to continue from. GLOB is case-sensitive like the seed's
+                // LIKE, and the case-sensitive trigram index serves it.
+                qb.push("events_message JOIN events ON events.seq = events_message.rowid");
+                push_filters(&mut qb, query);
+                qb.push(" AND events_message.message GLOB ")
+                    .push_bind(pattern.to_owned());
+                if let Some(cursor) = &query.after {
+                    qb.push(format_args!(
+                        " AND events_message.rowid {op} (SELECT seq FROM events WHERE id = "
+                    ))
+                    .push_bind(cursor.id.to_string())
                     .push(")");
+                }
+                qb.push(format_args!(" ORDER BY events_message.rowid {direction}"));
             }
         }
-        qb.push(format_args!("{order} LIMIT {limit}"));
+        qb.push(format_args!(" LIMIT {limit}"));
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
