@@ -4,12 +4,14 @@
 //! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
 //! integration tests call the same way on a port-0 listener.
 
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod openapi;
+pub mod stats;
 
 use std::future::Future;
 
@@ -51,6 +53,11 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         router = router.merge(events.router);
         flushers.push(events.writer);
         housekeeping.push(events.pruner);
+    }
+    if settings.serves(Module::Stats) {
+        let stats = stats::start(&db);
+        router = router.merge(stats.router);
+        flushers.extend(stats.writer);
     }
     Ok(App {
         router: http::finish(router),

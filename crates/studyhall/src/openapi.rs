@@ -15,6 +15,7 @@ struct Root;
 pub fn document() -> Document {
     let mut doc = Root::openapi();
     doc.merge(crate::events::Api::openapi());
+    doc.merge(crate::stats::Api::openapi());
     for (path, alias) in crate::events::ALIASES {
         add_alias(&mut doc, path, alias);
     }

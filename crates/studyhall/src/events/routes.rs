@@ -5,7 +5,6 @@ use axum::Json;
 
 use super::model::{health_body, Event, EventBody, EventPage, ListParams, ListQuery, NewEvent};
 use super::store::{Inserted, KeyClaim};
-use super::writer::WriteError;
 use super::Events;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
@@ -145,18 +144,4 @@ pub async fn list(
         events: page,
         next_cursor,
     }))
-}
-
-impl From<WriteError> for ApiError {
-    fn from(err: WriteError) -> Self {
-        match err {
-            WriteError::Stopped => ApiError::Unavailable(anyhow::anyhow!(err)),
-            WriteError::Database(err) => match &*err {
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                    ApiError::Unavailable(anyhow::anyhow!(err))
-                }
-                _ => ApiError::Internal(anyhow::anyhow!(err)),
-            },
-        }
-    }
 }

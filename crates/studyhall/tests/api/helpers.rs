@@ -46,6 +46,7 @@ macro_rules! on_every_backend {
 pub struct TestApp {
     pub address: String,
     pub client: Client,
+    pub database_url: DatabaseUrl,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -88,7 +89,7 @@ impl TestApp {
     }
 
     async fn spawn(database_url: DatabaseUrl, database: TestDatabase) -> TestApp {
-        let settings = ServeSettings::new(database_url);
+        let settings = ServeSettings::new(database_url.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = format!("http://{}", listener.local_addr().expect("local addr"));
         let app = studyhall::build_app(&settings).await.expect("build app");
@@ -100,6 +101,7 @@ impl TestApp {
         TestApp {
             address,
             client,
+            database_url,
             shutdown: Some(shutdown),
             server: Some(server),
             _database: database,

@@ -5,3 +5,4 @@ mod helpers;
 mod events;
 mod ops;
 mod process;
+mod stats;

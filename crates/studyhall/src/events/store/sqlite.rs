@@ -5,7 +5,8 @@ use uuid::Uuid;
 use super::{decode_event, page_order, push_filters, Inserted, KeyRecord, Pending, COLUMNS};
 use crate::events::model::{Event, ListQuery};
 
-/// Rows walked in page order before a message search turns to the trigram index.
+/// Candidates an exact filter may leave for a message search to test them one by one
+/// rather than walk the trigram index.
 const SCAN_WINDOW: i64 = 10_000;
 
 /// How a page is selected: by the filters alone, with the message tested over a
@@ -111,15 +112,13 @@ impl SqliteEvents {
             return self.fetch(Shape::Plain, query, limit).await;
         };
         let pattern = format!("*{}*", glob_escape(message));
-        // With an exact filter, its index may hold the matches in far fewer rows than the
-        // trigram index: walk a bounded window of it first. If the window fills the page
-        // those are exactly the first matches; if it held every candidate, the page is
-        // complete.
-        if query.email.is_some() || query.environment.is_some() || query.component.is_some() {
-            let page = self.fetch(Shape::Window(&pattern), query, limit).await?;
-            if page.len() == limit as usize || self.candidates(query).await? < SCAN_WINDOW {
-                return Ok(page);
-            }
+        // With an exact filter that leaves few candidates (counted on its index alone,
+        // up to a bound), testing each candidate's message is cheapest and complete.
+        // Otherwise walk the trigram index.
+        let exact =
+            query.email.is_some() || query.environment.is_some() || query.component.is_some();
+        if exact && self.candidates(query).await? < SCAN_WINDOW {
+            return self.fetch(Shape::Window(&pattern), query, limit).await;
         }
         self.fetch(Shape::Trigram(&pattern), query, limit).await
     }

@@ -1,0 +1,103 @@
+//! Group commit. Requests hand their write to one batcher task per store; the task
+//! takes whatever has queued up (up to `MAX_BATCH`) and applies it in one transaction,
+//! so concurrent requests share one fsync instead of paying one each. A request is
+//! answered only after the transaction holding its write has committed.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+
+const MAX_BATCH: usize = 256;
+const QUEUE: usize = 4096;
+
+type Reply<O> = oneshot::Sender<Result<O, Arc<sqlx::Error>>>;
+
+pub struct Batcher<J, O> {
+    queue: mpsc::Sender<(J, Reply<O>)>,
+}
+
+impl<J, O> Clone for Batcher<J, O> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<J, O> std::fmt::Debug for Batcher<J, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Batcher")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the writer has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Database(Arc<sqlx::Error>),
+}
+
+impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
+    /// Starts the task. `apply` stores a batch in one transaction and returns one
+    /// outcome per job, in order. The task ends once every clone is dropped and the
+    /// queue is drained, so awaiting the handle after shutdown flushes pending writes.
+    pub fn start<F, Fut>(mut apply: F) -> (Self, JoinHandle<()>)
+    where
+        F: FnMut(Vec<J>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, sqlx::Error>> + Send,
+    {
+        let (queue, mut jobs) = mpsc::channel::<(J, Reply<O>)>(QUEUE);
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (work, replies): (Vec<J>, Vec<Reply<O>>) = batch.drain(..).unzip();
+                match apply(work).await {
+                    Ok(outcomes) => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    Err(err) => {
+                        let err = Arc::new(err);
+                        for reply in replies {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        (Batcher { queue }, task)
+    }
+
+    /// Queues `job` and waits until the transaction holding it has committed.
+    pub async fn submit(&self, job: J) -> Result<O, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((job, reply))
+            .await
+            .map_err(|_| BatchError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| BatchError::Stopped)?
+            .map_err(BatchError::Database)
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(err: BatchError) -> Self {
+        match err {
+            BatchError::Stopped => ApiError::Unavailable(anyhow::anyhow!(err)),
+            BatchError::Database(err) => match &*err {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                    ApiError::Unavailable(anyhow::anyhow!(err))
+                }
+                _ => ApiError::Internal(anyhow::anyhow!(err)),
+            },
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! Stats types and validation, with the seed's exact messages. Once parsed, ids are
+//! canonical lowercase UUIDs and numbers are within bounds.
+
+use axum::http::HeaderMap;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// Upper bounds that keep every sum exact in 64-bit integers.
+pub const MAX_MODULES: i64 = 1_000_000;
+pub const MAX_TIME_MS: i64 = 1_000_000_000_000;
+/// Scores are summed in ten-thousandths of a point, exactly.
+pub const SCORE_UNITS: f64 = 10_000.0;
+
+pub const COURSE_NOT_FOUND: &str = "session data not found for course";
+pub const SESSION_NOT_FOUND: &str = "session record not found";
+pub const SESSION_TAKEN: &str = "Session ID already belongs to another user or course.";
+
+/// A session's stats as posted, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPost {
+    pub user: String,
+    pub course: String,
+    pub session: String,
+    pub modules: i64,
+    pub score: f64,
+    pub time_ms: i64,
+}
+
+impl SessionPost {
+    pub fn score_units(&self) -> i64 {
+        (self.score * SCORE_UNITS).round() as i64
+    }
+}
+
+/// One session, as `GET /courses/{courseId}/sessions/{sessionId}` returns it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStats {
+    #[schema(format = "uuid")]
+    pub session_id: String,
+    pub total_modules_studied: i64,
+    pub average_score: f64,
+    /// Milliseconds.
+    pub time_studied: i64,
+}
+
+/// Lifetime stats of a user in a course.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CourseStats {
+    pub total_modules_studied: i64,
+    /// Module-weighted mean of the sessions' average scores.
+    pub average_score: f64,
+    /// Milliseconds.
+    pub time_studied: i64,
+    pub session_count: i64,
+}
+
+/// The stored aggregate row: exact integer sums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub sessions: i64,
+    pub modules: i64,
+    pub time_ms: i64,
+    /// Σ score_units × modules.
+    pub weighted_score: i64,
+    /// Σ score_units.
+    pub score_sum: i64,
+}
+
+impl Totals {
+    /// What one session adds to its course's totals.
+    pub fn of(modules: i64, score_units: i64, time_ms: i64) -> Totals {
+        Totals {
+            sessions: 1,
+            modules,
+            time_ms,
+            weighted_score: score_units * modules,
+            score_sum: score_units,
+        }
+    }
+
+    pub fn plus(self, other: Totals) -> Totals {
+        Totals {
+            sessions: self.sessions + other.sessions,
+            modules: self.modules + other.modules,
+            time_ms: self.time_ms + other.time_ms,
+            weighted_score: self.weighted_score + other.weighted_score,
+            score_sum: self.score_sum + other.score_sum,
+        }
+    }
+
+    pub fn minus(self, other: Totals) -> Totals {
+        Totals {
+            sessions: self.sessions - other.sessions,
+            modules: self.modules - other.modules,
+            time_ms: self.time_ms - other.time_ms,
+            weighted_score: self.weighted_score - other.weighted_score,
+            score_sum: self.score_sum - other.score_sum,
+        }
+    }
+
+    /// The seed summed the sessions' averages; the mean weighted by modules is what
+    /// "average score of modules across the course" means. With no modules at all,
+    /// the plain mean of the sessions' averages.
+    pub fn stats(&self) -> CourseStats {
+        let average_units = if self.modules > 0 {
+            self.weighted_score as f64 / self.modules as f64
+        } else if self.sessions > 0 {
+            self.score_sum as f64 / self.sessions as f64
+        } else {
+            0.0
+        };
+        CourseStats {
+            total_modules_studied: self.modules,
+            average_score: average_units / SCORE_UNITS,
+            time_studied: self.time_ms,
+            session_count: self.sessions,
+        }
+    }
+}
+
+/// Collects the seed's messages; every problem is reported at once.
+#[derive(Default)]
+pub struct Problems(Vec<&'static str>);
+
+impl Problems {
+    pub fn check<T>(&mut self, result: Result<T, &'static str>) -> Option<T> {
+        result.map_err(|message| self.0.push(message)).ok()
+    }
+
+    pub fn into_result<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => Err(stats_error(axum::http::StatusCode::BAD_REQUEST, &self.0)),
+        }
+    }
+}
+
+/// A problem+json whose `errors` is the seed's array of messages.
+pub fn stats_error(status: axum::http::StatusCode, messages: &[&str]) -> ApiError {
+    ApiError::new(status, messages.join(" ")).with_errors(Value::Array(
+        messages
+            .iter()
+            .map(|m| Value::String((*m).to_owned()))
+            .collect(),
+    ))
+}
+
+fn canonical_uuid(text: &str) -> Option<String> {
+    Uuid::try_parse(text.trim())
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
+pub fn course_id(text: &str) -> Result<String, &'static str> {
+    canonical_uuid(text).ok_or("Course ID is invalid.")
+}
+
+pub fn session_id(text: &str) -> Result<String, &'static str> {
+    canonical_uuid(text).ok_or("Session ID is invalid.")
+}
+
+/// The caller from the gateway's `X-User-Id` header: a UUID, as in the seed.
+pub fn header_user(headers: &HeaderMap) -> Result<String, &'static str> {
+    let value = headers
+        .get("x-user-id")
+        .ok_or("User ID needs to be defined.")?;
+    let text = value.to_str().map_err(|_| "User ID is invalid.")?;
+    if text.trim().is_empty() {
+        return Err("User ID needs to be defined.");
+    }
+    canonical_uuid(text).ok_or("User ID is invalid.")
+}
+
+fn whole_number(
+    value: Option<&Value>,
+    max: i64,
+    missing: &'static str,
+    invalid: &'static str,
+) -> Result<i64, &'static str> {
+    match value {
+        None | Some(Value::Null) => Err(missing),
+        Some(Value::Number(n)) => {
+            let whole = n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+                    .map(|f| f as i64)
+            });
+            whole.filter(|n| (0..=max).contains(n)).ok_or(invalid)
+        }
+        Some(_) => Err(invalid),
+    }
+}
+
+fn score(value: Option<&Value>) -> Result<f64, &'static str> {
+    match value {
+        None | Some(Value::Null) => Err("Average Score not defined."),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && (0.0..=100.0).contains(s))
+            .ok_or("Average Score invalid."),
+        Some(_) => Err("Average Score invalid."),
+    }
+}
+
+/// Validates `POST /courses/{courseId}`: path, header and body together.
+pub fn parse_post(course: &str, headers: &HeaderMap, body: &[u8]) -> Result<SessionPost, ApiError> {
+    let mut problems = Problems::default();
+    let course = problems.check(course_id(course));
+    let user = problems.check(header_user(headers));
+    let body: Option<Value> = serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object);
+    let Some(body) = body else {
+        problems.check::<()>(Err("Request body must be a JSON object."));
+        return problems.into_result(None);
+    };
+    let session = problems.check(match body.get("sessionId") {
+        None | Some(Value::Null) => Err("Session ID needs to be defined."),
+        Some(Value::String(text)) => session_id(text),
+        Some(_) => Err("Session ID is invalid."),
+    });
+    let modules = problems.check(whole_number(
+        body.get("totalModulesStudied"),
+        MAX_MODULES,
+        "Total modules studied not defined.",
+        "Total modules studied invalid.",
+    ));
+    let score = problems.check(score(body.get("averageScore")));
+    let time_ms = problems.check(whole_number(
+        body.get("timeStudied"),
+        MAX_TIME_MS,
+        "Time studied not defined.",
+        "Time studied invalid.",
+    ));
+    let post = match (user, course, session, modules, score, time_ms) {
+        (Some(user), Some(course), Some(session), Some(modules), Some(score), Some(time_ms)) => {
+            Some(SessionPost {
+                user,
+                course,
+                session,
+                modules,
+                score,
+                time_ms,
+            })
+        }
+        _ => None,
+    };
+    problems.into_result(post)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const USER: &str = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
+    const COURSE: &str = "2f6a4f2e-3b1c-4d5e-9f70-1a2b3c4d5e6f";
+
+    fn headers(user: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(user) = user {
+            headers.insert("x-user-id", user.parse().unwrap());
+        }
+        headers
+    }
+
+    fn messages(err: ApiError) -> Vec<String> {
+        let ApiError::Client {
+            errors: Some(Value::Array(errors)),
+            ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        errors
+            .into_iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_post_is_canonicalised() {
+        let body = json!({"sessionId": "A1B2C3D4-0000-4000-8000-000000000001", "totalModulesStudied": 30, "averageScore": 92.01, "timeStudied": 1000});
+        let post = parse_post(
+            &COURSE.to_uppercase(),
+            &headers(Some(USER)),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(post.course, COURSE);
+        assert_eq!(post.session, "a1b2c3d4-0000-4000-8000-000000000001");
+        assert_eq!(
+            (post.modules, post.time_ms, post.score_units()),
+            (30, 1000, 920_100)
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_together_in_the_seeds_words() {
+        let err = parse_post("nope", &headers(None), b"{}").unwrap_err();
+        assert_eq!(
+            messages(err),
+            [
+                "Course ID is invalid.",
+                "User ID needs to be defined.",
+                "Session ID needs to be defined.",
+                "Total modules studied not defined.",
+                "Average Score not defined.",
+                "Time studied not defined.",
+            ]
+        );
+        let body = json!({"sessionId": "x", "totalModulesStudied": -1, "averageScore": 100.5, "timeStudied": 1.5});
+        let err =
+            parse_post(COURSE, &headers(Some("bob")), body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            messages(err),
+            [
+                "User ID is invalid.",
+                "Session ID is invalid.",
+                "Total modules studied invalid.",
+                "Average Score invalid.",
+                "Time studied invalid.",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_non_objects_are_invalid_not_crashes() {
+        let body = json!({"sessionId": 5, "totalModulesStudied": "30", "averageScore": "high", "timeStudied": [1]});
+        let err =
+            parse_post(COURSE, &headers(Some(USER)), body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(messages(err).len(), 4);
+        for raw in [&b"not json"[..], b"[1]", b"", b"null"] {
+            let err = parse_post(COURSE, &headers(Some(USER)), raw).unwrap_err();
+            assert_eq!(messages(err), ["Request body must be a JSON object."]);
+        }
+    }
+
+    #[test]
+    fn the_average_is_weighted_by_modules_and_falls_back_to_the_plain_mean() {
+        let totals = Totals::of(30, 900_000, 10).minus(Totals::default());
+        let both = Totals {
+            sessions: 2,
+            modules: 40,
+            time_ms: 20,
+            weighted_score: totals.weighted_score + 10 * 500_000,
+            score_sum: 1_400_000,
+        };
+        assert_eq!(both.stats().average_score, 80.0);
+        let no_modules = Totals {
+            sessions: 2,
+            modules: 0,
+            time_ms: 0,
+            weighted_score: 0,
+            score_sum: 1_400_000,
+        };
+        assert_eq!(no_modules.stats().average_score, 70.0);
+    }
+}

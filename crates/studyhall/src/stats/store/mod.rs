@@ -1,0 +1,198 @@
+//! Stats storage. The course aggregate is its own row, changed in the same transaction
+//! as the session it summarises, by the difference between the session's new and old
+//! contribution, so reading it never scans sessions and a re-post never double-counts.
+
+mod postgres;
+mod sqlite;
+
+use tokio::task::JoinHandle;
+
+use super::model::{SessionPost, SessionStats, Totals};
+use crate::db::Db;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Stored,
+    /// The session id belongs to another user or course; nothing changed.
+    Taken,
+}
+
+/// The aggregate upsert: add a contribution (possibly negative) to the course totals.
+const ADD_TO_TOTALS: &str = "INSERT INTO stats_course_totals
+    (user_id, course_id, session_count, total_modules, time_studied, weighted_score, score_sum)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (user_id, course_id) DO UPDATE SET
+        session_count = stats_course_totals.session_count + excluded.session_count,
+        total_modules = stats_course_totals.total_modules + excluded.total_modules,
+        time_studied = stats_course_totals.time_studied + excluded.time_studied,
+        weighted_score = stats_course_totals.weighted_score + excluded.weighted_score,
+        score_sum = stats_course_totals.score_sum + excluded.score_sum";
+
+const TOTALS: &str = "SELECT session_count, total_modules, time_studied, weighted_score, score_sum
+    FROM stats_course_totals WHERE user_id = $1 AND course_id = $2";
+
+const SESSION: &str = "SELECT session_id, total_modules, average_score, time_studied
+    FROM stats_sessions WHERE session_id = $1 AND user_id = $2 AND course_id = $3";
+
+#[derive(Clone, Debug)]
+pub enum StatsStore {
+    Sqlite(sqlite::SqliteStats),
+    Postgres(postgres::PgStats),
+}
+
+impl StatsStore {
+    /// The store, and on SQLite the group-commit task to await at shutdown.
+    pub fn new(db: &Db) -> (StatsStore, Option<JoinHandle<()>>) {
+        match db {
+            Db::Sqlite(pool) => {
+                let (store, task) = sqlite::SqliteStats::start(pool.clone());
+                (StatsStore::Sqlite(store), Some(task))
+            }
+            Db::Postgres(pool) => (
+                StatsStore::Postgres(postgres::PgStats::new(pool.clone())),
+                None,
+            ),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(session = %post.session))]
+    pub async fn record(&self, post: SessionPost) -> Result<Recorded, ApiError> {
+        match self {
+            StatsStore::Sqlite(store) => Ok(store.record(post).await?),
+            StatsStore::Postgres(store) => Ok(store.record(&post).await?),
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn totals(&self, user: &str, course: &str) -> Result<Option<Totals>, sqlx::Error> {
+        let row: Option<(i64, i64, i64, i64, i64)> = match self {
+            StatsStore::Sqlite(store) => {
+                sqlx::query_as(TOTALS)
+                    .bind(user)
+                    .bind(course)
+                    .fetch_optional(store.pool())
+                    .await?
+            }
+            StatsStore::Postgres(store) => {
+                sqlx::query_as(TOTALS)
+                    .bind(user)
+                    .bind(course)
+                    .fetch_optional(store.pool())
+                    .await?
+            }
+        };
+        Ok(row
+            .map(
+                |(sessions, modules, time_ms, weighted_score, score_sum)| Totals {
+                    sessions,
+                    modules,
+                    time_ms,
+                    weighted_score,
+                    score_sum,
+                },
+            )
+            .filter(|totals| totals.sessions > 0))
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn session(
+        &self,
+        user: &str,
+        course: &str,
+        session: &str,
+    ) -> Result<Option<SessionStats>, sqlx::Error> {
+        let row: Option<(String, i64, f64, i64)> = match self {
+            StatsStore::Sqlite(store) => {
+                sqlx::query_as(SESSION)
+                    .bind(session)
+                    .bind(user)
+                    .bind(course)
+                    .fetch_optional(store.pool())
+                    .await?
+            }
+            StatsStore::Postgres(store) => {
+                sqlx::query_as(SESSION)
+                    .bind(session)
+                    .bind(user)
+                    .bind(course)
+                    .fetch_optional(store.pool())
+                    .await?
+            }
+        };
+        Ok(row.map(
+            |(session_id, total_modules_studied, average_score, time_studied)| SessionStats {
+                session_id,
+                total_modules_studied,
+                average_score,
+                time_studied,
+            },
+        ))
+    }
+}
+
+/// A stored session's owner and contribution, read before it is replaced.
+#[derive(Debug, sqlx::FromRow)]
+struct Previous {
+    user_id: String,
+    course_id: String,
+    total_modules: i64,
+    score_units: i64,
+    time_studied: i64,
+}
+
+impl Previous {
+    fn owned_by(&self, post: &SessionPost) -> bool {
+        self.user_id == post.user && self.course_id == post.course
+    }
+
+    fn contribution(&self) -> Totals {
+        Totals::of(self.total_modules, self.score_units, self.time_studied)
+    }
+}
+
+/// What recording `post` changes in its course totals, given what it replaces.
+fn delta(post: &SessionPost, previous: Option<&Previous>) -> Totals {
+    let new = Totals::of(post.modules, post.score_units(), post.time_ms);
+    new.minus(previous.map(Previous::contribution).unwrap_or_default())
+}
+
+fn now_micros() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)
+        .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::stats::model::{MAX_MODULES, MAX_TIME_MS};
+
+    proptest! {
+        /// Adding each post's delta to the totals, as the stores do, always equals the
+        /// totals recomputed from the sessions as they finally stand.
+        #[test]
+        fn applying_deltas_equals_recomputing_from_the_final_sessions(
+            posts in prop::collection::vec((0usize..6, 0..=MAX_MODULES, 0.0f64..=100.0, 0..=MAX_TIME_MS), 1..80)
+        ) {
+            let mut sessions: HashMap<usize, Previous> = HashMap::new();
+            let mut totals = Totals::default();
+            for (session, modules, score, time_ms) in posts {
+                let post = SessionPost {
+                    user: "u".into(), course: "c".into(), session: session.to_string(), modules, score, time_ms,
+                };
+                totals = totals.plus(delta(&post, sessions.get(&session)));
+                sessions.insert(session, Previous {
+                    user_id: post.user.clone(), course_id: post.course.clone(),
+                    total_modules: modules, score_units: post.score_units(), time_studied: time_ms,
+                });
+            }
+            let recomputed = sessions.values().fold(Totals::default(), |sum, s| sum.plus(s.contribution()));
+            prop_assert_eq!(totals, recomputed);
+            prop_assert_eq!(totals.sessions as usize, sessions.len());
+        }
+    }
+}
