@@ -40,16 +40,20 @@ impl FromStr for DatabaseUrl {
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Hide `user:password@` → `user:***@`.
-        match (self.0.find("://"), self.0.rfind('@')) {
-            (Some(start), Some(at)) if at > start => {
-                let userinfo = &self.0[start + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                let masked = if userinfo.contains(':') { ":***" } else { "" };
-                write!(f, "{}{user}{masked}{}", &self.0[..start + 3], &self.0[at..])
-            }
-            _ => f.write_str(&self.0),
+        f.write_str(&mask_password(&self.0))
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://user:***@host/…`, for logs and errors.
+pub fn mask_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let userinfo = &url[start + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{}{user}{masked}{}", &url[..start + 3], &url[at..])
         }
+        _ => url.to_owned(),
     }
 }
 

@@ -90,6 +90,10 @@ pub struct Problem {
     pub errors: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Route-specific members, e.g. `active_streams` and `limit` on a 429.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl Problem {
@@ -102,6 +106,7 @@ impl Problem {
             detail,
             errors,
             error: None,
+            extra: serde_json::Map::new(),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod events;
 pub mod http;
 pub mod openapi;
 pub mod stats;
+pub mod streams;
 
 use std::future::Future;
 
@@ -35,6 +36,7 @@ pub struct App {
 
 /// Connects to the database, applies migrations and wires the selected modules.
 pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
+    settings.validate()?;
     let db = Db::connect(
         &settings.database.database_url,
         settings.database.database_max_connections,
@@ -42,10 +44,19 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     .await?;
     db.migrate().await?;
     http::telemetry::prometheus();
+    let redis = settings
+        .redis_url
+        .as_ref()
+        .map(streams::RedisHandle::open)
+        .transpose()?;
 
     let openapi =
         serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
-    let mut router = http::ops::router(db.clone(), openapi);
+    let readiness = http::ops::Readiness {
+        db: db.clone(),
+        redis: redis.clone(),
+    };
+    let mut router = http::ops::router(readiness, openapi);
     let mut flushers = Vec::new();
     let mut housekeeping = Vec::new();
     if settings.serves(Module::Events) {
@@ -58,6 +69,12 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         let stats = stats::start(&db);
         router = router.merge(stats.router);
         flushers.extend(stats.writer);
+    }
+    if settings.serves(Module::Streams) {
+        let streams = streams::start(&db, settings, redis.as_ref())?;
+        router = router.merge(streams.router);
+        flushers.extend(streams.writer);
+        housekeeping.push(streams.housekeeping);
     }
     Ok(App {
         router: http::finish(router),
@@ -80,10 +97,14 @@ pub async fn serve(
         flushers,
         housekeeping,
     } = app;
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    // Peer addresses identify stream viewers when STUDYHALL_TRUST_PEER_ADDR is set.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")?;
     for task in housekeeping {
         task.abort();
     }

@@ -8,6 +8,7 @@ use utoipa::OpenApi;
     info(title = "studyhall", description = "Activity events, learning-session stats, grade analytics, stream limits and social profiles in one service."),
     paths(crate::http::ops::health, crate::http::ops::ready, crate::http::ops::metrics, crate::http::ops::openapi_document),
     components(schemas(crate::error::Problem)),
+    modifiers(&AdminToken),
     tags((name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 struct Root;
@@ -16,7 +17,8 @@ pub fn document() -> Document {
     let mut doc = Root::openapi();
     doc.merge(crate::events::Api::openapi());
     doc.merge(crate::stats::Api::openapi());
-    for (path, alias) in crate::events::ALIASES {
+    doc.merge(crate::streams::Api::openapi());
+    for (path, alias) in crate::events::ALIASES.iter().chain(crate::streams::ALIASES) {
         add_alias(&mut doc, path, alias);
     }
     doc
@@ -44,4 +46,23 @@ fn add_alias(doc: &mut Document, path: &str, alias: &str) {
             .map(|id| format!("{id}_alias"));
     }
     doc.paths.paths.insert(alias.to_owned(), item);
+}
+
+/// The admin routes' bearer token.
+struct AdminToken;
+
+impl utoipa::Modify for AdminToken {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("STUDYHALL_ADMIN_TOKEN"))
+                    .build(),
+            ),
+        );
+    }
 }

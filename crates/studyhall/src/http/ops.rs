@@ -11,12 +11,20 @@ use serde_json::json;
 
 use crate::db::Db;
 use crate::error::{ApiError, Problem};
+use crate::streams::RedisHandle;
 
-pub fn router(db: Db, openapi: serde_json::Value) -> Router {
+/// What `/ready` checks.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    pub db: Db,
+    pub redis: Option<RedisHandle>,
+}
+
+pub fn router(readiness: Readiness, openapi: serde_json::Value) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(db)
+        .with_state(readiness)
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
@@ -31,22 +39,39 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "healthy"}))
 }
 
-/// Readiness: the database answers a query within 2 s.
+/// Readiness: the database, and Redis when configured, answer within 2 s.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Every dependency answers", body = Object, example = json!({"status": "ready", "database": "ok"})),
-        (status = 503, description = "A dependency does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every dependency answers", body = Object, example = json!({"status": "ready", "database": "ok", "redis": "ok"})),
+        (status = 503, description = "A dependency does not answer; `detail` names it", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn ready(State(db): State<Db>) -> Result<Json<serde_json::Value>, ApiError> {
-    match tokio::time::timeout(Duration::from_secs(2), db.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({"status": "ready", "database": "ok"}))),
-        Ok(Err(err)) => Err(ApiError::Unavailable(
-            anyhow::anyhow!(err).context("database ping"),
-        )),
-        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
-            "database ping timed out"
-        ))),
+pub async fn ready(
+    State(readiness): State<Readiness>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = Duration::from_secs(2);
+    match tokio::time::timeout(limit, readiness.db.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => return Err(not_ready("database", &err)),
+        Err(_) => return Err(not_ready("database", &"no answer within 2 s")),
     }
+    let mut body = json!({"status": "ready", "database": "ok"});
+    if let Some(redis) = &readiness.redis {
+        match tokio::time::timeout(limit, redis.ping()).await {
+            Ok(Ok(())) => body["redis"] = json!("ok"),
+            Ok(Err(err)) => return Err(not_ready("redis", &err)),
+            Err(_) => return Err(not_ready("redis", &"no answer within 2 s")),
+        }
+    }
+    Ok(Json(body))
+}
+
+/// 503 naming the dependency (its error text goes to the log, not the client).
+fn not_ready(dependency: &str, cause: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(dependency, error = %cause, "not ready");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Not ready: {dependency} is unreachable."),
+    )
 }
 
 /// Prometheus text exposition: `http_requests_total` and

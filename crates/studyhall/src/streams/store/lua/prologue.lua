@@ -1,0 +1,18 @@
+-- Shared start of every stream script. KEYS: 1 active leases (sorted set, score =
+-- expiry in µs), 2 start times (hash), 3 metadata (hash), 4 limit override (string).
+-- Time is Redis's clock, so every instance judges expiry alike.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function fmt(n) return string.format('%.0f', n) end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('HDEL', KEYS[2], unpack(expired))
+  redis.call('HDEL', KEYS[3], unpack(expired))
+end
+local function limit(default) return tonumber(redis.call('GET', KEYS[4]) or default) end
+-- Leases die with their keys: nothing outlives the longest lease by more than a second.
+local function keep(lease)
+  local ms = math.ceil(lease / 1000) + 1000
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ms) end
+end

@@ -1,0 +1,209 @@
+//! Stream leases: `sql` (the database, default) or `redis`, behind one interface.
+//!
+//! A start is a check-and-insert that must be atomic per viewer across every instance:
+//! PostgreSQL locks the viewer's row (`FOR UPDATE`) for the count and the insert,
+//! SQLite has one writer, Redis runs one Lua script. Expiry is judged by the store's
+//! clock, never an instance's, so instances with skewed clocks agree.
+
+mod postgres;
+mod redis;
+mod sqlite;
+
+use tokio::task::JoinHandle;
+
+use super::model::{Counts, StartRequest, Started, Stream};
+use crate::config::{StreamSettings, StreamsBackend};
+use crate::db::Db;
+use crate::error::ApiError;
+
+pub use self::redis::RedisHandle;
+
+/// Limits and lease length every backend applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub default_limit: i64,
+    pub lease_us: i64,
+}
+
+impl From<&StreamSettings> for Policy {
+    fn from(settings: &StreamSettings) -> Self {
+        Policy {
+            default_limit: i64::from(settings.stream_limit),
+            lease_us: i64::from(settings.stream_lease_secs) * 1_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StreamStore {
+    Sqlite(sqlite::SqliteStreams),
+    Postgres(postgres::PgStreams),
+    Redis(redis::RedisStreams),
+}
+
+impl StreamStore {
+    /// The store, and on SQLite the group-commit task to await at shutdown.
+    pub fn new(
+        db: &Db,
+        backend: StreamsBackend,
+        redis: Option<&RedisHandle>,
+        policy: Policy,
+    ) -> anyhow::Result<(StreamStore, Option<JoinHandle<()>>)> {
+        Ok(match (backend, db) {
+            (StreamsBackend::Redis, _) => {
+                let redis = redis.ok_or_else(|| {
+                    anyhow::anyhow!("the redis streams backend needs STUDYHALL_REDIS_URL")
+                })?;
+                (
+                    StreamStore::Redis(redis::RedisStreams::new(redis.clone(), policy)),
+                    None,
+                )
+            }
+            (StreamsBackend::Sql, Db::Sqlite(pool)) => {
+                let (store, task) = sqlite::SqliteStreams::spawn(pool.clone(), policy);
+                (StreamStore::Sqlite(store), Some(task))
+            }
+            (StreamsBackend::Sql, Db::Postgres(pool)) => (
+                StreamStore::Postgres(postgres::PgStreams::new(pool.clone(), policy)),
+                None,
+            ),
+        })
+    }
+
+    #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, ApiError> {
+        match self {
+            StreamStore::Sqlite(store) => Ok(store.start(viewer, request).await?),
+            StreamStore::Postgres(store) => Ok(store.start(viewer, request).await?),
+            StreamStore::Redis(store) => store.start(viewer, request).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, ApiError> {
+        match self {
+            StreamStore::Sqlite(store) => Ok(store.heartbeat(viewer, id).await?),
+            StreamStore::Postgres(store) => Ok(store.heartbeat(viewer, id).await?),
+            StreamStore::Redis(store) => store.heartbeat(viewer, id).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn end(&self, viewer: &str, id: &str) -> Result<Option<(Stream, Counts)>, ApiError> {
+        match self {
+            StreamStore::Sqlite(store) => Ok(store.end(viewer, id).await?),
+            StreamStore::Postgres(store) => Ok(store.end(viewer, id).await?),
+            StreamStore::Redis(store) => store.end(viewer, id).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), ApiError> {
+        match self {
+            StreamStore::Sqlite(store) => Ok(store.list(viewer).await?),
+            StreamStore::Postgres(store) => Ok(store.list(viewer).await?),
+            StreamStore::Redis(store) => store.list(viewer).await,
+        }
+    }
+
+    /// Sets (or with `None` resets) a viewer's limit.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), ApiError> {
+        match self {
+            StreamStore::Sqlite(store) => Ok(store.set_limit(viewer, limit).await?),
+            StreamStore::Postgres(store) => Ok(store.set_limit(viewer, limit).await?),
+            StreamStore::Redis(store) => store.set_limit(viewer, limit).await,
+        }
+    }
+
+    /// Active streams over every viewer (SQL backends), for the metrics gauge.
+    pub async fn active_total(&self) -> Result<Option<i64>, sqlx::Error> {
+        match self {
+            StreamStore::Sqlite(store) => store.active_total().await.map(Some),
+            StreamStore::Postgres(store) => store.active_total().await.map(Some),
+            StreamStore::Redis(_) => Ok(None),
+        }
+    }
+
+    /// Forgets streams that ended or expired over an hour ago (SQL backends; Redis
+    /// expires its keys itself).
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        match self {
+            StreamStore::Sqlite(store) => store.prune().await,
+            StreamStore::Postgres(store) => store.prune().await,
+            StreamStore::Redis(_) => Ok(0),
+        }
+    }
+}
+
+// SQL shared by both SQL backends (`$N` parameters work on both). `now` is always the
+// database's clock, read once per transaction.
+const ENSURE_VIEWER: &str =
+    "INSERT INTO stream_viewers (viewer) VALUES ($1) ON CONFLICT (viewer) DO NOTHING";
+
+const ACTIVE: &str = "SELECT count(*), min(expires_at) FROM streams
+    WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
+
+const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4
+    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
+    RETURNING id, viewer, started_at, expires_at, metadata";
+
+/// Inserts a new lease; a client id that was used before (ended or expired) starts over.
+const INSERT: &str = "INSERT INTO streams (viewer, id, started_at, expires_at, metadata)
+    VALUES ($1, $2, $3, $3 + $4, $5)
+    ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
+        expires_at = excluded.expires_at, ended_at = NULL, metadata = excluded.metadata";
+
+const END: &str = "UPDATE streams SET ended_at = $3
+    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
+    RETURNING id, viewer, started_at, expires_at, metadata";
+
+const LIST: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+    WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2 ORDER BY started_at, id";
+
+const SET_LIMIT: &str = "INSERT INTO stream_viewers (viewer, stream_limit) VALUES ($1, $2)
+    ON CONFLICT (viewer) DO UPDATE SET stream_limit = excluded.stream_limit";
+
+const VIEWER_LIMIT: &str = "SELECT stream_limit FROM stream_viewers WHERE viewer = $1";
+
+const ACTIVE_TOTAL: &str =
+    "SELECT count(*) FROM streams WHERE ended_at IS NULL AND expires_at > $1";
+
+/// Streams that ended or expired over an hour ago are forgotten.
+const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1 - 3600000000";
+
+type StreamRow = (String, String, i64, i64, String);
+
+fn stream((id, viewer, started_at, expires_at, metadata): StreamRow) -> Stream {
+    Stream {
+        id,
+        viewer,
+        started_at,
+        expires_at,
+        metadata,
+    }
+}
+
+/// The decision after counting a viewer's active leases.
+fn decide(
+    active: i64,
+    earliest_expiry: Option<i64>,
+    limit: Option<i64>,
+    now: i64,
+    policy: Policy,
+) -> Result<Counts, Started> {
+    let counts = Counts {
+        active,
+        limit: limit.unwrap_or(policy.default_limit),
+    };
+    if active < counts.limit {
+        Ok(counts)
+    } else {
+        let retry_after_us =
+            earliest_expiry.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
+        Err(Started::Refused {
+            counts,
+            retry_after_us,
+        })
+    }
+}

@@ -1,0 +1,265 @@
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use uuid::Uuid;
+
+use super::Policy;
+use crate::config::RedisUrl;
+use crate::error::ApiError;
+use crate::streams::model::{Counts, StartRequest, Started, Stream};
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prologue.lua"),
+                include_str!($file)
+            ))
+        })
+    };
+}
+
+static START: LazyLock<Script> = script!("lua/start.lua");
+static HEARTBEAT: LazyLock<Script> = script!("lua/heartbeat.lua");
+static END: LazyLock<Script> = script!("lua/end.lua");
+static LIST: LazyLock<Script> = script!("lua/list.lua");
+
+/// A shared, self-reconnecting Redis connection. It is created without connecting, so
+/// the server starts (and answers 503) while Redis is down, and recovers by itself.
+#[derive(Clone)]
+pub struct RedisHandle(Arc<ConnectionManager>);
+
+impl std::fmt::Debug for RedisHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisHandle")
+    }
+}
+
+impl RedisHandle {
+    pub fn open(url: &RedisUrl) -> anyhow::Result<RedisHandle> {
+        let client = redis::Client::open(url.expose())
+            .map_err(|err| anyhow::anyhow!("invalid STUDYHALL_REDIS_URL {url}: {err}"))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|err| anyhow::anyhow!("cannot set up Redis at {url}: {err}"))?;
+        Ok(RedisHandle(Arc::new(manager)))
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        (*self.0).clone()
+    }
+
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        let mut connection = self.connection();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(drop)
+    }
+}
+
+/// Redis down is never "allow": the request fails and nothing is started.
+fn unavailable(err: redis::RedisError) -> ApiError {
+    tracing::warn!(error = %err, "Redis unavailable");
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "The stream lease store (Redis) is unreachable; nothing was changed. Retry shortly.",
+    )
+}
+
+fn malformed(what: &str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("unexpected reply from the {what} script"))
+}
+
+fn number(text: Option<&String>, what: &str) -> Result<i64, ApiError> {
+    text.and_then(|t| t.parse().ok())
+        .ok_or_else(|| malformed(what))
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisStreams {
+    redis: RedisHandle,
+    policy: Policy,
+}
+
+impl RedisStreams {
+    pub fn new(redis: RedisHandle, policy: Policy) -> Self {
+        RedisStreams { redis, policy }
+    }
+
+    /// The viewer's keys, sharing one hash slot.
+    fn keys(viewer: &str) -> [String; 4] {
+        let base = format!("studyhall:streams:{{{viewer}}}");
+        [
+            format!("{base}:active"),
+            format!("{base}:started"),
+            format!("{base}:meta"),
+            format!("{base}:limit"),
+        ]
+    }
+
+    async fn run(
+        &self,
+        script: &Script,
+        viewer: &str,
+        args: &[String],
+    ) -> Result<Vec<String>, ApiError> {
+        let mut invocation = script.prepare_invoke();
+        for key in Self::keys(viewer) {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        invocation
+            .invoke_async(&mut self.redis.connection())
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, ApiError> {
+        let id = request
+            .stream_id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let chosen = if request.stream_id.is_some() {
+            "1"
+        } else {
+            "0"
+        };
+        let args = [
+            id.clone(),
+            self.policy.lease_us.to_string(),
+            self.policy.default_limit.to_string(),
+            request.metadata.clone(),
+            chosen.to_owned(),
+        ];
+        let reply = self.run(&START, viewer, &args).await?;
+        let counts = Counts {
+            active: number(reply.get(1), "start")?,
+            limit: number(reply.get(2), "start")?,
+        };
+        match reply.first().map(String::as_str) {
+            Some("refused") => {
+                let (now, earliest) = (
+                    number(reply.get(3), "start")?,
+                    number(reply.get(4), "start")?,
+                );
+                Ok(Started::Refused {
+                    counts,
+                    retry_after_us: (earliest - now).max(0),
+                })
+            }
+            Some(outcome @ ("created" | "renewed")) => {
+                let stream = Stream {
+                    id,
+                    viewer: viewer.to_owned(),
+                    started_at: number(reply.get(3), "start")?,
+                    expires_at: number(reply.get(4), "start")?,
+                    metadata: reply.get(5).cloned().ok_or_else(|| malformed("start"))?,
+                };
+                Ok(if outcome == "created" {
+                    Started::Created(stream, counts)
+                } else {
+                    Started::Renewed(stream, counts)
+                })
+            }
+            _ => Err(malformed("start")),
+        }
+    }
+
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, ApiError> {
+        let reply = self
+            .run(
+                &HEARTBEAT,
+                viewer,
+                &[id.to_owned(), self.policy.lease_us.to_string()],
+            )
+            .await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Stream {
+            id: id.to_owned(),
+            viewer: viewer.to_owned(),
+            started_at: number(reply.first(), "heartbeat")?,
+            expires_at: number(reply.get(1), "heartbeat")?,
+            metadata: reply
+                .get(2)
+                .cloned()
+                .ok_or_else(|| malformed("heartbeat"))?,
+        }))
+    }
+
+    pub async fn end(&self, viewer: &str, id: &str) -> Result<Option<(Stream, Counts)>, ApiError> {
+        let reply = self
+            .run(
+                &END,
+                viewer,
+                &[id.to_owned(), self.policy.default_limit.to_string()],
+            )
+            .await?;
+        if reply.is_empty() {
+            return Ok(None);
+        }
+        let stream = Stream {
+            id: id.to_owned(),
+            viewer: viewer.to_owned(),
+            started_at: number(reply.first(), "end")?,
+            expires_at: number(reply.get(1), "end")?,
+            metadata: reply.get(2).cloned().ok_or_else(|| malformed("end"))?,
+        };
+        let counts = Counts {
+            active: number(reply.get(3), "end")?,
+            limit: number(reply.get(4), "end")?,
+        };
+        Ok(Some((stream, counts)))
+    }
+
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), ApiError> {
+        let reply = self
+            .run(&LIST, viewer, &[self.policy.default_limit.to_string()])
+            .await?;
+        let limit = number(reply.first(), "list")?;
+        let mut streams = reply
+            .get(1..)
+            .unwrap_or_default()
+            .chunks(4)
+            .map(|lease| match lease {
+                [id, started, expires, metadata] => Ok(Stream {
+                    id: id.clone(),
+                    viewer: viewer.to_owned(),
+                    started_at: number(Some(started), "list")?,
+                    expires_at: number(Some(expires), "list")?,
+                    metadata: metadata.clone(),
+                }),
+                _ => Err(malformed("list")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        streams.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        let counts = Counts {
+            active: streams.len() as i64,
+            limit,
+        };
+        Ok((streams, counts))
+    }
+
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), ApiError> {
+        let key = Self::keys(viewer)[3].clone();
+        let mut connection = self.redis.connection();
+        let command = match limit {
+            Some(limit) => redis::cmd("SET").arg(key).arg(limit).clone(),
+            None => redis::cmd("DEL").arg(key).clone(),
+        };
+        command
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+}

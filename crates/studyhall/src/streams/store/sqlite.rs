@@ -1,0 +1,278 @@
+use sqlx::{SqliteConnection, SqlitePool};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::{
+    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST,
+    PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
+};
+use crate::batch::{BatchError, Batcher};
+use crate::streams::model::{Counts, StartRequest, Started, Stream};
+
+/// The database's clock (the process's own, for an embedded database), Unix µs.
+const NOW: &str = "SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
+
+/// Every write goes through group commit: SQLite has one writer, so a start's count
+/// and insert cannot interleave with another's.
+#[derive(Clone, Debug)]
+pub struct SqliteStreams {
+    pool: SqlitePool,
+    writer: Batcher<Op, Done>,
+    policy: Policy,
+}
+
+pub enum Op {
+    Start(String, StartRequest),
+    Heartbeat(String, String),
+    End(String, String),
+    SetLimit(String, Option<i64>),
+}
+
+pub enum Done {
+    Started(Started),
+    Renewed(Option<Stream>),
+    Ended(Option<(Stream, Counts)>),
+    LimitSet,
+}
+
+impl SqliteStreams {
+    pub fn spawn(pool: SqlitePool, policy: Policy) -> (SqliteStreams, JoinHandle<()>) {
+        let batch_pool = pool.clone();
+        let (writer, task) = Batcher::start(move |ops: Vec<Op>| {
+            let pool = batch_pool.clone();
+            async move { apply(&pool, ops, policy).await }
+        });
+        (
+            SqliteStreams {
+                pool,
+                writer,
+                policy,
+            },
+            task,
+        )
+    }
+
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, BatchError> {
+        match self
+            .writer
+            .submit(Op::Start(viewer.to_owned(), request.clone()))
+            .await?
+        {
+            Done::Started(started) => Ok(started),
+            _ => Err(BatchError::Stopped),
+        }
+    }
+
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, BatchError> {
+        match self
+            .writer
+            .submit(Op::Heartbeat(viewer.to_owned(), id.to_owned()))
+            .await?
+        {
+            Done::Renewed(stream) => Ok(stream),
+            _ => Err(BatchError::Stopped),
+        }
+    }
+
+    pub async fn end(
+        &self,
+        viewer: &str,
+        id: &str,
+    ) -> Result<Option<(Stream, Counts)>, BatchError> {
+        match self
+            .writer
+            .submit(Op::End(viewer.to_owned(), id.to_owned()))
+            .await?
+        {
+            Done::Ended(ended) => Ok(ended),
+            _ => Err(BatchError::Stopped),
+        }
+    }
+
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), BatchError> {
+        self.writer
+            .submit(Op::SetLimit(viewer.to_owned(), limit))
+            .await
+            .map(drop)
+    }
+
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
+        let rows: Vec<StreamRow> = sqlx::query_as(LIST)
+            .bind(viewer)
+            .bind(now)
+            .fetch_all(&mut *conn)
+            .await?;
+        let limit = viewer_limit(&mut conn, viewer)
+            .await?
+            .unwrap_or(self.policy.default_limit);
+        let counts = Counts {
+            active: rows.len() as i64,
+            limit,
+        };
+        Ok((rows.into_iter().map(stream).collect(), counts))
+    }
+
+    pub async fn active_total(&self) -> Result<i64, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
+        sqlx::query_scalar(ACTIVE_TOTAL)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await
+    }
+
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
+        Ok(sqlx::query(PRUNE)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected())
+    }
+}
+
+async fn apply(pool: &SqlitePool, ops: Vec<Op>, policy: Policy) -> Result<Vec<Done>, sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *tx).await?;
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        done.push(match op {
+            Op::Start(viewer, request) => {
+                Done::Started(start(&mut tx, &viewer, &request, now, policy).await?)
+            }
+            Op::Heartbeat(viewer, id) => {
+                Done::Renewed(renew(&mut tx, &viewer, &id, now, policy).await?)
+            }
+            Op::End(viewer, id) => {
+                let row: Option<StreamRow> = sqlx::query_as(END)
+                    .bind(&viewer)
+                    .bind(&id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match row {
+                    Some(row) => Done::Ended(Some((
+                        stream(row),
+                        counts(&mut tx, &viewer, now, policy).await?,
+                    ))),
+                    None => Done::Ended(None),
+                }
+            }
+            Op::SetLimit(viewer, limit) => {
+                sqlx::query(SET_LIMIT)
+                    .bind(&viewer)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await?;
+                Done::LimitSet
+            }
+        });
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+async fn start(
+    tx: &mut SqliteConnection,
+    viewer: &str,
+    request: &StartRequest,
+    now: i64,
+    policy: Policy,
+) -> Result<Started, sqlx::Error> {
+    if let Some(id) = &request.stream_id {
+        if let Some(renewed) = renew(tx, viewer, id, now, policy).await? {
+            return Ok(Started::Renewed(
+                renewed,
+                counts(tx, viewer, now, policy).await?,
+            ));
+        }
+    }
+    let limit = viewer_limit(tx, viewer).await?;
+    let (active, earliest): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+        .bind(viewer)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+    let counts = match decide(active, earliest, limit, now, policy) {
+        Ok(counts) => counts,
+        Err(refused) => return Ok(refused),
+    };
+    let id = request
+        .stream_id
+        .clone()
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    sqlx::query(ENSURE_VIEWER)
+        .bind(viewer)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(INSERT)
+        .bind(viewer)
+        .bind(&id)
+        .bind(now)
+        .bind(policy.lease_us)
+        .bind(&request.metadata)
+        .execute(&mut *tx)
+        .await?;
+    let stream = Stream {
+        id,
+        viewer: viewer.to_owned(),
+        started_at: now,
+        expires_at: now + policy.lease_us,
+        metadata: request.metadata.clone(),
+    };
+    Ok(Started::Created(
+        stream,
+        Counts {
+            active: counts.active + 1,
+            ..counts
+        },
+    ))
+}
+
+async fn renew(
+    tx: &mut SqliteConnection,
+    viewer: &str,
+    id: &str,
+    now: i64,
+    policy: Policy,
+) -> Result<Option<Stream>, sqlx::Error> {
+    let row: Option<StreamRow> = sqlx::query_as(RENEW)
+        .bind(viewer)
+        .bind(id)
+        .bind(now)
+        .bind(policy.lease_us)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.map(stream))
+}
+
+async fn viewer_limit(
+    conn: &mut SqliteConnection,
+    viewer: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let limit: Option<Option<i64>> = sqlx::query_scalar(VIEWER_LIMIT)
+        .bind(viewer)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(limit.flatten())
+}
+
+async fn counts(
+    conn: &mut SqliteConnection,
+    viewer: &str,
+    now: i64,
+    policy: Policy,
+) -> Result<Counts, sqlx::Error> {
+    let (active, _): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+        .bind(viewer)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+    let limit = viewer_limit(conn, viewer)
+        .await?
+        .unwrap_or(policy.default_limit);
+    Ok(Counts { active, limit })
+}
