@@ -22,7 +22,7 @@ pub async fn health() -> Json<serde_json::Value> {
 ///
 /// A 201 means the event is on disk. With `Idempotency-Key`, a retry with the same body
 /// returns the first response and stores nothing; the same key with another body is 422.
-#[utoipa::path(post, path = "/api/events", tag = "events", request_body = EventBody,
+#[utoipa::path(post, path = "/api/events", tag = "events", operation_id = "events_create", request_body = EventBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; kept at least 24 h.")),
     responses(
         (status = 201, description = "Stored", body = Event),
@@ -115,7 +115,7 @@ fn caller(headers: &HeaderMap) -> String {
 ///
 /// Following `next_cursor` until it is null visits every matching event exactly once,
 /// even while new events are being stored.
-#[utoipa::path(get, path = "/api/events", tag = "events", params(ListParams),
+#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events_list", params(ListParams),
     responses(
         (status = 200, description = "A page of matching events", body = EventPage),
         (status = 400, description = "Invalid date, limit, order or cursor; `message` names it", body = Problem, content_type = "application/problem+json"),

@@ -14,7 +14,7 @@ use crate::error::{ApiError, Problem};
 ///
 /// Re-posting a session id of the same user and course replaces that session's stats
 /// (and its share of the course aggregate) and answers 201 again.
-#[utoipa::path(post, path = "/courses/{courseId}", tag = "stats",
+#[utoipa::path(post, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_post_session",
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("X-User-Id" = String, Header, format = "uuid", description = "Identifies the user"),
@@ -47,7 +47,7 @@ pub async fn post_session(
 }
 
 /// Fetch the user's lifetime statistics for a course.
-#[utoipa::path(get, path = "/courses/{courseId}", tag = "stats",
+#[utoipa::path(get, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_get_course",
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("X-User-Id" = String, Header, format = "uuid", description = "Identifies the user"),
@@ -74,7 +74,7 @@ pub async fn get_course(
 }
 
 /// Fetch a single study session.
-#[utoipa::path(get, path = "/courses/{courseId}/sessions/{sessionId}", tag = "stats",
+#[utoipa::path(get, path = "/courses/{courseId}/sessions/{sessionId}", tag = "stats", operation_id = "stats_get_session",
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("sessionId" = String, Path, format = "uuid", description = "Identifies the study session"),

@@ -41,7 +41,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 ///
 /// Starting a `stream_id` that is already active for this viewer renews its lease and
 /// counts once.
-#[utoipa::path(post, path = "/api/v1/streams", tag = "streams",
+#[utoipa::path(post, path = "/api/v1/streams", tag = "streams", operation_id = "streams_start",
     params(
         ("X-User-Id" = Option<String>, Header, description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
@@ -116,7 +116,7 @@ fn not_active() -> ApiError {
 }
 
 /// The viewer's active streams, oldest first.
-#[utoipa::path(get, path = "/api/v1/streams", tag = "streams",
+#[utoipa::path(get, path = "/api/v1/streams", tag = "streams", operation_id = "streams_list",
     params(
         ("X-User-Id" = Option<String>, Header, description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
@@ -142,7 +142,7 @@ pub async fn list(
 }
 
 /// Renew a stream's lease.
-#[utoipa::path(post, path = "/api/v1/streams/{id}/heartbeat", tag = "streams",
+#[utoipa::path(post, path = "/api/v1/streams/{id}/heartbeat", tag = "streams", operation_id = "streams_heartbeat",
     params(("id" = String, Path, description = "The stream id")),
     responses(
         (status = 200, description = "Renewed", body = StreamResponse),
@@ -169,7 +169,7 @@ pub async fn heartbeat(
 }
 
 /// End a stream; its slot is free at once.
-#[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams",
+#[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams", operation_id = "streams_end",
     params(("id" = String, Path, description = "The stream id")),
     responses(
         (status = 204, description = "Ended"),
@@ -195,7 +195,7 @@ pub async fn end(
 }
 
 /// Set a viewer's concurrent-stream limit (admin token).
-#[utoipa::path(put, path = "/api/v1/viewers/{viewer}/limit", tag = "streams",
+#[utoipa::path(put, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_set_limit",
     params(("viewer" = String, Path, description = "The viewer as streams show it, e.g. `user:alice` or `ip:203.0.113.7`")),
     request_body = LimitBody,
     security(("admin_token" = [])),
@@ -224,7 +224,7 @@ pub async fn set_limit(
 }
 
 /// Reset a viewer's limit to the default (admin token).
-#[utoipa::path(delete, path = "/api/v1/viewers/{viewer}/limit", tag = "streams",
+#[utoipa::path(delete, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_reset_limit",
     params(("viewer" = String, Path, description = "The viewer as streams show it")),
     security(("admin_token" = [])),
     responses(
