@@ -5,7 +5,7 @@
 use reqwest::{Client, Response};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
-use studyhall::config::ServeSettings;
+use studyhall::config::{ServeSettings, StreamsBackend};
 use studyhall::db::DatabaseUrl;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -43,6 +43,66 @@ macro_rules! on_every_backend {
     };
 }
 
+/// Like `on_every_backend!`, for the stream limiter: SQLite, PostgreSQL and Redis
+/// (leases in Redis, everything else in SQLite), each with `configure` applied to the
+/// settings.
+#[macro_export]
+macro_rules! on_every_stream_backend {
+    ($(async fn $name:ident($app:ident, $configure:expr) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $app = $crate::helpers::TestApp::sqlite_with($configure).await;
+                    $body
+                    $app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
+                    $body
+                    $app.stop().await;
+                }
+            )*
+        }
+        mod redis {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some($app) = $crate::helpers::TestApp::redis_with($configure).await else { return };
+                    $body
+                    $app.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+/// A test URL from the environment, or `None` to skip; CI must run every backend, so
+/// there a missing URL fails the test instead.
+pub fn test_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but {variable} is not: those tests would be skipped"
+            );
+            None
+        }
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: Client,
@@ -54,42 +114,43 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn sqlite() -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("studyhall.db").display());
-        TestApp::spawn(url.parse().expect("sqlite url"), TestDatabase::Sqlite(dir)).await
+        TestApp::sqlite_with(|_| {}).await
+    }
+
+    pub async fn postgres() -> Option<TestApp> {
+        TestApp::postgres_with(|_| {}).await
+    }
+
+    pub async fn sqlite_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
+        let (url, database) = TestDatabase::sqlite();
+        TestApp::spawn(url, database, configure).await
     }
 
     /// A server on a fresh PostgreSQL database, or `None` when no server is configured.
-    /// CI must test PostgreSQL, so there a missing URL is a failure, not a skip.
-    pub async fn postgres() -> Option<TestApp> {
-        let Ok(admin_url) = std::env::var("STUDYHALL_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but STUDYHALL_TEST_POSTGRES_URL is not: PostgreSQL tests would be skipped"
-            );
-            return None;
-        };
-        let name = format!("studyhall_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to STUDYHALL_TEST_POSTGRES_URL");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
-        Some(
-            TestApp::spawn(
-                url.parse().expect("postgres url"),
-                TestDatabase::Postgres { admin_url, name },
-            )
-            .await,
-        )
+    pub async fn postgres_with(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
+        let (url, database) = TestDatabase::postgres().await?;
+        Some(TestApp::spawn(url, database, configure).await)
     }
 
-    async fn spawn(database_url: DatabaseUrl, database: TestDatabase) -> TestApp {
-        let settings = ServeSettings::new(database_url.clone());
+    /// A server keeping stream leases in Redis (`STUDYHALL_TEST_REDIS_URL`).
+    pub async fn redis_with(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
+        let redis = test_url("STUDYHALL_TEST_REDIS_URL")?;
+        let (url, database) = TestDatabase::sqlite();
+        let app = TestApp::spawn(url, database, |settings| {
+            settings.redis_url = Some(redis.parse().expect("redis url"));
+            settings.streams.streams_backend = StreamsBackend::Redis;
+            configure(settings);
+        });
+        Some(app.await)
+    }
+
+    async fn spawn(
+        database_url: DatabaseUrl,
+        database: TestDatabase,
+        configure: impl FnOnce(&mut ServeSettings),
+    ) -> TestApp {
+        let mut settings = ServeSettings::new(database_url.clone());
+        configure(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = format!("http://{}", listener.local_addr().expect("local addr"));
         let app = studyhall::build_app(&settings).await.expect("build app");
@@ -172,9 +233,37 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A SQLite file in a fresh temporary directory.
+    pub fn sqlite() -> (DatabaseUrl, TestDatabase) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("studyhall.db").display());
+        (url.parse().expect("sqlite url"), TestDatabase::Sqlite(dir))
+    }
+
+    /// A fresh PostgreSQL database, dropped with the value; `None` without a server.
+    pub async fn postgres() -> Option<(DatabaseUrl, TestDatabase)> {
+        let admin_url = test_url("STUDYHALL_TEST_POSTGRES_URL")?;
+        let name = format!("studyhall_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to STUDYHALL_TEST_POSTGRES_URL");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name);
+        Some((
+            url.parse().expect("postgres url"),
+            TestDatabase::Postgres { admin_url, name },
+        ))
+    }
 }
 
 impl Drop for TestDatabase {

@@ -6,3 +6,4 @@ mod events;
 mod ops;
 mod process;
 mod stats;
+mod streams;

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::helpers::{test_url, TestDatabase};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_studyhall");
 
 struct Server {
@@ -17,7 +19,12 @@ struct Server {
 
 /// Starts `studyhall serve` on a free port and waits until it says where it listens.
 async fn start(database_url: &str) -> Server {
+    start_with(database_url, &[]).await
+}
+
+async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(BINARY)
+        .envs(env.iter().copied())
         .args([
             "serve",
             "--listen",
@@ -201,4 +208,182 @@ async fn migrate_creates_the_schema_and_openapi_prints_the_document() {
     assert!(ok);
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     assert!(doc["paths"]["/api/events"].is_object());
+}
+
+/// 200 concurrent starts for one viewer, alternating between two servers: exactly the
+/// limit may succeed.
+async fn split_starts(a: &Server, b: &Server) -> (usize, usize) {
+    let viewer = format!("split-{}", uuid::Uuid::new_v4().simple());
+    let attempts: Vec<_> = (0..200)
+        .map(|n| {
+            let url = format!(
+                "{}/api/v1/streams",
+                if n % 2 == 0 { &a.address } else { &b.address }
+            );
+            let viewer = viewer.clone();
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("X-User-Id", viewer)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let (mut allowed, mut refused) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            201 => allowed += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (allowed, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
+    let Some((url, _database)) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = start(url.expose()).await;
+    let b = start(url.expose()).await;
+    assert_eq!(split_starts(&a, &b).await, (3, 197));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_sharing_redis_allow_exactly_the_limit() {
+    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
+        return;
+    };
+    let env = [
+        ("STUDYHALL_STREAMS_BACKEND", "redis"),
+        ("STUDYHALL_REDIS_URL", redis.as_str()),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_with(
+        &format!("sqlite://{}", dir_a.path().join("a.db").display()),
+        &env,
+    )
+    .await;
+    let b = start_with(
+        &format!("sqlite://{}", dir_b.path().join("b.db").display()),
+        &env,
+    )
+    .await;
+    assert_eq!(split_starts(&a, &b).await, (3, 197));
+}
+
+/// A private Redis on a free port, so the test can stop and restart it.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server");
+        let redis = PrivateRedis { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        redis
+    }
+
+    async fn stop(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_restart() {
+    if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = PrivateRedis::start(port).await;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("STUDYHALL_STREAMS_BACKEND", "redis"),
+        ("STUDYHALL_REDIS_URL", url.as_str()),
+    ];
+    let server = start_with(
+        &format!("sqlite://{}", dir.path().join("r.db").display()),
+        &env,
+    )
+    .await;
+    let start_stream = || async {
+        client()
+            .post(format!("{}/api/v1/streams", server.address))
+            .header("X-User-Id", "outage")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let ready = || async {
+        client()
+            .get(format!("{}/ready", server.address))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(start_stream().await, 201);
+    assert_eq!(ready().await, 200);
+
+    redis.stop().await;
+    assert_eq!(
+        start_stream().await,
+        503,
+        "a start must never be allowed blind"
+    );
+    assert_eq!(ready().await, 503);
+
+    let _redis = PrivateRedis::start(port).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if start_stream().await == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery after Redis came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(ready().await, 200);
 }

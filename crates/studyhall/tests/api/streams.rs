@@ -1,0 +1,306 @@
+use std::time::{Duration, Instant};
+
+use reqwest::Response;
+use serde_json::{json, Value};
+use studyhall::config::ServeSettings;
+
+use crate::helpers::{json, TestApp};
+use crate::on_every_stream_backend;
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+fn defaults(_: &mut ServeSettings) {}
+
+fn short_lease(settings: &mut ServeSettings) {
+    settings.streams.stream_lease_secs = 1;
+}
+
+fn with_admin(settings: &mut ServeSettings) {
+    settings.admin_token = Some(ADMIN.parse().unwrap());
+}
+
+fn untrusted(settings: &mut ServeSettings) {
+    settings.identity.trust_identity_headers = false;
+}
+
+/// A viewer of its own, so backends that share a server (Redis) never see another
+/// test's streams.
+fn viewer() -> String {
+    format!("viewer-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn start(app: &TestApp, user: &str, body: Option<Value>) -> Response {
+    let mut request = app
+        .client
+        .post(app.url("/api/v1/streams"))
+        .header("X-User-Id", user);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn active(app: &TestApp, user: &str) -> (Vec<String>, i64) {
+    let (status, list) = json(
+        app.client
+            .get(app.url("/api/v1/streams"))
+            .header("X-User-Id", user)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let ids = list["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, list["limit"].as_i64().unwrap())
+}
+
+async fn end(app: &TestApp, user: &str, id: &str) -> u16 {
+    app.client
+        .delete(app.url(&format!("/api/v1/streams/{id}")))
+        .header("X-User-Id", user)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn heartbeat(app: &TestApp, user: &str, id: &str) -> u16 {
+    app.client
+        .post(app.url(&format!("/api/v1/streams/{id}/heartbeat")))
+        .header("X-User-Id", user)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn started_id(response: Response) -> String {
+    let (status, body) = json(response).await;
+    assert_eq!(status, 201, "{body}");
+    body["stream"]["id"].as_str().unwrap().to_owned()
+}
+
+on_every_stream_backend! {
+    async fn starts_up_to_the_limit_then_429_with_retry_after_and_nothing_stored(app, defaults) {
+        let user = viewer();
+        for n in 1..=3 {
+            let (status, body) = json(start(&app, &user, Some(json!({"video_name": format!("v{n}")}))).await).await;
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["active_streams"], n);
+            assert_eq!(body["limit"], 3);
+            assert_eq!(body["stream"]["viewer"], format!("user:{user}"));
+            assert_eq!(body["stream"]["video_name"], format!("v{n}"));
+        }
+        let refused = start(&app, &user, None).await;
+        assert_eq!(refused.status(), 429);
+        let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        assert_eq!(refused.headers()["content-type"], "application/problem+json");
+        let (_, problem) = json(refused).await;
+        assert_eq!((problem["active_streams"].as_i64(), problem["limit"].as_i64()), (Some(3), Some(3)));
+        assert_eq!(active(&app, &user).await.0.len(), 3, "a refused start stored something");
+    }
+
+    async fn the_seed_path_and_the_plural_path_share_one_count(app, defaults) {
+        let user = viewer();
+        for path in ["/api/v1/stream", "/api/v1/streams", "/api/v1/stream"] {
+            let response = app.client.post(app.url(path)).header("X-User-Id", &user).send().await.unwrap();
+            assert_eq!(response.status(), 201);
+        }
+        let response = app.client.post(app.url("/api/v1/stream")).header("X-User-Id", &user).send().await.unwrap();
+        assert_eq!(response.status(), 429);
+    }
+
+    async fn the_viewer_is_the_user_or_else_the_first_forwarded_address(app, defaults) {
+        let address = format!("198.51.100.{}", rand_octet());
+        let (status, body) = json(app.client.post(app.url("/api/v1/stream")).header("X-Forwarded-For", format!("{address}, 10.0.0.1")).send().await.unwrap()).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["stream"]["viewer"], format!("ip:{address}"));
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-Forwarded-For", &address).send().await.unwrap()).await;
+        assert_eq!(list["active_streams"], 1);
+    }
+
+    async fn metadata_is_stored_as_given_and_streams_are_listed_oldest_first(app, defaults) {
+        let user = viewer();
+        let first = json!({"video_name": "a", "codec_info": "h264", "file_type": "mp4", "size": 1024, "src": "s3://x",
+                           "framerate": 29.97, "video_playing": true, "video_start_time": "00:00", "ignored": "x"});
+        let a = started_id(start(&app, &user, Some(first)).await).await;
+        let b = started_id(start(&app, &user, Some(json!({"video_name": "b"}))).await).await;
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-User-Id", &user).send().await.unwrap()).await;
+        let streams = list["streams"].as_array().unwrap();
+        assert_eq!(streams.iter().map(|s| s["id"].as_str().unwrap()).collect::<Vec<_>>(), [a.as_str(), b.as_str()]);
+        assert_eq!(streams[0]["framerate"], 29.97);
+        assert_eq!(streams[0]["size"], 1024);
+        assert_eq!(streams[0]["video_playing"], true);
+        assert!(streams[0].get("ignored").is_none());
+        assert!(streams[0]["started_at"].as_str().unwrap().ends_with('Z'));
+    }
+
+    async fn a_repeated_stream_id_renews_its_lease_and_counts_once(app, defaults) {
+        let user = viewer();
+        for _ in 0..5 {
+            let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "tab-1"}))).await).await;
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["active_streams"], 1);
+            assert_eq!(body["stream"]["id"], "tab-1");
+        }
+        started_id(start(&app, &user, None).await).await;
+        started_id(start(&app, &user, None).await).await;
+        assert_eq!(start(&app, &user, Some(json!({"stream_id": "tab-2"}))).await.status(), 429);
+        assert_eq!(start(&app, &user, Some(json!({"stream_id": "tab-1"}))).await.status(), 201, "renewing at the limit is allowed");
+    }
+
+    async fn ending_a_stream_frees_its_slot_at_once(app, defaults) {
+        let user = viewer();
+        let ids = [started_id(start(&app, &user, None).await).await, started_id(start(&app, &user, None).await).await];
+        started_id(start(&app, &user, Some(json!({"stream_id": "tv"}))).await).await;
+        assert_eq!(start(&app, &user, None).await.status(), 429);
+        assert_eq!(end(&app, &user, &ids[0]).await, 204);
+        started_id(start(&app, &user, None).await).await;
+        // The seed's way to end: video_ended with the stream id.
+        let (status, ended) = json(start(&app, &user, Some(json!({"stream_id": "tv", "video_ended": true}))).await).await;
+        assert_eq!(status, 200, "{ended}");
+        assert_eq!(ended["stream"]["id"], "tv");
+        assert_eq!(ended["active_streams"], 2);
+        started_id(start(&app, &user, None).await).await;
+        assert_eq!(end(&app, &user, &ids[0]).await, 404, "ending twice");
+        assert_eq!(end(&app, &user, "never-started").await, 404);
+    }
+
+    async fn a_viewer_cannot_end_or_renew_another_viewers_stream(app, defaults) {
+        let (owner, other) = (viewer(), viewer());
+        let id = started_id(start(&app, &owner, None).await).await;
+        assert_eq!(end(&app, &other, &id).await, 404);
+        assert_eq!(heartbeat(&app, &other, &id).await, 404);
+        let (status, _) = json(start(&app, &other, Some(json!({"stream_id": id, "video_ended": true}))).await).await;
+        assert_eq!(status, 404);
+        assert_eq!(active(&app, &owner).await.0, [id]);
+    }
+
+    async fn a_stream_without_heartbeats_frees_its_slot_after_the_lease(app, short_lease) {
+        let user = viewer();
+        let begun = Instant::now();
+        for _ in 0..3 {
+            started_id(start(&app, &user, None).await).await;
+        }
+        assert_eq!(start(&app, &user, None).await.status(), 429, "leases count until they expire");
+        // The lease is 1 s: the slot must be free again within lease + 1 s.
+        loop {
+            let status = start(&app, &user, None).await.status();
+            if status == 201 {
+                break;
+            }
+            assert_eq!(status, 429);
+            assert!(begun.elapsed() < Duration::from_secs(2), "no slot freed within lease + 1 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(begun.elapsed() >= Duration::from_millis(900), "a lease expired early: {:?}", begun.elapsed());
+    }
+
+    async fn heartbeats_keep_a_stream_alive_and_an_expired_one_must_start_again(app, short_lease) {
+        let user = viewer();
+        let kept = started_id(start(&app, &user, None).await).await;
+        let dropped = started_id(start(&app, &user, None).await).await;
+        let until = Instant::now() + Duration::from_millis(1800);
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(heartbeat(&app, &user, &kept).await, 200);
+        }
+        assert_eq!(active(&app, &user).await.0, [kept.clone()]);
+        assert_eq!(heartbeat(&app, &user, &dropped).await, 404);
+    }
+
+    async fn two_hundred_concurrent_starts_for_one_viewer_allow_exactly_the_limit(app, defaults) {
+        let user = viewer();
+        let attempts: Vec<_> = (0..200).map(|_| {
+            let (client, url, user) = (app.client.clone(), app.url("/api/v1/streams"), user.clone());
+            tokio::spawn(async move { client.post(url).header("X-User-Id", user).send().await.unwrap().status().as_u16() })
+        }).collect();
+        let mut statuses = std::collections::HashMap::<u16, usize>::new();
+        for attempt in attempts {
+            *statuses.entry(attempt.await.unwrap()).or_default() += 1;
+        }
+        assert_eq!(statuses.get(&201), Some(&3), "{statuses:?}");
+        assert_eq!(statuses.get(&429), Some(&197), "{statuses:?}");
+        assert_eq!(active(&app, &user).await.0.len(), 3);
+    }
+
+    async fn bad_input_is_400_and_takes_no_slot(app, defaults) {
+        let user = viewer();
+        let long = "x".repeat(1025);
+        let bodies = [
+            "not json".to_owned(), "[1, 2]".to_owned(), r#""text""#.to_owned(),
+            json!({"video_name": long}).to_string(),
+            json!({"stream_id": "x".repeat(129)}).to_string(),
+            json!({"stream_id": "has space"}).to_string(),
+            json!({"stream_id": 7}).to_string(),
+            json!({"codec_info": {"nested": true}}).to_string(),
+            json!({"video_ended": true}).to_string(),
+        ];
+        for body in bodies {
+            let response = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", &user).body(body.clone()).send().await.unwrap();
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            let (status, problem) = json(response).await;
+            assert_eq!(status, 400, "{body} → {problem}");
+        }
+        let no_identity = app.client.post(app.url("/api/v1/streams")).send().await.unwrap();
+        assert_eq!(no_identity.status(), 400);
+        let bad_forwarded = app.client.post(app.url("/api/v1/streams")).header("X-Forwarded-For", "not-an-ip").send().await.unwrap();
+        assert_eq!(bad_forwarded.status(), 400);
+        let bad_user = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", "x".repeat(129)).send().await.unwrap();
+        assert_eq!(bad_user.status(), 400);
+        let bad_path = app.client.delete(app.url(&format!("/api/v1/streams/{}", "y".repeat(129)))).header("X-User-Id", &user).send().await.unwrap();
+        assert_eq!(bad_path.status(), 400);
+        assert!(active(&app, &user).await.0.is_empty(), "a rejected request took a slot");
+        for _ in 0..3 {
+            started_id(start(&app, &user, None).await).await;
+        }
+    }
+
+    async fn untrusted_identity_headers_are_not_an_identity(app, untrusted) {
+        let response = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", "alice").header("X-Forwarded-For", "203.0.113.9").send().await.unwrap();
+        let (status, problem) = json(response).await;
+        assert_eq!(status, 400);
+        assert!(problem["detail"].as_str().unwrap().contains("not trusted"), "{problem}");
+    }
+
+    async fn the_admin_token_sets_and_resets_a_viewers_limit(app, with_admin) {
+        let user = viewer();
+        let path = app.url(&format!("/api/v1/viewers/user:{user}/limit"));
+        let unauthenticated = app.client.put(&path).json(&json!({"limit": 5})).send().await.unwrap();
+        assert_eq!(unauthenticated.status(), 401);
+        let wrong = app.client.put(&path).bearer_auth("not-the-admin-token").json(&json!({"limit": 5})).send().await.unwrap();
+        assert_eq!(wrong.status(), 403);
+        for bad in [json!({"limit": 0}), json!({"limit": 1001}), json!({"limit": "5"}), json!({})] {
+            let response = app.client.put(&path).bearer_auth(ADMIN).json(&bad).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{bad}");
+        }
+        let (status, body) = json(app.client.put(&path).bearer_auth(ADMIN).json(&json!({"limit": 5})).send().await.unwrap()).await;
+        assert_eq!((status, body), (200, json!({"viewer": format!("user:{user}"), "limit": 5})));
+        for _ in 0..5 {
+            started_id(start(&app, &user, None).await).await;
+        }
+        assert_eq!(start(&app, &user, None).await.status(), 429);
+        assert_eq!(active(&app, &user).await.1, 5);
+        assert_eq!(app.client.delete(&path).bearer_auth(ADMIN).send().await.unwrap().status(), 204);
+        assert_eq!(active(&app, &user).await.1, 3);
+    }
+
+    async fn without_an_admin_token_configured_the_admin_routes_are_refused(app, defaults) {
+        let path = app.url("/api/v1/viewers/user:someone/limit");
+        let response = app.client.put(&path).bearer_auth(ADMIN).json(&json!({"limit": 5})).send().await.unwrap();
+        assert_eq!(response.status(), 403);
+    }
+}
+
+fn rand_octet() -> u8 {
+    (uuid::Uuid::new_v4().as_u128() % 250) as u8 + 1
+}
