@@ -214,7 +214,7 @@ on_every_stream_backend! {
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert_eq!(heartbeat(&app, &user, &kept).await, 200);
         }
-        assert_eq!(active(&app, &user).await.0, [kept.clone()]);
+        assert_eq!(active(&app, &user).await.0, [kept]);
         assert_eq!(heartbeat(&app, &user, &dropped).await, 404);
     }
 
