@@ -141,8 +141,10 @@ impl StreamStore {
 const ENSURE_VIEWER: &str =
     "INSERT INTO stream_viewers (viewer) VALUES ($1) ON CONFLICT (viewer) DO NOTHING";
 
-const ACTIVE: &str = "SELECT count(*), min(expires_at) FROM streams
-    WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
+/// Active leases, the earliest expiry and the viewer's limit override, in one round trip.
+const ACTIVE: &str = "SELECT count(*), min(expires_at),
+        (SELECT stream_limit FROM stream_viewers WHERE viewer = $1)
+    FROM streams WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
 
 const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4
     WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3

@@ -47,12 +47,12 @@ impl PgStreams {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = renewed {
-                let counts = counts(&mut tx, viewer, now, limit, self.policy).await?;
+                let counts = counts(&mut tx, viewer, now, self.policy).await?;
                 tx.commit().await?;
                 return Ok(Started::Renewed(stream(row), counts));
             }
         }
-        let (active, earliest): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+        let (active, earliest, _): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
             .bind(viewer)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -120,11 +120,7 @@ impl PgStreams {
             .fetch_optional(&mut *conn)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let limit: Option<Option<i64>> = sqlx::query_scalar(VIEWER_LIMIT)
-            .bind(viewer)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let counts = counts(&mut conn, viewer, now, limit.flatten(), self.policy).await?;
+        let counts = counts(&mut conn, viewer, now, self.policy).await?;
         Ok(Some((stream(row), counts)))
     }
 
@@ -181,10 +177,9 @@ async fn counts(
     conn: &mut PgConnection,
     viewer: &str,
     now: i64,
-    limit: Option<i64>,
     policy: Policy,
 ) -> Result<Counts, sqlx::Error> {
-    let (active, _): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+    let (active, _, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *conn)

@@ -3,8 +3,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST,
-    PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
+    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, PRUNE, RENEW,
+    SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::batch::{BatchError, Batcher};
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
@@ -190,8 +190,7 @@ async fn start(
             ));
         }
     }
-    let limit = viewer_limit(tx, viewer).await?;
-    let (active, earliest): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+    let (active, earliest, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -204,10 +203,7 @@ async fn start(
         .stream_id
         .clone()
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    sqlx::query(ENSURE_VIEWER)
-        .bind(viewer)
-        .execute(&mut *tx)
-        .await?;
+    // No viewer row is needed: SQLite's single writer is the lock.
     sqlx::query(INSERT)
         .bind(viewer)
         .bind(&id)
@@ -266,13 +262,13 @@ async fn counts(
     now: i64,
     policy: Policy,
 ) -> Result<Counts, sqlx::Error> {
-    let (active, _): (i64, Option<i64>) = sqlx::query_as(ACTIVE)
+    let (active, _, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-    let limit = viewer_limit(conn, viewer)
-        .await?
-        .unwrap_or(policy.default_limit);
-    Ok(Counts { active, limit })
+    Ok(Counts {
+        active,
+        limit: limit.unwrap_or(policy.default_limit),
+    })
 }
