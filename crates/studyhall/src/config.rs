@@ -31,6 +31,118 @@ pub enum Command {
     Migrate(DatabaseSettings),
     /// Print the OpenAPI 3.1 document.
     Openapi,
+    /// Mint a development token signed with the hs256 secret (configured or generated).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (the `sub` claim, or the configured user claim).
+    #[arg(long)]
+    pub sub: String,
+
+    /// The `email` claim.
+    #[arg(long)]
+    pub email: Option<String>,
+
+    /// Lifetime: a number with s, m, h or d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuthSettings {
+    /// How bearer tokens are verified: `hs256` (shared secret), `jwks` (RS256/ES256 keys
+    /// from a JWKS URL, e.g. Cognito) or `off` (no token is accepted).
+    #[arg(long, env = "STUDYHALL_AUTH", value_enum, default_value_t = AuthMode::Hs256)]
+    pub auth: AuthMode,
+
+    /// The hs256 secret (≥ 16 characters). Unset with SQLite: one is generated on first
+    /// start and kept beside the database file, readable only by its owner.
+    #[arg(long, env = "STUDYHALL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// JWKS URL for `jwks` mode.
+    #[arg(long, env = "STUDYHALL_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Cognito user pool region; with the pool id it sets the JWKS URL and issuer.
+    #[arg(long, env = "STUDYHALL_COGNITO_REGION")]
+    pub cognito_region: Option<String>,
+
+    /// Cognito user pool id, e.g. `eu-west-1_AbCdEf123`.
+    #[arg(long, env = "STUDYHALL_COGNITO_POOL_ID")]
+    pub cognito_pool_id: Option<String>,
+
+    /// Required `iss` claim.
+    #[arg(long, env = "STUDYHALL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required audience: the `aud` claim, or Cognito's `client_id` on access tokens.
+    #[arg(long, env = "STUDYHALL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required Cognito `token_use` claim: `access` or `id`.
+    #[arg(long, env = "STUDYHALL_JWT_TOKEN_USE")]
+    pub jwt_token_use: Option<String>,
+
+    /// The claim that holds the user id (Cognito setups often use `cognito:username`).
+    #[arg(long, env = "STUDYHALL_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// Least seconds between JWKS refetches caused by tokens with an unknown `kid`.
+    #[arg(long, env = "STUDYHALL_JWKS_REFRESH_SECS", default_value_t = 30)]
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            auth: AuthMode::Hs256,
+            jwt_secret: None,
+            jwks_url: None,
+            cognito_region: None,
+            cognito_pool_id: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_token_use: None,
+            jwt_user_claim: "sub".into(),
+            jwks_refresh_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Hs256,
+    Jwks,
+    Off,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -64,6 +176,9 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub identity: IdentitySettings,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
 
     #[command(flatten)]
     pub streams: StreamSettings,
@@ -191,6 +306,7 @@ impl ServeSettings {
                 trust_identity_headers: true,
                 trust_peer_addr: false,
             },
+            auth: AuthSettings::default(),
             streams: StreamSettings {
                 stream_limit: 3,
                 stream_lease_secs: 60,
@@ -242,6 +358,16 @@ const KNOWN_VARIABLES: &[&str] = &[
     "STUDYHALL_STREAMS_BACKEND",
     "STUDYHALL_REDIS_URL",
     "STUDYHALL_ADMIN_TOKEN",
+    "STUDYHALL_AUTH",
+    "STUDYHALL_JWT_SECRET",
+    "STUDYHALL_JWKS_URL",
+    "STUDYHALL_COGNITO_REGION",
+    "STUDYHALL_COGNITO_POOL_ID",
+    "STUDYHALL_JWT_ISSUER",
+    "STUDYHALL_JWT_AUDIENCE",
+    "STUDYHALL_JWT_TOKEN_USE",
+    "STUDYHALL_JWT_USER_CLAIM",
+    "STUDYHALL_JWKS_REFRESH_SECS",
 ];
 
 pub fn check_environment(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
@@ -276,6 +402,16 @@ mod tests {
             ("PATH".to_owned(), "x".to_owned()),
         ];
         assert!(check_environment(vars.into_iter()).is_ok());
+    }
+
+    #[test]
+    fn token_lifetimes_parse() {
+        assert_eq!(parse_ttl("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_ttl("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_ttl("2h").unwrap().as_secs(), 7200);
+        assert_eq!(parse_ttl("7d").unwrap().as_secs(), 604_800);
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
 //! integration tests call the same way on a port-0 listener.
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod db;
@@ -52,6 +53,10 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
 
     let openapi =
         serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
+    let auth = std::sync::Arc::new(auth::Auth::from_settings(
+        &settings.auth,
+        &settings.database.database_url,
+    )?);
     let readiness = http::ops::Readiness {
         db: db.clone(),
         redis: redis.clone(),
@@ -66,7 +71,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         housekeeping.push(events.pruner);
     }
     if settings.serves(Module::Stats) {
-        let stats = stats::start(&db);
+        let stats = stats::start(&db, settings);
         router = router.merge(stats.router);
         flushers.extend(stats.writer);
     }
@@ -76,6 +81,8 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         flushers.extend(streams.writer);
         housekeeping.push(streams.housekeeping);
     }
+    // Token verification for every route that reads a caller (`auth::Caller`).
+    let router = router.layer(axum::Extension(auth));
     Ok(App {
         router: http::finish(router),
         db,

@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 
-use studyhall::config::{check_environment, Cli, Command};
+use studyhall::config::{check_environment, AuthMode, Cli, Command};
 use studyhall::db::Db;
 use studyhall::http::telemetry::init_logging;
 
@@ -38,6 +38,25 @@ async fn main() -> anyhow::Result<()> {
             db.migrate().await?;
             db.close().await;
             tracing::info!(database = %settings.database_url, "migrations applied");
+        }
+        Command::Token(args) => {
+            if args.auth.auth != AuthMode::Hs256 {
+                anyhow::bail!(
+                    "`studyhall token` mints hs256 tokens, but STUDYHALL_AUTH is not hs256"
+                );
+            }
+            let secret = studyhall::auth::hs256_secret(&args.auth, &args.database.database_url)?
+                .context(
+                "no hs256 secret: set STUDYHALL_JWT_SECRET (generated ones exist only with SQLite)",
+            )?;
+            let token = studyhall::auth::mint_hs256(
+                &secret,
+                &args.auth.jwt_user_claim,
+                &args.sub,
+                args.email.as_deref(),
+                args.ttl,
+            )?;
+            println!("{token}");
         }
         Command::Openapi => {
             let doc = studyhall::openapi::document();

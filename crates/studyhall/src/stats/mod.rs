@@ -10,8 +10,16 @@ use axum::Router;
 use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
+use crate::config::ServeSettings;
 use crate::db::Db;
 use store::StatsStore;
+
+/// The module's state: its store, and whether the gateway's `X-User-Id` counts.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    store: StatsStore,
+    trust_headers: bool,
+}
 
 pub struct Module {
     pub router: Router,
@@ -19,8 +27,12 @@ pub struct Module {
     pub writer: Option<JoinHandle<()>>,
 }
 
-pub fn start(db: &Db) -> Module {
+pub fn start(db: &Db, settings: &ServeSettings) -> Module {
     let (store, writer) = StatsStore::new(db);
+    let stats = Stats {
+        store,
+        trust_headers: settings.identity.trust_identity_headers,
+    };
     let router = Router::new()
         .route(
             "/courses/{course_id}",
@@ -30,7 +42,7 @@ pub fn start(db: &Db) -> Module {
             "/courses/{course_id}/sessions/{session_id}",
             get(routes::get_session),
         )
-        .with_state(store);
+        .with_state(stats);
     Module { router, writer }
 }
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::{disagreement, same_user, AuthUser};
 use crate::error::ApiError;
 
 /// Upper bounds that keep every sum exact in 64-bit integers.
@@ -165,6 +166,30 @@ pub fn session_id(text: &str) -> Result<String, &'static str> {
     canonical_uuid(text).ok_or("Session ID is invalid.")
 }
 
+/// The caller: the token's user when a token was sent (a trusted `X-User-Id` must then
+/// name the same user, else 403), otherwise `X-User-Id` while headers are trusted. The
+/// inner error is the seed's validation message.
+pub fn caller_user(
+    token: Option<&AuthUser>,
+    headers: &HeaderMap,
+    trust_headers: bool,
+) -> Result<Result<String, &'static str>, ApiError> {
+    let header = headers
+        .get("x-user-id")
+        .filter(|_| trust_headers)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty());
+    match (token, header) {
+        (Some(user), Some(header)) if !same_user(&user.id, header) => Err(disagreement()),
+        (Some(user), _) => Ok(Ok(
+            canonical_uuid(&user.id).unwrap_or_else(|| user.id.clone())
+        )),
+        (None, _) if trust_headers => Ok(header_user(headers)),
+        (None, _) => Ok(Err("User ID needs to be defined.")),
+    }
+}
+
 /// The caller from the gateway's `X-User-Id` header: a UUID, as in the seed.
 pub fn header_user(headers: &HeaderMap) -> Result<String, &'static str> {
     let value = headers
@@ -208,11 +233,15 @@ fn score(value: Option<&Value>) -> Result<f64, &'static str> {
     }
 }
 
-/// Validates `POST /courses/{courseId}`: path, header and body together.
-pub fn parse_post(course: &str, headers: &HeaderMap, body: &[u8]) -> Result<SessionPost, ApiError> {
+/// Validates `POST /courses/{courseId}`: path, caller and body together.
+pub fn parse_post(
+    course: &str,
+    user: Result<String, &'static str>,
+    body: &[u8],
+) -> Result<SessionPost, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(course));
-    let user = problems.check(header_user(headers));
+    let user = problems.check(user);
     let body: Option<Value> = serde_json::from_slice::<Value>(body)
         .ok()
         .filter(Value::is_object);
@@ -289,7 +318,7 @@ mod tests {
         let body = json!({"sessionId": "A1B2C3D4-0000-4000-8000-000000000001", "totalModulesStudied": 30, "averageScore": 92.01, "timeStudied": 1000});
         let post = parse_post(
             &COURSE.to_uppercase(),
-            &headers(Some(USER)),
+            header_user(&headers(Some(USER))),
             body.to_string().as_bytes(),
         )
         .unwrap();
@@ -303,7 +332,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_together_in_the_seeds_words() {
-        let err = parse_post("nope", &headers(None), b"{}").unwrap_err();
+        let err = parse_post("nope", header_user(&headers(None)), b"{}").unwrap_err();
         assert_eq!(
             messages(err),
             [
@@ -316,8 +345,12 @@ mod tests {
             ]
         );
         let body = json!({"sessionId": "x", "totalModulesStudied": -1, "averageScore": 100.5, "timeStudied": 1.5});
-        let err =
-            parse_post(COURSE, &headers(Some("bob")), body.to_string().as_bytes()).unwrap_err();
+        let err = parse_post(
+            COURSE,
+            header_user(&headers(Some("bob"))),
+            body.to_string().as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(
             messages(err),
             [
@@ -333,11 +366,15 @@ mod tests {
     #[test]
     fn wrong_types_and_non_objects_are_invalid_not_crashes() {
         let body = json!({"sessionId": 5, "totalModulesStudied": "30", "averageScore": "high", "timeStudied": [1]});
-        let err =
-            parse_post(COURSE, &headers(Some(USER)), body.to_string().as_bytes()).unwrap_err();
+        let err = parse_post(
+            COURSE,
+            header_user(&headers(Some(USER))),
+            body.to_string().as_bytes(),
+        )
+        .unwrap_err();
         assert_eq!(messages(err).len(), 4);
         for raw in [&b"not json"[..], b"[1]", b"", b"null"] {
-            let err = parse_post(COURSE, &headers(Some(USER)), raw).unwrap_err();
+            let err = parse_post(COURSE, header_user(&headers(Some(USER))), raw).unwrap_err();
             assert_eq!(messages(err), ["Request body must be a JSON object."]);
         }
     }

@@ -4,10 +4,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
 use super::model::{
-    course_id, header_user, parse_post, session_id, stats_error, CourseStats, Problems,
+    caller_user, course_id, parse_post, session_id, stats_error, CourseStats, Problems,
     SessionStats, COURSE_NOT_FOUND, SESSION_NOT_FOUND, SESSION_TAKEN,
 };
-use super::store::{Recorded, StatsStore};
+use super::store::Recorded;
+use super::Stats;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 
 /// Persist a session study event.
@@ -28,19 +30,21 @@ use crate::error::{ApiError, Problem};
     ))]
 #[tracing::instrument(skip_all, fields(course = %course))]
 pub async fn post_session(
-    State(store): State<StatsStore>,
+    State(stats): State<Stats>,
+    Caller(token): Caller,
     Path(course): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SessionStats>), ApiError> {
-    let post = parse_post(&course, &headers, &body)?;
+    let user = caller_user(token.as_ref(), &headers, stats.trust_headers)?;
+    let post = parse_post(&course, user, &body)?;
     let stored = SessionStats {
         session_id: post.session.clone(),
         total_modules_studied: post.modules,
         average_score: post.score,
         time_studied: post.time_ms,
     };
-    match store.record(post).await? {
+    match stats.store.record(post).await? {
         Recorded::Stored => Ok((StatusCode::CREATED, Json(stored))),
         Recorded::Taken => Err(stats_error(StatusCode::CONFLICT, &[SESSION_TAKEN])),
     }
@@ -59,15 +63,16 @@ pub async fn post_session(
     ))]
 #[tracing::instrument(skip_all, fields(course = %course))]
 pub async fn get_course(
-    State(store): State<StatsStore>,
+    State(stats): State<Stats>,
+    Caller(token): Caller,
     Path(course): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<CourseStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(header_user(&headers));
+    let user = problems.check(caller_user(token.as_ref(), &headers, stats.trust_headers)?);
     let (course, user) = problems.into_result(course.zip(user))?;
-    match store.totals(&user, &course).await? {
+    match stats.store.totals(&user, &course).await? {
         Some(totals) => Ok(Json(totals.stats())),
         None => Err(stats_error(StatusCode::NOT_FOUND, &[COURSE_NOT_FOUND])),
     }
@@ -87,16 +92,17 @@ pub async fn get_course(
     ))]
 #[tracing::instrument(skip_all, fields(course = %course, session = %session))]
 pub async fn get_session(
-    State(store): State<StatsStore>,
+    State(stats): State<Stats>,
+    Caller(token): Caller,
     Path((course, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<SessionStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(header_user(&headers));
+    let user = problems.check(caller_user(token.as_ref(), &headers, stats.trust_headers)?);
     let session = problems.check(session_id(&session));
     let (course, (user, session)) = problems.into_result(course.zip(user.zip(session)))?;
-    match store.session(&user, &course, &session).await? {
+    match stats.store.session(&user, &course, &session).await? {
         Some(stats) => Ok(Json(stats)),
         None => Err(stats_error(StatusCode::NOT_FOUND, &[SESSION_NOT_FOUND])),
     }

@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::auth::{disagreement, same_user, AuthUser};
 use crate::config::IdentitySettings;
 use crate::error::ApiError;
 
@@ -29,12 +30,25 @@ pub const METADATA_FIELDS: &[&str] = &[
     "video_end_time",
 ];
 
-/// Who is watching: a user (token or `X-User-Id`) or a client address.
+/// Who is watching: the token's user; else a user (`X-User-Id`) or a client address
+/// from trusted gateway headers; else, if allowed, the peer address.
 pub fn viewer(
+    token: Option<&AuthUser>,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
     identity: &IdentitySettings,
 ) -> Result<String, ApiError> {
+    if let Some(user) = token {
+        let header = headers
+            .get("x-user-id")
+            .filter(|_| identity.trust_identity_headers);
+        if let Some(header) = header.and_then(|value| value.to_str().ok()) {
+            if !same_user(&user.id, header.trim()) {
+                return Err(disagreement());
+            }
+        }
+        return Ok(format!("user:{}", user.id));
+    }
     if identity.trust_identity_headers {
         if let Some(user) = headers.get("x-user-id") {
             let user = user.to_str().map(str::trim).unwrap_or_default();
@@ -252,28 +266,29 @@ mod tests {
     fn the_viewer_is_the_user_then_the_first_forwarded_address() {
         let both = headers(&[("x-user-id", "alice"), ("x-forwarded-for", "10.0.0.1")]);
         assert_eq!(
-            viewer(&both, None, &identity(true, false)).unwrap(),
+            viewer(None, &both, None, &identity(true, false)).unwrap(),
             "user:alice"
         );
         let chain = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]);
         assert_eq!(
-            viewer(&chain, None, &identity(true, false)).unwrap(),
+            viewer(None, &chain, None, &identity(true, false)).unwrap(),
             "ip:203.0.113.7"
         );
         assert!(viewer(
+            None,
             &headers(&[("x-forwarded-for", "nonsense")]),
             None,
             &identity(true, false)
         )
         .is_err());
-        assert!(viewer(&HeaderMap::new(), None, &identity(true, false)).is_err());
+        assert!(viewer(None, &HeaderMap::new(), None, &identity(true, false)).is_err());
         let peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
         assert_eq!(
-            viewer(&HeaderMap::new(), peer, &identity(true, true)).unwrap(),
+            viewer(None, &HeaderMap::new(), peer, &identity(true, true)).unwrap(),
             "ip:192.0.2.1"
         );
         assert!(
-            viewer(&both, None, &identity(false, false)).is_err(),
+            viewer(None, &both, None, &identity(false, false)).is_err(),
             "untrusted headers are ignored"
         );
     }

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::model::{self, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 
@@ -59,10 +60,11 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 pub async fn start(
     State(streams): State<Streams>,
     PeerAddr(peer): PeerAddr,
+    Caller(token): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let viewer = model::viewer(&headers, peer, &streams.identity)?;
+    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
     let request = model::start_request(&body)?;
     if request.ends {
         let id = request.stream_id.as_deref().unwrap_or_default();
@@ -130,9 +132,10 @@ fn not_active() -> ApiError {
 pub async fn list(
     State(streams): State<Streams>,
     PeerAddr(peer): PeerAddr,
+    Caller(token): Caller,
     headers: HeaderMap,
 ) -> Result<Json<StreamList>, ApiError> {
-    let viewer = model::viewer(&headers, peer, &streams.identity)?;
+    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
     let (active, counts) = streams.store.list(&viewer).await?;
     Ok(Json(StreamList {
         streams: active.iter().map(model::Stream::to_json).collect(),
@@ -153,10 +156,11 @@ pub async fn list(
 pub async fn heartbeat(
     State(streams): State<Streams>,
     PeerAddr(peer): PeerAddr,
+    Caller(token): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<StreamResponse>, ApiError> {
-    let viewer = model::viewer(&headers, peer, &streams.identity)?;
+    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
     let id = model::stream_id(&id)?;
     match streams.store.heartbeat(&viewer, &id).await? {
         Some(stream) => Ok(Json(StreamResponse {
@@ -180,10 +184,11 @@ pub async fn heartbeat(
 pub async fn end(
     State(streams): State<Streams>,
     PeerAddr(peer): PeerAddr,
+    Caller(token): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let viewer = model::viewer(&headers, peer, &streams.identity)?;
+    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
     let id = model::stream_id(&id)?;
     match streams.store.end(&viewer, &id).await? {
         Some(_) => {

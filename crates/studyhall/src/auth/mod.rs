@@ -1,0 +1,362 @@
+//! Identity from bearer tokens: `hs256` (a shared secret), `jwks` (RS256/ES256 keys
+//! from a JWKS URL such as a Cognito user pool's) or `off`.
+//!
+//! Every route that knows a caller reads it through [`Caller`]: a token, when one is
+//! sent, must verify (401 otherwise); routes then decide whether gateway headers may
+//! also speak for the caller.
+
+mod jwks;
+mod secret;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+
+use crate::config::{AuthMode, AuthSettings};
+use crate::db::DatabaseUrl;
+use crate::error::ApiError;
+
+pub use secret::hs256_secret;
+
+/// Tokens larger than this are refused unread.
+const MAX_TOKEN: usize = 8 * 1024;
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 60;
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+enum Keys {
+    Off,
+    /// hs256 without a secret (PostgreSQL and no `STUDYHALL_JWT_SECRET`): every token is
+    /// refused, with a message saying why.
+    Unconfigured,
+    Hs256(DecodingKey),
+    Jwks(jwks::Jwks),
+}
+
+/// Verifies bearer tokens.
+pub struct Auth {
+    keys: Keys,
+    issuer: Option<String>,
+    audience: Option<String>,
+    token_use: Option<String>,
+    user_claim: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    pub fn from_settings(settings: &AuthSettings, database: &DatabaseUrl) -> anyhow::Result<Auth> {
+        let cognito = match (&settings.cognito_region, &settings.cognito_pool_id) {
+            (Some(region), Some(pool)) => {
+                Some(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
+            }
+            (None, None) => None,
+            _ => {
+                anyhow::bail!("STUDYHALL_COGNITO_REGION and STUDYHALL_COGNITO_POOL_ID go together")
+            }
+        };
+        let keys = match settings.auth {
+            AuthMode::Off => Keys::Off,
+            AuthMode::Hs256 => match hs256_secret(settings, database)? {
+                Some(secret) => Keys::Hs256(DecodingKey::from_secret(secret.as_bytes())),
+                None => {
+                    tracing::warn!("STUDYHALL_AUTH=hs256 without STUDYHALL_JWT_SECRET on PostgreSQL: tokens are refused");
+                    Keys::Unconfigured
+                }
+            },
+            AuthMode::Jwks => {
+                let url = match (&settings.jwks_url, &cognito) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(pool)) => format!("{pool}/.well-known/jwks.json"),
+                    (None, None) => anyhow::bail!(
+                        "STUDYHALL_AUTH=jwks needs STUDYHALL_JWKS_URL, or STUDYHALL_COGNITO_REGION and STUDYHALL_COGNITO_POOL_ID"
+                    ),
+                };
+                Keys::Jwks(jwks::Jwks::new(
+                    url,
+                    Duration::from_secs(settings.jwks_refresh_secs),
+                )?)
+            }
+        };
+        if let Some(token_use) = &settings.jwt_token_use {
+            if token_use != "access" && token_use != "id" {
+                anyhow::bail!("STUDYHALL_JWT_TOKEN_USE must be `access` or `id`");
+            }
+        }
+        Ok(Auth {
+            keys,
+            issuer: settings.jwt_issuer.clone().or(cognito),
+            audience: settings.jwt_audience.clone(),
+            token_use: settings.jwt_token_use.clone(),
+            user_claim: settings.jwt_user_claim.clone(),
+        })
+    }
+
+    /// Checks a bearer token and returns its user.
+    pub async fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        if token.len() > MAX_TOKEN {
+            return Err(unauthorized("The token is larger than 8 KiB."));
+        }
+        // Refuses `alg: none` too: it is not an algorithm jsonwebtoken knows.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthorized("The token is malformed."))?;
+        let (key, algorithm) = match &self.keys {
+            Keys::Off => {
+                return Err(unauthorized(
+                    "This deployment accepts no tokens (STUDYHALL_AUTH=off).",
+                ))
+            }
+            Keys::Unconfigured => {
+                return Err(unauthorized(
+                    "Token authentication is not configured: set STUDYHALL_JWT_SECRET.",
+                ))
+            }
+            Keys::Hs256(key) => (key.clone(), Algorithm::HS256),
+            Keys::Jwks(jwks) => {
+                let kid = header
+                    .kid
+                    .as_deref()
+                    .ok_or_else(|| unauthorized("The token names no signing key (kid)."))?;
+                jwks.key(kid).await?
+            }
+        };
+        // Only the key's own algorithm: an HS256 token is never checked against an
+        // RSA public key (algorithm confusion), nor an RS256 one against a secret.
+        if header.alg != algorithm {
+            return Err(unauthorized(
+                "The token's algorithm does not match its key.",
+            ));
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            .map_err(|err| unauthorized(&describe(&err)))?
+            .claims;
+        self.check_claims(&claims)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<AuthUser, ApiError> {
+        if let Some(audience) = &self.audience {
+            let in_aud = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(audience)),
+                _ => false,
+            };
+            let client_id = claims.get("client_id").and_then(Value::as_str) == Some(audience);
+            if !in_aud && !client_id {
+                return Err(unauthorized("The token is for another audience."));
+            }
+        }
+        if let Some(token_use) = &self.token_use {
+            if claims.get("token_use").and_then(Value::as_str) != Some(token_use) {
+                return Err(unauthorized(&format!("A `{token_use}` token is required.")));
+            }
+        }
+        let id = claims
+            .get(&self.user_claim)
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.len() <= 128)
+            .ok_or_else(|| {
+                unauthorized(&format!("The token has no `{}` claim.", self.user_claim))
+            })?;
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(AuthUser {
+            id: id.to_owned(),
+            email,
+        })
+    }
+}
+
+fn describe(err: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "The token has expired.".into(),
+        ErrorKind::ImmatureSignature => "The token is not valid yet (nbf).".into(),
+        ErrorKind::InvalidIssuer => "The token is from another issuer.".into(),
+        ErrorKind::InvalidSignature => "The token's signature does not verify.".into(),
+        ErrorKind::InvalidAlgorithm => "The token's algorithm is not accepted.".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("The token has no `{claim}` claim."),
+        _ => "The token is malformed.".into(),
+    }
+}
+
+pub fn unauthorized(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, detail)
+}
+
+/// Mints an hs256 token (for `studyhall token` and tests).
+pub fn mint_hs256(
+    secret: &str,
+    user_claim: &str,
+    sub: &str,
+    email: Option<&str>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = Map::new();
+    claims.insert(user_claim.to_owned(), Value::String(sub.to_owned()));
+    if user_claim != "sub" {
+        claims.insert("sub".into(), Value::String(sub.to_owned()));
+    }
+    if let Some(email) = email {
+        claims.insert("email".into(), Value::String(email.to_owned()));
+    }
+    claims.insert("iat".into(), Value::from(now));
+    claims.insert(
+        "exp".into(),
+        Value::from(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2))),
+    );
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// The caller's verified token user, if a token was sent. A malformed `Authorization`
+/// header or a token that does not verify is a 401.
+pub struct Caller(pub Option<AuthUser>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Ok(Caller(None));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("Send the token as `Authorization: Bearer TOKEN`."))?;
+        let auth = parts
+            .extensions
+            .get::<Arc<Auth>>()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))?;
+        auth.verify(token).await.map(|user| Caller(Some(user)))
+    }
+}
+
+/// Whether a gateway header names the same user as the token (UUIDs compare in any case).
+pub fn same_user(token_user: &str, header_user: &str) -> bool {
+    match (
+        uuid::Uuid::try_parse(token_user),
+        uuid::Uuid::try_parse(header_user),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => token_user == header_user,
+    }
+}
+
+pub fn disagreement() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "The token's user and the X-User-Id header disagree.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs256(secret: &str) -> Auth {
+        Auth {
+            keys: Keys::Hs256(DecodingKey::from_secret(secret.as_bytes())),
+            issuer: None,
+            audience: None,
+            token_use: None,
+            user_claim: "sub".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_minted_token_verifies_and_a_foreign_one_does_not() {
+        let token = mint_hs256(
+            "a-secret-of-some-length",
+            "sub",
+            "alice",
+            Some("a@x.io"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let user = hs256("a-secret-of-some-length")
+            .verify(&token)
+            .await
+            .unwrap();
+        assert_eq!(
+            user,
+            AuthUser {
+                id: "alice".into(),
+                email: Some("a@x.io".into())
+            }
+        );
+        assert!(hs256("another-secret-entirely")
+            .verify(&token)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn expired_oversized_and_garbage_tokens_are_refused() {
+        let expired = {
+            let claims = serde_json::json!({"sub": "a", "exp": 1_000_000_000});
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"a-secret-of-some-length"),
+            )
+            .unwrap()
+        };
+        let auth = hs256("a-secret-of-some-length");
+        for token in [
+            expired,
+            "x".repeat(MAX_TOKEN + 1),
+            "not.a.token".into(),
+            String::new(),
+        ] {
+            assert!(auth.verify(&token).await.is_err());
+        }
+    }
+
+    #[test]
+    fn uuids_match_in_any_case_other_ids_exactly() {
+        assert!(same_user(
+            "9C1B2F8E-6D0A-4A2B-8A57-0B7B0E5D8F11",
+            "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11"
+        ));
+        assert!(!same_user("Alice", "alice"));
+    }
+}
