@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod auth;
 mod events;
 mod ops;
 mod process;

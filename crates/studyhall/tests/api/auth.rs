@@ -1,0 +1,408 @@
+//! Bearer tokens: a local JWKS server (RSA and EC keys) stands in for Cognito.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use studyhall::config::AuthMode;
+
+use crate::helpers::{json, TestApp};
+
+const ISSUER: &str = "https://issuer.test/pool";
+const AUDIENCE: &str = "studyhall-client";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+struct Key {
+    kid: &'static str,
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+}
+
+impl Key {
+    fn rsa(kid: &'static str, file: &str) -> Key {
+        Key {
+            kid,
+            algorithm: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_pem(&fixture(file)).unwrap(),
+        }
+    }
+
+    fn ec(kid: &'static str, file: &str) -> Key {
+        Key {
+            kid,
+            algorithm: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_pem(&fixture(file)).unwrap(),
+        }
+    }
+
+    fn jwk(&self) -> Jwk {
+        let mut jwk = Jwk::from_encoding_key(&self.encoding, self.algorithm).unwrap();
+        jwk.common.key_id = Some(self.kid.to_owned());
+        jwk
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.kid.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// A JWKS endpoint whose keys the test can change, counting fetches.
+struct JwksServer {
+    url: String,
+    keys: Arc<Mutex<Vec<Jwk>>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start(keys: Vec<Jwk>) -> JwksServer {
+        let keys = Arc::new(Mutex::new(keys));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (keys.clone(), fetches.clone());
+        let app = Router::new().route(
+            "/jwks.json",
+            get(move || {
+                let (served, counted) = (served.clone(), counted.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let keys = served.lock().unwrap().clone();
+                    axum::Json(JwkSet { keys })
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        JwksServer { url, keys, fetches }
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "email": format!("{sub}@example.com"), "iss": ISSUER, "aud": AUDIENCE,
+           "exp": now() + 300, "nbf": now() - 10, "iat": now()})
+}
+
+async fn jwks_app(server: &JwksServer, refresh_secs: u64) -> TestApp {
+    let url = server.url.clone();
+    TestApp::sqlite_with(move |settings| {
+        settings.auth.auth = AuthMode::Jwks;
+        settings.auth.jwks_url = Some(url);
+        settings.auth.jwt_issuer = Some(ISSUER.into());
+        settings.auth.jwt_audience = Some(AUDIENCE.into());
+        settings.auth.jwks_refresh_secs = refresh_secs;
+    })
+    .await
+}
+
+/// Starts a stream with the token; returns the status and the viewer or problem.
+async fn probe(app: &TestApp, token: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/streams"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    if status == 201 {
+        (status, body["stream"]["viewer"].clone())
+    } else {
+        (status, body)
+    }
+}
+
+async fn assert_refused(app: &TestApp, token: &str, why: &str) {
+    let response = app
+        .client
+        .post(app.url("/api/v1/streams"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{why}");
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let (_, problem) = json(response).await;
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{why}: {problem}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_rs256_and_es256_tokens_identify_the_caller() {
+    let (rsa, ec) = (Key::rsa("rsa-1", "rsa-1.pem"), Key::ec("ec-1", "ec-1.pem"));
+    let server = JwksServer::start(vec![rsa.jwk(), ec.jwk()]).await;
+    let app = jwks_app(&server, 30).await;
+    assert_eq!(
+        probe(&app, &rsa.sign(&claims("alice"))).await,
+        (201, json!("user:alice"))
+    );
+    assert_eq!(
+        probe(&app, &ec.sign(&claims("bob"))).await,
+        (201, json!("user:bob"))
+    );
+    // A Cognito access token carries the app client in `client_id`, not `aud`.
+    let mut access = claims("carol");
+    access.as_object_mut().unwrap().remove("aud");
+    access["client_id"] = json!(AUDIENCE);
+    assert_eq!(
+        probe(&app, &rsa.sign(&access)).await,
+        (201, json!("user:carol"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_401_with_a_detail() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let app = jwks_app(&server, 30).await;
+    // The control: an untouched token from the same key is accepted.
+    assert_eq!(probe(&app, &rsa.sign(&claims("mallory"))).await.0, 201);
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims("mallory");
+        change(&mut c);
+        rsa.sign(&c)
+    };
+    assert_refused(
+        &app,
+        &with(&|c| c["exp"] = json!(now() - 120)),
+        "expired beyond the leeway",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &with(&|c| c["nbf"] = json!(now() + 300)),
+        "not yet valid",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &with(&|c| c["iss"] = json!("https://evil.test")),
+        "wrong issuer",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &with(&|c| c["aud"] = json!("another-client")),
+        "wrong audience",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &with(&|c| {
+            c.as_object_mut().unwrap().remove("exp");
+        }),
+        "no expiry",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &Key::rsa("rsa-unknown", "rsa-2.pem").sign(&claims("mallory")),
+        "unknown kid",
+    )
+    .await;
+
+    let valid = rsa.sign(&claims("mallory"));
+    let parts: Vec<&str> = valid.split('.').collect();
+    let forged = URL_SAFE_NO_PAD.encode(claims("admin").to_string());
+    assert_refused(
+        &app,
+        &format!("{}.{forged}.{}", parts[0], parts[2]),
+        "tampered payload",
+    )
+    .await;
+
+    let none_header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": "rsa-1"}).to_string());
+    assert_refused(&app, &format!("{none_header}.{}.", parts[1]), "alg none").await;
+
+    // Algorithm confusion: HS256 with the RSA *public* key as the HMAC secret.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".into());
+    let confused = jsonwebtoken::encode(
+        &header,
+        &claims("mallory"),
+        &EncodingKey::from_secret(&fixture("rsa-1.pub.pem")),
+    )
+    .unwrap();
+    assert_refused(&app, &confused, "HS256 signed with the RSA public key").await;
+
+    for garbage in ["not-a-token", "a.b.c", &"x".repeat(9000)] {
+        assert_refused(&app, garbage, "malformed").await;
+    }
+    let basic = app
+        .client
+        .post(app.url("/api/v1/streams"))
+        .header("Authorization", "Basic YTpi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_in_key_is_accepted_without_restart() {
+    let (old, new) = (
+        Key::rsa("rsa-1", "rsa-1.pem"),
+        Key::rsa("rsa-2", "rsa-2.pem"),
+    );
+    let server = JwksServer::start(vec![old.jwk()]).await;
+    let app = jwks_app(&server, 0).await;
+    assert_eq!(probe(&app, &old.sign(&claims("dana"))).await.0, 201);
+    assert_eq!(
+        probe(&app, &new.sign(&claims("dana"))).await.0,
+        401,
+        "not published yet"
+    );
+    server.keys.lock().unwrap().push(new.jwk());
+    assert_eq!(
+        probe(&app, &new.sign(&claims("erin"))).await,
+        (201, json!("user:erin"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kids_refetch_the_keys_at_most_once_per_interval() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let app = jwks_app(&server, 30).await;
+    assert_eq!(probe(&app, &rsa.sign(&claims("fay"))).await.0, 201);
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
+    for n in 0..5 {
+        let kid: &'static str = Box::leak(format!("made-up-{n}").into_boxed_str());
+        let stranger = Key {
+            kid,
+            ..Key::rsa("x", "rsa-2.pem")
+        };
+        assert_eq!(probe(&app, &stranger.sign(&claims("fay"))).await.0, 401);
+    }
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        1,
+        "garbage kids must not hammer the JWKS"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_and_an_x_user_id_that_disagree_are_refused_with_403() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let app = jwks_app(&server, 30).await;
+    let user = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
+    let token = rsa.sign(&claims(user));
+    let course = uuid::Uuid::new_v4();
+    let body = json!({"sessionId": uuid::Uuid::new_v4(), "totalModulesStudied": 1, "averageScore": 50, "timeStudied": 10});
+    let disagree = app
+        .client
+        .post(app.url(&format!("/courses/{course}")))
+        .bearer_auth(&token)
+        .header("X-User-Id", "1d7e3c2a-5b4f-4e6d-8c9b-0a1b2c3d4e5f")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disagree.status(), 403);
+    let agree = app
+        .client
+        .post(app.url(&format!("/courses/{course}")))
+        .bearer_auth(&token)
+        .header("X-User-Id", user.to_uppercase())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(agree.status(), 201);
+    // The token alone is enough, and reads the same user's data.
+    let read = app
+        .client
+        .get(app.url(&format!("/courses/{course}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let stream = app
+        .client
+        .post(app.url("/api/v1/streams"))
+        .bearer_auth(&token)
+        .header("X-User-Id", "someone-else")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 403);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_off_no_token_is_accepted() {
+    let app = TestApp::sqlite_with(|settings| settings.auth.auth = AuthMode::Off).await;
+    let token = studyhall::auth::mint_hs256(
+        "whatever-secret-value",
+        "sub",
+        "x",
+        None,
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap();
+    assert_refused(&app, &token, "auth off").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn studyhall_token_mints_a_token_the_server_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_studyhall"))
+        .args([
+            "token",
+            "--sub",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--ttl",
+            "10m",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("STUDYHALL_JWT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let app =
+        TestApp::sqlite_with(|settings| settings.database.database_url = url.parse().unwrap())
+            .await;
+    assert_eq!(probe(&app, &token).await, (201, json!("user:alice")));
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_refused(&app, &tampered, "signature changed").await;
+    app.stop().await;
+}
