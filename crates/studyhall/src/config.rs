@@ -335,6 +335,7 @@ pub enum Module {
     Events,
     Stats,
     Streams,
+    Social,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

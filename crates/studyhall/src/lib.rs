@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod openapi;
+pub mod social;
 pub mod stats;
 pub mod streams;
 
@@ -80,6 +81,9 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         router = router.merge(streams.router);
         flushers.extend(streams.writer);
         housekeeping.push(streams.housekeeping);
+    }
+    if settings.serves(Module::Social) {
+        router = router.merge(social::router(&db));
     }
     // Token verification for every route that reads a caller (`auth::Caller`).
     let router = router.layer(axum::Extension(auth));

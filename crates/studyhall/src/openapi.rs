@@ -18,6 +18,7 @@ pub fn document() -> Document {
     doc.merge(crate::events::Api::openapi());
     doc.merge(crate::stats::Api::openapi());
     doc.merge(crate::streams::Api::openapi());
+    doc.merge(crate::social::Api::openapi());
     for (path, alias) in crate::events::ALIASES.iter().chain(crate::streams::ALIASES) {
         add_alias(&mut doc, path, alias);
     }
@@ -55,6 +56,15 @@ impl utoipa::Modify for AdminToken {
     fn modify(&self, doc: &mut Document) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(

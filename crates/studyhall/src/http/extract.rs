@@ -10,38 +10,63 @@ use serde_json::json;
 
 use crate::error::ApiError;
 
-/// A JSON body. The content type is not checked (the seeds' clients do not all send
-/// one); the body limit is, and a body that does not parse names the failing field.
+/// A JSON object body. The content type is not checked (the seeds' clients do not all
+/// send one); the body limit is, and a body that does not parse names the failing field.
 pub struct AppJson<T>(pub T);
+
+/// A JSON array body, otherwise like [`AppJson`].
+pub struct AppJsonList<T>(pub Vec<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Request body is larger than the 1 MiB limit.",
-                )
-            } else {
-                ApiError::bad_request(format!("Could not read the request body: {rejection}"))
-            }
-        })?;
-        parse_json(&bytes).map(AppJson)
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes, b'{', "a JSON object").map(AppJson)
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Every route takes an object; serde would otherwise read a struct from an array.
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJsonList<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes, b'[', "a JSON array").map(AppJsonList)
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body is larger than the 1 MiB limit.",
+            )
+        } else {
+            ApiError::bad_request(format!("Could not read the request body: {rejection}"))
+        }
+    })
+}
+
+/// Parses a body whose top level must open with `opening` (serde would otherwise read a
+/// struct from an array), naming the failing field on a type error.
+pub fn parse_json<T: DeserializeOwned>(
+    bytes: &[u8],
+    opening: u8,
+    shape: &str,
+) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => {
-            return Err(ApiError::bad_request(
-                "Request body must be a JSON object; it is empty.",
-            ))
+            return Err(ApiError::bad_request(format!(
+                "Request body must be {shape}; it is empty."
+            )))
         }
-        Some(b'{') => {}
-        Some(_) => return Err(ApiError::bad_request("Request body must be a JSON object.")),
+        Some(b) if *b == opening => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "Request body must be {shape}."
+            )))
+        }
     }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {

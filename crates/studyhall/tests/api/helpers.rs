@@ -43,6 +43,37 @@ macro_rules! on_every_backend {
     };
 }
 
+/// `on_every_backend!` with `configure` applied to every app's settings.
+#[macro_export]
+macro_rules! on_every_backend_with {
+    ($configure:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $app = $crate::helpers::TestApp::sqlite_with($configure).await;
+                    $body
+                    $app.stop().await;
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
+                    $body
+                    $app.stop().await;
+                }
+            )*
+        }
+    };
+}
+
 /// Like `on_every_backend!`, for the stream limiter: SQLite, PostgreSQL and Redis
 /// (leases in Redis, everything else in SQLite), each with `configure` applied to the
 /// settings.

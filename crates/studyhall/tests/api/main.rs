@@ -6,5 +6,6 @@ mod auth;
 mod events;
 mod ops;
 mod process;
+mod social;
 mod stats;
 mod streams;

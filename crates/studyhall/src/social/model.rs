@@ -1,0 +1,364 @@
+//! Profiles, friendships and the user-api's shapes and validation.
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::streams::model::rfc3339;
+
+pub const MAX_NAME: usize = 100;
+pub const MAX_DESCRIPTION: usize = 1000;
+pub const MAX_FIELD: usize = 200;
+pub const MAX_DOMAIN: usize = 253;
+pub const MAX_DOMAINS: usize = 500;
+pub const MAX_IDS: usize = 100;
+pub const MAX_PAGE: i64 = 100;
+
+/// A stored profile with the caller-relative figures the summaries need.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub user_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub description: Option<String>,
+    pub dob: Option<String>,
+    pub gender: Option<String>,
+    pub school: Option<String>,
+    pub work: Option<String>,
+    pub location: Option<String>,
+    pub email_public: bool,
+    pub dob_public: bool,
+    pub gender_public: bool,
+    pub school_public: bool,
+    pub work_public: bool,
+    pub location_public: bool,
+    pub share_mode: String,
+    pub domain_allow_array: String,
+    pub domain_deny_array: String,
+    /// 0 none, 1 pending (either way), 2 friends — relative to the caller.
+    pub friendship_state: i64,
+    pub mutual_friend_count: i64,
+}
+
+/// `UserSummary`: what lists show.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserSummary {
+    pub user_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub description: Option<String>,
+    /// Profile images are not part of this service: always null.
+    pub profile_image_uploaded_at: Option<String>,
+    pub profile_image_extension: Option<String>,
+    /// 0 none, 1 pending, 2 friends, relative to the caller.
+    pub friendship_state: i64,
+    pub mutual_friend_count: i64,
+}
+
+/// `UserPublic`: the summary plus the fields the user made public (others null).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserPublic {
+    #[serde(flatten)]
+    pub summary: UserSummary,
+    pub dob: Option<String>,
+    pub gender: Option<String>,
+    pub school: Option<String>,
+    pub work: Option<String>,
+    pub location: Option<String>,
+}
+
+/// `UserPrivate`: everything, for the user themself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserPrivate {
+    #[serde(flatten)]
+    pub public: UserPublic,
+    pub email: String,
+    pub email_public: bool,
+    pub dob_public: bool,
+    pub gender_public: bool,
+    pub school_public: bool,
+    pub work_public: bool,
+    pub location_public: bool,
+    pub share_mode: String,
+    pub domain_allow_array: Vec<String>,
+    pub domain_deny_array: Vec<String>,
+}
+
+/// A pending request received: the sender's summary and when they asked.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserFriendRequest {
+    #[serde(flatten)]
+    pub summary: UserSummary,
+    pub requested_at: String,
+}
+
+impl UserRow {
+    pub fn summary(&self) -> UserSummary {
+        UserSummary {
+            user_id: self.user_id.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            description: self.description.clone(),
+            profile_image_uploaded_at: None,
+            profile_image_extension: None,
+            friendship_state: self.friendship_state,
+            mutual_friend_count: self.mutual_friend_count,
+        }
+    }
+
+    pub fn public(&self) -> UserPublic {
+        let shown =
+            |public: bool, value: &Option<String>| if public { value.clone() } else { None };
+        UserPublic {
+            summary: self.summary(),
+            dob: shown(self.dob_public, &self.dob),
+            gender: shown(self.gender_public, &self.gender),
+            school: shown(self.school_public, &self.school),
+            work: shown(self.work_public, &self.work),
+            location: shown(self.location_public, &self.location),
+        }
+    }
+
+    pub fn private(&self) -> UserPrivate {
+        let mut public = self.public();
+        public.dob.clone_from(&self.dob);
+        public.gender.clone_from(&self.gender);
+        public.school.clone_from(&self.school);
+        public.work.clone_from(&self.work);
+        public.location.clone_from(&self.location);
+        let list = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
+        UserPrivate {
+            public,
+            email: self.email.clone(),
+            email_public: self.email_public,
+            dob_public: self.dob_public,
+            gender_public: self.gender_public,
+            school_public: self.school_public,
+            work_public: self.work_public,
+            location_public: self.location_public,
+            share_mode: self.share_mode.clone(),
+            domain_allow_array: list(&self.domain_allow_array),
+            domain_deny_array: list(&self.domain_deny_array),
+        }
+    }
+}
+
+/// A friendship row as `GET /friendship/check` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Friendship {
+    pub user_id1: String,
+    pub user_id2: String,
+    pub requested_at: String,
+    pub accepted_at: Option<String>,
+}
+
+impl Friendship {
+    pub fn from_row(
+        (user_id1, user_id2, requested_at, accepted_at): (String, String, i64, Option<i64>),
+    ) -> Self {
+        Friendship {
+            user_id1,
+            user_id2,
+            requested_at: rfc3339(requested_at),
+            accepted_at: accepted_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewUser {
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// `UserUpdate`: every field optional; only those sent change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct UserUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub description: Option<String>,
+    pub dob: Option<String>,
+    pub gender: Option<String>,
+    pub school: Option<String>,
+    pub work: Option<String>,
+    pub location: Option<String>,
+    pub email_public: Option<bool>,
+    pub dob_public: Option<bool>,
+    pub gender_public: Option<bool>,
+    pub school_public: Option<bool>,
+    pub work_public: Option<bool>,
+    pub location_public: Option<bool>,
+    /// `default_all` or `default_none`.
+    pub share_mode: Option<String>,
+    pub domain_allow_array: Option<Vec<String>>,
+    pub domain_deny_array: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct FriendRequestBody {
+    pub user_id2: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AcceptBody {
+    pub user_id1: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UnfriendBody {
+    pub user_id1: String,
+    pub user_id2: String,
+}
+
+/// A 4xx whose `detail` is FastAPI's field; 400 and 422 alike.
+pub fn detail(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError::new(status, message)
+}
+
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    detail(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > MAX_NAME {
+        return Err(invalid(format!(
+            "{field} must be 1 to {MAX_NAME} characters."
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+pub fn optional_text(field: &str, value: &str, max: usize) -> Result<Option<String>, ApiError> {
+    let value = value.trim();
+    if value.chars().count() > max {
+        return Err(invalid(format!(
+            "{field} must be at most {max} characters."
+        )));
+    }
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+pub fn dob(value: &str) -> Result<Option<String>, ApiError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    time::Date::parse(
+        value,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map(|_| Some(value.to_owned()))
+    .map_err(|_| invalid("dob must be a date as YYYY-MM-DD."))
+}
+
+pub fn share_mode(value: &str) -> Result<String, ApiError> {
+    match value {
+        "default_all" | "default_none" => Ok(value.to_owned()),
+        _ => Err(invalid(
+            "share_mode must be `default_all` or `default_none`.",
+        )),
+    }
+}
+
+/// A domain list: at most 500 entries of at most 253 characters, stored as JSON.
+pub fn domains(list: &[String]) -> Result<String, ApiError> {
+    if list.len() > MAX_DOMAINS {
+        return Err(invalid(format!(
+            "A domain list holds at most {MAX_DOMAINS} entries."
+        )));
+    }
+    let mut cleaned = Vec::with_capacity(list.len());
+    for domain in list {
+        let domain = domain.trim().to_ascii_lowercase();
+        let ok = !domain.is_empty()
+            && domain.len() <= MAX_DOMAIN
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !ok {
+            return Err(invalid(format!(
+                "`{domain}` is not a domain name (at most {MAX_DOMAIN} characters)."
+            )));
+        }
+        cleaned.push(Value::String(domain));
+    }
+    Ok(Value::Array(cleaned).to_string())
+}
+
+/// A user id in a path or body: what tokens carry, up to 128 characters.
+pub fn user_id(value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            "A user id is 1 to 128 printable characters.",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// `limit`/`offset` as the user-api read them.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Page size; capped at 100.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// Friend searches: match the whole value instead of a substring.
+    pub exact: Option<bool>,
+}
+
+impl Page {
+    /// (limit, offset) with the seed's rules: negatives are a 400, limit caps at 100.
+    pub fn bounds(&self, default_limit: i64) -> Result<(i64, i64), ApiError> {
+        let (limit, offset) = (
+            self.limit.unwrap_or(default_limit),
+            self.offset.unwrap_or(0),
+        );
+        if limit < 0 || offset < 0 {
+            return Err(detail(
+                StatusCode::BAD_REQUEST,
+                "Limit and offset cannot be negative",
+            ));
+        }
+        Ok((limit.min(MAX_PAGE), offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_the_seeds_rules() {
+        let page = |limit, offset| Page {
+            limit,
+            offset,
+            exact: None,
+        };
+        assert_eq!(page(None, None).bounds(15).unwrap(), (15, 0));
+        assert_eq!(page(Some(500), Some(3)).bounds(15).unwrap(), (100, 3));
+        assert!(page(Some(-1), None).bounds(15).is_err());
+        assert!(page(None, Some(-1)).bounds(15).is_err());
+    }
+
+    #[test]
+    fn fields_are_validated() {
+        assert!(name("first_name", " ").is_err());
+        assert!(name("first_name", &"x".repeat(101)).is_err());
+        assert_eq!(name("first_name", " Ada ").unwrap(), "Ada");
+        assert!(dob("2001-02-30").is_err());
+        assert_eq!(dob("2001-02-28").unwrap().as_deref(), Some("2001-02-28"));
+        assert!(share_mode("everyone").is_err());
+        assert_eq!(
+            domains(&["Example.COM".into()]).unwrap(),
+            r#"["example.com"]"#
+        );
+        assert!(domains(&["bad domain".into()]).is_err());
+        assert!(domains(&vec!["a.com".to_owned(); 501]).is_err());
+    }
+}

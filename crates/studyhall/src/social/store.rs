@@ -1,0 +1,458 @@
+//! Social storage. Its SQL is the same on both backends (`$N` parameters, no dialect
+//! features), so each query is written once and run on whichever pool there is; only
+//! the migrations differ (the pair index, trigram indexes on PostgreSQL).
+
+use axum::http::StatusCode;
+
+use super::model::{detail, Friendship, UserFriendRequest, UserRow, UserUpdate};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// Runs the same expression against either pool.
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Friends of `$X`, as a one-column (`friend`) subquery.
+fn friends_of(param: &str) -> String {
+    format!(
+        "SELECT user_id2 AS friend FROM friendships WHERE user_id1 = {param} AND accepted_at IS NOT NULL
+         UNION ALL SELECT user_id1 FROM friendships WHERE user_id2 = {param} AND accepted_at IS NOT NULL"
+    )
+}
+
+/// Profile columns plus `friendship_state` and `mutual_friend_count` relative to the
+/// caller (`$1`; '' for nobody).
+fn user_columns() -> String {
+    format!(
+        "u.user_id, u.email, u.first_name, u.last_name, u.description, u.dob, u.gender, u.school,
+         u.work, u.location, u.email_public, u.dob_public, u.gender_public, u.school_public,
+         u.work_public, u.location_public, u.share_mode, u.domain_allow_array, u.domain_deny_array,
+         CAST(COALESCE((SELECT CASE WHEN f.accepted_at IS NULL THEN 1 ELSE 2 END FROM friendships f
+              WHERE (f.user_id1 = $1 AND f.user_id2 = u.user_id) OR (f.user_id1 = u.user_id AND f.user_id2 = $1)), 0)
+              AS BIGINT) AS friendship_state,
+         CAST((SELECT count(*) FROM ({theirs}) theirs WHERE theirs.friend IN ({mine})) AS BIGINT) AS mutual_friend_count",
+        theirs = friends_of("u.user_id"),
+        mine = friends_of("$1"),
+    )
+}
+
+const ORDER: &str = " ORDER BY u.first_name, u.last_name, u.user_id";
+const PAIR: &str = "((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))";
+
+fn now_micros() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)
+        .unwrap_or(i64::MAX)
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// How a user search matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Email,
+    Name,
+}
+
+/// A user search: users (other than the caller) whose email or name contains `text`, in
+/// any case; with `friends_only`, only the caller's friends; with `exact`, the whole value.
+#[derive(Debug, Clone, Copy)]
+pub struct Search<'a> {
+    pub by: Match,
+    pub text: &'a str,
+    pub friends_only: bool,
+    pub exact: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct SocialStore {
+    db: Db,
+}
+
+type FriendshipRow = (String, String, i64, Option<i64>);
+
+impl SocialStore {
+    pub fn new(db: &Db) -> Self {
+        SocialStore { db: db.clone() }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn user(&self, caller: &str, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {} FROM social_users u WHERE u.user_id = $2",
+            user_columns()
+        );
+        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(caller)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn create(
+        &self,
+        id: &str,
+        email: &str,
+        first_name: &str,
+        last_name: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = "INSERT INTO social_users (user_id, email, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5)";
+        let done = with_pool!(&self.db, |pool| sqlx::query(sql)
+            .bind(id)
+            .bind(email)
+            .bind(first_name)
+            .bind(last_name)
+            .bind(now_micros())
+            .execute(pool)
+            .await
+            .map(drop));
+        match done {
+            Ok(()) => Ok(true),
+            Err(err) if is_unique_violation(&err) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes every editable field of `row` (already merged with the update).
+    #[tracing::instrument(skip_all, fields(user = %row.user_id))]
+    pub async fn save(&self, row: &UserRow) -> Result<(), sqlx::Error> {
+        let sql = "UPDATE social_users SET first_name = $2, last_name = $3, description = $4, dob = $5,
+            gender = $6, school = $7, work = $8, location = $9, email_public = $10, dob_public = $11,
+            gender_public = $12, school_public = $13, work_public = $14, location_public = $15,
+            share_mode = $16, domain_allow_array = $17, domain_deny_array = $18
+            WHERE user_id = $1";
+        with_pool!(&self.db, |pool| sqlx::query(sql)
+            .bind(&row.user_id)
+            .bind(&row.first_name)
+            .bind(&row.last_name)
+            .bind(&row.description)
+            .bind(&row.dob)
+            .bind(&row.gender)
+            .bind(&row.school)
+            .bind(&row.work)
+            .bind(&row.location)
+            .bind(row.email_public)
+            .bind(row.dob_public)
+            .bind(row.gender_public)
+            .bind(row.school_public)
+            .bind(row.work_public)
+            .bind(row.location_public)
+            .bind(&row.share_mode)
+            .bind(&row.domain_allow_array)
+            .bind(&row.domain_deny_array)
+            .execute(pool)
+            .await
+            .map(drop))
+    }
+
+    /// `user`'s friends (or, with `mutual_with`, those also friends of the caller).
+    #[tracing::instrument(skip(self))]
+    pub async fn friends(
+        &self,
+        caller: &str,
+        user: &str,
+        mutual: bool,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<UserRow>, sqlx::Error> {
+        let also = if mutual {
+            format!(" AND u.user_id IN ({})", friends_of("$1"))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT {} FROM social_users u WHERE u.user_id IN ({}){also}{ORDER} LIMIT $3 OFFSET $4",
+            user_columns(),
+            friends_of("$2")
+        );
+        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(caller)
+            .bind(user)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn friend_count(
+        &self,
+        caller: &str,
+        user: &str,
+        mutual: bool,
+    ) -> Result<i64, sqlx::Error> {
+        let also = if mutual {
+            format!(" WHERE theirs.friend IN ({})", friends_of("$1"))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT CAST(count(*) AS BIGINT) FROM ({}) theirs{also}",
+            friends_of("$2")
+        );
+        with_pool!(&self.db, |pool| sqlx::query_scalar(&sql)
+            .bind(caller)
+            .bind(user)
+            .fetch_one(pool)
+            .await)
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn search(
+        &self,
+        caller: &str,
+        search: &Search<'_>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<UserRow>, sqlx::Error> {
+        let Search {
+            by,
+            text,
+            friends_only,
+            exact,
+        } = *search;
+        let text = text.trim().to_lowercase();
+        let (op, pattern) = if exact {
+            ("=", text)
+        } else {
+            let escaped: String = text
+                .chars()
+                .flat_map(|c| {
+                    if matches!(c, '%' | '_' | '\\') {
+                        vec!['\\', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            ("LIKE", format!("%{escaped}%"))
+        };
+        let escape = if exact { "" } else { " ESCAPE '\\'" };
+        let condition = match by {
+            Match::Email => format!("lower(u.email) {op} $2{escape}"),
+            Match::Name => format!(
+                "(lower(u.first_name) {op} $2{escape} OR lower(u.last_name) {op} $2{escape} OR lower(u.first_name || ' ' || u.last_name) {op} $2{escape})"
+            ),
+        };
+        let friends = if friends_only {
+            format!(" AND u.user_id IN ({})", friends_of("$1"))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT {} FROM social_users u WHERE {condition} AND u.user_id <> $1{friends}{ORDER} LIMIT $3 OFFSET $4",
+            user_columns()
+        );
+        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(caller)
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(pool)
+            .await)
+    }
+
+    /// The row between two users, in either direction.
+    pub async fn between(&self, a: &str, b: &str) -> Result<Option<Friendship>, sqlx::Error> {
+        let sql = format!(
+            "SELECT user_id1, user_id2, requested_at, accepted_at FROM friendships WHERE {PAIR}"
+        );
+        let row: Option<FriendshipRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(a)
+            .bind(b)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(Friendship::from_row))
+    }
+
+    /// The caller's own pending request to `other`.
+    pub async fn sent_request(
+        &self,
+        caller: &str,
+        other: &str,
+    ) -> Result<Option<Friendship>, sqlx::Error> {
+        let sql = "SELECT user_id1, user_id2, requested_at, accepted_at FROM friendships
+            WHERE user_id1 = $1 AND user_id2 = $2 AND accepted_at IS NULL";
+        let row: Option<FriendshipRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(caller)
+            .bind(other)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(Friendship::from_row))
+    }
+
+    /// Sends a request, or accepts the one `other` already sent the caller. Two users
+    /// asking each other at once meet at the one-row-per-pair index: the loser retries
+    /// and finds the winner's request, which it accepts.
+    #[tracing::instrument(skip(self))]
+    pub async fn request(&self, caller: &str, other: &str) -> Result<(), ApiError> {
+        for _ in 0..3 {
+            match self.between(caller, other).await? {
+                Some(row) if row.accepted_at.is_some() => {
+                    return Err(detail(StatusCode::CONFLICT, "You are already friends"));
+                }
+                Some(row) if row.user_id1 == caller => {
+                    return Err(detail(StatusCode::CONFLICT, "Friend request already sent"));
+                }
+                Some(_) => {
+                    // They asked first: this accepts it.
+                    self.accept(caller, other).await?;
+                    return Ok(());
+                }
+                None => {}
+            }
+            let sql =
+                "INSERT INTO friendships (user_id1, user_id2, requested_at) VALUES ($1, $2, $3)";
+            let inserted = with_pool!(&self.db, |pool| sqlx::query(sql)
+                .bind(caller)
+                .bind(other)
+                .bind(now_micros())
+                .execute(pool)
+                .await
+                .map(drop));
+            match inserted {
+                Ok(_) => return Ok(()),
+                Err(err) if is_unique_violation(&err) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(ApiError::Internal(anyhow::anyhow!(
+            "friend request kept colliding"
+        )))
+    }
+
+    /// Accepts `from`'s pending request to the caller; false if there is none.
+    pub async fn accept(&self, caller: &str, from: &str) -> Result<bool, sqlx::Error> {
+        let sql = "UPDATE friendships SET accepted_at = $3 WHERE user_id1 = $2 AND user_id2 = $1 AND accepted_at IS NULL";
+        let done = with_pool!(&self.db, |pool| sqlx::query(sql)
+            .bind(caller)
+            .bind(from)
+            .bind(now_micros())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Deletes the pending request between two users (declined or withdrawn).
+    pub async fn drop_request(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
+        let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NULL");
+        let done = with_pool!(&self.db, |pool| sqlx::query(&sql)
+            .bind(a)
+            .bind(b)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    pub async fn unfriend(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
+        let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NOT NULL");
+        let done = with_pool!(&self.db, |pool| sqlx::query(&sql)
+            .bind(a)
+            .bind(b)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Pending requests the caller received, newest first.
+    pub async fn received(&self, caller: &str) -> Result<Vec<UserFriendRequest>, sqlx::Error> {
+        #[derive(sqlx::FromRow)]
+        struct Received {
+            #[sqlx(flatten)]
+            user: UserRow,
+            requested_at: i64,
+        }
+        let sql = format!(
+            "SELECT {}, f.requested_at FROM social_users u
+             JOIN friendships f ON f.user_id1 = u.user_id AND f.user_id2 = $1 AND f.accepted_at IS NULL
+             ORDER BY f.requested_at DESC, u.user_id",
+            user_columns()
+        );
+        let rows: Vec<Received> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(caller)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| UserFriendRequest {
+                summary: row.user.summary(),
+                requested_at: crate::streams::model::rfc3339(row.requested_at),
+            })
+            .collect())
+    }
+
+    pub async fn all_friends(&self, caller: &str) -> Result<Vec<String>, sqlx::Error> {
+        let sql = format!(
+            "SELECT friend FROM ({}) f ORDER BY friend",
+            friends_of("$1")
+        );
+        with_pool!(&self.db, |pool| sqlx::query_scalar(&sql)
+            .bind(caller)
+            .fetch_all(pool)
+            .await)
+    }
+}
+
+impl UserUpdate {
+    /// Applies the sent fields to `row`, validating each.
+    pub fn apply(self, row: &mut UserRow) -> Result<(), ApiError> {
+        use super::model::{
+            dob, domains, name, optional_text, share_mode, MAX_DESCRIPTION, MAX_FIELD,
+        };
+        if let Some(value) = self.first_name {
+            row.first_name = name("first_name", &value)?;
+        }
+        if let Some(value) = self.last_name {
+            row.last_name = name("last_name", &value)?;
+        }
+        if let Some(value) = self.description {
+            row.description = optional_text("description", &value, MAX_DESCRIPTION)?;
+        }
+        if let Some(value) = self.dob {
+            row.dob = dob(&value)?;
+        }
+        for (field, value, slot) in [
+            ("gender", self.gender, &mut row.gender),
+            ("school", self.school, &mut row.school),
+            ("work", self.work, &mut row.work),
+            ("location", self.location, &mut row.location),
+        ] {
+            if let Some(value) = value {
+                *slot = optional_text(field, &value, MAX_FIELD)?;
+            }
+        }
+        for (value, slot) in [
+            (self.email_public, &mut row.email_public),
+            (self.dob_public, &mut row.dob_public),
+            (self.gender_public, &mut row.gender_public),
+            (self.school_public, &mut row.school_public),
+            (self.work_public, &mut row.work_public),
+            (self.location_public, &mut row.location_public),
+        ] {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        if let Some(value) = self.share_mode {
+            row.share_mode = share_mode(&value)?;
+        }
+        if let Some(list) = self.domain_allow_array {
+            row.domain_allow_array = domains(&list)?;
+        }
+        if let Some(list) = self.domain_deny_array {
+            row.domain_deny_array = domains(&list)?;
+        }
+        Ok(())
+    }
+}

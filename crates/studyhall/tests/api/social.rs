@@ -1,0 +1,295 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::RequestBuilder;
+use serde_json::{json, Value};
+use studyhall::config::ServeSettings;
+
+use crate::helpers::{json, TestApp};
+use crate::on_every_backend_with;
+
+const SECRET: &str = "social-test-secret-0123456789";
+
+fn with_secret(settings: &mut ServeSettings) {
+    settings.auth.jwt_secret = Some(SECRET.parse().unwrap());
+}
+
+/// A user of the test: an id of its own and a token for it.
+struct User {
+    id: String,
+    token: String,
+}
+
+fn user(name: &str) -> User {
+    let id = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let email = format!("{id}@Example.com");
+    let token =
+        studyhall::auth::mint_hs256(SECRET, "sub", &id, Some(&email), Duration::from_secs(600))
+            .unwrap();
+    User { id, token }
+}
+
+fn as_user(request: RequestBuilder, user: &User) -> RequestBuilder {
+    request.bearer_auth(&user.token)
+}
+
+async fn get(app: &TestApp, who: &User, path: &str) -> (u16, Value) {
+    json(
+        as_user(app.client.get(app.url(path)), who)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn post(app: &TestApp, who: &User, path: &str, body: Value) -> (u16, Value) {
+    json(
+        as_user(app.client.post(app.url(path)), who)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn put(app: &TestApp, who: &User, path: &str, body: Value) -> (u16, Value) {
+    json(
+        as_user(app.client.put(app.url(path)), who)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn signed_up(app: &TestApp, name: &str, first: &str, last: &str) -> User {
+    let who = user(name);
+    let (status, profile) = post(
+        app,
+        &who,
+        "/users/me",
+        json!({"first_name": first, "last_name": last}),
+    )
+    .await;
+    assert_eq!(status, 200, "{profile}");
+    who
+}
+
+async fn befriend(app: &TestApp, a: &User, b: &User) {
+    assert_eq!(
+        post(app, a, "/friendship/requests", json!({"user_id2": b.id}))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        post(app, b, "/friendship/accept", json!({"user_id1": a.id}))
+            .await
+            .0,
+        200
+    );
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+on_every_backend_with! {
+    with_secret;
+
+    async fn every_route_but_the_public_ones_needs_a_token(app) {
+        let (status, pong) = json(app.get("/ping").await).await;
+        assert_eq!((status, pong), (200, json!("pong")));
+        for path in ["/users/me", "/friendship/requests", "/friendship/all", "/users/search/name/a"] {
+            let response = app.get(path).await;
+            assert_eq!(response.status(), 401, "{path}");
+            let (_, problem) = json(response).await;
+            assert_eq!(problem["detail"], "Not authenticated");
+        }
+        // Gateway headers never speak for the caller here.
+        let header_only = app.client.get(app.url("/users/me")).header("X-User-Id", "someone").send().await.unwrap();
+        assert_eq!(header_only.status(), 401);
+    }
+
+    async fn a_profile_is_created_once_and_read_back_privately(app) {
+        let ada = user("ada");
+        assert_eq!(get(&app, &ada, "/users/me").await, (404, get(&app, &ada, "/users/me").await.1));
+        let (status, created) = post(&app, &ada, "/users/me", json!({"first_name": " Ada ", "last_name": "Lovelace"})).await;
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["first_name"], "Ada");
+        assert_eq!(created["email"], format!("{}@Example.com", ada.id));
+        assert_eq!(created["share_mode"], "default_all");
+        assert_eq!(created["domain_allow_array"], json!([]));
+        assert_eq!(created["friendship_state"], 0);
+        let (status, problem) = post(&app, &ada, "/users/me", json!({"first_name": "A", "last_name": "B"})).await;
+        assert_eq!((status, problem["detail"].as_str()), (400, Some("User already exists")));
+        assert_eq!(get(&app, &ada, "/users/me").await, (200, created));
+    }
+
+    async fn updates_change_only_the_fields_sent_and_bad_ones_change_nothing(app) {
+        let ada = signed_up(&app, "ada", "Ada", "Lovelace").await;
+        let (status, updated) = put(&app, &ada, "/users/me", json!({"school": "Cambridge", "school_public": true, "dob": "1815-12-10", "share_mode": "default_none"})).await;
+        assert_eq!(status, 200, "{updated}");
+        assert_eq!((updated["school"].as_str(), updated["dob"].as_str(), updated["first_name"].as_str()), (Some("Cambridge"), Some("1815-12-10"), Some("Ada")));
+        for bad in [json!({"first_name": ""}), json!({"last_name": "x".repeat(101)}), json!({"share_mode": "everyone"}),
+                    json!({"dob": "1815-13-40"}), json!({"description": "d".repeat(1001)}), json!({"first_name": 5})] {
+            let (status, problem) = put(&app, &ada, "/users/me", bad.clone()).await;
+            assert!(status == 400 || status == 422, "{bad} → {status} {problem}");
+            assert!(problem["detail"].is_string(), "{problem}");
+        }
+        assert_eq!(get(&app, &ada, "/users/me").await.1, updated, "a rejected update changed something");
+        let (status, domains) = put(&app, &ada, "/users/me/domain_array/deny", json!(["Ads.Example.com", "tracker.io"])).await;
+        assert_eq!(status, 200);
+        assert_eq!(domains["domain_deny_array"], json!(["ads.example.com", "tracker.io"]));
+        assert_eq!(put(&app, &ada, "/users/me/domain_array/maybe", json!([])).await.0, 400);
+        assert_eq!(put(&app, &ada, "/users/me/domain_array/allow", json!(["not a domain"])).await.0, 422);
+    }
+
+    async fn public_profiles_show_only_what_the_user_made_public(app) {
+        let ada = signed_up(&app, "ada", "Ada", "Lovelace").await;
+        let bob = signed_up(&app, "bob", "Bob", "Babbage").await;
+        put(&app, &ada, "/users/me", json!({"school": "Cambridge", "school_public": true, "work": "Analyst", "work_public": false, "location": "London"})).await;
+        let (status, public) = get(&app, &bob, &format!("/users/id/{}", ada.id)).await;
+        assert_eq!(status, 200);
+        assert_eq!(public["school"], "Cambridge");
+        assert!(public["work"].is_null() && public["location"].is_null());
+        for private in ["email", "domain_allow_array", "share_mode", "work_public"] {
+            assert!(public.get(private).is_none(), "{private} leaked: {public}");
+        }
+        let (status, anonymous) = json(app.get(&format!("/users/id/{}", ada.id)).await).await;
+        assert_eq!((status, anonymous["school"].as_str()), (200, Some("Cambridge")));
+        assert_eq!(get(&app, &bob, "/users/id/nobody-at-all").await.0, 404);
+        let (status, many) = get(&app, &bob, &format!("/users/ids/{},nobody,{}", ada.id, bob.id)).await;
+        assert_eq!(status, 200);
+        assert_eq!(ids(&many), [ada.id.clone(), bob.id.clone()]);
+        let too_many = vec!["x"; 101].join(",");
+        assert_eq!(get(&app, &bob, &format!("/users/ids/{too_many}")).await.0, 400);
+    }
+
+    async fn a_request_accepted_makes_friends_and_unfriending_ends_it(app) {
+        let (ada, bob, cy) = (signed_up(&app, "ada", "Ada", "L").await, signed_up(&app, "bob", "Bob", "B").await, signed_up(&app, "cy", "Cy", "C").await);
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await, (200, json!({"success": true})));
+        let (_, row) = get(&app, &bob, &format!("/friendship/check/{}", ada.id)).await;
+        assert_eq!((row["user_id1"].as_str(), row["user_id2"].as_str()), (Some(ada.id.as_str()), Some(bob.id.as_str())));
+        assert!(row["accepted_at"].is_null());
+        let (_, received) = get(&app, &bob, "/friendship/requests").await;
+        assert_eq!(ids(&received), [ada.id.as_str()]);
+        assert!(received[0]["requested_at"].is_string());
+        assert_eq!(received[0]["friendship_state"], 1);
+        assert_eq!(get(&app, &ada, &format!("/friendship/requests/{}", bob.id)).await.1["user_id2"], bob.id.as_str());
+        assert!(get(&app, &bob, &format!("/friendship/requests/{}", ada.id)).await.1.is_null(), "bob sent nothing");
+        assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 200);
+        assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 404);
+        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await, (200, json!(1)));
+        let (_, friends) = get(&app, &cy, &format!("/users/id/{}/friends", ada.id)).await;
+        assert_eq!(ids(&friends), [bob.id.as_str()]);
+        assert_eq!(friends[0]["friendship_state"], 0, "relative to the caller, cy");
+        let (_, all) = get(&app, &bob, "/friendship/all").await;
+        assert_eq!(all, json!([{"user_id": ada.id}]));
+        let unfriend = |a: &str, b: &str| json!({"user_id1": a, "user_id2": b});
+        assert_eq!(post(&app, &cy, "/friendship/delete", unfriend(&ada.id, &bob.id)).await.0, 403);
+        assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&ada.id, &ada.id)).await.0, 400);
+        assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&bob.id, &ada.id)).await.0, 200);
+        assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&bob.id, &ada.id)).await.0, 404);
+        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await.1, json!(0));
+    }
+
+    async fn request_errors_and_the_crossing_request(app) {
+        let (ada, bob) = (signed_up(&app, "ada", "Ada", "L").await, signed_up(&app, "bob", "Bob", "B").await);
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": ada.id})).await.0, 400);
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": "nobody"})).await.0, 404);
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 200);
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 409);
+        // Bob asking Ada back accepts her request.
+        assert_eq!(post(&app, &bob, "/friendship/requests", json!({"user_id2": ada.id})).await.0, 200);
+        assert!(get(&app, &ada, &format!("/friendship/check/{}", bob.id)).await.1["accepted_at"].is_string());
+        assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 409);
+        let nobody = user("nobody");
+        assert_eq!(post(&app, &nobody, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 404, "no profile yet");
+    }
+
+    async fn a_pending_request_can_be_declined_or_withdrawn(app) {
+        let (ada, bob) = (signed_up(&app, "ada", "Ada", "L").await, signed_up(&app, "bob", "Bob", "B").await);
+        let delete = |who: &User, other: &str| as_user(app.client.delete(app.url(&format!("/friendship/requests/{other}"))), who).send();
+        assert_eq!(delete(&bob, &ada.id).await.unwrap().status(), 404);
+        post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
+        assert_eq!(delete(&bob, &ada.id).await.unwrap().status(), 200, "declined");
+        post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
+        assert_eq!(delete(&ada, &bob.id).await.unwrap().status(), 200, "withdrawn");
+        assert!(get(&app, &ada, &format!("/friendship/check/{}", bob.id)).await.1.is_null());
+    }
+
+    async fn two_users_asking_each_other_at_once_become_friends_with_one_row(app) {
+        for _ in 0..10 {
+            let (ada, bob) = (signed_up(&app, "ada", "Ada", "L").await, signed_up(&app, "bob", "Bob", "B").await);
+            let send = |from: &User, to: &User| {
+                let request = as_user(app.client.post(app.url("/friendship/requests")), from).json(&json!({"user_id2": to.id}));
+                async move { request.send().await.unwrap().status().as_u16() }
+            };
+            let (first, second) = tokio::join!(send(&ada, &bob), send(&bob, &ada));
+            assert_eq!((first, second), (200, 200));
+            let (_, row) = get(&app, &ada, &format!("/friendship/check/{}", bob.id)).await;
+            assert!(row["accepted_at"].is_string(), "crossing requests must end as friends: {row}");
+            assert_eq!(get(&app, &ada, "/friendship/all").await.1, json!([{"user_id": bob.id}]));
+        }
+    }
+
+    async fn mutual_friends_and_states_are_relative_to_the_caller(app) {
+        let ada = signed_up(&app, "ada", "Ada", "A").await;
+        let bob = signed_up(&app, "bob", "Bob", "B").await;
+        let cy = signed_up(&app, "cy", "Cy", "C").await;
+        let dee = signed_up(&app, "dee", "Dee", "D").await;
+        befriend(&app, &ada, &cy).await;
+        befriend(&app, &bob, &cy).await;
+        befriend(&app, &ada, &dee).await;
+        befriend(&app, &bob, &dee).await;
+        post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
+        let (_, mutual) = get(&app, &ada, &format!("/users/id/{}/mutual-friends", bob.id)).await;
+        assert_eq!(ids(&mutual), [cy.id.clone(), dee.id.clone()]);
+        assert_eq!(get(&app, &ada, &format!("/users/id/{}/mutual-friends/count", bob.id)).await.1, json!(2));
+        let (_, public) = get(&app, &ada, &format!("/users/id/{}", bob.id)).await;
+        assert_eq!((public["friendship_state"].as_i64(), public["mutual_friend_count"].as_i64()), (Some(1), Some(2)));
+        let (_, from_cy) = get(&app, &cy, &format!("/users/id/{}", ada.id)).await;
+        assert_eq!(from_cy["friendship_state"], 2);
+        let (_, page) = get(&app, &ada, &format!("/users/id/{}/mutual-friends?limit=1&offset=1", bob.id)).await;
+        assert_eq!(ids(&page), [dee.id.as_str()]);
+    }
+
+    async fn search_is_case_insensitive_excludes_the_caller_and_pages(app) {
+        let ada = signed_up(&app, "ada", "Ada", "Lovelace").await;
+        let mut others = Vec::new();
+        for n in 0..5 {
+            others.push(signed_up(&app, &format!("lov{n}"), &format!("Love{n}"), "Smith").await);
+        }
+        let (status, found) = get(&app, &ada, "/users/search/name/LOVE").await;
+        assert_eq!(status, 200);
+        assert_eq!(ids(&found).len(), 5, "the caller is left out: {found}");
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/love2%20smith").await.1).len(), 1, "first last");
+        let (_, by_email) = get(&app, &others[0], &format!("/users/search/email/{}", &ada.id[..6].to_uppercase())).await;
+        assert_eq!(ids(&by_email), [ada.id.as_str()]);
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/love?limit=2&offset=1").await.1).len(), 2);
+        assert_eq!(get(&app, &ada, "/users/search/name/love?limit=0").await.1, json!([]));
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/love?limit=1000").await.1).len(), 5, "limit capped, not refused");
+        for bad in ["limit=-1", "offset=-3"] {
+            let (status, problem) = get(&app, &ada, &format!("/users/search/name/love?{bad}")).await;
+            assert_eq!((status, problem["detail"].as_str()), (400, Some("Limit and offset cannot be negative")));
+        }
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/100%25").await.1).len(), 0, "% is literal");
+        befriend(&app, &ada, &others[3]).await;
+        let (_, friends) = get(&app, &ada, "/friendship/search/name/love").await;
+        assert_eq!(ids(&friends), [others[3].id.as_str()]);
+        let exact = format!("/friendship/search/email/{}@example.com?exact=true", others[3].id);
+        assert_eq!(ids(&get(&app, &ada, &exact).await.1), [others[3].id.as_str()]);
+        let partial = format!("/friendship/search/email/{}?exact=true", &others[3].id[..5]);
+        assert!(ids(&get(&app, &ada, &partial).await.1).is_empty());
+        let unique: HashSet<String> = ids(&found).into_iter().collect();
+        assert!(!unique.contains(&ada.id));
+    }
+}
