@@ -35,3 +35,20 @@ CREATE TABLE friendships (
 -- One row per unordered pair: two users asking each other at once cannot make two.
 CREATE UNIQUE INDEX friendships_one_per_pair ON friendships (min(user_id1, user_id2), max(user_id1, user_id2));
 CREATE INDEX friendships_by_user2 ON friendships (user_id2, user_id1);
+
+-- Case-insensitive substring search on email and "first last": an FTS5 trigram index
+-- kept in step by triggers. It keeps its own copy of the text: the trigram index checks
+-- each candidate's value, which a contentless table would not have.
+CREATE VIRTUAL TABLE social_users_search USING fts5(email, full_name, tokenize = 'trigram');
+CREATE TRIGGER social_users_search_insert AFTER INSERT ON social_users BEGIN
+    INSERT INTO social_users_search (rowid, email, full_name)
+    VALUES (new.rowid, new.email, new.first_name || ' ' || new.last_name);
+END;
+CREATE TRIGGER social_users_search_update AFTER UPDATE OF email, first_name, last_name ON social_users BEGIN
+    DELETE FROM social_users_search WHERE rowid = old.rowid;
+    INSERT INTO social_users_search (rowid, email, full_name)
+    VALUES (new.rowid, new.email, new.first_name || ' ' || new.last_name);
+END;
+CREATE TRIGGER social_users_search_delete AFTER DELETE ON social_users BEGIN
+    DELETE FROM social_users_search WHERE rowid = old.rowid;
+END;

@@ -220,6 +220,7 @@ impl SocialStore {
             exact,
         } = *search;
         let text = text.trim().to_lowercase();
+        let plain = !exact && !text.contains(['%', '_', '\\']);
         let (op, pattern) = if exact {
             ("=", text)
         } else {
@@ -236,11 +237,22 @@ impl SocialStore {
             ("LIKE", format!("%{escaped}%"))
         };
         let escape = if exact { "" } else { " ESCAPE '\\'" };
-        let condition = match by {
-            Match::Email => format!("lower(u.email) {op} $2{escape}"),
-            Match::Name => format!(
-                "(lower(u.first_name) {op} $2{escape} OR lower(u.last_name) {op} $2{escape} OR lower(u.first_name || ' ' || u.last_name) {op} $2{escape})"
-            ),
+        let condition = match (by, &self.db) {
+            // The trigram index answers plain substrings; patterns with LIKE's own
+            // metacharacters take the escaped scan so their meaning never changes.
+            (Match::Email, Db::Sqlite(_)) if plain => {
+                "u.rowid IN (SELECT rowid FROM social_users_search WHERE email LIKE $2)".to_owned()
+            }
+            (Match::Name, Db::Sqlite(_)) if plain => {
+                "u.rowid IN (SELECT rowid FROM social_users_search WHERE full_name LIKE $2)"
+                    .to_owned()
+            }
+            (Match::Email, _) => format!("lower(u.email) {op} $2{escape}"),
+            // A first name, a last name or "first last" containing the text is exactly
+            // "first last" containing it.
+            (Match::Name, _) => {
+                format!("lower(u.first_name || ' ' || u.last_name) {op} $2{escape}")
+            }
         };
         let friends = if friends_only {
             format!(" AND u.user_id IN ({})", friends_of("$1"))

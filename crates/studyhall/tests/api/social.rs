@@ -291,5 +291,9 @@ on_every_backend_with! {
         assert!(ids(&get(&app, &ada, &partial).await.1).is_empty());
         let unique: HashSet<String> = ids(&found).into_iter().collect();
         assert!(!unique.contains(&ada.id));
+        // A renamed user is found by the new name and no longer by the old one.
+        put(&app, &others[1], "/users/me", json!({"first_name": "Zelda"})).await;
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/zeld").await.1), [others[1].id.as_str()]);
+        assert_eq!(ids(&get(&app, &ada, "/users/search/name/love").await.1).len(), 4);
     }
 }
