@@ -33,6 +33,45 @@ pub enum Command {
     Openapi,
     /// Mint a development token signed with the hs256 secret (configured or generated).
     Token(TokenArgs),
+    /// Run background job workers only (deployments that scale them separately).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    #[command(flatten)]
+    pub jobs: JobSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobSettings {
+    /// Worker tasks per process.
+    #[arg(long, env = "STUDYHALL_WORKER_CONCURRENCY", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+
+    /// Seconds a claimed job is held before another worker may take it over.
+    #[arg(long, env = "STUDYHALL_JOB_LEASE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub job_lease_secs: u32,
+
+    /// Attempts before a failing job is dead.
+    #[arg(long, env = "STUDYHALL_JOB_MAX_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub job_max_attempts: u32,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            concurrency: 2,
+            job_lease_secs: 30,
+            job_max_attempts: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -178,6 +217,15 @@ pub struct ServeSettings {
     pub identity: IdentitySettings,
 
     #[command(flatten)]
+    pub jobs: JobSettings,
+
+    /// Do not run the job worker in this process (run `studyhall worker` instead).
+    #[arg(long, env = "STUDYHALL_NO_WORKER", default_value_t = false,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_worker: bool,
+
+    #[command(flatten)]
     pub auth: AuthSettings,
 
     #[command(flatten)]
@@ -307,6 +355,8 @@ impl ServeSettings {
                 trust_peer_addr: false,
             },
             auth: AuthSettings::default(),
+            jobs: JobSettings::default(),
+            no_worker: false,
             streams: StreamSettings {
                 stream_limit: 3,
                 stream_lease_secs: 60,
@@ -336,6 +386,7 @@ pub enum Module {
     Stats,
     Streams,
     Social,
+    Grades,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -369,6 +420,10 @@ const KNOWN_VARIABLES: &[&str] = &[
     "STUDYHALL_JWT_TOKEN_USE",
     "STUDYHALL_JWT_USER_CLAIM",
     "STUDYHALL_JWKS_REFRESH_SECS",
+    "STUDYHALL_WORKER_CONCURRENCY",
+    "STUDYHALL_JOB_LEASE_SECS",
+    "STUDYHALL_JOB_MAX_ATTEMPTS",
+    "STUDYHALL_NO_WORKER",
 ];
 
 pub fn check_environment(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {

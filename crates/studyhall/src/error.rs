@@ -18,6 +18,8 @@ pub enum ApiError {
         /// The per-route-family detail: an object of field → message (events), an array
         /// of messages (stats).
         errors: Option<Value>,
+        /// Extra top-level members a route family's clients read (grades: `result`).
+        extra: serde_json::Map<String, Value>,
     },
     /// A dependency (database, Redis) is down or overloaded; retrying later may work.
     #[error("service unavailable: {0}")]
@@ -33,6 +35,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             errors: None,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -44,15 +47,19 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn with_errors(self, errors: Value) -> Self {
-        match self {
-            ApiError::Client { status, detail, .. } => ApiError::Client {
-                status,
-                detail,
-                errors: Some(errors),
-            },
-            other => other,
+    pub fn with_errors(mut self, errors: Value) -> Self {
+        if let ApiError::Client { errors: slot, .. } = &mut self {
+            *slot = Some(errors);
         }
+        self
+    }
+
+    /// Adds a top-level member to the problem body.
+    pub fn with_member(mut self, name: &str, value: Value) -> Self {
+        if let ApiError::Client { extra, .. } = &mut self {
+            extra.insert(name.to_owned(), value);
+        }
+        self
     }
 
     pub fn status_code(&self) -> StatusCode {
@@ -125,7 +132,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let problem = match self {
-            ApiError::Client { detail, errors, .. } => Problem::new(status, detail, errors),
+            ApiError::Client {
+                detail,
+                errors,
+                extra,
+                ..
+            } => {
+                let mut problem = Problem::new(status, detail, errors);
+                problem.extra = extra;
+                problem
+            }
             ApiError::Unavailable(cause) => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency unavailable");
                 Problem::new(

@@ -6,11 +6,14 @@
 
 pub mod auth;
 pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod grades;
 pub mod http;
+pub mod jobs;
 pub mod openapi;
 pub mod social;
 pub mod stats;
@@ -34,10 +37,36 @@ pub struct App {
     flushers: Vec<JoinHandle<()>>,
     /// Tasks that only do periodic housekeeping and are stopped at shutdown.
     housekeeping: Vec<JoinHandle<()>>,
+    /// Tells the in-process job worker to stop once its current batch is done.
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// The worker settings for `settings`' lease.
+pub fn worker_settings(jobs: &config::JobSettings) -> jobs::WorkerSettings {
+    jobs::WorkerSettings {
+        lease: std::time::Duration::from_secs(u64::from(jobs.job_lease_secs)),
+        ..jobs::WorkerSettings::default()
+    }
+}
+
+/// Every job kind this build knows.
+pub fn job_handlers() -> jobs::Handlers {
+    let mut handlers = jobs::Handlers::default();
+    grades::register(&mut handlers);
+    handlers
 }
 
 /// Connects to the database, applies migrations and wires the selected modules.
 pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
+    build_app_with(settings, job_handlers()).await
+}
+
+/// `build_app` with the given job handlers (tests add kinds of their own).
+pub async fn build_app_with(
+    settings: &ServeSettings,
+    handlers: jobs::Handlers,
+) -> anyhow::Result<App> {
     settings.validate()?;
     let db = Db::connect(
         &settings.database.database_url,
@@ -85,6 +114,21 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     if settings.serves(Module::Social) {
         router = router.merge(social::router(&db));
     }
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let mut worker = None;
+    if settings.serves(Module::Grades) {
+        let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
+        router = router
+            .merge(grades::router(&db, queue.clone()))
+            .merge(jobs::router(queue.clone()));
+        housekeeping.push(tokio::spawn(jobs::report_depth(db.clone())));
+        if !settings.no_worker {
+            let runner = jobs::Worker::new(queue, handlers, worker_settings(&settings.jobs));
+            let concurrency = settings.jobs.concurrency as usize;
+            worker = Some(tokio::spawn(runner.run(concurrency, worker_stopped)));
+        }
+        flushers.extend(enqueuer);
+    }
     // Token verification for every route that reads a caller (`auth::Caller`).
     let router = router.layer(axum::Extension(auth));
     Ok(App {
@@ -92,6 +136,8 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         db,
         flushers,
         housekeeping,
+        stop_worker,
+        worker,
     })
 }
 
@@ -107,6 +153,8 @@ pub async fn serve(
         db,
         flushers,
         housekeeping,
+        stop_worker,
+        worker,
     } = app;
     // Peer addresses identify stream viewers when STUDYHALL_TRUST_PEER_ADDR is set.
     axum::serve(
@@ -118,6 +166,13 @@ pub async fn serve(
     .context("HTTP server failed")?;
     for task in housekeeping {
         task.abort();
+    }
+    // The worker finishes its batch; its queue handle then lets the enqueuer drain.
+    let _ = stop_worker.send(true);
+    if let Some(worker) = worker {
+        if let Err(err) = worker.await {
+            tracing::error!(error = %err, "the job worker ended abnormally");
+        }
     }
     for task in flushers {
         if let Err(err) = task.await {

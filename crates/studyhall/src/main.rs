@@ -58,6 +58,36 @@ async fn main() -> anyhow::Result<()> {
             )?;
             println!("{token}");
         }
+        Command::Worker(args) => {
+            let db = Db::connect(
+                &args.database.database_url,
+                args.database.database_max_connections,
+            )
+            .await?;
+            db.migrate().await?;
+            let (queue, enqueuer) = studyhall::jobs::Queue::new(&db, args.jobs.job_max_attempts);
+            let worker = studyhall::jobs::Worker::new(
+                queue,
+                studyhall::job_handlers(),
+                studyhall::worker_settings(&args.jobs),
+            );
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                studyhall::shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            tracing::info!(
+                concurrency = args.jobs.concurrency,
+                backend = db.backend_name(),
+                "studyhall worker is running"
+            );
+            worker.run(args.jobs.concurrency as usize, stopped).await;
+            if let Some(enqueuer) = enqueuer {
+                enqueuer.await.context("the enqueuer ended abnormally")?;
+            }
+            db.close().await;
+            tracing::info!("worker stopped cleanly");
+        }
         Command::Openapi => {
             let doc = studyhall::openapi::document();
             println!(

@@ -19,6 +19,8 @@ pub fn document() -> Document {
     doc.merge(crate::stats::Api::openapi());
     doc.merge(crate::streams::Api::openapi());
     doc.merge(crate::social::Api::openapi());
+    doc.merge(crate::grades::Api::openapi());
+    doc.merge(crate::jobs::Api::openapi());
     for (path, alias) in crate::events::ALIASES.iter().chain(crate::streams::ALIASES) {
         add_alias(&mut doc, path, alias);
     }

@@ -56,7 +56,7 @@ async fn prune_keys(store: EventStore) {
     loop {
         every.tick().await;
         let cutoff = time::OffsetDateTime::now_utc() - KEY_RETENTION;
-        let before = i64::try_from(cutoff.unix_timestamp_nanos() / 1_000).unwrap_or(0);
+        let before = crate::clock::micros(cutoff);
         match store.prune_keys(before).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "forgot expired idempotency keys"),

@@ -361,7 +361,7 @@ pub fn parse_date(text: &str) -> Option<i64> {
     } else {
         OffsetDateTime::parse(text, &Rfc3339).ok()?
     };
-    i64::try_from(instant.unix_timestamp_nanos() / 1_000).ok()
+    Some(crate::clock::micros(instant))
 }
 
 /// A page of events.

@@ -50,8 +50,7 @@ struct MonotonicClock {
 
 impl MonotonicClock {
     fn now(&mut self) -> i64 {
-        let wall = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
-        let wall = i64::try_from(wall).unwrap_or(i64::MAX);
+        let wall = crate::clock::now_micros();
         self.last = wall.max(self.last + 1);
         self.last
     }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::clock::rfc3339;
 use crate::error::ApiError;
-use crate::streams::model::rfc3339;
 
 pub const MAX_NAME: usize = 100;
 pub const MAX_DESCRIPTION: usize = 1000;

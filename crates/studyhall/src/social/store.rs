@@ -5,18 +5,9 @@
 use axum::http::StatusCode;
 
 use super::model::{detail, Friendship, UserFriendRequest, UserRow, UserUpdate};
-use crate::db::Db;
+use crate::clock::now_micros;
+use crate::db::{with_pool, Db};
 use crate::error::ApiError;
-
-/// Runs the same expression against either pool.
-macro_rules! with_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            Db::Sqlite($pool) => $body,
-            Db::Postgres($pool) => $body,
-        }
-    };
-}
 
 /// Friends of `$X`, as a one-column (`friend`) subquery.
 fn friends_of(param: &str) -> String {
@@ -44,11 +35,6 @@ fn user_columns() -> String {
 
 const ORDER: &str = " ORDER BY u.first_name, u.last_name, u.user_id";
 const PAIR: &str = "((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))";
-
-fn now_micros() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)
-        .unwrap_or(i64::MAX)
-}
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -399,7 +385,7 @@ impl SocialStore {
             .into_iter()
             .map(|row| UserFriendRequest {
                 summary: row.user.summary(),
-                requested_at: crate::streams::model::rfc3339(row.requested_at),
+                requested_at: crate::clock::rfc3339(row.requested_at),
             })
             .collect())
     }

@@ -5,11 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{disagreement, same_user, AuthUser};
+use crate::clock::rfc3339;
 use crate::config::IdentitySettings;
 use crate::error::ApiError;
 
@@ -187,13 +186,6 @@ impl Stream {
         object.insert("expires_at".into(), Value::String(rfc3339(self.expires_at)));
         Value::Object(object)
     }
-}
-
-pub fn rfc3339(micros: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
-        .ok()
-        .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// Active streams against the viewer's limit.

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod events;
+mod grades;
 mod ops;
 mod process;
 mod social;

@@ -55,6 +55,19 @@ on_every_backend! {
             ("/health", "get"), ("/ready", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
             ("/api/health", "get"), ("/api/healthz", "get"),
             ("/api/events", "get"), ("/api/events", "post"), ("/api/events/", "get"), ("/api/events/", "post"),
+            ("/courses/{courseId}", "post"), ("/courses/{courseId}", "get"), ("/courses/{courseId}/sessions/{sessionId}", "get"),
+            ("/api/v1/stream", "post"), ("/api/v1/streams", "post"), ("/api/v1/streams", "get"),
+            ("/api/v1/streams/{id}/heartbeat", "post"), ("/api/v1/streams/{id}", "delete"),
+            ("/api/v1/viewers/{viewer}/limit", "put"), ("/api/v1/viewers/{viewer}/limit", "delete"),
+            ("/ping", "get"), ("/users/me", "post"), ("/users/me", "get"), ("/users/me", "put"),
+            ("/users/me/domain_array/{share_type}", "put"), ("/users/id/{user_id}", "get"), ("/users/ids/{ids}", "get"),
+            ("/users/id/{user_id}/friends", "get"), ("/users/id/{user_id}/friends/count", "get"),
+            ("/users/id/{user_id}/mutual-friends", "get"), ("/users/id/{user_id}/mutual-friends/count", "get"),
+            ("/users/search/email/{email}", "get"), ("/users/search/name/{name}", "get"),
+            ("/friendship/check/{user_id}", "get"), ("/friendship/requests", "post"), ("/friendship/requests", "get"),
+            ("/friendship/requests/{user_id}", "get"), ("/friendship/requests/{user_id}", "delete"),
+            ("/friendship/accept", "post"), ("/friendship/delete", "post"), ("/friendship/all", "get"),
+            ("/friendship/search/email/{email}", "get"), ("/friendship/search/name/{name}", "get"),
         ];
         for (path, method) in routes {
             let operation = &doc["paths"][path][method];

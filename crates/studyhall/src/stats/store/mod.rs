@@ -8,6 +8,7 @@ mod sqlite;
 use tokio::task::JoinHandle;
 
 use super::model::{SessionPost, SessionStats, Totals};
+
 use crate::db::Db;
 use crate::error::ApiError;
 
@@ -155,11 +156,6 @@ impl Previous {
 fn delta(post: &SessionPost, previous: Option<&Previous>) -> Totals {
     let new = Totals::of(post.modules, post.score_units(), post.time_ms);
     new.minus(previous.map(Previous::contribution).unwrap_or_default())
-}
-
-fn now_micros() -> i64 {
-    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)
-        .unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

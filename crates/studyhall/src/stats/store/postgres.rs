@@ -1,6 +1,7 @@
 use sqlx::PgPool;
 
-use super::{delta, now_micros, Previous, Recorded, ADD_TO_TOTALS};
+use super::{delta, Previous, Recorded, ADD_TO_TOTALS};
+use crate::clock::now_micros;
 use crate::stats::model::SessionPost;
 
 /// One transaction per post. Every post locks its session row, then its course totals

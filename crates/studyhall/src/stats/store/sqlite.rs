@@ -1,8 +1,9 @@
 use sqlx::{SqliteConnection, SqlitePool};
 use tokio::task::JoinHandle;
 
-use super::{delta, now_micros, Previous, Recorded, ADD_TO_TOTALS};
+use super::{delta, Previous, Recorded, ADD_TO_TOTALS};
 use crate::batch::{BatchError, Batcher};
+use crate::clock::now_micros;
 use crate::stats::model::SessionPost;
 
 /// SQLite has one writer at a time, so writes go through group commit: the posts that

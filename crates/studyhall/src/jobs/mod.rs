@@ -1,0 +1,71 @@
+//! A durable job queue in the database, and the worker that runs it.
+//!
+//! Producers `enqueue` a kind and a JSON payload. A worker claims a batch of runnable
+//! jobs under a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of workers
+//! share the queue), then runs the batch in one transaction with a savepoint per job.
+//! Each job's effect and its completion commit together, and completion is fenced on
+//! the attempt number, so a job is applied exactly once even if its lease expired and
+//! another worker took it over. Failures retry with exponential backoff and jitter,
+//! and end `dead` after the configured attempts.
+
+mod routes;
+mod store;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::Value;
+use utoipa::OpenApi;
+
+pub use store::{Job, JobState, Queue};
+pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
+
+use crate::db::Tx;
+
+/// What a handler's run returns; any error retries the job (until it is dead).
+pub type JobResult = Result<(), anyhow::Error>;
+pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobResult> + Send + 'a>>;
+
+/// One kind of job: applies its effect inside the transaction that completes the job.
+pub trait Handler: Send + Sync + 'static {
+    fn run<'a>(&'a self, tx: &'a mut Tx, job_id: &'a str, payload: &'a Value) -> JobFuture<'a>;
+}
+
+/// Handlers by kind.
+#[derive(Clone, Default)]
+pub struct Handlers(HashMap<&'static str, Arc<dyn Handler>>);
+
+impl Handlers {
+    pub fn register(&mut self, kind: &'static str, handler: impl Handler) {
+        self.0.insert(kind, Arc::new(handler));
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
+        self.0.get(kind)
+    }
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+pub fn router(queue: Queue) -> Router {
+    Router::new()
+        .route("/jobs", get(routes::list))
+        .route("/jobs/{id}", get(routes::get))
+        .route("/jobs/{id}/retry", post(routes::retry))
+        .with_state(queue)
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(routes::get, routes::list, routes::retry), tags((name = "jobs", description = "The background job queue")))]
+pub struct Api;

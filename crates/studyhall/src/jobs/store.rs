@@ -1,0 +1,318 @@
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::batch::Batcher;
+use crate::clock::{now_micros, rfc3339};
+use crate::db::{with_pool, with_tx, Db, Tx};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    /// Failed and waiting to retry.
+    Failed,
+    Dead,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> JobState {
+        match text {
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "dead" => JobState::Dead,
+            _ => JobState::Queued,
+        }
+    }
+}
+
+/// A job as `GET /jobs/{id}` shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub state: JobState,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    #[serde(skip)]
+    pub created_micros: i64,
+}
+
+type JobRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+fn job((id, kind, state, attempts, last_error, created_at, finished_at): JobRow) -> Job {
+    Job {
+        id,
+        kind,
+        state: JobState::parse(&state),
+        attempts,
+        last_error,
+        created_at: rfc3339(created_at),
+        finished_at: finished_at.map(rfc3339),
+        created_micros: created_at,
+    }
+}
+
+const JOB_COLUMNS: &str = "id, kind, state, attempts, last_error, created_at, finished_at";
+
+/// A job waiting to be inserted.
+#[derive(Debug)]
+pub struct NewJob {
+    pub id: String,
+    pub kind: &'static str,
+    pub payload: String,
+    pub max_attempts: i64,
+    pub now: i64,
+}
+
+/// A claimed job: run it, then complete or fail it with the same `attempts`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// The queue: enqueue, inspect, retry, and the worker's claim/complete/fail.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    db: Db,
+    max_attempts: i64,
+    /// SQLite enqueues through group commit; PostgreSQL inserts directly.
+    batcher: Option<Batcher<NewJob, ()>>,
+}
+
+impl Queue {
+    /// The queue, and on SQLite the group-commit task to await at shutdown.
+    pub fn new(db: &Db, max_attempts: u32) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
+        let (batcher, task) = match db {
+            Db::Sqlite(_) => {
+                let db = db.clone();
+                let (batcher, task) = Batcher::start(move |jobs: Vec<NewJob>| {
+                    let db = db.clone();
+                    async move {
+                        insert(&db, &jobs)
+                            .await
+                            .map(|()| jobs.iter().map(|_| ()).collect())
+                    }
+                });
+                (Some(batcher), Some(task))
+            }
+            Db::Postgres(_) => (None, None),
+        };
+        (
+            Queue {
+                db: db.clone(),
+                max_attempts: i64::from(max_attempts),
+                batcher,
+            },
+            task,
+        )
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Stores a job durably and returns its id.
+    #[tracing::instrument(skip(self, payload))]
+    pub async fn enqueue(
+        &self,
+        kind: &'static str,
+        payload: &serde_json::Value,
+    ) -> Result<String, ApiError> {
+        let job = NewJob {
+            id: Uuid::now_v7().to_string(),
+            kind,
+            payload: payload.to_string(),
+            max_attempts: self.max_attempts,
+            now: now_micros(),
+        };
+        let id = job.id.clone();
+        match &self.batcher {
+            Some(batcher) => batcher.submit(job).await.map_err(ApiError::from)?,
+            None => insert(&self.db, std::slice::from_ref(&job)).await?,
+        }
+        metrics::counter!("jobs_enqueued_total", "kind" => kind).increment(1);
+        Ok(id)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        let row: Option<JobRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(job))
+    }
+
+    /// Newest first, after the cursor (created_at, id) when given.
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<Job>, sqlx::Error> {
+        let (after_time, after_id) = after.unwrap_or((i64::MAX, String::new()));
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE ($1 = '' OR state = $1) AND (created_at < $2 OR (created_at = $2 AND id < $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let state = state.map_or("", JobState::as_str);
+        let rows: Vec<JobRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(state)
+            .bind(after_time)
+            .bind(&after_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(job).collect())
+    }
+
+    /// Requeues a dead job with fresh attempts; `None` if there is no such job, `Err` 409
+    /// if it is not dead.
+    pub async fn retry(&self, id: &str) -> Result<Option<Job>, ApiError> {
+        let sql = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = NULL, finished_at = NULL
+                   WHERE id = $1 AND state = 'dead'";
+        let changed = with_pool!(&self.db, |pool| sqlx::query(sql)
+            .bind(id)
+            .bind(now_micros())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        let job = self.get(id).await?;
+        match (changed, &job) {
+            (0, Some(job)) => Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "Only dead jobs can be retried; this one is {}.",
+                    job.state.as_str()
+                ),
+            )),
+            _ => Ok(job),
+        }
+    }
+
+    /// Claims up to `limit` runnable jobs (queued, failed and due, or running with an
+    /// expired lease) for `lease_us`.
+    pub async fn claim(&self, limit: i64, lease_us: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let lock = match self.db {
+            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Db::Sqlite(_) => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2
+             WHERE id IN (SELECT id FROM jobs
+                 WHERE (state IN ('queued', 'failed') AND run_at <= $1) OR (state = 'running' AND lease_until < $1)
+                 ORDER BY run_at LIMIT $3{lock})
+             RETURNING id, kind, payload, attempts, max_attempts"
+        );
+        let now = now_micros();
+        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+            .bind(now)
+            .bind(lease_us)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.db.begin_write().await
+    }
+}
+
+async fn insert(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    for job in jobs {
+        let sql = "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
+                   VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)";
+        with_tx!(&mut tx, |conn| sqlx::query(sql)
+            .bind(&job.id)
+            .bind(job.kind)
+            .bind(&job.payload)
+            .bind(job.max_attempts)
+            .bind(job.now)
+            .execute(&mut **conn)
+            .await
+            .map(drop))?;
+    }
+    tx.commit().await
+}
+
+/// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was
+/// lost (the lease expired and another worker took the job).
+pub async fn complete(tx: &mut Tx, job: &Claimed) -> Result<bool, sqlx::Error> {
+    let sql = "UPDATE jobs SET state = 'succeeded', finished_at = $3, lease_until = NULL, last_error = NULL
+               WHERE id = $1 AND attempts = $2 AND state = 'running'";
+    let changed = with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind(now_micros())
+        .execute(&mut **conn)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(changed == 1)
+}
+
+/// Records a failure: retry after `retry_in_us`, or dead after the last attempt.
+pub async fn fail(
+    tx: &mut Tx,
+    job: &Claimed,
+    error: &str,
+    retry_in_us: i64,
+) -> Result<JobState, sqlx::Error> {
+    let dead = job.attempts >= job.max_attempts;
+    let now = now_micros();
+    let sql = "UPDATE jobs SET state = $3, run_at = $4, last_error = $5, lease_until = NULL, finished_at = $6
+               WHERE id = $1 AND attempts = $2 AND state = 'running'";
+    let state = if dead {
+        JobState::Dead
+    } else {
+        JobState::Failed
+    };
+    let error: String = error.chars().take(2000).collect();
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(&job.id)
+        .bind(job.attempts)
+        .bind(state.as_str())
+        .bind(now + retry_in_us)
+        .bind(&error)
+        .bind(dead.then_some(now))
+        .execute(&mut **conn)
+        .await
+        .map(drop))?;
+    Ok(state)
+}
+
+/// Queue depth by state and kind (succeeded jobs excluded), for the metrics gauge.
+pub async fn depth(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
+    with_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)
+}

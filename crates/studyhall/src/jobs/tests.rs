@@ -1,0 +1,283 @@
+//! Queue behaviour, driven batch by batch, on SQLite and (when configured) PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+
+use super::store::{complete, JobState};
+use super::*;
+use crate::db::{with_pool, with_tx, DatabaseUrl, Db};
+
+/// Fails each job until it has failed `fail_times` (from its payload), then records its
+/// effect in `effects` — a table without a unique key, so a double run would show.
+#[derive(Default)]
+struct Flaky {
+    failures: Mutex<HashMap<String, u64>>,
+    runs: AtomicUsize,
+}
+
+impl Handler for Arc<Flaky> {
+    fn run<'a>(&'a self, tx: &'a mut Tx, job_id: &'a str, payload: &'a Value) -> JobFuture<'a> {
+        Box::pin(async move {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            let fail_times = payload["fail_times"].as_u64().unwrap_or(0);
+            {
+                let mut failures = self.failures.lock().unwrap();
+                let failed = failures.entry(job_id.to_owned()).or_default();
+                if *failed < fail_times {
+                    *failed += 1;
+                    anyhow::bail!("planned failure {failed}");
+                }
+            }
+            with_tx!(tx, |conn| sqlx::query(
+                "INSERT INTO effects (job_id) VALUES ($1)"
+            )
+            .bind(job_id)
+            .execute(&mut **conn)
+            .await
+            .map(drop))?;
+            Ok(())
+        })
+    }
+}
+
+struct Fixture {
+    db: Db,
+    queue: Queue,
+    flaky: Arc<Flaky>,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url: DatabaseUrl = format!("sqlite://{}", dir.path().join("q.db").display())
+            .parse()
+            .unwrap();
+        Fixture::on(url, Some(dir), None).await
+    }
+
+    async fn postgres() -> Option<Fixture> {
+        let admin = std::env::var("STUDYHALL_TEST_POSTGRES_URL").ok()?;
+        let name = format!("studyhall_unit_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base)
+            .to_owned();
+        let url: DatabaseUrl = format!("{base}/{name}").parse().unwrap();
+        Some(Fixture::on(url, None, Some((admin, name))).await)
+    }
+
+    async fn on(
+        url: DatabaseUrl,
+        dir: Option<tempfile::TempDir>,
+        postgres: Option<(String, String)>,
+    ) -> Fixture {
+        let db = Db::connect(&url, 8).await.unwrap();
+        db.migrate().await.unwrap();
+        with_pool!(&db, |pool| sqlx::query(
+            "CREATE TABLE effects (job_id TEXT NOT NULL)"
+        )
+        .execute(pool)
+        .await
+        .map(drop))
+        .unwrap();
+        let (queue, _) = Queue::new(&db, 3);
+        Fixture {
+            db,
+            queue,
+            flaky: Arc::new(Flaky::default()),
+            _dir: dir,
+            postgres,
+        }
+    }
+
+    fn worker(&self, lease: Duration) -> Worker {
+        let mut handlers = Handlers::default();
+        handlers.register("flaky", self.flaky.clone());
+        let settings = WorkerSettings {
+            lease,
+            backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+            ..WorkerSettings::default()
+        };
+        Worker::new(self.queue.clone(), handlers, settings)
+    }
+
+    async fn effects(&self) -> (i64, i64) {
+        with_pool!(&self.db, |pool| sqlx::query_as(
+            "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT job_id) AS BIGINT) FROM effects"
+        )
+        .fetch_one(pool)
+        .await)
+        .unwrap()
+    }
+
+    async fn close(self) {
+        self.db.close().await;
+        if let Some((admin, name)) = self.postgres {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn backends() -> Vec<Fixture> {
+    let mut all = vec![Fixture::sqlite().await];
+    all.extend(Fixture::postgres().await);
+    all
+}
+
+#[tokio::test]
+async fn a_job_that_fails_twice_then_succeeds_is_applied_once() {
+    for fx in backends().await {
+        let id = fx
+            .queue
+            .enqueue("flaky", &json!({"fail_times": 2}))
+            .await
+            .unwrap();
+        let worker = fx.worker(Duration::from_secs(30));
+        let outcomes = [
+            worker.run_batch().await.unwrap(),
+            worker.run_batch().await.unwrap(),
+            worker.run_batch().await.unwrap(),
+        ];
+        assert_eq!(
+            outcomes.map(|o| (o.failed, o.succeeded)),
+            [(1, 0), (1, 0), (0, 1)]
+        );
+        let job = fx.queue.get(&id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 3));
+        assert!(job.finished_at.is_some());
+        assert_eq!(fx.effects().await, (1, 1));
+        fx.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_always_fails_ends_dead_and_can_be_retried() {
+    for fx in backends().await {
+        let id = fx
+            .queue
+            .enqueue("flaky", &json!({"fail_times": 4}))
+            .await
+            .unwrap();
+        let worker = fx.worker(Duration::from_secs(30));
+        for _ in 0..3 {
+            worker.run_batch().await.unwrap();
+        }
+        let job = fx.queue.get(&id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Dead, 3));
+        assert!(job
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("planned failure 3"));
+        assert_eq!(
+            worker.run_batch().await.unwrap().claimed(),
+            0,
+            "a dead job is not run again by itself"
+        );
+        let retried = fx.queue.retry(&id).await.unwrap().unwrap();
+        assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
+        assert_eq!(
+            worker.run_batch().await.unwrap().failed,
+            1,
+            "the fourth planned failure"
+        );
+        assert_eq!(
+            worker.run_batch().await.unwrap().succeeded,
+            1,
+            "the fifth run succeeds"
+        );
+        assert_eq!(fx.effects().await, (1, 1));
+        assert!(
+            fx.queue.retry(&id).await.is_err(),
+            "only dead jobs can be retried"
+        );
+        fx.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once() {
+    for fx in backends().await {
+        let id = fx.queue.enqueue("flaky", &json!({})).await.unwrap();
+        // A worker claims the job and dies before finishing it.
+        let claimed = fx.queue.claim(10, 200_000).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let worker = fx.worker(Duration::from_secs(30));
+        assert_eq!(
+            worker.run_batch().await.unwrap().claimed(),
+            0,
+            "the lease still holds"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            worker.run_batch().await.unwrap().succeeded,
+            1,
+            "reclaimed once the lease expired"
+        );
+        // The vanished worker comes back and tries to finish: its claim is stale.
+        let mut tx = fx.queue.begin().await.unwrap();
+        assert!(
+            !complete(&mut tx, &claimed[0]).await.unwrap(),
+            "a stale claim must not complete the job"
+        );
+        drop(tx);
+        let job = fx.queue.get(&id).await.unwrap().unwrap();
+        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
+        assert_eq!(fx.effects().await, (1, 1));
+        fx.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_workers_run_every_job_exactly_once() {
+    for fx in backends().await {
+        for n in 0..1500 {
+            fx.queue
+                .enqueue("flaky", &json!({"fail_times": u64::from(n % 10 == 0)}))
+                .await
+                .unwrap();
+        }
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let worker = fx.worker(Duration::from_secs(30));
+                tokio::spawn(async move {
+                    let mut idle = 0;
+                    while idle < 3 {
+                        match worker.run_batch().await {
+                            Ok(outcome) if outcome.claimed() == 0 => idle += 1,
+                            Ok(_) => idle = 0,
+                            Err(err) => panic!("{err}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        assert_eq!(fx.effects().await, (1500, 1500), "{}", fx.db.backend_name());
+        let pending = fx
+            .queue
+            .list(Some(JobState::Succeeded), None, 2000)
+            .await
+            .unwrap()
+            .len();
+        assert_eq!(pending, 1500);
+        fx.close().await;
+    }
+}
