@@ -203,6 +203,8 @@ impl Subject<'_> {
 }
 
 type TallyRow = (i64, i64, i64, i64, i64);
+/// A student's id, grade sum (thousandths) and grade count.
+type StudentRow = (String, i64, i64);
 
 fn tally((_, grade_sum, grade_count, on_time_count, task_count): TallyRow) -> Tally {
     Tally {
@@ -285,7 +287,7 @@ impl GradeStore {
                     WHERE course_id = $1 AND task_id = $2 AND student_id > $3 ORDER BY student_id LIMIT $4";
         let total = "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
                      WHERE course_id = $1 AND task_id = $2";
-        let (rows, (sum, count)): (Vec<(String, i64, i64)>, (i64, i64)) =
+        let (rows, (sum, count)): (Vec<StudentRow>, (i64, i64)) =
             with_pool!(&self.db, |pool| {
                 let rows = sqlx::query_as(page)
                     .bind(course)
@@ -324,7 +326,7 @@ impl GradeStore {
         let others = "SELECT student_id, CAST(SUM(units) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
                       WHERE course_id = $1 AND student_id <> $2 AND student_id > $3
                       GROUP BY student_id ORDER BY student_id LIMIT $4";
-        let ((sum, count), rows): ((i64, i64), Vec<(String, i64, i64)>) =
+        let ((sum, count), rows): ((i64, i64), Vec<StudentRow>) =
             with_pool!(&self.db, |pool| {
                 let mine = sqlx::query_as(mine)
                     .bind(course)
@@ -351,7 +353,7 @@ impl GradeStore {
     }
 }
 
-fn student_average((student_id, sum, count): (String, i64, i64)) -> StudentAverage {
+fn student_average((student_id, sum, count): StudentRow) -> StudentAverage {
     let tally = Tally {
         grade_sum: sum,
         grade_count: count,
