@@ -287,22 +287,21 @@ impl GradeStore {
                     WHERE course_id = $1 AND task_id = $2 AND student_id > $3 ORDER BY student_id LIMIT $4";
         let total = "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
                      WHERE course_id = $1 AND task_id = $2";
-        let (rows, (sum, count)): (Vec<StudentRow>, (i64, i64)) =
-            with_pool!(&self.db, |pool| {
-                let rows = sqlx::query_as(page)
-                    .bind(course)
-                    .bind(task)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
-                let total = sqlx::query_as(total)
-                    .bind(course)
-                    .bind(task)
-                    .fetch_one(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((rows, total))
-            })?;
+        let (rows, (sum, count)): (Vec<StudentRow>, (i64, i64)) = with_pool!(&self.db, |pool| {
+            let rows = sqlx::query_as(page)
+                .bind(course)
+                .bind(task)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            let total = sqlx::query_as(total)
+                .bind(course)
+                .bind(task)
+                .fetch_one(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((rows, total))
+        })?;
         Ok((
             rows.into_iter().map(student_average).collect(),
             Tally {
@@ -326,22 +325,21 @@ impl GradeStore {
         let others = "SELECT student_id, CAST(SUM(units) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
                       WHERE course_id = $1 AND student_id <> $2 AND student_id > $3
                       GROUP BY student_id ORDER BY student_id LIMIT $4";
-        let ((sum, count), rows): ((i64, i64), Vec<StudentRow>) =
-            with_pool!(&self.db, |pool| {
-                let mine = sqlx::query_as(mine)
-                    .bind(course)
-                    .bind(student)
-                    .fetch_one(pool)
-                    .await?;
-                let rows = sqlx::query_as(others)
-                    .bind(course)
-                    .bind(student)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
-                Ok::<_, sqlx::Error>((mine, rows))
-            })?;
+        let ((sum, count), rows): ((i64, i64), Vec<StudentRow>) = with_pool!(&self.db, |pool| {
+            let mine = sqlx::query_as(mine)
+                .bind(course)
+                .bind(student)
+                .fetch_one(pool)
+                .await?;
+            let rows = sqlx::query_as(others)
+                .bind(course)
+                .bind(student)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            Ok::<_, sqlx::Error>((mine, rows))
+        })?;
         Ok((
             Tally {
                 grade_sum: sum,

@@ -387,3 +387,188 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
     }
     assert_eq!(ready().await, 200);
 }
+
+/// Starts `studyhall worker` and waits until it says it runs.
+async fn start_worker(database_url: &str, env: &[(&str, &str)]) -> Child {
+    let mut child = Command::new(BINARY)
+        .args([
+            "worker",
+            "--concurrency",
+            "2",
+            "--database-url",
+            database_url,
+        ])
+        .envs(env.iter().copied())
+        .env("STUDYHALL_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start studyhall worker");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read log")
+            .expect("worker exited before running");
+        if line.contains("studyhall worker is running") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+/// Posts `n` grades (values n % 11) for `course` through `server`; returns the sum.
+async fn post_grades(server: &Server, course: &str, n: usize) -> i64 {
+    let student = "44444444-4444-4444-8444-444444444444";
+    let mut sum = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let posts: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                let url = format!("{}/stats/student/grade", server.address);
+                let body = json!({"student_id": student, "course_id": course, "grade": i % 11, "created_at": "2024-06-01T10:00:00Z"});
+                tokio::spawn(async move { client().post(url).json(&body).send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        for post in posts {
+            assert_eq!(post.await.unwrap(), 202);
+        }
+        sum += chunk.iter().map(|i| (i % 11) as i64).sum::<i64>();
+    }
+    sum
+}
+
+/// The course's yearly tally: (grade count, grade sum).
+async fn course_tally(server: &Server, course: &str) -> (i64, f64) {
+    let response = client()
+        .get(format!(
+            "{}/stats/course/{course}/average?group_by=year",
+            server.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    if response.status() == 404 {
+        return (0, 0.0);
+    }
+    let body: Value = response.json().await.unwrap();
+    body["averages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .fold((0, 0.0), |(count, sum), p| {
+            let n = p["grade_count"].as_i64().unwrap();
+            (
+                count + n,
+                sum + p["average_grade"].as_f64().unwrap() * n as f64,
+            )
+        })
+}
+
+async fn jobs_in(server: &Server, state: &str) -> Vec<Value> {
+    let page: Value = client()
+        .get(format!("{}/jobs?state={state}&limit=1000", server.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["jobs"].as_array().unwrap().clone()
+}
+
+async fn wait_for_tally(server: &Server, course: &str, count: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while course_tally(server, course).await.0 < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kill.db").display());
+    let server = start_with(&url, &[("STUDYHALL_NO_WORKER", "true")]).await;
+    let sum = post_grades(&server, "c-kill", 2000).await;
+    let lease = [("STUDYHALL_JOB_LEASE_SECS", "1")];
+    // Kill workers mid-queue until one dies holding a claimed batch (a kill can land
+    // between batches; each round it very likely does not).
+    let mut stranded: Vec<String> = Vec::new();
+    for round in 1..=5 {
+        let mut worker = start_worker(&url, &lease).await;
+        let target = course_tally(&server, "c-kill").await.0 + 150;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while course_tally(&server, "c-kill").await.0 < target.min(1800) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker made no progress"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        worker.start_kill().unwrap(); // SIGKILL
+        worker.wait().await.unwrap();
+        stranded = jobs_in(&server, "running")
+            .await
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect();
+        if !stranded.is_empty() || round == 5 {
+            break;
+        }
+        // Nothing was held: the lease has no part in this round; wait it out and retry.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    assert!(!stranded.is_empty(), "no kill landed mid-batch in 5 rounds");
+
+    let _worker = start_worker(&url, &lease).await;
+    wait_for_tally(&server, "c-kill", 2000).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (count, total) = course_tally(&server, "c-kill").await;
+    assert_eq!(count, 2000, "every job applied exactly once");
+    assert!((total - sum as f64).abs() < 1e-6, "{total} vs {sum}");
+    for id in stranded {
+        let job: Value = client()
+            .get(format!("{}/jobs/{id}", server.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(job["state"], "succeeded");
+        assert!(
+            job["attempts"].as_i64().unwrap() >= 2,
+            "a stranded job is reclaimed after its lease: {job}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_on_postgresql_apply_each_job_exactly_once() {
+    let Some((url, _database)) = TestDatabase::postgres().await else {
+        return;
+    };
+    let server = start_with(url.expose(), &[("STUDYHALL_NO_WORKER", "true")]).await;
+    let sum = post_grades(&server, "c-pg", 2000).await;
+    let _a = start_worker(url.expose(), &[]).await;
+    let _b = start_worker(url.expose(), &[]).await;
+    wait_for_tally(&server, "c-pg", 2000).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (count, total) = course_tally(&server, "c-pg").await;
+    assert_eq!(count, 2000, "a job ran twice or not at all");
+    assert!((total - sum as f64).abs() < 1e-6, "{total} vs {sum}");
+    for state in ["queued", "running", "failed", "dead"] {
+        assert!(
+            jobs_in(&server, state).await.is_empty(),
+            "jobs left {state}"
+        );
+    }
+}
