@@ -227,14 +227,24 @@ impl Queue {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Db::Sqlite(_) => "",
         };
+        let runnable = "(state IN ('queued', 'failed') AND run_at <= $1) OR (state = 'running' AND lease_until < $1)";
+        let now = now_micros();
+        // A read first: an idle worker polls often, and an UPDATE would take SQLite's
+        // single write lock even when nothing is due.
+        let due: Option<i64> = with_pool!(&self.db, |pool| sqlx::query_scalar(&format!(
+            "SELECT CAST(1 AS BIGINT) FROM jobs WHERE {runnable} LIMIT 1"
+        ))
+        .bind(now)
+        .fetch_optional(pool)
+        .await)?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2
-             WHERE id IN (SELECT id FROM jobs
-                 WHERE (state IN ('queued', 'failed') AND run_at <= $1) OR (state = 'running' AND lease_until < $1)
-                 ORDER BY run_at LIMIT $3{lock})
+             WHERE id IN (SELECT id FROM jobs WHERE {runnable} ORDER BY run_at LIMIT $3{lock})
              RETURNING id, kind, payload, attempts, max_attempts"
         );
-        let now = now_micros();
         with_pool!(&self.db, |pool| sqlx::query_as(&sql)
             .bind(now)
             .bind(lease_us)

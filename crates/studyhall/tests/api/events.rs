@@ -97,7 +97,7 @@ on_every_backend! {
 
     async fn the_trailing_slash_paths_behave_like_the_plain_ones(app) {
         let (status, stored) = json(app.post_json("/api/events/", &event("slash")).await).await;
-        assert_eq!(status, 201);
+        assert_eq!(status, 201, "{stored}");
         let (status, page) = json(app.get("/api/events/?message=slash").await).await;
         assert_eq!(status, 200);
         assert_eq!(page["events"][0]["id"], stored["id"]);
