@@ -68,6 +68,13 @@ on_every_backend! {
             ("/friendship/requests/{user_id}", "get"), ("/friendship/requests/{user_id}", "delete"),
             ("/friendship/accept", "post"), ("/friendship/delete", "post"), ("/friendship/all", "get"),
             ("/friendship/search/email/{email}", "get"), ("/friendship/search/name/{name}", "get"),
+            ("/stats/health", "get"), ("/stats/student/grade", "post"), ("/stats/student/task/grade", "post"),
+            ("/stats/student/{student_id}/course/{course_id}", "get"), ("/stats/student/{student_id}/average", "get"),
+            ("/stats/course/{course_id}/average", "get"), ("/stats/course/{course_id}/task/{task_id}/averages", "get"),
+            ("/stats/student/{student_id}/course/{course_id}/task/average", "get"),
+            ("/stats/course/{course_id}/on_time_percentage", "get"),
+            ("/stats/course/{course_id}/student/{student_id}/on_time_percentage", "get"),
+            ("/jobs", "get"), ("/jobs/{id}", "get"), ("/jobs/{id}/retry", "post"),
         ];
         for (path, method) in routes {
             let operation = &doc["paths"][path][method];
