@@ -163,6 +163,25 @@ impl Queue {
         Ok(id)
     }
 
+    /// Stores a job inside the caller's transaction: it exists if and only if the
+    /// caller's other writes commit.
+    pub async fn enqueue_in(
+        &self,
+        tx: &mut Tx,
+        kind: &'static str,
+        payload: &serde_json::Value,
+    ) -> Result<String, sqlx::Error> {
+        let job = NewJob {
+            id: Uuid::now_v7().to_string(),
+            kind,
+            payload: payload.to_string(),
+            max_attempts: self.max_attempts,
+            now: now_micros(),
+        };
+        insert_in(tx, &job).await?;
+        Ok(job.id)
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         let row: Option<JobRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
@@ -261,19 +280,24 @@ impl Queue {
 async fn insert(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
     for job in jobs {
-        let sql = "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
-                   VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)";
-        with_tx!(&mut tx, |conn| sqlx::query(sql)
-            .bind(&job.id)
-            .bind(job.kind)
-            .bind(&job.payload)
-            .bind(job.max_attempts)
-            .bind(job.now)
-            .execute(&mut **conn)
-            .await
-            .map(drop))?;
+        insert_in(&mut tx, job).await?;
     }
     tx.commit().await
+}
+
+async fn insert_in(tx: &mut Tx, job: &NewJob) -> Result<(), sqlx::Error> {
+    let sql =
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
+               VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)";
+    with_tx!(tx, |conn| sqlx::query(sql)
+        .bind(&job.id)
+        .bind(job.kind)
+        .bind(&job.payload)
+        .bind(job.max_attempts)
+        .bind(job.now)
+        .execute(&mut **conn)
+        .await
+        .map(drop))
 }
 
 /// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was

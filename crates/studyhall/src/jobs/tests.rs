@@ -281,3 +281,37 @@ async fn concurrent_workers_run_every_job_exactly_once() {
         fx.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
+    for fx in backends().await {
+        let mut tx = fx.queue.begin().await.unwrap();
+        let dropped = fx
+            .queue
+            .enqueue_in(&mut tx, "flaky", &json!({}))
+            .await
+            .unwrap();
+        drop(tx); // rolled back
+        assert!(fx.queue.get(&dropped).await.unwrap().is_none());
+        let mut tx = fx.queue.begin().await.unwrap();
+        let kept = fx
+            .queue
+            .enqueue_in(&mut tx, "flaky", &json!({}))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            fx.queue.get(&kept).await.unwrap().unwrap().state,
+            JobState::Queued
+        );
+        assert_eq!(
+            fx.worker(Duration::from_secs(30))
+                .run_batch()
+                .await
+                .unwrap()
+                .succeeded,
+            1
+        );
+        fx.close().await;
+    }
+}
