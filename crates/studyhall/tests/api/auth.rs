@@ -406,3 +406,37 @@ async fn studyhall_token_mints_a_token_the_server_accepts() {
     assert_refused(&app, &tampered, "signature changed").await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_token_use_refuses_the_other_kind_of_token() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let url = server.url.clone();
+    let app = TestApp::sqlite_with(move |settings| {
+        settings.auth.auth = AuthMode::Jwks;
+        settings.auth.jwks_url = Some(url);
+        settings.auth.jwt_token_use = Some("access".into());
+        settings.auth.jwt_user_claim = "username".into();
+    })
+    .await;
+    let mut access = claims("ignored-sub");
+    access["token_use"] = json!("access");
+    access["username"] = json!("gina");
+    assert_eq!(
+        probe(&app, &rsa.sign(&access)).await,
+        (201, json!("user:gina")),
+        "the configured user claim"
+    );
+    let mut id_token = access.clone();
+    id_token["token_use"] = json!("id");
+    assert_refused(
+        &app,
+        &rsa.sign(&id_token),
+        "an id token where access tokens are required",
+    )
+    .await;
+    let mut nameless = access.clone();
+    nameless.as_object_mut().unwrap().remove("username");
+    assert_refused(&app, &rsa.sign(&nameless), "no user claim").await;
+    app.stop().await;
+}
