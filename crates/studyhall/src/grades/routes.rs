@@ -95,12 +95,15 @@ pub async fn student_course(
     })))
 }
 
-async fn averages(
+/// A subject's daily tallies in the requested range, rolled up into periods and mapped
+/// to the route's point shape.
+async fn series<T>(
     grades: &Grades,
     subject: Subject<'_>,
     params: &SeriesParams,
     what: &str,
-) -> Result<(Vec<AveragePoint>, TimeRange, &'static str)> {
+    point: impl Fn(String, model::Tally) -> T,
+) -> Result<(Vec<T>, TimeRange, &'static str)> {
     let series = Series::parse(params, now_micros())?;
     let days = grades
         .store
@@ -110,13 +113,25 @@ async fn averages(
     let points = series
         .roll_up(&days)
         .into_iter()
-        .map(|(period, tally)| AveragePoint {
+        .map(|(period, tally)| point(period, tally))
+        .collect();
+    Ok((points, series.time_range(), series.group_by.as_str()))
+}
+
+async fn averages(
+    grades: &Grades,
+    subject: Subject<'_>,
+    params: &SeriesParams,
+    what: &str,
+) -> Result<(Vec<AveragePoint>, TimeRange, &'static str)> {
+    series(grades, subject, params, what, |period, tally| {
+        AveragePoint {
             period,
             average_grade: tally.average(),
             grade_count: tally.grade_count,
-        })
-        .collect();
-    Ok((points, series.time_range(), series.group_by.as_str()))
+        }
+    })
+    .await
 }
 
 async fn on_time(
@@ -125,23 +140,13 @@ async fn on_time(
     params: &SeriesParams,
     what: &str,
 ) -> Result<(Vec<OnTimePoint>, TimeRange, &'static str)> {
-    let series = Series::parse(params, now_micros())?;
-    let days = grades
-        .store
-        .days(subject, series.first_day, series.last_day)
-        .await?
-        .ok_or_else(|| no_data(what))?;
-    let points = series
-        .roll_up(&days)
-        .into_iter()
-        .map(|(period, tally)| OnTimePoint {
-            period,
-            on_time_count: tally.on_time_count,
-            total_count: tally.grade_count,
-            percentage: tally.on_time_percentage(),
-        })
-        .collect();
-    Ok((points, series.time_range(), series.group_by.as_str()))
+    series(grades, subject, params, what, |period, tally| OnTimePoint {
+        period,
+        on_time_count: tally.on_time_count,
+        total_count: tally.grade_count,
+        percentage: tally.on_time_percentage(),
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/average", tag = "grades", operation_id = "grades_student_average",

@@ -15,31 +15,8 @@ use tokio::task::JoinHandle;
 /// `STUDYHALL_TEST_POSTGRES_URL` is set.
 #[macro_export]
 macro_rules! on_every_backend {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let $app = $crate::helpers::TestApp::sqlite().await;
-                    $body
-                    $app.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some($app) = $crate::helpers::TestApp::postgres().await else { return };
-                    $body
-                    $app.stop().await;
-                }
-            )*
-        }
+    ($($tests:tt)*) => {
+        $crate::on_every_backend_with! { |_| {}; $($tests)* }
     };
 }
 
