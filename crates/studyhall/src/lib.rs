@@ -95,7 +95,7 @@ pub async fn build_app_with(
     let mut flushers = Vec::new();
     let mut housekeeping = Vec::new();
     if settings.serves(Module::Events) {
-        let events = events::start(&db);
+        let events = events::start(&db, settings);
         router = router.merge(events.router);
         flushers.push(events.writer);
         housekeeping.push(events.pruner);

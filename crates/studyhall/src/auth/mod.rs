@@ -281,6 +281,32 @@ pub fn same_user(token_user: &str, header_user: &str) -> bool {
     }
 }
 
+/// The caller's user id, if known: the token's user, else (while gateway headers are
+/// trusted) `X-User-Id`; a token and a header that disagree are refused with 403. UUIDs
+/// come back lowercase, so one caller has one id however it is written.
+pub fn caller_id(
+    token: Option<&AuthUser>,
+    headers: &axum::http::HeaderMap,
+    trust_headers: bool,
+) -> Result<Option<String>, ApiError> {
+    let header = headers
+        .get("x-user-id")
+        .filter(|_| trust_headers)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty());
+    let id = match (token, header) {
+        (Some(user), Some(header)) if !same_user(&user.id, header) => return Err(disagreement()),
+        (Some(user), _) => user.id.as_str(),
+        (None, Some(header)) => header,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(uuid::Uuid::try_parse(id).map_or_else(
+        |_| id.to_owned(),
+        |uuid| uuid.hyphenated().to_string(),
+    )))
+}
+
 pub fn disagreement() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,

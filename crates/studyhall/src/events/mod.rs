@@ -24,6 +24,8 @@ const KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub struct Events {
     store: EventStore,
     writer: Writer,
+    /// Whether `X-User-Id` identifies the caller (idempotency keys are per caller).
+    trust_headers: bool,
 }
 
 /// The running module: its router and the background tasks to await at shutdown.
@@ -33,11 +35,15 @@ pub struct Module {
     pub pruner: JoinHandle<()>,
 }
 
-pub fn start(db: &Db) -> Module {
+pub fn start(db: &Db, settings: &crate::config::ServeSettings) -> Module {
     let store = EventStore::new(db);
     let (writer, writer_task) = Writer::start(store.clone());
     let pruner = tokio::spawn(prune_keys(store.clone()));
-    let events = Events { store, writer };
+    let events = Events {
+        store,
+        writer,
+        trust_headers: settings.identity.trust_identity_headers,
+    };
     let router = Router::new()
         .route("/api/health", get(routes::health))
         .route("/api/healthz", get(routes::health))

@@ -6,6 +6,7 @@ use axum::Json;
 use super::model::{health_body, Event, EventBody, EventPage, ListParams, ListQuery, NewEvent};
 use super::store::{Inserted, KeyClaim};
 use super::Events;
+use crate::auth::{caller_id, Caller};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
 
@@ -33,6 +34,7 @@ pub async fn health() -> Json<serde_json::Value> {
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(events): State<Events>,
+    Caller(token): Caller,
     headers: HeaderMap,
     AppJson(body): AppJson<EventBody>,
 ) -> Result<Response, ApiError> {
@@ -45,7 +47,7 @@ pub async fn create(
         };
     };
     let claim = KeyClaim {
-        scope: caller(&headers),
+        scope: caller_id(token.as_ref(), &headers, events.trust_headers)?.unwrap_or_default(),
         key,
         fingerprint: event.fingerprint(),
     };
@@ -100,15 +102,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
             "Idempotency-Key must be 1 to {MAX_KEY} visible ASCII characters."
         ))),
     }
-}
-
-/// Keys are scoped per caller when the caller says who it is.
-fn caller(headers: &HeaderMap) -> String {
-    headers
-        .get("x-user-id")
-        .and_then(|value| value.to_str().ok())
-        .map(|value| value.trim().to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 /// List events, newest first, filtered and paged.

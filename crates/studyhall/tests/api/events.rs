@@ -501,3 +501,73 @@ fn today() -> (String, String, String) {
         ),
     )
 }
+
+/// Idempotency keys belong to the caller as the rest of the service knows it.
+mod scoped_keys {
+    use super::*;
+    use crate::on_every_backend_with;
+
+    const SECRET: &str = "events-test-secret-0123456789";
+    const USER: &str = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
+
+    fn token(sub: &str) -> String {
+        studyhall::auth::mint_hs256(
+            SECRET,
+            "sub",
+            sub,
+            None,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap()
+    }
+
+    async fn keyed(app: &TestApp, token: Option<&str>, user: Option<&str>) -> (u16, Value) {
+        let mut request = app
+            .client
+            .post(app.url("/api/events"))
+            .header("Idempotency-Key", "scoped")
+            .json(&event("scoped"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(user) = user {
+            request = request.header("X-User-Id", user);
+        }
+        json(request.send().await.unwrap()).await
+    }
+
+    on_every_backend_with! {
+        |settings: &mut studyhall::config::ServeSettings| settings.auth.jwt_secret = Some(SECRET.parse().unwrap());
+
+        async fn a_token_and_its_own_x_user_id_share_keys_and_other_users_do_not(app) {
+            let (status, first) = keyed(&app, Some(&token(USER)), None).await;
+            assert_eq!(status, 201);
+            let (_, same) = keyed(&app, None, Some(&USER.to_uppercase())).await;
+            assert_eq!(same["id"], first["id"], "the same caller, by token then by header");
+            let (_, other) = keyed(&app, Some(&token("someone-else")), None).await;
+            assert_ne!(other["id"], first["id"]);
+            let (status, _) = keyed(&app, Some(&token(USER)), Some("someone-else")).await;
+            assert_eq!(status, 403, "a token and a header that disagree");
+            assert_eq!(count(&app).await, 2);
+        }
+    }
+}
+
+mod untrusted_headers {
+    use super::*;
+    use crate::on_every_backend_with;
+
+    on_every_backend_with! {
+        |settings: &mut studyhall::config::ServeSettings| settings.identity.trust_identity_headers = false;
+
+        async fn an_untrusted_x_user_id_does_not_scope_keys(app) {
+            let send = |user: &'static str| {
+                let request = app.client.post(app.url("/api/events")).header("Idempotency-Key", "k").header("X-User-Id", user).json(&event("untrusted"));
+                async move { json(request.send().await.unwrap()).await }
+            };
+            let (_, a) = send("alice").await;
+            let (_, b) = send("bob").await;
+            assert_eq!(a["id"], b["id"], "without trust, both requests come from nobody in particular");
+        }
+    }
+}
