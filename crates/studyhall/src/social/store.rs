@@ -18,9 +18,10 @@ fn friends_of(param: &str) -> String {
 }
 
 /// Profile columns plus `friendship_state` and `mutual_friend_count` relative to the
-/// caller (`$1`; '' for nobody).
-fn user_columns() -> String {
-    format!(
+/// caller (`$1`; '' for nobody). Built once: every profile read uses it.
+fn user_columns() -> &'static str {
+    static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
         "u.user_id, u.email, u.first_name, u.last_name, u.description, u.dob, u.gender, u.school,
          u.work, u.location, u.email_public, u.dob_public, u.gender_public, u.school_public,
          u.work_public, u.location_public, u.share_mode, u.domain_allow_array, u.domain_deny_array,
@@ -31,6 +32,8 @@ fn user_columns() -> String {
         theirs = friends_of("u.user_id"),
         mine = friends_of("$1"),
     )
+    });
+    &COLUMNS
 }
 
 const ORDER: &str = " ORDER BY u.first_name, u.last_name, u.user_id";

@@ -17,21 +17,12 @@ struct Server {
     address: String,
 }
 
-/// Starts `studyhall serve` on a free port and waits until it says where it listens.
-async fn start(database_url: &str) -> Server {
-    start_with(database_url, &[]).await
-}
-
-async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
+/// Starts `studyhall ARGS…` and reads its JSON log until a line with `message`; returns
+/// the process and that line. The log keeps being drained so the child never blocks.
+async fn spawn(args: &[&str], env: &[(&str, &str)], message: &str) -> (Child, Value) {
     let mut child = Command::new(BINARY)
+        .args(args)
         .envs(env.iter().copied())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            database_url,
-        ])
         .env("STUDYHALL_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -40,21 +31,37 @@ async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
         .spawn()
         .expect("start studyhall");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let address = loop {
+    let entry = loop {
         let line = lines
             .next_line()
             .await
             .expect("read log")
-            .expect("studyhall exited before listening");
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if entry["message"] == "studyhall is listening" {
-            break entry["address"].as_str().expect("address field").to_owned();
+            .unwrap_or_else(|| panic!("studyhall exited before `{message}`"));
+        if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+            if entry["message"] == message {
+                break entry;
+            }
         }
     };
-    // Keep draining the log so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, entry)
+}
+
+/// Starts `studyhall serve` on a free port and waits until it says where it listens.
+async fn start(database_url: &str) -> Server {
+    start_with(database_url, &[]).await
+}
+
+async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        database_url,
+    ];
+    let (child, entry) = spawn(&args, env, "studyhall is listening").await;
+    let address = entry["address"].as_str().expect("address field");
     Server {
         child,
         address: format!("http://{address}"),
@@ -390,35 +397,14 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
 
 /// Starts `studyhall worker` and waits until it says it runs.
 async fn start_worker(database_url: &str, env: &[(&str, &str)]) -> Child {
-    let mut child = Command::new(BINARY)
-        .args([
-            "worker",
-            "--concurrency",
-            "2",
-            "--database-url",
-            database_url,
-        ])
-        .envs(env.iter().copied())
-        .env("STUDYHALL_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start studyhall worker");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read log")
-            .expect("worker exited before running");
-        if line.contains("studyhall worker is running") {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+    let args = [
+        "worker",
+        "--concurrency",
+        "2",
+        "--database-url",
+        database_url,
+    ];
+    spawn(&args, env, "studyhall worker is running").await.0
 }
 
 /// Posts `n` grades (values n % 11) for `course` through `server`; returns the sum.
