@@ -94,3 +94,32 @@ on_every_backend! {
         }
     }
 }
+
+/// `sslmode=require` in the URL (as RDS with `rds.force_ssl` needs) makes every pooled
+/// connection TLS; `sslmode=disable` is the control that shows the query can tell.
+#[tokio::test]
+async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
+    use sqlx::{Connection, PgConnection};
+    for (mode, tls) in [("require", true), ("disable", false)] {
+        let Some(app) = crate::helpers::TestApp::postgres_with(|settings| {
+            let url = format!("{}?sslmode={mode}", settings.database.database_url.expose());
+            settings.database.database_url = url.parse().expect("database url");
+        })
+        .await
+        else {
+            return;
+        };
+        assert_eq!(app.get("/ready").await.status(), 200);
+        let mut observer = PgConnection::connect(app.database_url.expose()).await.unwrap();
+        let (connections, all_tls): (i64, Option<bool>) = sqlx::query_as(
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+        assert!(connections > 0, "the server holds no connection");
+        assert_eq!(all_tls, Some(tls), "sslmode={mode}");
+    }
+}

@@ -292,17 +292,35 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start(port: u16) -> PrivateRedis {
+        PrivateRedis::start_with(port, &["--port", &port.to_string()]).await
+    }
+
+    /// TLS only (as ElastiCache with in-transit encryption), with a password.
+    async fn start_tls(port: u16, password: &str) -> PrivateRedis {
+        let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &fixture("tls-server.pem"),
+            "--tls-key-file",
+            &fixture("tls-server-key.pem"),
+            "--tls-ca-cert-file",
+            &fixture("tls-ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ];
+        PrivateRedis::start_with(port, &args).await
+    }
+
+    async fn start_with(port: u16, args: &[&str]) -> PrivateRedis {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -393,6 +411,48 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(ready().await, 200);
+}
+
+/// `rediss://` verifies the server against the system's roots (`SSL_CERT_FILE` here), and
+/// sends the password, as with ElastiCache's in-transit encryption and auth token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
+    if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _redis = PrivateRedis::start_tls(port, "s3cret-token").await;
+    let url = format!("rediss://:s3cret-token@localhost:{port}");
+    let trusted = format!("{}/tests/fixtures/tls-ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let untrusted = format!("{}/tests/fixtures/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for (roots, expected) in [(trusted.as_str(), 201), (untrusted.as_str(), 503)] {
+        let env = [
+            ("STUDYHALL_STREAMS_BACKEND", "redis"),
+            ("STUDYHALL_REDIS_URL", url.as_str()),
+            ("SSL_CERT_FILE", roots),
+        ];
+        let database = format!("sqlite://{}", dir.path().join(format!("{expected}.db")).display());
+        let server = start_with(&database, &env).await;
+        let started = client()
+            .post(format!("{}/api/v1/streams", server.address))
+            .header("X-User-Id", "tls")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status().as_u16(), expected, "roots {roots}");
+        let ready = client()
+            .get(format!("{}/ready", server.address))
+            .send()
+            .await
+            .unwrap();
+        let ready_status = if expected == 201 { 200 } else { 503 };
+        assert_eq!(ready.status().as_u16(), ready_status, "roots {roots}");
+    }
 }
 
 /// Starts `studyhall worker` and waits until it says it runs.
