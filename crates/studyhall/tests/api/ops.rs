@@ -110,7 +110,9 @@ async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
             return;
         };
         assert_eq!(app.get("/ready").await.status(), 200);
-        let mut observer = PgConnection::connect(app.database_url.expose()).await.unwrap();
+        let mut observer = PgConnection::connect(app.database_url.expose())
+            .await
+            .unwrap();
         let (connections, all_tls): (i64, Option<bool>) = sqlx::query_as(
             "SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s \
              JOIN pg_stat_activity a USING (pid) \

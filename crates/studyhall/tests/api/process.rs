@@ -428,7 +428,10 @@ async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
     let _redis = PrivateRedis::start_tls(port, "s3cret-token").await;
     let url = format!("rediss://:s3cret-token@localhost:{port}");
     let trusted = format!("{}/tests/fixtures/tls-ca.pem", env!("CARGO_MANIFEST_DIR"));
-    let untrusted = format!("{}/tests/fixtures/rsa-1.pub.pem", env!("CARGO_MANIFEST_DIR"));
+    let untrusted = format!(
+        "{}/tests/fixtures/rsa-1.pub.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let dir = tempfile::tempdir().unwrap();
     for (roots, expected) in [(trusted.as_str(), 201), (untrusted.as_str(), 503)] {
         let env = [
@@ -436,7 +439,10 @@ async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
             ("STUDYHALL_REDIS_URL", url.as_str()),
             ("SSL_CERT_FILE", roots),
         ];
-        let database = format!("sqlite://{}", dir.path().join(format!("{expected}.db")).display());
+        let database = format!(
+            "sqlite://{}",
+            dir.path().join(format!("{expected}.db")).display()
+        );
         let server = start_with(&database, &env).await;
         let started = client()
             .post(format!("{}/api/v1/streams", server.address))
