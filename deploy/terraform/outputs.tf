@@ -14,7 +14,7 @@ output "ecr_repository_url" {
 }
 
 output "cluster_name" {
-  description = "ECS cluster (STUDYHALL_CLUSTER for deploy/rollout)."
+  description = "ECS cluster; its name is the Terraform name, which deploy/rollout takes as --name."
   value       = aws_ecs_cluster.main.name
 }
 

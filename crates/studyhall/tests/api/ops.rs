@@ -100,6 +100,18 @@ on_every_backend! {
 #[tokio::test]
 async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
     use sqlx::{Connection, PgConnection};
+    let Some(admin_url) = crate::helpers::test_url("STUDYHALL_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    let (ssl,): (String,) = sqlx::query_as("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    if ssl != "on" {
+        eprintln!("this PostgreSQL server has TLS off; nothing to observe");
+        return;
+    }
     for (mode, tls) in [("require", true), ("disable", false)] {
         let Some(app) = crate::helpers::TestApp::postgres_with(|settings| {
             let url = format!("{}?sslmode={mode}", settings.database.database_url.expose());
