@@ -1,6 +1,10 @@
 # PostgreSQL (RDS) and Redis (ElastiCache), in the private subnets, encrypted at rest
 # with the deployment's key and in transit with TLS.
 
+locals {
+  performance_insights = !can(regex("\\.(micro|small)$", var.db_instance_class))
+}
+
 resource "aws_db_subnet_group" "main" {
   name       = var.name
   subnet_ids = aws_subnet.private[*].id
@@ -27,6 +31,7 @@ resource "aws_db_parameter_group" "main" {
 }
 
 resource "aws_db_instance" "main" {
+  # checkov:skip=CKV_AWS_353: Performance Insights is on for every class that has it (the default db.t4g.medium and up)
   identifier     = var.name
   engine         = "postgres"
   engine_version = var.db_engine_version
@@ -63,10 +68,11 @@ resource "aws_db_instance" "main" {
   auto_minor_version_upgrade          = true
   iam_database_authentication_enabled = true
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
-  performance_insights_enabled        = true
-  performance_insights_kms_key_id     = aws_kms_key.main.arn
-  monitoring_interval                 = 60
-  monitoring_role_arn                 = aws_iam_role.rds_monitoring.arn
+  # Performance Insights exists from db.t4g.medium up; micro and small go without.
+  performance_insights_enabled    = local.performance_insights
+  performance_insights_kms_key_id = local.performance_insights ? aws_kms_key.main.arn : null
+  monitoring_interval             = 60
+  monitoring_role_arn             = aws_iam_role.rds_monitoring.arn
 
   depends_on = [aws_cloudwatch_log_group.database]
 }

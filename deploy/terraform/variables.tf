@@ -330,7 +330,7 @@ variable "secrets_version" {
 # --- Data ------------------------------------------------------------------------------
 
 variable "db_instance_class" {
-  description = "RDS instance class (db.t4g.medium is the smallest with Performance Insights)."
+  description = "RDS instance class; micro and small classes run without Performance Insights."
   type        = string
   default     = "db.t4g.medium"
 

@@ -176,6 +176,11 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
   }
 
   assert {
+    condition     = aws_db_instance.main.performance_insights_enabled
+    error_message = "Performance Insights on the default class"
+  }
+
+  assert {
     condition     = aws_cloudwatch_metric_alarm.cpu_high["serve"].threshold == 85 && aws_cloudwatch_metric_alarm.cpu_low["serve"].threshold == 10
     error_message = "the step alarms act at 85 % and 10 % CPU"
   }
@@ -231,6 +236,8 @@ run "a_certificate_turns_on_https_and_redirects_http" {
 
 run "without_redis_stream_leases_stay_in_postgresql" {
   variables {
+    db_instance_class    = "db.t4g.micro"
+    db_multi_az          = false
     enable_redis         = false
     redis_auth_token     = ""
     auth_mode            = "jwks"
@@ -240,6 +247,11 @@ run "without_redis_stream_leases_stay_in_postgresql" {
   assert {
     condition     = length(aws_elasticache_replication_group.main) == 0 && length(aws_secretsmanager_secret.redis_url) == 0
     error_message = "no Redis"
+  }
+
+  assert {
+    condition     = !aws_db_instance.main.performance_insights_enabled && !aws_db_instance.main.multi_az
+    error_message = "a micro database in one zone, without Performance Insights (it has none)"
   }
 
   assert {
