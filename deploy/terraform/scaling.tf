@@ -170,7 +170,7 @@ resource "aws_cloudwatch_metric_alarm" "server_errors" {
 
   metric_query {
     id          = "rate"
-    expression  = "100 * errors / MAX([errors, requests])"
+    expression  = "IF(requests > 0, 100 * FILL(errors, 0) / requests, 0)"
     label       = "5xx percent"
     return_data = true
   }

@@ -46,7 +46,9 @@ impl fmt::Display for DatabaseUrl {
 
 /// `scheme://user:password@host/…` → `scheme://user:***@host/…`, for logs and errors.
 pub fn mask_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    // The user info ends at the last `@` before the query (which may hold an `@` too).
+    let before_query = url.find('?').unwrap_or(url.len());
+    match (url.find("://"), url[..before_query].rfind('@')) {
         (Some(start), Some(at)) if at > start => {
             let userinfo = &url[start + 3..at];
             let user = userinfo.split(':').next().unwrap_or_default();
@@ -187,6 +189,21 @@ mod tests {
         let url: DatabaseUrl = "postgres://app:s3cret@db:5432/studyhall".parse().unwrap();
         assert_eq!(url.to_string(), "postgres://app:***@db:5432/studyhall");
         assert!(!format!("{url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_password_is_masked_beside_query_parameters_and_in_redis_urls() {
+        let url: DatabaseUrl = "postgres://app:p@ss@db/sh?sslmode=verify-full&sslrootcert=/a@b.pem"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db/sh?sslmode=verify-full&sslrootcert=/a@b.pem"
+        );
+        assert_eq!(
+            mask_password("rediss://:t0ken@cache.example:6379"),
+            "rediss://:***@cache.example:6379"
+        );
     }
 
     #[test]
