@@ -182,7 +182,7 @@ resource "aws_ecs_service" "serve" {
     ignore_changes = [task_definition, desired_count]
   }
 
-  depends_on = [aws_lb_listener.http, aws_ecs_cluster_capacity_providers.main]
+  depends_on = [aws_lb_listener.http, aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main]
 }
 
 resource "aws_ecs_service" "worker" {
