@@ -92,8 +92,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     pub message: String,
+    /// What is wrong, by field (`{"limit": "…"}`), or as a list (the stats routes).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = problem_errors)]
     pub errors: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -101,6 +102,16 @@ pub struct Problem {
     #[serde(flatten)]
     #[schema(ignore)]
     pub extra: serde_json::Map<String, Value>,
+}
+
+fn problem_errors() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().additional_properties(Some(text())))
+        .item(ArrayBuilder::new().items(text()))
+        .build()
+        .into()
 }
 
 impl Problem {

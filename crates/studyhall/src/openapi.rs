@@ -1,6 +1,8 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
-use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -24,16 +26,38 @@ pub fn document() -> Document {
     for (path, alias) in crate::events::ALIASES.iter().chain(crate::streams::ALIASES) {
         add_alias(&mut doc, path, alias);
     }
+    add_common_responses(&mut doc);
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                not_null(&mut parameter.schema);
+            }
+        }
+    }
     doc
 }
 
-/// Lists `alias` as a second path for `path`, with operation ids kept unique.
-fn add_alias(doc: &mut Document, path: &str, alias: &str) {
-    let Some(item) = doc.paths.paths.get(path) else {
+/// An optional parameter is one that may be left out; sent, it must hold a value (an
+/// empty `?limit=` is refused), so its schema does not admit null.
+fn not_null(schema: &mut Option<RefOr<Schema>>) {
+    let Some(RefOr::T(Schema::Object(object))) = schema else {
         return;
     };
-    let mut item = item.clone();
-    for operation in [
+    if let SchemaType::Array(types) = &object.schema_type {
+        let types: Vec<Type> = types
+            .iter()
+            .filter(|t| **t != Type::Null)
+            .cloned()
+            .collect();
+        object.schema_type = match types.as_slice() {
+            [one] => SchemaType::Type(one.clone()),
+            _ => SchemaType::Array(types),
+        };
+    }
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
         &mut item.get,
         &mut item.post,
         &mut item.put,
@@ -42,7 +66,73 @@ fn add_alias(doc: &mut Document, path: &str, alias: &str) {
     ]
     .into_iter()
     .flatten()
-    {
+}
+
+/// Statuses that whole kinds of routes answer, added where a handler's annotation does
+/// not list them: 400 wherever there is input to refuse, 401 wherever a token is read,
+/// 403 where a token and `X-User-Id` can disagree, and 413 for a body over 1 MiB.
+fn add_common_responses(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            let parameters = operation.parameters.as_deref().unwrap_or_default();
+            let header_identity = parameters
+                .iter()
+                .any(|p| p.name.eq_ignore_ascii_case("x-user-id"));
+            let has_input = !parameters.is_empty() || operation.request_body.is_some();
+            let reads_token = operation.security.is_some() || header_identity;
+            let common = [
+                (
+                    has_input,
+                    "400",
+                    "The request is malformed; `detail` says how",
+                ),
+                (
+                    reads_token,
+                    "401",
+                    "The bearer token is missing or does not verify",
+                ),
+                (
+                    header_identity,
+                    "403",
+                    "The token's user and the `X-User-Id` header disagree",
+                ),
+                (
+                    operation.request_body.is_some(),
+                    "413",
+                    "The body is over 1 MiB",
+                ),
+            ];
+            for (applies, status, description) in common {
+                if applies && !operation.responses.responses.contains_key(status) {
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_owned(), problem_response(description));
+                }
+            }
+        }
+    }
+}
+
+fn problem_response(description: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", content)
+            .build(),
+    )
+}
+
+/// Lists `alias` as a second path for `path`, with operation ids kept unique.
+fn add_alias(doc: &mut Document, path: &str, alias: &str) {
+    let Some(item) = doc.paths.paths.get(path) else {
+        return;
+    };
+    let mut item = item.clone();
+    for operation in operations_mut(&mut item) {
         operation.operation_id = operation
             .operation_id
             .take()

@@ -28,7 +28,7 @@ pub struct Event {
     pub id: Uuid,
     pub component: String,
     /// Any JSON value, returned exactly as it was posted.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
     pub email: String,
     pub environment: String,
@@ -47,16 +47,41 @@ fn micros_as_seconds<S: Serializer>(micros: &i64, serializer: S) -> Result<S::Ok
 /// the same clear message as a blank one, and `data: null` can be told from no `data`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EventBody {
-    #[schema(max_length = 256, example = "order")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        example = "order"
+    )]
     pub component: Option<String>,
+    /// Any JSON value, null included; required all the same.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Object)]
+    #[schema(required = true, value_type = serde_json::Value)]
     pub data: Option<Box<RawValue>>,
-    #[schema(max_length = 254, example = "ade@gmail.com")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 254,
+        example = "ade@gmail.com"
+    )]
     pub email: Option<String>,
-    #[schema(max_length = 64, example = "production")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 64,
+        example = "production"
+    )]
     pub environment: Option<String>,
-    #[schema(max_length = 4096, example = "order failed")]
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 4096,
+        example = "order failed"
+    )]
     pub message: Option<String>,
 }
 
@@ -219,10 +244,12 @@ pub struct ListParams {
     /// Events created before: same formats as `from_date`.
     pub to_date: Option<String>,
     /// Page size, 1 to 1000; default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
     /// `desc` (newest first, default) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order: Option<String>,
 }
 

@@ -24,7 +24,7 @@ pub async fn health() -> Json<serde_json::Value> {
 /// A 201 means the event is on disk. With `Idempotency-Key`, a retry with the same body
 /// returns the first response and stores nothing; the same key with another body is 422.
 #[utoipa::path(post, path = "/api/events", tag = "events", operation_id = "events_create", request_body = EventBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; kept at least 24 h.")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[\\t\\x20-\\x7E]*[\\x21-\\x7E][\\t\\x20-\\x7E]*$", description = "Up to 255 visible ASCII characters; kept at least 24 h.")),
     responses(
         (status = 201, description = "Stored", body = Event),
         (status = 400, description = "Invalid body; `message` and `errors` name the field", body = Problem, content_type = "application/problem+json"),

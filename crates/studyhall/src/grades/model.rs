@@ -59,6 +59,44 @@ pub struct GradePost {
     pub created_at: i64,
 }
 
+/// The body of `POST /stats/student/grade`.
+// Documentation only: `parse_post` reads the body field by field, so that each mistake
+// gets the seed's message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CourseGradeBody {
+    #[schema(format = Uuid)]
+    student_id: String,
+    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    course_id: String,
+    #[schema(minimum = 0, maximum = 10)]
+    grade: f64,
+    /// Default true.
+    on_time: Option<bool>,
+    /// Default: now.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+}
+
+/// The body of `POST /stats/student/task/grade`: a course grade's fields and `task_id`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TaskGradeBody {
+    #[schema(format = Uuid)]
+    student_id: String,
+    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    course_id: String,
+    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    task_id: String,
+    #[schema(minimum = 0, maximum = 10)]
+    grade: f64,
+    /// Default true.
+    on_time: Option<bool>,
+    /// Default: now.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+}
+
 /// Parses a write body; `task` says whether `task_id` is required.
 pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiError> {
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
@@ -219,10 +257,13 @@ impl GroupBy {
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
     /// First day included, `YYYY-MM-DD` (default: unbounded).
+    #[param(format = Date)]
     pub start_date: Option<String>,
     /// Last day included, `YYYY-MM-DD` (default: today).
+    #[param(format = Date)]
     pub end_date: Option<String>,
     /// day, week (ISO, Monday), month (default), quarter or year.
+    #[param(pattern = "^(day|week|month|quarter|year)$")]
     pub group_by: Option<String>,
 }
 

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::model::{
-    self, bad, no_data, AveragePoint, OnTimePoint, Series, SeriesParams, StudentAverage, TimeRange,
+    self, bad, no_data, AveragePoint, CourseGradeBody, OnTimePoint, Series, SeriesParams,
+    StudentAverage, TaskGradeBody, TimeRange,
 };
 use super::store::{decode_cursor, encode_cursor, Subject, COURSE_GRADE, TASK_GRADE};
 use super::Grades;
@@ -42,7 +43,7 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
 
 /// Record a course grade (asynchronously).
 #[utoipa::path(post, path = "/stats/student/grade", tag = "grades", operation_id = "grades_post_grade",
-    request_body(content = Object, description = "`{student_id: uuid, course_id, grade: 0–10, on_time?: bool = true, created_at?: RFC 3339}`"),
+    request_body = CourseGradeBody,
     responses(
         (status = 202, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Grade queued for processing", "status": 202, "job_id": "0191…"})),
         (status = 400, description = "Invalid; `result` names the field", body = Problem, content_type = "application/problem+json"),
@@ -54,7 +55,7 @@ pub async fn post_grade(State(grades): State<Grades>, body: Bytes) -> Result<Res
 
 /// Record a task grade (asynchronously); a later grade for the same task replaces it.
 #[utoipa::path(post, path = "/stats/student/task/grade", tag = "grades", operation_id = "grades_post_task_grade",
-    request_body(content = Object, description = "`{student_id: uuid, course_id, task_id, grade: 0–10, on_time?: bool = true, created_at?: RFC 3339}`"),
+    request_body = TaskGradeBody,
     responses(
         (status = 202, description = "Queued; `Location` is the job", body = Object),
         (status = 400, description = "Invalid; `result` names the field", body = Problem, content_type = "application/problem+json"),
@@ -66,7 +67,7 @@ pub async fn post_task_grade(State(grades): State<Grades>, body: Bytes) -> Resul
 
 /// A student's figures in a course: all grades' average, task grades counted, on-time share.
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}", tag = "grades", operation_id = "grades_student_course",
-    params(("student_id" = String, Path), ("course_id" = String, Path)),
+    params(("student_id" = String, Path, format = Uuid), ("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$")),
     responses(
         (status = 200, description = "Figures", body = Object, example = json!({"student_id": "…", "course_id": "c1", "average_grade": 7.5, "assignments_completed": 3, "on_time_percentage": 75.0})),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
@@ -150,7 +151,7 @@ async fn on_time(
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/average", tag = "grades", operation_id = "grades_student_average",
-    params(("student_id" = String, Path), SeriesParams),
+    params(("student_id" = String, Path, format = Uuid), SeriesParams),
     responses((status = 200, description = "Average per period", body = Object),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
@@ -168,7 +169,7 @@ pub async fn student_average(
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/average", tag = "grades", operation_id = "grades_course_average",
-    params(("course_id" = String, Path), SeriesParams),
+    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), SeriesParams),
     responses((status = 200, description = "Average per period", body = Object),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
@@ -186,7 +187,7 @@ pub async fn course_average(
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/on_time_percentage", tag = "grades", operation_id = "grades_course_on_time",
-    params(("course_id" = String, Path), SeriesParams),
+    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), SeriesParams),
     responses((status = 200, description = "On-time share per period", body = Object),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
@@ -204,7 +205,7 @@ pub async fn course_on_time(
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/student/{student_id}/on_time_percentage", tag = "grades", operation_id = "grades_student_on_time",
-    params(("course_id" = String, Path), ("student_id" = String, Path), SeriesParams),
+    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ("student_id" = String, Path, format = Uuid), SeriesParams),
     responses((status = 200, description = "On-time share per period", body = Object),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
@@ -233,6 +234,7 @@ pub async fn student_on_time(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -262,7 +264,7 @@ fn next_cursor(students: &mut Vec<StudentAverage>, limit: i64) -> Option<String>
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/task/{task_id}/averages", tag = "grades", operation_id = "grades_task_averages",
-    params(("course_id" = String, Path), ("task_id" = String, Path), ListParams),
+    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ("task_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ListParams),
     responses((status = 200, description = "Per-student grades and the group average", body = Object),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No grades for the task", body = Problem, content_type = "application/problem+json")))]
@@ -290,7 +292,7 @@ pub async fn task_averages(
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}/task/average", tag = "grades", operation_id = "grades_student_task_average",
-    params(("student_id" = String, Path), ("course_id" = String, Path), ListParams),
+    params(("student_id" = String, Path, format = Uuid), ("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ListParams),
     responses((status = 200, description = "The student's task average and the other students'", body = Object),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "The student has no task grades in the course", body = Problem, content_type = "application/problem+json")))]

@@ -13,8 +13,10 @@ use crate::http::extract::AppQuery;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// queued, running, succeeded, failed or dead
+    #[param(pattern = "^(queued|running|succeeded|failed|dead)?$")]
     pub state: Option<String>,
     /// 1 to 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -170,20 +170,30 @@ impl Friendship {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
+    #[schema(max_length = 100, pattern = "\\S")]
     pub first_name: String,
+    #[schema(max_length = 100, pattern = "\\S")]
     pub last_name: String,
 }
 
 /// `UserUpdate`: every field optional; only those sent change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct UserUpdate {
+    #[schema(max_length = 100, pattern = "\\S")]
     pub first_name: Option<String>,
+    #[schema(max_length = 100, pattern = "\\S")]
     pub last_name: Option<String>,
+    #[schema(max_length = 1000)]
     pub description: Option<String>,
+    #[schema(max_length = 200)]
     pub dob: Option<String>,
+    #[schema(max_length = 200)]
     pub gender: Option<String>,
+    #[schema(max_length = 200)]
     pub school: Option<String>,
+    #[schema(max_length = 200)]
     pub work: Option<String>,
+    #[schema(max_length = 200)]
     pub location: Option<String>,
     pub email_public: Option<bool>,
     pub dob_public: Option<bool>,
@@ -192,6 +202,7 @@ pub struct UserUpdate {
     pub work_public: Option<bool>,
     pub location_public: Option<bool>,
     /// `default_all` or `default_none`.
+    #[schema(pattern = "^(default_all|default_none)$")]
     pub share_mode: Option<String>,
     pub domain_allow_array: Option<Vec<String>>,
     pub domain_deny_array: Option<Vec<String>>,
@@ -199,17 +210,21 @@ pub struct UserUpdate {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct FriendRequestBody {
+    #[schema(pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")]
     pub user_id2: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptBody {
+    #[schema(pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")]
     pub user_id1: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UnfriendBody {
+    #[schema(pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")]
     pub user_id1: String,
+    #[schema(pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")]
     pub user_id2: String,
 }
 
@@ -292,7 +307,7 @@ pub fn domains(list: &[String]) -> Result<String, ApiError> {
 /// A user id in a path or body: what tokens carry, up to 128 characters.
 pub fn user_id(value: &str) -> Result<String, ApiError> {
     let value = value.trim();
-    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+    if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
         return Err(detail(
             StatusCode::BAD_REQUEST,
             "A user id is 1 to 128 printable characters.",
@@ -306,7 +321,9 @@ pub fn user_id(value: &str) -> Result<String, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// Page size; capped at 100.
+    #[param(minimum = 0)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
     /// Friend searches: match the whole value instead of a substring.
     pub exact: Option<bool>,

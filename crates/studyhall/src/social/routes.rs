@@ -33,7 +33,7 @@ fn success() -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/ping", tag = "social", operation_id = "social_ping",
-    responses((status = 200, description = "Alive", body = String, example = json!("pong"))))]
+    responses((status = 200, description = "Alive", body = String, content_type = "application/json", example = json!("pong"))))]
 pub async fn ping() -> Json<&'static str> {
     Json("pong")
 }
@@ -101,7 +101,7 @@ pub async fn update_me(
 
 /// Replace the allow or deny domain list.
 #[utoipa::path(put, path = "/users/me/domain_array/{share_type}", tag = "social", operation_id = "social_domains",
-    params(("share_type" = String, Path, description = "`allow` or `deny`")), request_body = Vec<String>,
+    params(("share_type" = String, Path, pattern = "^(allow|deny)$", description = "`allow` or `deny`")), request_body = Vec<String>,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = UserPrivate),
@@ -140,7 +140,7 @@ pub async fn set_domains(
 
 /// A user's public profile (no token needed; with one, `friendship_state` is relative to the caller).
 #[utoipa::path(get, path = "/users/id/{user_id}", tag = "social", operation_id = "social_user",
-    params(("user_id" = String, Path)),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")),
     responses(
         (status = 200, description = "Public profile", body = UserPublic),
         (status = 404, description = "Unknown user", body = Problem, content_type = "application/problem+json"),
@@ -215,7 +215,7 @@ async fn friend_count(
 }
 
 #[utoipa::path(get, path = "/users/id/{user_id}/friends", tag = "social", operation_id = "social_friends",
-    params(("user_id" = String, Path), Page), security(("bearer" = [])),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$"), Page), security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends by first then last name", body = Vec<UserSummary>),
         (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
@@ -231,8 +231,8 @@ pub async fn friends(
 }
 
 #[utoipa::path(get, path = "/users/id/{user_id}/friends/count", tag = "social", operation_id = "social_friend_count",
-    params(("user_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "How many friends", body = i64),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
+    responses((status = 200, description = "How many friends", body = i64, content_type = "application/json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn friends_count(
     State(store): State<SocialStore>,
@@ -243,7 +243,7 @@ pub async fn friends_count(
 }
 
 #[utoipa::path(get, path = "/users/id/{user_id}/mutual-friends", tag = "social", operation_id = "social_mutual_friends",
-    params(("user_id" = String, Path), Page), security(("bearer" = [])),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$"), Page), security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends of both", body = Vec<UserSummary>),
         (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
@@ -259,8 +259,8 @@ pub async fn mutual_friends(
 }
 
 #[utoipa::path(get, path = "/users/id/{user_id}/mutual-friends/count", tag = "social", operation_id = "social_mutual_count",
-    params(("user_id" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "How many mutual friends", body = i64),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
+    responses((status = 200, description = "How many mutual friends", body = i64, content_type = "application/json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn mutual_count(
     State(store): State<SocialStore>,
@@ -353,7 +353,7 @@ pub async fn friends_by_name(
 }
 
 #[utoipa::path(get, path = "/friendship/check/{user_id}", tag = "social", operation_id = "social_check",
-    params(("user_id" = String, Path)), security(("bearer" = [])),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The row between the caller and the user, or null", body = Option<Friendship>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn check(
@@ -410,7 +410,7 @@ pub async fn received(
 }
 
 #[utoipa::path(get, path = "/friendship/requests/{user_id}", tag = "social", operation_id = "social_sent",
-    params(("user_id" = String, Path)), security(("bearer" = [])),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The caller's pending request to the user, or null", body = Option<Friendship>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn sent(
@@ -426,7 +426,7 @@ pub async fn sent(
 
 /// Decline a request received from the user, or withdraw one sent to them.
 #[utoipa::path(delete, path = "/friendship/requests/{user_id}", tag = "social", operation_id = "social_decline",
-    params(("user_id" = String, Path)), security(("bearer" = [])),
+    params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "Removed", body = Object, example = json!({"success": true})),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No pending request between the two", body = Problem, content_type = "application/problem+json")))]
@@ -498,7 +498,7 @@ pub async fn unfriend(
 }
 
 #[utoipa::path(get, path = "/friendship/all", tag = "social", operation_id = "social_all_friends", security(("bearer" = [])),
-    responses((status = 200, description = "Every friend of the caller", body = Object, example = json!([{"user_id": "bob"}])),
+    responses((status = 200, description = "Every friend of the caller", body = Vec<Object>, example = json!([{"user_id": "bob"}])),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn all_friends(
     State(store): State<SocialStore>,

@@ -85,7 +85,7 @@ pub fn start(
         admin_token: settings.admin_token.clone(),
     };
     let router = Router::new()
-        .route("/api/v1/stream", post(routes::start))
+        .route("/api/v1/stream", post(routes::start).get(routes::list))
         .route("/api/v1/streams", post(routes::start).get(routes::list))
         .route("/api/v1/streams/{id}/heartbeat", post(routes::heartbeat))
         .route("/api/v1/streams/{id}", axum::routing::delete(routes::end))

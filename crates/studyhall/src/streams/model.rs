@@ -51,7 +51,10 @@ pub fn viewer(
     if identity.trust_identity_headers {
         if let Some(user) = headers.get("x-user-id") {
             let user = user.to_str().map(str::trim).unwrap_or_default();
-            if user.is_empty() || user.len() > MAX_ID || user.chars().any(char::is_control) {
+            if user.is_empty()
+                || user.chars().count() > MAX_ID
+                || user.chars().any(char::is_control)
+            {
                 return Err(ApiError::bad_request(format!(
                     "X-User-Id must be 1 to {MAX_ID} printable characters."
                 )));
@@ -232,6 +235,7 @@ pub struct StreamList {
 #[derive(Debug, serde::Deserialize, ToSchema)]
 pub struct LimitBody {
     /// Concurrent streams this viewer may watch, 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub limit: i64,
 }
 

@@ -44,7 +44,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 /// counts once.
 #[utoipa::path(post, path = "/api/v1/streams", tag = "streams", operation_id = "streams_start",
     params(
-        ("X-User-Id" = Option<String>, Header, description = "The viewer (trusted gateway header)"),
+        ("X-User-Id" = Option<String>, Header, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$", description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
     ),
     request_body(content = Object, description = "Optional: `stream_id` (≤ 128 chars) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
@@ -120,7 +120,7 @@ fn not_active() -> ApiError {
 /// The viewer's active streams, oldest first.
 #[utoipa::path(get, path = "/api/v1/streams", tag = "streams", operation_id = "streams_list",
     params(
-        ("X-User-Id" = Option<String>, Header, description = "The viewer (trusted gateway header)"),
+        ("X-User-Id" = Option<String>, Header, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$", description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
     ),
     responses(
@@ -146,7 +146,7 @@ pub async fn list(
 
 /// Renew a stream's lease.
 #[utoipa::path(post, path = "/api/v1/streams/{id}/heartbeat", tag = "streams", operation_id = "streams_heartbeat",
-    params(("id" = String, Path, description = "The stream id")),
+    params(("id" = String, Path, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The stream id")),
     responses(
         (status = 200, description = "Renewed", body = StreamResponse),
         (status = 400, description = "Bad id or no viewer identity", body = Problem, content_type = "application/problem+json"),
@@ -174,7 +174,7 @@ pub async fn heartbeat(
 
 /// End a stream; its slot is free at once.
 #[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams", operation_id = "streams_end",
-    params(("id" = String, Path, description = "The stream id")),
+    params(("id" = String, Path, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The stream id")),
     responses(
         (status = 204, description = "Ended"),
         (status = 400, description = "Bad id or no viewer identity", body = Problem, content_type = "application/problem+json"),
@@ -201,7 +201,7 @@ pub async fn end(
 
 /// Set a viewer's concurrent-stream limit (admin token).
 #[utoipa::path(put, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_set_limit",
-    params(("viewer" = String, Path, description = "The viewer as streams show it, e.g. `user:alice` or `ip:203.0.113.7`")),
+    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer as streams show it, e.g. `user:alice` or `ip:203.0.113.7`")),
     request_body = LimitBody,
     security(("admin_token" = [])),
     responses(
@@ -230,7 +230,7 @@ pub async fn set_limit(
 
 /// Reset a viewer's limit to the default (admin token).
 #[utoipa::path(delete, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_reset_limit",
-    params(("viewer" = String, Path, description = "The viewer as streams show it")),
+    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer as streams show it")),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Reset"),
@@ -250,7 +250,9 @@ pub async fn reset_limit(
 }
 
 fn admin_viewer(viewer: &str) -> Result<String, ApiError> {
-    if viewer.is_empty() || viewer.len() > 4 + model::MAX_ID || viewer.chars().any(char::is_control)
+    if viewer.is_empty()
+        || viewer.chars().count() > 4 + model::MAX_ID
+        || viewer.chars().any(char::is_control)
     {
         return Err(ApiError::bad_request(
             "The viewer must be 1 to 132 printable characters.",
