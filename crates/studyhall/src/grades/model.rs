@@ -256,14 +256,14 @@ impl GroupBy {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
-    /// First day included, `YYYY-MM-DD` (default: unbounded).
-    #[param(format = Date)]
+    /// First day included, `YYYY-MM-DD` (default, or empty: unbounded).
+    #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub start_date: Option<String>,
-    /// Last day included, `YYYY-MM-DD` (default: today).
-    #[param(format = Date)]
+    /// Last day included, `YYYY-MM-DD` (default, or empty: today).
+    #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub end_date: Option<String>,
-    /// day, week (ISO, Monday), month (default), quarter or year.
-    #[param(pattern = "^(day|week|month|quarter|year)$")]
+    /// day, week (ISO, Monday), month (default, or empty), quarter or year.
+    #[param(pattern = "^(day|week|month|quarter|year)?$")]
     pub group_by: Option<String>,
 }
 
