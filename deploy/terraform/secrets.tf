@@ -64,9 +64,10 @@ resource "aws_kms_alias" "main" {
   target_key_id = aws_kms_key.main.key_id
 }
 
-# --- Generated secrets: 256 random bits each (UUIDs come from a cryptographic random
-# source), written only to their destinations through write-only arguments, so they are
-# never in the plan or the state. Raise var.secrets_version to generate new ones.
+# --- Generated secrets: two version-4 UUIDs each, 244 random bits from Terraform's
+# cryptographic random source, written only to their destinations through write-only
+# arguments, so they are never in the plan or the state. Raise var.secrets_version to
+# generate new ones.
 
 locals {
   generated = {
