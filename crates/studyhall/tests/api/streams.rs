@@ -142,6 +142,8 @@ on_every_stream_backend! {
         assert_eq!(streams[0]["video_playing"], true);
         assert!(streams[0].get("ignored").is_none());
         assert!(streams[0]["started_at"].as_str().unwrap().ends_with('Z'));
+        let (_, singular) = json(app.client.get(app.url("/api/v1/stream")).header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(singular, list, "the original singular path lists the same streams");
     }
 
     async fn a_repeated_stream_id_renews_its_lease_and_counts_once(app, defaults) {
