@@ -12,17 +12,13 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use studyhall::config::AuthMode;
 
-use crate::helpers::{json, TestApp};
+use crate::helpers::{fixture_path, json, TestApp};
 
 const ISSUER: &str = "https://issuer.test/pool";
 const AUDIENCE: &str = "studyhall-client";
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("fixture")
+    std::fs::read(fixture_path(name)).expect("fixture")
 }
 
 struct Key {

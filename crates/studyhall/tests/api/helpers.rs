@@ -98,6 +98,11 @@ macro_rules! on_every_stream_backend {
 
 /// A test URL from the environment, or `None` to skip; CI must run every backend, so
 /// there a missing URL fails the test instead.
+/// The path of a file in `tests/fixtures`.
+pub fn fixture_path(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
 pub fn test_url(variable: &str) -> Option<String> {
     match std::env::var(variable) {
         Ok(url) => Some(url),

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{test_url, TestDatabase};
+use crate::helpers::{fixture_path, test_url, TestDatabase};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_studyhall");
 
@@ -284,6 +284,12 @@ async fn two_servers_sharing_redis_allow_exactly_the_limit() {
     assert_eq!(split_starts(&a, &b).await, (3, 197));
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
 /// A private Redis on a free port, so the test can stop and restart it.
 struct PrivateRedis {
     child: Child,
@@ -297,18 +303,17 @@ impl PrivateRedis {
 
     /// TLS only (as ElastiCache with in-transit encryption), with a password.
     async fn start_tls(port: u16, password: &str) -> PrivateRedis {
-        let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
         let args = [
             "--port",
             "0",
             "--tls-port",
             &port.to_string(),
             "--tls-cert-file",
-            &fixture("tls-server.pem"),
+            &fixture_path("tls-server.pem"),
             "--tls-key-file",
-            &fixture("tls-server-key.pem"),
+            &fixture_path("tls-server-key.pem"),
             "--tls-ca-cert-file",
-            &fixture("tls-ca.pem"),
+            &fixture_path("tls-ca.pem"),
             "--tls-auth-clients",
             "no",
             "--requirepass",
@@ -351,11 +356,7 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redis = PrivateRedis::start(port).await;
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let dir = tempfile::tempdir().unwrap();
@@ -420,18 +421,11 @@ async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _redis = PrivateRedis::start_tls(port, "s3cret-token").await;
     let url = format!("rediss://:s3cret-token@localhost:{port}");
-    let trusted = format!("{}/tests/fixtures/tls-ca.pem", env!("CARGO_MANIFEST_DIR"));
-    let untrusted = format!(
-        "{}/tests/fixtures/rsa-1.pub.pem",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let trusted = fixture_path("tls-ca.pem");
+    let untrusted = fixture_path("rsa-1.pub.pem");
     let dir = tempfile::tempdir().unwrap();
     for (roots, expected) in [(trusted.as_str(), 201), (untrusted.as_str(), 503)] {
         let env = [
