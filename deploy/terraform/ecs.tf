@@ -40,17 +40,12 @@ locals {
     STUDYHALL_WORKER_CONCURRENCY = tostring(var.worker_concurrency)
   })
 
-  serve_secrets = merge({
-    STUDYHALL_DATABASE_URL = aws_secretsmanager_secret.database_url.arn
-    STUDYHALL_ADMIN_TOKEN  = aws_secretsmanager_secret.admin_token.arn
-    }, var.auth_mode != "hs256" ? {} : {
-    STUDYHALL_JWT_SECRET = aws_secretsmanager_secret.jwt_secret[0].arn
-    }, !var.enable_redis ? {} : {
-    STUDYHALL_REDIS_URL = aws_secretsmanager_secret.redis_url[0].arn
-  })
+  serve_secrets = {
+    for key, secret in local.task_secrets : secret.variable => aws_secretsmanager_secret.task[key].arn
+  }
 
   worker_secrets = {
-    STUDYHALL_DATABASE_URL = aws_secretsmanager_secret.database_url.arn
+    STUDYHALL_DATABASE_URL = aws_secretsmanager_secret.task["database_url"].arn
   }
 
   container_base = {

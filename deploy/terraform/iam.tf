@@ -25,14 +25,6 @@ resource "aws_iam_role" "execution" {
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
-locals {
-  task_secret_arns = concat(
-    [aws_secretsmanager_secret.database_url.arn, aws_secretsmanager_secret.admin_token.arn],
-    aws_secretsmanager_secret.jwt_secret[*].arn,
-    aws_secretsmanager_secret.redis_url[*].arn,
-  )
-}
-
 data "aws_iam_policy_document" "execution" {
   statement {
     sid = "AuthenticateToEcr"
@@ -56,7 +48,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "ReadTheTaskSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.task_secret_arns
+    resources = [for secret in aws_secretsmanager_secret.task : secret.arn]
   }
 
   statement {

@@ -30,12 +30,12 @@ output "worker_service_name" {
 
 output "admin_token_secret_arn" {
   description = "Secret holding STUDYHALL_ADMIN_TOKEN: aws secretsmanager get-secret-value --secret-id <arn>."
-  value       = aws_secretsmanager_secret.admin_token.arn
+  value       = aws_secretsmanager_secret.task["admin_token"].arn
 }
 
 output "jwt_secret_arn" {
   description = "Secret holding the HS256 key (auth_mode = hs256), for whoever issues tokens."
-  value       = one(aws_secretsmanager_secret.jwt_secret[*].arn)
+  value       = try(aws_secretsmanager_secret.task["jwt_secret"].arn, null)
 }
 
 output "database_endpoint" {

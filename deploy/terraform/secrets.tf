@@ -64,78 +64,62 @@ resource "aws_kms_alias" "main" {
   target_key_id = aws_kms_key.main.key_id
 }
 
-# --- Generated secrets: two version-4 UUIDs each, 244 random bits from Terraform's
-# cryptographic random source, written only to their destinations through write-only
-# arguments, so they are never in the plan or the state. Raise var.secrets_version to
-# generate new ones.
+# --- The tasks' secrets, one per setting the tasks receive. -----------------------------
+#
+# The database password, admin token and hs256 key are two version-4 UUIDs each, 244
+# random bits from Terraform's cryptographic random source, written only to their
+# destinations through write-only arguments, so they are never in the plan or the state.
+# Raise var.secrets_version to generate new ones. The Redis URL holds the AUTH token
+# given in var.redis_auth_token.
 
 locals {
+  task_secrets = merge(
+    {
+      database_url = { variable = "STUDYHALL_DATABASE_URL", about = "PostgreSQL URL with the generated password" }
+      admin_token  = { variable = "STUDYHALL_ADMIN_TOKEN", about = "bearer token of the admin routes" }
+    },
+    var.auth_mode != "hs256" ? {} : {
+      jwt_secret = { variable = "STUDYHALL_JWT_SECRET", about = "HS256 key shared by every task" }
+    },
+    !var.enable_redis ? {} : {
+      redis_url = { variable = "STUDYHALL_REDIS_URL", about = "rediss:// URL with the AUTH token" }
+    },
+  )
+
   generated = {
     for name in ["database_password", "admin_token", "jwt_secret"] :
     name => join("", [for _ in range(2) : replace(uuid(), "-", "")])
   }
+
+  generated_secrets = {
+    database_url = "postgres://${aws_db_instance.main.username}:${local.generated.database_password}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/${aws_db_instance.main.db_name}?sslmode=require"
+    admin_token  = local.generated.admin_token
+    jwt_secret   = local.generated.jwt_secret
+  }
 }
 
-resource "aws_secretsmanager_secret" "database_url" {
-  # checkov:skip=CKV2_AWS_57: rotation is an explicit rollout (var.secrets_version), since the running tasks hold the value
-  name                    = "${var.name}/database-url"
-  description             = "STUDYHALL_DATABASE_URL: PostgreSQL URL with the generated password"
+resource "aws_secretsmanager_secret" "task" {
+  # checkov:skip=CKV2_AWS_57: rotation is an explicit rollout (var.secrets_version, var.redis_auth_token), since the running tasks hold the value
+  for_each = local.task_secrets
+
+  name                    = "${var.name}/${replace(each.key, "_", "-")}"
+  description             = "${each.value.variable}: ${each.value.about}"
   kms_key_id              = aws_kms_key.main.arn
   recovery_window_in_days = 7
 }
 
-resource "aws_secretsmanager_secret_version" "database_url" {
-  secret_id                = aws_secretsmanager_secret.database_url.id
-  secret_string_wo         = "postgres://${aws_db_instance.main.username}:${local.generated.database_password}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/${aws_db_instance.main.db_name}?sslmode=require"
+resource "aws_secretsmanager_secret_version" "generated" {
+  for_each = setintersection(keys(local.task_secrets), keys(local.generated_secrets))
+
+  secret_id                = aws_secretsmanager_secret.task[each.key].id
+  secret_string_wo         = local.generated_secrets[each.key]
   secret_string_wo_version = var.secrets_version
-}
-
-resource "aws_secretsmanager_secret" "admin_token" {
-  # checkov:skip=CKV2_AWS_57: rotation is an explicit rollout (var.secrets_version), since the running tasks hold the value
-  name                    = "${var.name}/admin-token"
-  description             = "STUDYHALL_ADMIN_TOKEN: bearer token of the admin routes"
-  kms_key_id              = aws_kms_key.main.arn
-  recovery_window_in_days = 7
-}
-
-resource "aws_secretsmanager_secret_version" "admin_token" {
-  secret_id                = aws_secretsmanager_secret.admin_token.id
-  secret_string_wo         = local.generated.admin_token
-  secret_string_wo_version = var.secrets_version
-}
-
-resource "aws_secretsmanager_secret" "jwt_secret" {
-  # checkov:skip=CKV2_AWS_57: rotation is an explicit rollout (var.secrets_version), since the running tasks hold the value
-  count = var.auth_mode == "hs256" ? 1 : 0
-
-  name                    = "${var.name}/jwt-secret"
-  description             = "STUDYHALL_JWT_SECRET: HS256 key shared by every task"
-  kms_key_id              = aws_kms_key.main.arn
-  recovery_window_in_days = 7
-}
-
-resource "aws_secretsmanager_secret_version" "jwt_secret" {
-  count = var.auth_mode == "hs256" ? 1 : 0
-
-  secret_id                = aws_secretsmanager_secret.jwt_secret[0].id
-  secret_string_wo         = local.generated.jwt_secret
-  secret_string_wo_version = var.secrets_version
-}
-
-resource "aws_secretsmanager_secret" "redis_url" {
-  # checkov:skip=CKV2_AWS_57: the token is ElastiCache's AUTH token; rotating it is a change of var.redis_auth_token
-  count = var.enable_redis ? 1 : 0
-
-  name                    = "${var.name}/redis-url"
-  description             = "STUDYHALL_REDIS_URL: rediss:// URL with the AUTH token"
-  kms_key_id              = aws_kms_key.main.arn
-  recovery_window_in_days = 7
 }
 
 resource "aws_secretsmanager_secret_version" "redis_url" {
   count = var.enable_redis ? 1 : 0
 
-  secret_id     = aws_secretsmanager_secret.redis_url[0].id
+  secret_id     = aws_secretsmanager_secret.task["redis_url"].id
   secret_string = "rediss://:${var.redis_auth_token}@${aws_elasticache_replication_group.main[0].primary_endpoint_address}:${aws_elasticache_replication_group.main[0].port}"
 }
 

@@ -154,6 +154,15 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
   }
 
   assert {
+    condition = (
+      aws_secretsmanager_secret.task["database_url"].name == "studyhall/database-url" &&
+      toset(keys(aws_secretsmanager_secret_version.generated)) == toset(["database_url", "admin_token", "jwt_secret"]) &&
+      length(aws_secretsmanager_secret_version.redis_url) == 1
+    )
+    error_message = "each task secret has its name; the generated ones are written write-only, the Redis URL from the token"
+  }
+
+  assert {
     condition     = jsondecode(aws_ecs_task_definition.worker.container_definitions)[0].command == ["worker"]
     error_message = "the worker service runs `studyhall worker`"
   }
@@ -245,7 +254,7 @@ run "without_redis_stream_leases_stay_in_postgresql" {
   }
 
   assert {
-    condition     = length(aws_elasticache_replication_group.main) == 0 && length(aws_secretsmanager_secret.redis_url) == 0
+    condition     = length(aws_elasticache_replication_group.main) == 0 && !contains(keys(aws_secretsmanager_secret.task), "redis_url")
     error_message = "no Redis"
   }
 
