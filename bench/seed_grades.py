@@ -19,8 +19,8 @@ db.execute(
 )
 db.execute(
     """
-    INSERT INTO grade_days_course (course_id, day, grade_sum, grade_count, on_time_count, task_count)
-    SELECT course_id, created_at / ?, sum(units), count(*), sum(on_time), 0
+    INSERT INTO grade_days_course (course_id, day, grade_sum, grade_count, on_time_count)
+    SELECT course_id, created_at / ?, sum(units), count(*), sum(on_time)
     FROM grade_records WHERE course_id = 'million' GROUP BY course_id, created_at / ?
     """,
     (DAY_US, DAY_US),

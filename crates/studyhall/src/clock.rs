@@ -25,6 +25,18 @@ pub fn rfc3339(micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Unix microseconds as RFC 3339 (UTC) with exactly three fraction digits, e.g.
+/// `2026-11-22T15:08:06.800Z`: one format whatever precision the store kept.
+pub fn rfc3339_millis(micros: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -34,5 +46,13 @@ mod tests {
             "2021-04-16T00:00:00.123Z"
         );
         assert!(super::now_micros() > 1_700_000_000_000_000);
+        assert_eq!(
+            super::rfc3339_millis(1_618_531_200_123_456),
+            "2021-04-16T00:00:00.123Z"
+        );
+        assert_eq!(
+            super::rfc3339_millis(1_618_531_200_000_000),
+            "2021-04-16T00:00:00.000Z"
+        );
     }
 }

@@ -83,10 +83,10 @@ pub async fn build_app_with(
 
     let openapi =
         serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
-    let auth = std::sync::Arc::new(auth::Auth::from_settings(
-        &settings.auth,
-        &settings.database.database_url,
-    )?);
+    let auth = std::sync::Arc::new(
+        auth::Auth::from_settings(&settings.auth, &settings.database.database_url)?
+            .trusting_identity_headers(settings.identity.trust_identity_headers),
+    );
     let readiness = http::ops::Readiness {
         db: db.clone(),
         redis: redis.clone(),

@@ -49,8 +49,10 @@ async fn main() -> anyhow::Result<()> {
                 .context(
                 "no hs256 secret: set STUDYHALL_JWT_SECRET (generated ones exist only with SQLite)",
             )?;
-            let token = studyhall::auth::mint_hs256(
+            let required = studyhall::auth::RequiredClaims::from_settings(&args.auth)?;
+            let token = studyhall::auth::mint_hs256_with(
                 &secret,
+                &required,
                 &args.auth.jwt_user_claim,
                 &args.sub,
                 args.email.as_deref(),

@@ -52,6 +52,9 @@ pub struct Auth {
     audience: Option<String>,
     token_use: Option<String>,
     user_claim: String,
+    /// Whether gateway headers (`X-User-Id`) may speak for a caller; when they may, a
+    /// token and a header naming someone else are refused on every route.
+    trust_identity_headers: bool,
 }
 
 impl std::fmt::Debug for Auth {
@@ -63,17 +66,45 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// The claims a token must carry, as configured: what the server checks and what
+/// `studyhall token` puts in, so that a minted token is one the server accepts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequiredClaims {
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub token_use: Option<String>,
+}
+
+impl RequiredClaims {
+    pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<RequiredClaims> {
+        if let Some(token_use) = &settings.jwt_token_use {
+            if token_use != "access" && token_use != "id" {
+                anyhow::bail!("STUDYHALL_JWT_TOKEN_USE must be `access` or `id`");
+            }
+        }
+        Ok(RequiredClaims {
+            issuer: settings.jwt_issuer.clone().or(cognito_pool(settings)?),
+            audience: settings.jwt_audience.clone(),
+            token_use: settings.jwt_token_use.clone(),
+        })
+    }
+}
+
+/// The Cognito user pool's URL (its issuer), when one is configured.
+fn cognito_pool(settings: &AuthSettings) -> anyhow::Result<Option<String>> {
+    match (&settings.cognito_region, &settings.cognito_pool_id) {
+        (Some(region), Some(pool)) => Ok(Some(format!(
+            "https://cognito-idp.{region}.amazonaws.com/{pool}"
+        ))),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("STUDYHALL_COGNITO_REGION and STUDYHALL_COGNITO_POOL_ID go together"),
+    }
+}
+
 impl Auth {
     pub fn from_settings(settings: &AuthSettings, database: &DatabaseUrl) -> anyhow::Result<Auth> {
-        let cognito = match (&settings.cognito_region, &settings.cognito_pool_id) {
-            (Some(region), Some(pool)) => {
-                Some(format!("https://cognito-idp.{region}.amazonaws.com/{pool}"))
-            }
-            (None, None) => None,
-            _ => {
-                anyhow::bail!("STUDYHALL_COGNITO_REGION and STUDYHALL_COGNITO_POOL_ID go together")
-            }
-        };
+        let cognito = cognito_pool(settings)?;
+        let required = RequiredClaims::from_settings(settings)?;
         let keys = match settings.auth {
             AuthMode::Off => Keys::Off,
             AuthMode::Hs256 => match hs256_secret(settings, database)? {
@@ -97,18 +128,19 @@ impl Auth {
                 )?)
             }
         };
-        if let Some(token_use) = &settings.jwt_token_use {
-            if token_use != "access" && token_use != "id" {
-                anyhow::bail!("STUDYHALL_JWT_TOKEN_USE must be `access` or `id`");
-            }
-        }
         Ok(Auth {
             keys,
-            issuer: settings.jwt_issuer.clone().or(cognito),
-            audience: settings.jwt_audience.clone(),
-            token_use: settings.jwt_token_use.clone(),
+            issuer: required.issuer,
+            audience: required.audience,
+            token_use: required.token_use,
             user_claim: settings.jwt_user_claim.clone(),
+            trust_identity_headers: false,
         })
+    }
+
+    pub fn trusting_identity_headers(mut self, trust: bool) -> Auth {
+        self.trust_identity_headers = trust;
+        self
     }
 
     /// Checks a bearer token and returns its user.
@@ -119,6 +151,7 @@ impl Auth {
         // Refuses `alg: none` too: it is not an algorithm jsonwebtoken knows.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthorized("The token is malformed."))?;
+        refuse_critical_extensions(token)?;
         let (key, algorithm) = match &self.keys {
             Keys::Off => {
                 return Err(unauthorized(
@@ -152,7 +185,9 @@ impl Auth {
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
         if let Some(issuer) = &self.issuer {
+            // Without `iss` among the required claims, a token with none at all passes.
             validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".to_owned());
         }
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             .map_err(|err| unauthorized(&describe(&err)))?
@@ -195,6 +230,24 @@ impl Auth {
     }
 }
 
+/// RFC 7515 §4.1.11: a `crit` header names extensions the recipient must understand or
+/// refuse the token; studyhall understands none.
+fn refuse_critical_extensions(token: &str) -> Result<(), ApiError> {
+    use base64::Engine;
+    let encoded = token.split('.').next().unwrap_or_default();
+    let header: Map<String, Value> = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| unauthorized("The token is malformed."))?;
+    if header.contains_key("crit") {
+        return Err(unauthorized(
+            "The token's header names critical extensions (crit) this service does not understand.",
+        ));
+    }
+    Ok(())
+}
+
 fn describe(err: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
     match err.kind() {
@@ -212,7 +265,7 @@ pub fn unauthorized(detail: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, detail)
 }
 
-/// Mints an hs256 token (for `studyhall token` and tests).
+/// Mints an hs256 token (for tests).
 pub fn mint_hs256(
     secret: &str,
     user_claim: &str,
@@ -220,8 +273,36 @@ pub fn mint_hs256(
     email: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
+    mint_hs256_with(
+        secret,
+        &RequiredClaims::default(),
+        user_claim,
+        sub,
+        email,
+        ttl,
+    )
+}
+
+/// Mints an hs256 token carrying the configured required claims (`studyhall token`).
+pub fn mint_hs256_with(
+    secret: &str,
+    required: &RequiredClaims,
+    user_claim: &str,
+    sub: &str,
+    email: Option<&str>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut claims = Map::new();
+    for (name, value) in [
+        ("iss", &required.issuer),
+        ("aud", &required.audience),
+        ("token_use", &required.token_use),
+    ] {
+        if let Some(value) = value {
+            claims.insert(name.into(), Value::String(value.clone()));
+        }
+    }
     claims.insert(user_claim.to_owned(), Value::String(sub.to_owned()));
     if user_claim != "sub" {
         claims.insert("sub".into(), Value::String(sub.to_owned()));
@@ -266,7 +347,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<Arc<Auth>>()
             .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))?;
-        auth.verify(token).await.map(|user| Caller(Some(user)))
+        let user = auth.verify(token).await?;
+        // One rule for every route family: a trusted header naming someone other than
+        // the token's user is a 403, never silently ignored.
+        if auth.trust_identity_headers {
+            caller_id(Some(&user), &parts.headers, true)?;
+        }
+        Ok(Caller(Some(user)))
     }
 }
 
@@ -316,6 +403,9 @@ pub fn disagreement() -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
     use super::*;
 
     fn hs256(secret: &str) -> Auth {
@@ -325,6 +415,7 @@ mod tests {
             audience: None,
             token_use: None,
             user_claim: "sub".into(),
+            trust_identity_headers: false,
         }
     }
 
@@ -375,6 +466,57 @@ mod tests {
         ] {
             assert!(auth.verify(&token).await.is_err());
         }
+    }
+
+    fn sign(claims: &Value, header: &Header) -> String {
+        jsonwebtoken::encode(
+            header,
+            claims,
+            &EncodingKey::from_secret(b"a-secret-of-some-length"),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_required_claim_missing_in_turn_is_refused() {
+        let mut auth = hs256("a-secret-of-some-length");
+        auth.issuer = Some("https://issuer.test".into());
+        auth.audience = Some("client".into());
+        auth.token_use = Some("access".into());
+        let complete = serde_json::json!({
+            "sub": "a", "exp": 4_000_000_000_u64, "iss": "https://issuer.test",
+            "aud": "client", "token_use": "access",
+        });
+        let header = Header::new(Algorithm::HS256);
+        assert!(auth.verify(&sign(&complete, &header)).await.is_ok());
+        for claim in ["iss", "aud", "token_use", "exp", "sub"] {
+            let mut claims = complete.clone();
+            claims.as_object_mut().unwrap().remove(claim);
+            let refused = auth.verify(&sign(&claims, &header)).await;
+            assert!(refused.is_err(), "a token without `{claim}` was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_critical_header_extension_is_refused() {
+        let auth = hs256("a-secret-of-some-length");
+        let claims = serde_json::json!({"sub": "a", "exp": 4_000_000_000_u64});
+        let plain = sign(&claims, &Header::new(Algorithm::HS256));
+        assert!(auth.verify(&plain).await.is_ok());
+        // The same token with `crit` added to its header (re-signed).
+        let header =
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT","crit":["exp"],"exp":1}"#);
+        let body = plain.split('.').nth(1).unwrap();
+        let signing_input = format!("{header}.{body}");
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &EncodingKey::from_secret(b"a-secret-of-some-length"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        let critical = format!("{signing_input}.{signature}");
+        let refused = auth.verify(&critical).await.expect_err("crit accepted");
+        assert!(format!("{refused}").contains("crit"), "{refused}");
     }
 
     #[test]

@@ -33,14 +33,26 @@ pub struct Event {
     pub email: String,
     pub environment: String,
     pub message: String,
-    /// Unix time in seconds with microseconds as the fraction.
+    /// Unix time in seconds with microseconds as the fraction, as a string: the
+    /// original service's form (Python's `str()` of the timestamp).
     #[serde(serialize_with = "micros_as_seconds")]
-    #[schema(value_type = f64, example = 1618531200.123456)]
+    #[schema(value_type = String, example = "1618531200.123456")]
     pub created_at: i64,
 }
 
 fn micros_as_seconds<S: Serializer>(micros: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(*micros as f64 / 1_000_000.0)
+    serializer.serialize_str(&seconds_text(*micros))
+}
+
+/// Unix µs as Python writes a float timestamp: the shortest digits that read back as
+/// the same number, and `.0` on a whole second.
+pub fn seconds_text(micros: i64) -> String {
+    let text = (micros as f64 / 1_000_000.0).to_string();
+    if text.contains('.') {
+        text
+    } else {
+        format!("{text}.0")
+    }
 }
 
 /// The POST body as sent. Every field is optional here so that a missing field gets
@@ -495,6 +507,13 @@ mod tests {
         ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn timestamps_read_as_the_original_wrote_them() {
+        assert_eq!(seconds_text(1_795_448_726_673_523), "1795448726.673523");
+        assert_eq!(seconds_text(1_795_448_726_670_000), "1795448726.67");
+        assert_eq!(seconds_text(1_795_448_726_000_000), "1795448726.0");
     }
 
     #[test]

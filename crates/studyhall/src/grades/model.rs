@@ -14,35 +14,52 @@ use crate::error::ApiError;
 /// Grades are summed in thousandths, exactly.
 pub const UNITS: f64 = 1000.0;
 const DAY_US: i64 = 86_400_000_000;
+/// The longest id accepted where any id is (the original bounded none).
+const MAX_ID_CHARS: usize = 128;
+/// The original's rule where it checked ids: 1 to 50 letters, digits or hyphens.
+const MAX_CODE_CHARS: usize = 50;
 
-/// A 400 with the seed's `result` and `status` fields beside problem+json's.
-pub fn bad(message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    ApiError::bad_request(message.clone()).with_member("result", Value::String(message))
+/// A 400 carrying the original's text (`error`, and `result` for clients of the routes
+/// that answered with it) beside problem+json, whose `detail` says exactly what is wrong.
+pub fn bad(original: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(detail)
+        .with_member("error", Value::String(original.to_owned()))
+        .with_member("result", Value::String(original.to_owned()))
 }
 
-/// A 404 for a subject with no grades.
-pub fn no_data(what: &str) -> ApiError {
-    ApiError::not_found(format!("No grades found for this {what}."))
+/// The original's text for every write it refused.
+pub const INVALID_INPUT: &str = "Invalid input";
+/// The original's text for a bad date.
+pub const INVALID_DATE: &str = "Invalid date format. Use YYYY-MM-DD";
+
+/// Any non-empty id of at most 128 characters without control characters: what the
+/// original accepted where it checked nothing, bounded.
+pub fn any_id(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    let count = text.chars().count();
+    if count == 0 || count > MAX_ID_CHARS || text.chars().any(char::is_control) {
+        return Err(bad(
+            original,
+            format!(
+                "{field} must be 1 to {MAX_ID_CHARS} characters, none of them control characters."
+            ),
+        ));
+    }
+    Ok(text.to_owned())
 }
 
-pub fn student_id(text: &str) -> Result<String, ApiError> {
-    uuid::Uuid::try_parse(text.trim())
-        .map(|id| id.hyphenated().to_string())
-        .map_err(|_| bad("student_id must be a UUID."))
-}
-
-/// `course_id`, `task_id`: 1–50 letters, digits or `-` (the seed's rule).
-pub fn code(field: &str, text: &str) -> Result<String, ApiError> {
-    let ok = !text.is_empty()
-        && text.len() <= 50
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+/// An id on the routes where the original checked one: 1 to 50 letters (any script),
+/// digits or hyphens.
+pub fn code(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    let count = text.chars().count();
+    let ok = (1..=MAX_CODE_CHARS).contains(&count)
+        && text.chars().all(|c| c.is_alphanumeric() || c == '-');
     if ok {
         Ok(text.to_owned())
     } else {
-        Err(bad(format!(
-            "{field} must be 1 to 50 letters, digits or hyphens."
-        )))
+        Err(bad(
+            original,
+            format!("{field} must be 1 to {MAX_CODE_CHARS} letters, digits or hyphens."),
+        ))
     }
 }
 
@@ -52,7 +69,7 @@ pub struct GradePost {
     pub student_id: String,
     pub course_id: String,
     pub task_id: Option<String>,
-    /// The grade in thousandths (0–10 000).
+    /// The grade in thousandths (0–100 000).
     pub units: i64,
     pub on_time: bool,
     /// Unix µs.
@@ -61,17 +78,17 @@ pub struct GradePost {
 
 /// The body of `POST /stats/student/grade`.
 // Documentation only: `parse_post` reads the body field by field, so that each mistake
-// gets the seed's message.
+// is named.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct CourseGradeBody {
-    #[schema(format = Uuid)]
+    #[schema(min_length = 1, max_length = 128)]
     student_id: String,
-    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    #[schema(min_length = 1, max_length = 128)]
     course_id: String,
-    #[schema(minimum = 0, maximum = 10)]
+    #[schema(minimum = 0, maximum = 100)]
     grade: f64,
-    /// Default true.
+    /// Default false.
     on_time: Option<bool>,
     /// Default: now.
     #[schema(format = DateTime)]
@@ -82,15 +99,15 @@ pub struct CourseGradeBody {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct TaskGradeBody {
-    #[schema(format = Uuid)]
+    #[schema(min_length = 1, max_length = 128)]
     student_id: String,
-    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    #[schema(min_length = 1, max_length = 128)]
     course_id: String,
-    #[schema(pattern = "^[A-Za-z0-9-]{1,50}$")]
+    #[schema(min_length = 1, max_length = 128)]
     task_id: String,
-    #[schema(minimum = 0, maximum = 10)]
+    #[schema(minimum = 0, maximum = 100)]
     grade: f64,
-    /// Default true.
+    /// Default false.
     on_time: Option<bool>,
     /// Default: now.
     #[schema(format = DateTime)]
@@ -99,40 +116,38 @@ pub struct TaskGradeBody {
 
 /// Parses a write body; `task` says whether `task_id` is required.
 pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiError> {
+    let invalid = |detail: String| bad(INVALID_INPUT, detail);
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
-        return Err(bad("Request body must be a JSON object."));
+        return Err(invalid("Request body must be a JSON object.".into()));
     };
     let text = |name: &str| match fields.get(name) {
-        Some(Value::String(text)) => Ok(text.clone()),
-        None | Some(Value::Null) => Err(bad(format!("{name} is required."))),
-        Some(_) => Err(bad(format!("{name} must be a string."))),
+        Some(Value::String(text)) => any_id(name, text, INVALID_INPUT),
+        None | Some(Value::Null) => Err(invalid(format!("{name} is required."))),
+        Some(_) => Err(invalid(format!("{name} must be a string."))),
     };
-    let student_id = student_id(&text("student_id")?)?;
-    let course_id = code("course_id", &text("course_id")?)?;
-    let task_id = if task {
-        Some(code("task_id", &text("task_id")?)?)
-    } else {
-        None
-    };
+    let student_id = text("student_id")?;
+    let course_id = text("course_id")?;
+    let task_id = if task { Some(text("task_id")?) } else { None };
+    let out_of_range = || invalid("grade must be a number from 0 to 100.".into());
     let grade = match fields.get("grade") {
         Some(Value::Number(n)) => n
             .as_f64()
-            .filter(|g| (0.0..=10.0).contains(g))
-            .ok_or_else(|| bad("grade must be a number from 0 to 10."))?,
-        None | Some(Value::Null) => return Err(bad("grade is required.")),
-        Some(_) => return Err(bad("grade must be a number from 0 to 10.")),
+            .filter(|g| (0.0..=100.0).contains(g))
+            .ok_or_else(out_of_range)?,
+        None | Some(Value::Null) => return Err(invalid("grade is required.".into())),
+        Some(_) => return Err(out_of_range()),
     };
     let on_time = match fields.get("on_time") {
-        None | Some(Value::Null) => true,
+        None | Some(Value::Null) => false,
         Some(Value::Bool(on_time)) => *on_time,
-        Some(_) => return Err(bad("on_time must be true or false.")),
+        Some(_) => return Err(invalid("on_time must be true or false.".into())),
     };
     let created_at = match fields.get("created_at") {
         None | Some(Value::Null) => now,
         Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339)
             .map(crate::clock::micros)
-            .map_err(|_| bad("created_at must be an RFC 3339 timestamp."))?,
-        Some(_) => return Err(bad("created_at must be an RFC 3339 timestamp.")),
+            .map_err(|_| invalid("created_at must be an RFC 3339 timestamp.".into()))?,
+        Some(_) => return Err(invalid("created_at must be an RFC 3339 timestamp.".into())),
     };
     Ok(GradePost {
         student_id,
@@ -144,13 +159,12 @@ pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiErr
     })
 }
 
-/// What one grade adds to a bucket.
+/// What grades add up to: their sum in thousandths, how many, how many on time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
     pub grade_sum: i64,
     pub grade_count: i64,
     pub on_time_count: i64,
-    pub task_count: i64,
 }
 
 impl Tally {
@@ -159,7 +173,6 @@ impl Tally {
             grade_sum: post.units,
             grade_count: 1,
             on_time_count: i64::from(post.on_time),
-            task_count: i64::from(post.task_id.is_some()),
         }
     }
 
@@ -168,7 +181,6 @@ impl Tally {
             grade_sum: -self.grade_sum,
             grade_count: -self.grade_count,
             on_time_count: -self.on_time_count,
-            task_count: -self.task_count,
         }
     }
 
@@ -176,7 +188,6 @@ impl Tally {
         self.grade_sum += other.grade_sum;
         self.grade_count += other.grade_count;
         self.on_time_count += other.on_time_count;
-        self.task_count += other.task_count;
     }
 
     pub fn average(&self) -> f64 {
@@ -193,6 +204,13 @@ impl Tally {
         } else {
             self.on_time_count as f64 * 100.0 / self.grade_count as f64
         }
+    }
+
+    /// Orders by average, highest first, exactly (no rounding decides a tie).
+    pub fn cmp_average_desc(&self, other: &Tally) -> std::cmp::Ordering {
+        let mine = i128::from(self.grade_sum) * i128::from(other.grade_count.max(1));
+        let theirs = i128::from(other.grade_sum) * i128::from(self.grade_count.max(1));
+        theirs.cmp(&mine)
     }
 }
 
@@ -259,31 +277,47 @@ pub struct SeriesParams {
     /// First day included, `YYYY-MM-DD` (default, or empty: unbounded).
     #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub start_date: Option<String>,
-    /// Last day included, `YYYY-MM-DD` (default, or empty: today).
+    /// Last day included, `YYYY-MM-DD` (default, or empty: up to now).
     #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
     pub end_date: Option<String>,
-    /// day, week (ISO, Monday), month (default, or empty), quarter or year.
+    /// day, week (ISO, Monday), month, quarter or year. Default (or empty): `month` on
+    /// the average routes, one `all_time` row on the on-time routes.
     #[param(pattern = "^(day|week|month|quarter|year)?$")]
     pub group_by: Option<String>,
 }
 
-/// A validated range of days (inclusive) and grouping.
+/// A validated range of days (inclusive) and grouping (`None`: all time in one row).
 #[derive(Debug, Clone, Copy)]
 pub struct Series {
     pub first_day: Option<i64>,
     pub last_day: i64,
-    pub group_by: GroupBy,
+    pub group_by: Option<GroupBy>,
+    /// The request's instant, where the range ends when no `end_date` is given.
+    now: Option<i64>,
 }
 
+/// The period name of the single row of an ungrouped on-time series (the original's).
+pub const ALL_TIME: &str = "all_time";
+
 impl Series {
-    pub fn parse(params: &SeriesParams, now: i64) -> Result<Series, ApiError> {
+    /// Parses the parameters; `default` is the grouping when none is given.
+    pub fn parse(
+        params: &SeriesParams,
+        now: i64,
+        default: Option<GroupBy>,
+    ) -> Result<Series, ApiError> {
         let date = |field: &str, text: &str| {
             Date::parse(
                 text.trim(),
                 time::macros::format_description!("[year]-[month]-[day]"),
             )
             .map(day_of_date)
-            .map_err(|_| bad(format!("{field} must be a date as YYYY-MM-DD.")))
+            .map_err(|_| {
+                bad(
+                    INVALID_DATE,
+                    format!("{field} must be a date as YYYY-MM-DD."),
+                )
+            })
         };
         let first_day = params
             .start_date
@@ -291,31 +325,49 @@ impl Series {
             .filter(|t| !t.is_empty())
             .map(|t| date("start_date", t))
             .transpose()?;
-        let last_day = match params.end_date.as_deref().filter(|t| !t.is_empty()) {
-            Some(text) => date("end_date", text)?,
-            None => day_of(now),
+        let (last_day, now) = match params.end_date.as_deref().filter(|t| !t.is_empty()) {
+            Some(text) => (date("end_date", text)?, None),
+            None => (day_of(now), Some(now)),
         };
         if first_day.is_some_and(|first| first > last_day) {
-            return Err(bad("start_date must not be after end_date."));
+            return Err(bad(
+                "start_date must not be after end_date",
+                "start_date must not be after end_date.",
+            ));
         }
         let group_by = match params.group_by.as_deref().filter(|t| !t.is_empty()) {
-            None => GroupBy::Month,
-            Some(text) => serde_json::from_value(Value::String(text.to_owned()))
-                .map_err(|_| bad("group_by must be day, week, month, quarter or year."))?,
+            None => default,
+            Some(text) => Some(
+                serde_json::from_value(Value::String(text.to_owned())).map_err(|_| {
+                    bad(
+                        "Invalid group_by. Use day, week, month, quarter or year",
+                        "group_by must be day, week, month, quarter or year.",
+                    )
+                })?,
+            ),
         };
         Ok(Series {
             first_day,
             last_day,
             group_by,
+            now,
         })
     }
 
-    /// Sums daily tallies into periods, oldest first.
+    /// Sums daily tallies into periods, oldest first; without a grouping, one
+    /// `all_time` row (zeros when there is nothing), as the original answered.
     pub fn roll_up(&self, days: &[(i64, Tally)]) -> Vec<(String, Tally)> {
+        let Some(group_by) = self.group_by else {
+            let mut total = Tally::default();
+            for (_, tally) in days {
+                total.add(*tally);
+            }
+            return vec![(ALL_TIME.to_owned(), total)];
+        };
         let mut periods: BTreeMap<i64, Tally> = BTreeMap::new();
         for (day, tally) in days {
             periods
-                .entry(self.group_by.period_start(*day))
+                .entry(group_by.period_start(*day))
                 .or_default()
                 .add(*tally);
         }
@@ -326,23 +378,40 @@ impl Series {
             .collect()
     }
 
+    /// The grouping as the response names it: as sent, or the default; empty when the
+    /// series is one all-time row (the original echoed the empty parameter).
+    pub fn group_by_name(&self) -> &'static str {
+        self.group_by.map_or("", GroupBy::as_str)
+    }
+
+    /// The range as the original reported it: `start` the first instant (year 1 when
+    /// unbounded), `end` the last second of `end_date`, or now.
     pub fn time_range(&self) -> TimeRange {
+        let end = match self.now {
+            Some(now) => crate::clock::rfc3339(now - now.rem_euclid(1_000_000)),
+            None => crate::clock::rfc3339((self.last_day + 1).saturating_mul(DAY_US) - 1_000_000),
+        };
         TimeRange {
-            start: self.first_day.map(day_start),
-            end: day_start(self.last_day + 1),
+            start: self
+                .first_day
+                .map_or_else(|| UNBOUNDED_START.to_owned(), day_start),
+            end,
         }
     }
 }
+
+/// How the original wrote an unbounded start (Go's zero time).
+const UNBOUNDED_START: &str = "0001-01-01T00:00:00Z";
 
 /// RFC 3339 of a day's first instant (UTC).
 pub fn day_start(day: i64) -> String {
     crate::clock::rfc3339(day.saturating_mul(DAY_US))
 }
 
-/// The range a series covers: `start` included (null: unbounded), `end` excluded.
+/// The range a series covers, both ends included.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TimeRange {
-    pub start: Option<String>,
+    pub start: String,
     pub end: String,
 }
 
@@ -361,11 +430,15 @@ pub struct OnTimePoint {
     pub percentage: f64,
 }
 
+/// A student's standing in a list: the average of their grades and how many there are.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StudentAverage {
     pub student_id: String,
     pub average_grade: f64,
     pub grade_count: i64,
+    /// The same count, under the name the original gave it on the task-average route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<i64>,
 }
 
 #[cfg(test)]
@@ -405,23 +478,116 @@ mod tests {
     }
 
     #[test]
-    fn posts_are_validated() {
-        let ok = br#"{"student_id": "9C1B2F8E-6D0A-4A2B-8A57-0B7B0E5D8F11", "course_id": "c-1", "grade": 8.5}"#;
+    fn posts_are_validated_as_the_original_accepted_them() {
+        let ok = br#"{"student_id": "123", "course_id": "c-1", "grade": 92.5}"#;
         let post = parse_post(ok, false, 7).unwrap();
-        assert_eq!((post.units, post.on_time, post.created_at), (8500, true, 7));
-        assert_eq!(post.student_id, "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11");
-        for bad in [&br#"{"student_id": "x", "course_id": "c", "grade": 1}"#[..],
-                    br#"{"student_id": "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11", "course_id": "c c", "grade": 1}"#,
-                    br#"{"student_id": "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11", "course_id": "c", "grade": 10.5}"#,
-                    br#"{"student_id": "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11", "course_id": "c", "grade": "8"}"#,
-                    br#"{"student_id": "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11", "course_id": "c", "grade": 1, "on_time": "yes"}"#,
-                    b"[]", b"nope"] {
-            assert!(parse_post(bad, false, 0).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            (post.units, post.on_time, post.created_at),
+            (92_500, false, 7)
+        );
+        assert_eq!(
+            (post.student_id.as_str(), post.course_id.as_str()),
+            ("123", "c-1")
+        );
+        let zero =
+            br#"{"student_id": "abc", "course_id": "any id at all", "grade": 0, "on_time": true}"#;
+        assert_eq!(parse_post(zero, false, 0).unwrap().units, 0);
+        for bad in [
+            &br#"{"student_id": "", "course_id": "c", "grade": 1}"#[..],
+            br#"{"student_id": "a\u0007b", "course_id": "c", "grade": 1}"#,
+            br#"{"student_id": "s", "course_id": "", "grade": 1}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": 100.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": -0.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": "8"}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": 1, "on_time": "yes"}"#,
+            b"[]",
+            b"nope",
+        ] {
+            let err = parse_post(bad, false, 0).expect_err(&String::from_utf8_lossy(bad));
+            let body = format!("{err:?}");
+            assert!(body.contains(INVALID_INPUT), "{body}");
         }
-        let task = br#"{"student_id": "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11", "course_id": "c", "grade": 1}"#;
+        let long = format!(
+            r#"{{"student_id": "{}", "course_id": "c", "grade": 1}}"#,
+            "s".repeat(129)
+        );
+        assert!(parse_post(long.as_bytes(), false, 0).is_err());
+        let task = br#"{"student_id": "s", "course_id": "c", "grade": 1}"#;
         assert!(
             parse_post(task, true, 0).is_err(),
             "task_id is required on task grades"
         );
+    }
+
+    #[test]
+    fn checked_ids_are_letters_of_any_script_digits_and_hyphens() {
+        for ok in [
+            "507f1f77bcf86cd799439011",
+            "abc123",
+            "curso-ñandú",
+            "Курс1",
+            "a",
+        ] {
+            assert!(code("course_id", ok, "x").is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "invalid_id",
+            "abc 123",
+            "abc$123",
+            "abc☺",
+            &"a".repeat(51),
+        ] {
+            assert!(code("course_id", bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn averages_order_exactly_highest_first() {
+        let t = |sum, count| Tally {
+            grade_sum: sum,
+            grade_count: count,
+            on_time_count: 0,
+        };
+        // 1/3 and 333/1000 differ, though close.
+        assert_eq!(
+            t(1, 3).cmp_average_desc(&t(333, 1000)),
+            std::cmp::Ordering::Less
+        );
+        assert_eq!(
+            t(2, 4).cmp_average_desc(&t(1, 2)),
+            std::cmp::Ordering::Equal
+        );
+        assert_eq!(
+            t(1, 2).cmp_average_desc(&t(3, 4)),
+            std::cmp::Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn an_ungrouped_series_is_one_all_time_row_and_ranges_read_as_the_original_wrote_them() {
+        let params = SeriesParams {
+            end_date: Some("2024-01-31".into()),
+            ..SeriesParams::default()
+        };
+        let series = Series::parse(&params, 0, None).unwrap();
+        assert_eq!(
+            series.roll_up(&[]),
+            vec![(ALL_TIME.to_owned(), Tally::default())]
+        );
+        assert_eq!(series.group_by_name(), "");
+        let range = series.time_range();
+        assert_eq!(
+            (range.start.as_str(), range.end.as_str()),
+            ("0001-01-01T00:00:00Z", "2024-01-31T23:59:59Z")
+        );
+        let now = Series::parse(
+            &SeriesParams::default(),
+            1_700_000_000_123_456,
+            Some(GroupBy::Month),
+        )
+        .unwrap();
+        assert_eq!(now.time_range().end, "2023-11-14T22:13:20Z");
+        assert_eq!(now.group_by_name(), "month");
     }
 }

@@ -1,6 +1,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::model::{
-    self, bad, no_data, AveragePoint, CourseGradeBody, OnTimePoint, Series, SeriesParams,
-    StudentAverage, TaskGradeBody, TimeRange,
+    self, any_id, bad, code, AveragePoint, CourseGradeBody, GroupBy, OnTimePoint, Series,
+    SeriesParams, TaskGradeBody, TimeRange,
 };
-use super::store::{decode_cursor, encode_cursor, Subject, COURSE_GRADE, TASK_GRADE};
+use super::store::{decode_cursor, After, Subject, COURSE_GRADE, TASK_GRADE};
 use super::Grades;
 use crate::clock::now_micros;
 use crate::error::{ApiError, Problem};
@@ -19,10 +19,22 @@ use crate::http::extract::AppQuery;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+/// The original's text for a path id it did not check but that cannot be empty.
+const INVALID_IDS: &str = "Invalid course_id or task_id format";
+
 #[utoipa::path(get, path = "/stats/health", tag = "grades", operation_id = "grades_health",
-    responses((status = 200, description = "Up", body = Object, example = json!({"status": "ok"}))))]
+    responses((status = 200, description = "Up", body = Object, example = json!({"status": "OK"}))))]
 pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    Json(json!({"status": "OK"}))
+}
+
+/// The original's queue names, which its success text quotes.
+fn original_task_type(task: bool) -> &'static str {
+    if task {
+        "task:add_student_grade_task"
+    } else {
+        "task:add_student_grade"
+    }
 }
 
 async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
@@ -32,21 +44,23 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
     let job_id = grades.queue.enqueue(kind, &payload).await?;
     let location =
         HeaderValue::from_str(&format!("/jobs/{job_id}")).map_err(anyhow::Error::from)?;
-    let body = json!({"result": "Grade queued for processing", "status": 202, "job_id": job_id});
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    // The original's words, its misspelling on course grades included: clients matched
+    // them. A worker takes the job at once, so the expected wait is 0.
+    let queued = if task { "successfully" } else { "sucessfully" };
+    let result = format!(
+        "Task {} queued {queued} (Expected time to be processed: 0.00 minutes)",
+        original_task_type(task)
+    );
+    let body = json!({"result": result, "status": 200, "job_id": job_id});
+    Ok(([(header::LOCATION, location)], Json(body)).into_response())
 }
 
 /// Record a course grade (asynchronously).
 #[utoipa::path(post, path = "/stats/student/grade", tag = "grades", operation_id = "grades_post_grade",
     request_body = CourseGradeBody,
     responses(
-        (status = 202, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Grade queued for processing", "status": 202, "job_id": "0191…"})),
-        (status = 400, description = "Invalid; `result` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Task task:add_student_grade queued sucessfully (Expected time to be processed: 0.00 minutes)", "status": 200, "job_id": "0191…"})),
+        (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn post_grade(State(grades): State<Grades>, body: Bytes) -> Result<Response> {
@@ -57,19 +71,19 @@ pub async fn post_grade(State(grades): State<Grades>, body: Bytes) -> Result<Res
 #[utoipa::path(post, path = "/stats/student/task/grade", tag = "grades", operation_id = "grades_post_task_grade",
     request_body = TaskGradeBody,
     responses(
-        (status = 202, description = "Queued; `Location` is the job", body = Object),
-        (status = 400, description = "Invalid; `result` names the field", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Task task:add_student_grade_task queued successfully (Expected time to be processed: 0.00 minutes)", "status": 200, "job_id": "0191…"})),
+        (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn post_task_grade(State(grades): State<Grades>, body: Bytes) -> Result<Response> {
     enqueue(&grades, &body, true).await
 }
 
-/// A student's figures in a course: all grades' average, task grades counted, on-time share.
+/// A student's course-grade average in a course, with their task figures beside it.
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}", tag = "grades", operation_id = "grades_student_course",
-    params(("student_id" = String, Path, format = Uuid), ("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$")),
+    params(("student_id" = String, Path), ("course_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$")),
     responses(
-        (status = 200, description = "Figures", body = Object, example = json!({"student_id": "…", "course_id": "c1", "average_grade": 7.5, "assignments_completed": 3, "on_time_percentage": 75.0})),
+        (status = 200, description = "Figures", body = Object, example = json!({"result": {"average_grade": 7.5, "tbd": 0, "grade_count": 2, "assignments_completed": 3, "on_time_percentage": 66.67}, "course_id": "c1", "student_id": "123"})),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -77,22 +91,32 @@ pub async fn student_course(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    let (student, course) = (
-        model::student_id(&student)?,
-        model::code("course_id", &course)?,
-    );
-    let days = grades
+    let student = any_id("student_id", &student, "Missing student_id query parameter")?;
+    let course = code(
+        "course_id",
+        &course,
+        "Invalid course_id format (not a valid ObjectID)",
+    )?;
+    let total = grades
         .store
-        .days(Subject::CourseStudent(&course, &student), None, i64::MAX)
-        .await?
-        .ok_or_else(|| no_data("student in this course"))?;
-    let mut total = model::Tally::default();
-    for (_, tally) in &days {
-        total.add(*tally);
+        .total(Subject::CourseStudent(&course, &student))
+        .await?;
+    if total.grade_count == 0 {
+        let text = "No grades found for the student in the course";
+        return Err(ApiError::not_found(format!("{text}."))
+            .with_member("result", Value::String(text.into()))
+            .with_member("error", Value::String(text.into())));
     }
+    let tasks = grades
+        .store
+        .total(Subject::CourseStudentTasks(&course, &student))
+        .await?;
     Ok(Json(json!({
-        "student_id": student, "course_id": course, "average_grade": total.average(),
-        "assignments_completed": total.task_count, "on_time_percentage": total.on_time_percentage(),
+        "result": {
+            "average_grade": total.average(), "tbd": 0, "grade_count": total.grade_count,
+            "assignments_completed": tasks.grade_count, "on_time_percentage": tasks.on_time_percentage(),
+        },
+        "course_id": course, "student_id": student,
     })))
 }
 
@@ -101,128 +125,115 @@ pub async fn student_course(
 async fn series<T>(
     grades: &Grades,
     subject: Subject<'_>,
-    params: &SeriesParams,
-    what: &str,
+    series: &Series,
     point: impl Fn(String, model::Tally) -> T,
-) -> Result<(Vec<T>, TimeRange, &'static str)> {
-    let series = Series::parse(params, now_micros())?;
+) -> Result<Vec<T>> {
     let days = grades
         .store
         .days(subject, series.first_day, series.last_day)
-        .await?
-        .ok_or_else(|| no_data(what))?;
-    let points = series
+        .await?;
+    Ok(series
         .roll_up(&days)
         .into_iter()
         .map(|(period, tally)| point(period, tally))
-        .collect();
-    Ok((points, series.time_range(), series.group_by.as_str()))
+        .collect())
 }
 
 async fn averages(
     grades: &Grades,
     subject: Subject<'_>,
     params: &SeriesParams,
-    what: &str,
-) -> Result<(Vec<AveragePoint>, TimeRange, &'static str)> {
-    series(grades, subject, params, what, |period, tally| {
-        AveragePoint {
-            period,
-            average_grade: tally.average(),
-            grade_count: tally.grade_count,
-        }
+) -> Result<(Vec<AveragePoint>, Series)> {
+    let parsed = Series::parse(params, now_micros(), Some(GroupBy::Month))?;
+    let points = series(grades, subject, &parsed, |period, tally| AveragePoint {
+        period,
+        average_grade: tally.average(),
+        grade_count: tally.grade_count,
     })
-    .await
+    .await?;
+    Ok((points, parsed))
 }
 
 async fn on_time(
     grades: &Grades,
     subject: Subject<'_>,
     params: &SeriesParams,
-    what: &str,
 ) -> Result<(Vec<OnTimePoint>, TimeRange, &'static str)> {
-    series(grades, subject, params, what, |period, tally| OnTimePoint {
+    let parsed = Series::parse(params, now_micros(), None)?;
+    let points = series(grades, subject, &parsed, |period, tally| OnTimePoint {
         period,
         on_time_count: tally.on_time_count,
         total_count: tally.grade_count,
         percentage: tally.on_time_percentage(),
     })
-    .await
+    .await?;
+    Ok((points, parsed.time_range(), parsed.group_by_name()))
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/average", tag = "grades", operation_id = "grades_student_average",
-    params(("student_id" = String, Path, format = Uuid), SeriesParams),
-    responses((status = 200, description = "Average per period", body = Object),
-              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
+    params(("student_id" = String, Path), SeriesParams),
+    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Object),
+              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_average(
     State(grades): State<Grades>,
     Path(student): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let student = model::student_id(&student)?;
-    let (points, range, group_by) =
-        averages(&grades, Subject::Student(&student), &params, "student").await?;
+    let student = any_id("student_id", &student, "Invalid student_id format")?;
+    let (points, series) = averages(&grades, Subject::Student(&student), &params).await?;
     Ok(Json(
-        json!({"student_id": student, "averages": points, "time_range": range, "group_by": group_by}),
+        json!({"student_id": student, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
     ))
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/average", tag = "grades", operation_id = "grades_course_average",
-    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), SeriesParams),
-    responses((status = 200, description = "Average per period", body = Object),
-              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
+    params(("course_id" = String, Path), SeriesParams),
+    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Object),
+              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn course_average(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let course = model::code("course_id", &course)?;
-    let (points, range, group_by) =
-        averages(&grades, Subject::Course(&course), &params, "course").await?;
+    let course = any_id("course_id", &course, "Invalid course_id format")?;
+    let (points, series) = averages(&grades, Subject::Course(&course), &params).await?;
     Ok(Json(
-        json!({"course_id": course, "averages": points, "time_range": range, "group_by": group_by}),
+        json!({"course_id": course, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
     ))
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/on_time_percentage", tag = "grades", operation_id = "grades_course_on_time",
-    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), SeriesParams),
-    responses((status = 200, description = "On-time share per period", body = Object),
-              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
+    params(("course_id" = String, Path), SeriesParams),
+    responses((status = 200, description = "On-time share of task grades per period; without group_by one `all_time` row", body = Object),
+              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn course_on_time(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let course = model::code("course_id", &course)?;
+    let course = any_id("course_id", &course, "Invalid course_id format")?;
     let (points, range, group_by) =
-        on_time(&grades, Subject::Course(&course), &params, "course").await?;
+        on_time(&grades, Subject::CourseTasks(&course), &params).await?;
     Ok(Json(
         json!({"course_id": course, "data": points, "time_range": range, "group_by": group_by}),
     ))
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/student/{student_id}/on_time_percentage", tag = "grades", operation_id = "grades_student_on_time",
-    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ("student_id" = String, Path, format = Uuid), SeriesParams),
-    responses((status = 200, description = "On-time share per period", body = Object),
-              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json")))]
+    params(("course_id" = String, Path), ("student_id" = String, Path), SeriesParams),
+    responses((status = 200, description = "On-time share of the student's task grades per period; without group_by one `all_time` row", body = Object),
+              (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_on_time(
     State(grades): State<Grades>,
     Path((course, student)): Path<(String, String)>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let (course, student) = (
-        model::code("course_id", &course)?,
-        model::student_id(&student)?,
-    );
+    let course = any_id("course_id", &course, "Invalid course_id format")?;
+    let student = any_id("student_id", &student, "Invalid student_id format")?;
     let (points, range, group_by) = on_time(
         &grades,
-        Subject::CourseStudent(&course, &student),
+        Subject::CourseStudentTasks(&course, &student),
         &params,
-        "student in this course",
     )
     .await?;
     Ok(Json(
@@ -240,81 +251,69 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn parse(&self) -> Result<(i64, String)> {
+    fn parse(&self) -> Result<(usize, Option<After>)> {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(bad("limit must be an integer from 1 to 1000."));
+            return Err(bad(
+                "Invalid limit",
+                "limit must be an integer from 1 to 1000.",
+            ));
         }
-        let after = match self.cursor.as_deref() {
-            None | Some("") => String::new(),
-            Some(cursor) => decode_cursor(cursor)
-                .ok_or_else(|| bad("cursor is not one this service issued."))?,
-        };
-        Ok((limit, after))
-    }
-}
-
-fn next_cursor(students: &mut Vec<StudentAverage>, limit: i64) -> Option<String> {
-    if students.len() > limit as usize {
-        students.truncate(limit as usize);
-        students.last().map(|s| encode_cursor(&s.student_id))
-    } else {
-        None
+        let after =
+            match self.cursor.as_deref() {
+                None | Some("") => None,
+                Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+                    bad("Invalid cursor", "cursor is not one this service issued.")
+                })?),
+            };
+        Ok((limit as usize, after))
     }
 }
 
 #[utoipa::path(get, path = "/stats/course/{course_id}/task/{task_id}/averages", tag = "grades", operation_id = "grades_task_averages",
-    params(("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ("task_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ListParams),
-    responses((status = 200, description = "Per-student grades and the group average", body = Object),
-              (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No grades for the task", body = Problem, content_type = "application/problem+json")))]
+    params(("course_id" = String, Path), ("task_id" = String, Path), ListParams),
+    responses((status = 200, description = "Per-student grades, best first, and the group average (an empty list when there are none)", body = Object),
+              (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn task_averages(
     State(grades): State<Grades>,
     Path((course, task)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<Value>> {
-    let (course, task) = (
-        model::code("course_id", &course)?,
-        model::code("task_id", &task)?,
-    );
+    let course = any_id("course_id", &course, INVALID_IDS)?;
+    let task = any_id("task_id", &task, INVALID_IDS)?;
     let (limit, after) = params.parse()?;
-    let (mut students, total) = grades
+    let (page, total) = grades
         .store
-        .task_students(&course, &task, &after, limit + 1)
+        .task_students(&course, &task, after.as_ref(), limit)
         .await?;
-    if total.grade_count == 0 {
-        return Err(no_data("task"));
-    }
-    let next = next_cursor(&mut students, limit);
-    Ok(Json(
-        json!({"course_id": course, "task_id": task, "group_average": total.average(), "students": students, "next_cursor": next}),
-    ))
+    Ok(Json(json!({
+        "course_id": course, "task_id": task, "group_average": total.average(),
+        "students": page.students, "next_cursor": page.next_cursor,
+    })))
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}/task/average", tag = "grades", operation_id = "grades_student_task_average",
-    params(("student_id" = String, Path, format = Uuid), ("course_id" = String, Path, pattern = "^[A-Za-z0-9-]{1,50}$"), ListParams),
-    responses((status = 200, description = "The student's task average and the other students'", body = Object),
-              (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "The student has no task grades in the course", body = Problem, content_type = "application/problem+json")))]
+    params(("student_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$"), ("course_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$"), ListParams),
+    responses((status = 200, description = "The student's task average and the other students', best first; a `warning` when the student has none", body = Object),
+              (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_task_average(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<Value>> {
-    let (student, course) = (
-        model::student_id(&student)?,
-        model::code("course_id", &course)?,
-    );
+    let student = code("student_id", &student, "Invalid student_id format")?;
+    let course = code("course_id", &course, "Invalid course_id format")?;
     let (limit, after) = params.parse()?;
-    let (mine, mut others) = grades
+    let (mine, others) = grades
         .store
-        .task_peers(&course, &student, &after, limit + 1)
+        .task_peers(&course, &student, after.as_ref(), limit)
         .await?;
+    let mut body = json!({
+        "student_id": student, "course_id": course, "student_average": mine.average(),
+        "other_students": others.students, "next_cursor": others.next_cursor,
+    });
     if mine.grade_count == 0 {
-        return Err(no_data("student's tasks in this course"));
+        body["warning"] = json!("No grades found for the requested student");
     }
-    let next = next_cursor(&mut others, limit);
-    Ok(Json(
-        json!({"student_id": student, "course_id": course, "student_average": mine.average(), "other_students": others, "next_cursor": next}),
-    ))
+    Ok(Json(body))
 }

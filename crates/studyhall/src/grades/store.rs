@@ -1,5 +1,9 @@
 //! Grades storage: the job handlers that apply a grade, and the reads. The SQL is the
 //! same on both backends; only the task-grade row lock is PostgreSQL's own.
+//!
+//! Course grades and task grades are kept apart, as the original kept them: course
+//! grades feed the `/average` routes and a student's course figures, task grades the
+//! task and on-time routes.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,48 +16,70 @@ use crate::jobs::{Handler, JobFuture};
 pub const COURSE_GRADE: &str = "grades.course_grade";
 pub const TASK_GRADE: &str = "grades.task_grade";
 
-/// Adds `tally` to the three daily tallies of `post`'s course and student on `day`.
-async fn add(tx: &mut Tx, post: &GradePost, day: i64, tally: Tally) -> Result<(), sqlx::Error> {
-    let tables = [
-        (
-            "grade_days_course",
-            "course_id, day",
-            vec![post.course_id.as_str()],
-        ),
-        (
-            "grade_days_student",
-            "student_id, day",
-            vec![post.student_id.as_str()],
-        ),
-        (
-            "grade_days_course_student",
-            "course_id, student_id, day",
-            vec![post.course_id.as_str(), post.student_id.as_str()],
-        ),
-    ];
-    for (table, key, ids) in tables {
-        let n = ids.len();
-        let values: Vec<String> = (1..=n + 5).map(|i| format!("${i}")).collect();
+/// The daily tallies a grade of each kind adds to: the table and its key columns.
+const COURSE_GRADE_DAYS: &[(&str, &[Key])] = &[
+    ("grade_days_course", &[Key::Course]),
+    ("grade_days_student", &[Key::Student]),
+    ("grade_days_course_student", &[Key::Course, Key::Student]),
+];
+const TASK_GRADE_DAYS: &[(&str, &[Key])] = &[
+    ("task_days_course", &[Key::Course]),
+    ("task_days_course_student", &[Key::Course, Key::Student]),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Course,
+    Student,
+}
+
+impl Key {
+    fn column(self) -> &'static str {
+        match self {
+            Key::Course => "course_id",
+            Key::Student => "student_id",
+        }
+    }
+
+    fn of(self, post: &GradePost) -> &str {
+        match self {
+            Key::Course => &post.course_id,
+            Key::Student => &post.student_id,
+        }
+    }
+}
+
+/// Adds `tally` to each of `tables`' daily tallies of `post` on `day`.
+async fn add(
+    tx: &mut Tx,
+    tables: &[(&str, &[Key])],
+    post: &GradePost,
+    day: i64,
+    tally: Tally,
+) -> Result<(), sqlx::Error> {
+    for (table, keys) in tables {
+        let n = keys.len();
+        let columns: Vec<&str> = keys.iter().map(|key| key.column()).collect();
+        let key = format!("{}, day", columns.join(", "));
+        let values: Vec<String> = (1..=n + 4).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "INSERT INTO {table} ({key}, grade_sum, grade_count, on_time_count, task_count) VALUES ({values})
+            "INSERT INTO {table} ({key}, grade_sum, grade_count, on_time_count) VALUES ({values})
              ON CONFLICT ({key}) DO UPDATE SET
                 grade_sum = {table}.grade_sum + excluded.grade_sum,
                 grade_count = {table}.grade_count + excluded.grade_count,
-                on_time_count = {table}.on_time_count + excluded.on_time_count,
-                task_count = {table}.task_count + excluded.task_count",
+                on_time_count = {table}.on_time_count + excluded.on_time_count",
             values = values.join(", ")
         );
-        with_tx!(tx, |conn| {
+        with_tx!(&mut *tx, |conn| {
             let mut query = sqlx::query(&sql);
-            for id in &ids {
-                query = query.bind(*id);
+            for key in keys.iter() {
+                query = query.bind(key.of(post));
             }
             query
                 .bind(day)
                 .bind(tally.grade_sum)
                 .bind(tally.grade_count)
                 .bind(tally.on_time_count)
-                .bind(tally.task_count)
                 .execute(&mut **conn)
                 .await
                 .map(drop)
@@ -87,7 +113,14 @@ impl Handler for CourseGrade {
                 .await
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
-                add(tx, &post, day_of(post.created_at), Tally::of(&post)).await?;
+                add(
+                    tx,
+                    COURSE_GRADE_DAYS,
+                    &post,
+                    day_of(post.created_at),
+                    Tally::of(&post),
+                )
+                .await?;
             }
             Ok(())
         })
@@ -119,7 +152,14 @@ impl Handler for TaskGrade {
                 .await
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
-                add(tx, &post, day_of(post.created_at), Tally::of(&post)).await?;
+                add(
+                    tx,
+                    TASK_GRADE_DAYS,
+                    &post,
+                    day_of(post.created_at),
+                    Tally::of(&post),
+                )
+                .await?;
                 return Ok(());
             }
             // PostgreSQL: lock the row so concurrent replacements queue up.
@@ -167,7 +207,7 @@ impl Handler for TaskGrade {
             ];
             changes.sort_by_key(|(day, _)| *day);
             for (day, tally) in changes {
-                add(tx, &post, day, tally).await?;
+                add(tx, TASK_GRADE_DAYS, &post, day, tally).await?;
             }
             Ok(())
         })
@@ -177,9 +217,16 @@ impl Handler for TaskGrade {
 /// Which daily tallies a read sums.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
+    /// A course's course grades.
     Course(&'a str),
+    /// A student's course grades, in every course.
     Student(&'a str),
+    /// A student's course grades in one course.
     CourseStudent(&'a str, &'a str),
+    /// A course's task grades.
+    CourseTasks(&'a str),
+    /// A student's task grades in one course.
+    CourseStudentTasks(&'a str, &'a str),
 }
 
 impl Subject<'_> {
@@ -191,28 +238,61 @@ impl Subject<'_> {
                 "grade_days_course_student",
                 "course_id = $1 AND student_id = $2",
             ),
+            Subject::CourseTasks(_) => ("task_days_course", "course_id = $1"),
+            Subject::CourseStudentTasks(..) => (
+                "task_days_course_student",
+                "course_id = $1 AND student_id = $2",
+            ),
         }
     }
 
     fn ids(&self) -> Vec<&str> {
         match self {
-            Subject::Course(id) | Subject::Student(id) => vec![id],
-            Subject::CourseStudent(course, student) => vec![course, student],
+            Subject::Course(id) | Subject::Student(id) | Subject::CourseTasks(id) => vec![id],
+            Subject::CourseStudent(course, student)
+            | Subject::CourseStudentTasks(course, student) => vec![course, student],
         }
     }
 }
 
-type TallyRow = (i64, i64, i64, i64, i64);
-/// A student's id, grade sum (thousandths) and grade count.
-type StudentRow = (String, i64, i64);
+#[derive(sqlx::FromRow)]
+struct DayRow {
+    day: i64,
+    grade_sum: i64,
+    grade_count: i64,
+    on_time_count: i64,
+}
 
-fn tally((_, grade_sum, grade_count, on_time_count, task_count): TallyRow) -> Tally {
-    Tally {
-        grade_sum,
-        grade_count,
-        on_time_count,
-        task_count,
+/// A student's grade sum (thousandths) and count, in a list.
+#[derive(sqlx::FromRow)]
+struct StudentRow {
+    student_id: String,
+    grade_sum: i64,
+    grade_count: i64,
+}
+
+impl StudentRow {
+    fn tally(&self) -> Tally {
+        Tally {
+            grade_sum: self.grade_sum,
+            grade_count: self.grade_count,
+            on_time_count: 0,
+        }
     }
+}
+
+/// A page of students, best average first, and the cursor of the next page.
+#[derive(Debug)]
+pub struct StudentPage {
+    pub students: Vec<StudentAverage>,
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page of students starts: after this average (as sum and count) and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    tally: Tally,
+    student_id: String,
 }
 
 #[derive(Clone, Debug)]
@@ -225,24 +305,23 @@ impl GradeStore {
         GradeStore { db: db.clone() }
     }
 
-    /// The subject's daily tallies between two days (inclusive), oldest first; `None`
-    /// when the subject has no grades at all.
+    /// The subject's daily tallies between two days (inclusive), oldest first.
     pub async fn days(
         &self,
         subject: Subject<'_>,
         first: Option<i64>,
         last: i64,
-    ) -> Result<Option<Vec<(i64, Tally)>>, sqlx::Error> {
+    ) -> Result<Vec<(i64, Tally)>, sqlx::Error> {
         let (table, filter) = subject.table_and_filter();
         let ids = subject.ids();
         let n = ids.len();
         let sql = format!(
-            "SELECT day, grade_sum, grade_count, on_time_count, task_count FROM {table}
+            "SELECT day, grade_sum, grade_count, on_time_count FROM {table}
              WHERE {filter} AND day >= ${} AND day <= ${} AND grade_count <> 0 ORDER BY day",
             n + 1,
             n + 2
         );
-        let rows: Vec<TallyRow> = with_pool!(&self.db, |pool| {
+        let rows: Vec<DayRow> = with_pool!(&self.db, |pool| {
             let mut query = sqlx::query_as(&sql);
             for id in &ids {
                 query = query.bind(*id);
@@ -253,121 +332,182 @@ impl GradeStore {
                 .fetch_all(pool)
                 .await
         })?;
-        if rows.is_empty() && !self.exists(subject).await? {
-            return Ok(None);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let tally = Tally {
+                    grade_sum: row.grade_sum,
+                    grade_count: row.grade_count,
+                    on_time_count: row.on_time_count,
+                };
+                (row.day, tally)
+            })
+            .collect())
+    }
+
+    /// The subject's tallies summed over all time.
+    pub async fn total(&self, subject: Subject<'_>) -> Result<Tally, sqlx::Error> {
+        let mut total = Tally::default();
+        for (_, tally) in self.days(subject, None, i64::MAX).await? {
+            total.add(tally);
         }
-        Ok(Some(
-            rows.into_iter().map(|row| (row.0, tally(row))).collect(),
-        ))
+        Ok(total)
     }
 
-    async fn exists(&self, subject: Subject<'_>) -> Result<bool, sqlx::Error> {
-        let (table, filter) = subject.table_and_filter();
-        let ids = subject.ids();
-        let sql = format!("SELECT CAST(count(*) AS BIGINT) FROM (SELECT 1 FROM {table} WHERE {filter} AND grade_count <> 0 LIMIT 1) found");
-        let found: i64 = with_pool!(&self.db, |pool| {
-            let mut query = sqlx::query_scalar(&sql);
-            for id in &ids {
-                query = query.bind(*id);
-            }
-            query.fetch_one(pool).await
-        })?;
-        Ok(found > 0)
-    }
-
-    /// A task's grades per student, after `after` (student id), and the task's totals.
+    /// A task's grades, a page of students best first, and the task's totals.
     pub async fn task_students(
         &self,
         course: &str,
         task: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<(Vec<StudentAverage>, Tally), sqlx::Error> {
-        let page = "SELECT student_id, units, CAST(1 AS BIGINT) FROM task_grades
-                    WHERE course_id = $1 AND task_id = $2 AND student_id > $3 ORDER BY student_id LIMIT $4";
-        let total = "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
-                     WHERE course_id = $1 AND task_id = $2";
-        let (rows, (sum, count)): (Vec<StudentRow>, (i64, i64)) = with_pool!(&self.db, |pool| {
-            let rows = sqlx::query_as(page)
-                .bind(course)
-                .bind(task)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            let total = sqlx::query_as(total)
-                .bind(course)
-                .bind(task)
-                .fetch_one(pool)
-                .await?;
-            Ok::<_, sqlx::Error>((rows, total))
-        })?;
-        Ok((
-            rows.into_iter().map(student_average).collect(),
-            Tally {
-                grade_sum: sum,
-                grade_count: count,
-                ..Tally::default()
-            },
-        ))
+        after: Option<&After>,
+        limit: usize,
+    ) -> Result<(StudentPage, Tally), sqlx::Error> {
+        let sql = "SELECT student_id, units AS grade_sum, CAST(1 AS BIGINT) AS grade_count FROM task_grades
+                   WHERE course_id = $1 AND task_id = $2";
+        let rows: Vec<StudentRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(course)
+            .bind(task)
+            .fetch_all(pool)
+            .await)?;
+        Ok(page_of(rows, after, limit))
     }
 
-    /// A student's task-grade totals in a course, and the other students' averages.
+    /// A student's task-grade totals in a course, and a page of the other students.
     pub async fn task_peers(
         &self,
         course: &str,
         student: &str,
-        after: &str,
-        limit: i64,
-    ) -> Result<(Tally, Vec<StudentAverage>), sqlx::Error> {
-        let mine = "SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
-                    WHERE course_id = $1 AND student_id = $2";
-        let others = "SELECT student_id, CAST(SUM(units) AS BIGINT), CAST(count(*) AS BIGINT) FROM task_grades
-                      WHERE course_id = $1 AND student_id <> $2 AND student_id > $3
-                      GROUP BY student_id ORDER BY student_id LIMIT $4";
-        let ((sum, count), rows): ((i64, i64), Vec<StudentRow>) = with_pool!(&self.db, |pool| {
-            let mine = sqlx::query_as(mine)
-                .bind(course)
-                .bind(student)
-                .fetch_one(pool)
-                .await?;
-            let rows = sqlx::query_as(others)
-                .bind(course)
-                .bind(student)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?;
-            Ok::<_, sqlx::Error>((mine, rows))
-        })?;
-        Ok((
-            Tally {
-                grade_sum: sum,
-                grade_count: count,
-                ..Tally::default()
-            },
-            rows.into_iter().map(student_average).collect(),
-        ))
+        after: Option<&After>,
+        limit: usize,
+    ) -> Result<(Tally, StudentPage), sqlx::Error> {
+        let sql = "SELECT student_id, CAST(SUM(units) AS BIGINT) AS grade_sum, CAST(count(*) AS BIGINT) AS grade_count
+                   FROM task_grades WHERE course_id = $1 GROUP BY student_id";
+        let rows: Vec<StudentRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(course)
+            .fetch_all(pool)
+            .await)?;
+        let (mine, others): (Vec<StudentRow>, Vec<StudentRow>) =
+            rows.into_iter().partition(|row| row.student_id == student);
+        let mine = mine.first().map(StudentRow::tally).unwrap_or_default();
+        let (mut page, _) = page_of(others, after, limit);
+        for student in &mut page.students {
+            student.task_count = Some(student.grade_count);
+        }
+        Ok((mine, page))
     }
 }
 
-fn student_average((student_id, sum, count): StudentRow) -> StudentAverage {
-    let tally = Tally {
-        grade_sum: sum,
-        grade_count: count,
-        ..Tally::default()
+/// Orders students by average (highest first, exactly), then id, and cuts the page that
+/// follows `after`. Sorting here rather than in SQL keeps the order exact and the same
+/// on every backend; the rows are one course's or one task's, which a read scans anyway.
+fn page_of(mut rows: Vec<StudentRow>, after: Option<&After>, limit: usize) -> (StudentPage, Tally) {
+    let mut total = Tally::default();
+    for row in &rows {
+        total.add(row.tally());
+    }
+    let order = |a: &Tally, a_id: &str, b: &Tally, b_id: &str| {
+        a.cmp_average_desc(b).then_with(|| a_id.cmp(b_id))
     };
-    StudentAverage {
+    rows.sort_by(|a, b| order(&a.tally(), &a.student_id, &b.tally(), &b.student_id));
+    let start = after.map_or(0, |after| {
+        rows.partition_point(|row| {
+            order(
+                &row.tally(),
+                &row.student_id,
+                &after.tally,
+                &after.student_id,
+            )
+            .is_le()
+        })
+    });
+    let rest = &rows[start.min(rows.len())..];
+    let students: Vec<StudentAverage> = rest
+        .iter()
+        .take(limit)
+        .map(|row| StudentAverage {
+            student_id: row.student_id.clone(),
+            average_grade: row.tally().average(),
+            grade_count: row.grade_count,
+            task_count: None,
+        })
+        .collect();
+    let next_cursor = (rest.len() > limit)
+        .then(|| limit.checked_sub(1).and_then(|last| rest.get(last)))
+        .flatten()
+        .map(|row| encode_cursor(&row.tally(), &row.student_id));
+    (
+        StudentPage {
+            students,
+            next_cursor,
+        },
+        total,
+    )
+}
+
+fn encode_cursor(tally: &Tally, student: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}:{student}",
+        tally.grade_sum, tally.grade_count
+    ))
+}
+
+/// Reads a cursor this service issued; `None` for anything else.
+pub fn decode_cursor(cursor: &str) -> Option<After> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let mut parts = text.splitn(3, ':');
+    let grade_sum = parts.next()?.parse().ok()?;
+    let grade_count: i64 = parts.next()?.parse().ok()?;
+    let student_id = parts.next()?.to_owned();
+    (grade_count > 0).then_some(After {
+        tally: Tally {
+            grade_sum,
+            grade_count,
+            on_time_count: 0,
+        },
         student_id,
-        average_grade: tally.average(),
-        grade_count: count,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, sum: i64, count: i64) -> StudentRow {
+        StudentRow {
+            student_id: id.into(),
+            grade_sum: sum,
+            grade_count: count,
+        }
     }
-}
 
-pub fn encode_cursor(student: &str) -> String {
-    URL_SAFE_NO_PAD.encode(student)
-}
-
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()
+    #[test]
+    fn pages_run_best_average_first_ties_by_id_and_visit_everyone_once() {
+        let rows = || {
+            vec![
+                row("b", 7000, 1),
+                row("a", 9000, 1),
+                row("c", 7000, 1),
+                row("d", 16000, 2),
+            ]
+        };
+        let (first, total) = page_of(rows(), None, 2);
+        assert_eq!(total.grade_count, 5);
+        let ids: Vec<_> = first
+            .students
+            .iter()
+            .map(|s| s.student_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "d"]);
+        let after = decode_cursor(first.next_cursor.as_deref().unwrap()).unwrap();
+        let (second, _) = page_of(rows(), Some(&after), 2);
+        let ids: Vec<_> = second
+            .students
+            .iter()
+            .map(|s| s.student_id.as_str())
+            .collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert!(second.next_cursor.is_none());
+        assert!(decode_cursor("%%").is_none());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("1:0:x")).is_none());
+    }
 }

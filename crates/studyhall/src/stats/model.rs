@@ -166,40 +166,47 @@ pub fn session_id(text: &str) -> Result<String, &'static str> {
     canonical_uuid(text).ok_or("Session ID is invalid.")
 }
 
+/// The seed's words for a caller it could not read: what its POST said when no user was
+/// given (its GETs said [`USER_INVALID`] for that too), and for a malformed one.
+pub const USER_MISSING: &str = "User ID needs to be defined.";
+pub const USER_INVALID: &str = "User ID is invalid.";
+/// A gateway header sent to a deployment that does not trust one.
+pub const USER_HEADER_UNTRUSTED: &str =
+    "User ID from X-User-Id is not accepted here (STUDYHALL_TRUST_IDENTITY_HEADERS is false); send a bearer token.";
+
 /// The caller: the token's user when a token was sent (a trusted `X-User-Id` must then
-/// name the same user, else 403), otherwise `X-User-Id` while headers are trusted. The
-/// inner error is the seed's validation message.
+/// name the same user, else 403), otherwise `X-User-Id` while headers are trusted. A
+/// user id, from a token or a header, is a UUID. The inner error is the seed's
+/// validation message; `missing` is the one for no user at all.
 pub fn caller_user(
     token: Option<&AuthUser>,
     headers: &HeaderMap,
     trust_headers: bool,
+    missing: &'static str,
 ) -> Result<Result<String, &'static str>, ApiError> {
-    let header = headers
-        .get("x-user-id")
+    let sent = headers.get("x-user-id");
+    let header = sent
         .filter(|_| trust_headers)
         .and_then(|value| value.to_str().ok())
         .map(str::trim)
         .filter(|value| !value.is_empty());
     match (token, header) {
         (Some(user), Some(header)) if !same_user(&user.id, header) => Err(disagreement()),
-        (Some(user), _) => Ok(Ok(
-            canonical_uuid(&user.id).unwrap_or_else(|| user.id.clone())
-        )),
-        (None, _) if trust_headers => Ok(header_user(headers)),
-        (None, _) => Ok(Err("User ID needs to be defined.")),
+        (Some(user), _) => Ok(canonical_uuid(&user.id).ok_or(USER_INVALID)),
+        (None, _) if trust_headers => Ok(header_user(headers, missing)),
+        (None, _) if sent.is_some() => Ok(Err(USER_HEADER_UNTRUSTED)),
+        (None, _) => Ok(Err(missing)),
     }
 }
 
 /// The caller from the gateway's `X-User-Id` header: a UUID, as in the seed.
-pub fn header_user(headers: &HeaderMap) -> Result<String, &'static str> {
-    let value = headers
-        .get("x-user-id")
-        .ok_or("User ID needs to be defined.")?;
-    let text = value.to_str().map_err(|_| "User ID is invalid.")?;
+pub fn header_user(headers: &HeaderMap, missing: &'static str) -> Result<String, &'static str> {
+    let value = headers.get("x-user-id").ok_or(missing)?;
+    let text = value.to_str().map_err(|_| USER_INVALID)?;
     if text.trim().is_empty() {
-        return Err("User ID needs to be defined.");
+        return Err(missing);
     }
-    canonical_uuid(text).ok_or("User ID is invalid.")
+    canonical_uuid(text).ok_or(USER_INVALID)
 }
 
 fn whole_number(
@@ -318,7 +325,7 @@ mod tests {
         let body = json!({"sessionId": "A1B2C3D4-0000-4000-8000-000000000001", "totalModulesStudied": 30, "averageScore": 92.01, "timeStudied": 1000});
         let post = parse_post(
             &COURSE.to_uppercase(),
-            header_user(&headers(Some(USER))),
+            header_user(&headers(Some(USER)), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap();
@@ -332,7 +339,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_together_in_the_seeds_words() {
-        let err = parse_post("nope", header_user(&headers(None)), b"{}").unwrap_err();
+        let err = parse_post("nope", header_user(&headers(None), USER_MISSING), b"{}").unwrap_err();
         assert_eq!(
             messages(err),
             [
@@ -347,7 +354,7 @@ mod tests {
         let body = json!({"sessionId": "x", "totalModulesStudied": -1, "averageScore": 100.5, "timeStudied": 1.5});
         let err = parse_post(
             COURSE,
-            header_user(&headers(Some("bob"))),
+            header_user(&headers(Some("bob")), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap_err();
@@ -368,13 +375,14 @@ mod tests {
         let body = json!({"sessionId": 5, "totalModulesStudied": "30", "averageScore": "high", "timeStudied": [1]});
         let err = parse_post(
             COURSE,
-            header_user(&headers(Some(USER))),
+            header_user(&headers(Some(USER)), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap_err();
         assert_eq!(messages(err).len(), 4);
         for raw in [&b"not json"[..], b"[1]", b"", b"null"] {
-            let err = parse_post(COURSE, header_user(&headers(Some(USER))), raw).unwrap_err();
+            let err = parse_post(COURSE, header_user(&headers(Some(USER)), USER_MISSING), raw)
+                .unwrap_err();
             assert_eq!(messages(err), ["Request body must be a JSON object."]);
         }
     }

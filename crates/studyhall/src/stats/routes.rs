@@ -5,7 +5,7 @@ use axum::Json;
 
 use super::model::{
     caller_user, course_id, parse_post, session_id, stats_error, CourseStats, Problems,
-    SessionStats, COURSE_NOT_FOUND, SESSION_NOT_FOUND, SESSION_TAKEN,
+    SessionStats, COURSE_NOT_FOUND, SESSION_NOT_FOUND, SESSION_TAKEN, USER_INVALID, USER_MISSING,
 };
 use super::store::Recorded;
 use super::Stats;
@@ -36,7 +36,7 @@ pub async fn post_session(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<SessionStats>), ApiError> {
-    let user = caller_user(token.as_ref(), &headers, stats.trust_headers)?;
+    let user = caller_user(token.as_ref(), &headers, stats.trust_headers, USER_MISSING)?;
     let post = parse_post(&course, user, &body)?;
     let stored = SessionStats {
         session_id: post.session.clone(),
@@ -70,7 +70,12 @@ pub async fn get_course(
 ) -> Result<Json<CourseStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(caller_user(token.as_ref(), &headers, stats.trust_headers)?);
+    let user = problems.check(caller_user(
+        token.as_ref(),
+        &headers,
+        stats.trust_headers,
+        USER_INVALID,
+    )?);
     let (course, user) = problems.into_result(course.zip(user))?;
     match stats.store.totals(&user, &course).await? {
         Some(totals) => Ok(Json(totals.stats())),
@@ -99,7 +104,12 @@ pub async fn get_session(
 ) -> Result<Json<SessionStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(caller_user(token.as_ref(), &headers, stats.trust_headers)?);
+    let user = problems.check(caller_user(
+        token.as_ref(),
+        &headers,
+        stats.trust_headers,
+        USER_INVALID,
+    )?);
     let session = problems.check(session_id(&session));
     let (course, (user, session)) = problems.into_result(course.zip(user.zip(session)))?;
     match stats.store.session(&user, &course, &session).await? {

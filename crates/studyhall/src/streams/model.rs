@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::auth::{disagreement, same_user, AuthUser};
-use crate::clock::rfc3339;
+use crate::clock::rfc3339_millis;
 use crate::config::IdentitySettings;
 use crate::error::ApiError;
 
@@ -82,6 +82,28 @@ pub fn viewer(
         } else {
             "No viewer identity: identity headers are not trusted on this deployment."
         })),
+    }
+}
+
+/// A viewer named in an admin route: a bare user id means that user (`bob` is
+/// `user:bob`, as streams show it); `user:ID` and `ip:ADDRESS` are taken as written.
+pub fn named_viewer(text: &str) -> Result<String, ApiError> {
+    let printable = |id: &str| {
+        !id.is_empty() && id.chars().count() <= MAX_ID && !id.chars().any(char::is_control)
+    };
+    let refused = || {
+        ApiError::bad_request(format!(
+            "The viewer must be a user id, `user:ID` or `ip:ADDRESS` (IDs of 1 to {MAX_ID} printable characters; write `user:{text}` for a user id with a colon)."
+        ))
+    };
+    match text.split_once(':') {
+        Some(("user", id)) if printable(id) => Ok(format!("user:{id}")),
+        Some(("ip", address)) => address
+            .parse::<IpAddr>()
+            .map(|ip| format!("ip:{ip}"))
+            .map_err(|_| refused()),
+        None if printable(text) => Ok(format!("user:{text}")),
+        _ => Err(refused()),
     }
 }
 
@@ -185,8 +207,14 @@ impl Stream {
         };
         object.insert("id".into(), Value::String(self.id.clone()));
         object.insert("viewer".into(), Value::String(self.viewer.clone()));
-        object.insert("started_at".into(), Value::String(rfc3339(self.started_at)));
-        object.insert("expires_at".into(), Value::String(rfc3339(self.expires_at)));
+        object.insert(
+            "started_at".into(),
+            Value::String(rfc3339_millis(self.started_at)),
+        );
+        object.insert(
+            "expires_at".into(),
+            Value::String(rfc3339_millis(self.expires_at)),
+        );
         Value::Object(object)
     }
 }
@@ -287,6 +315,25 @@ mod tests {
             viewer(None, &both, None, &identity(false, false)).is_err(),
             "untrusted headers are ignored"
         );
+    }
+
+    #[test]
+    fn an_admin_viewer_is_a_user_by_default() {
+        assert_eq!(named_viewer("bob").unwrap(), "user:bob");
+        assert_eq!(named_viewer("user:bob").unwrap(), "user:bob");
+        assert_eq!(named_viewer("user:a:b").unwrap(), "user:a:b");
+        assert_eq!(named_viewer("ip:203.0.113.7").unwrap(), "ip:203.0.113.7");
+        assert_eq!(named_viewer("ip:::1").unwrap(), "ip:::1");
+        for bad in [
+            "",
+            "ip:nonsense",
+            "user:",
+            "team:x",
+            "a\u{7}b",
+            &"x".repeat(MAX_ID + 1),
+        ] {
+            assert!(named_viewer(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

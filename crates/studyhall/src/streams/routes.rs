@@ -201,12 +201,12 @@ pub async fn end(
 
 /// Set a viewer's concurrent-stream limit (admin token).
 #[utoipa::path(put, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_set_limit",
-    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer as streams show it, e.g. `user:alice` or `ip:203.0.113.7`")),
+    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer: a user id (`alice`), or as streams show it (`user:alice`, `ip:203.0.113.7`)")),
     request_body = LimitBody,
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Set", body = Object, example = json!({"viewer": "user:alice", "limit": 5})),
-        (status = 400, description = "Limit not an integer from 1 to 1000", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not a viewer, or the limit is not an integer from 1 to 1000", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong admin token, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -218,7 +218,7 @@ pub async fn set_limit(
     AppJson(body): AppJson<LimitBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     streams.authorize_admin(&headers)?;
-    let viewer = admin_viewer(&viewer)?;
+    let viewer = model::named_viewer(&viewer)?;
     if !(1..=1000).contains(&body.limit) {
         return Err(ApiError::bad_request(
             "limit must be an integer from 1 to 1000.",
@@ -230,7 +230,7 @@ pub async fn set_limit(
 
 /// Reset a viewer's limit to the default (admin token).
 #[utoipa::path(delete, path = "/api/v1/viewers/{viewer}/limit", tag = "streams", operation_id = "streams_reset_limit",
-    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer as streams show it")),
+    params(("viewer" = String, Path, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,132}$", description = "The viewer: a user id (`alice`), or as streams show it (`user:alice`, `ip:203.0.113.7`)")),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Reset"),
@@ -244,19 +244,7 @@ pub async fn reset_limit(
     Path(viewer): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     streams.authorize_admin(&headers)?;
-    let viewer = admin_viewer(&viewer)?;
+    let viewer = model::named_viewer(&viewer)?;
     streams.store.set_limit(&viewer, None).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn admin_viewer(viewer: &str) -> Result<String, ApiError> {
-    if viewer.is_empty()
-        || viewer.chars().count() > 4 + model::MAX_ID
-        || viewer.chars().any(char::is_control)
-    {
-        return Err(ApiError::bad_request(
-            "The viewer must be 1 to 132 printable characters.",
-        ));
-    }
-    Ok(viewer.to_owned())
 }

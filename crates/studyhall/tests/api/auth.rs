@@ -436,3 +436,84 @@ async fn a_required_token_use_refuses_the_other_kind_of_token() {
     assert_refused(&app, &rsa.sign(&nameless), "no user claim").await;
     app.stop().await;
 }
+
+/// Each required-claim setting in turn: the environment `studyhall token` and the server
+/// share, and how the server's settings say it.
+type ClaimSetting = (
+    &'static str,
+    &'static str,
+    fn(&mut studyhall::config::AuthSettings),
+);
+
+const CLAIM_SETTINGS: [ClaimSetting; 3] = [
+    ("STUDYHALL_JWT_ISSUER", ISSUER, |auth| {
+        auth.jwt_issuer = Some(ISSUER.into())
+    }),
+    ("STUDYHALL_JWT_AUDIENCE", AUDIENCE, |auth| {
+        auth.jwt_audience = Some(AUDIENCE.into())
+    }),
+    ("STUDYHALL_JWT_TOKEN_USE", "access", |auth| {
+        auth.jwt_token_use = Some("access".into())
+    }),
+];
+
+const MINT_SECRET: &str = "token-command-secret-0123456789";
+
+/// Mints with the `studyhall token` command against the app's database.
+async fn mint_with_command(app: &TestApp, env: &[(&str, &str)]) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_studyhall"))
+        .args(["token", "--sub", "alice", "--ttl", "10m"])
+        .env("STUDYHALL_DATABASE_URL", app.database_url.expose())
+        .env("STUDYHALL_JWT_SECRET", MINT_SECRET)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn minted_tokens_carry_each_required_claim(postgres: bool) {
+    for (variable, value, require) in CLAIM_SETTINGS {
+        let configure = move |settings: &mut studyhall::config::ServeSettings| {
+            settings.auth.jwt_secret = Some(MINT_SECRET.parse().unwrap());
+            require(&mut settings.auth);
+        };
+        let app = if postgres {
+            let Some(app) = TestApp::postgres_with(configure).await else {
+                return;
+            };
+            app
+        } else {
+            TestApp::sqlite_with(configure).await
+        };
+        let token = mint_with_command(&app, &[(variable, value)]).await;
+        assert_eq!(
+            probe(&app, &token).await,
+            (201, json!("user:alice")),
+            "a token minted with {variable}"
+        );
+        let without = mint_with_command(&app, &[]).await;
+        assert_refused(
+            &app,
+            &without,
+            &format!("a token minted without {variable}"),
+        )
+        .await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn studyhall_token_puts_in_the_claims_the_sqlite_server_requires() {
+    minted_tokens_carry_each_required_claim(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn studyhall_token_puts_in_the_claims_the_postgres_server_requires() {
+    minted_tokens_carry_each_required_claim(true).await;
+}

@@ -5,17 +5,27 @@ use serde_json::{json, Value};
 use crate::helpers::{json, TestApp};
 use crate::on_every_backend;
 
-const S1: &str = "11111111-1111-4111-8111-111111111111";
-const S2: &str = "22222222-2222-4222-8222-222222222222";
-const S3: &str = "33333333-3333-4333-8333-333333333333";
+// Ids of the kinds the original's own tests used: digits, letters, a 24-hex ObjectId.
+const S1: &str = "123";
+const S2: &str = "abc";
+const S3: &str = "507f1f77bcf86cd799439011";
 
-/// Posts a grade and returns its job id (202 + Location).
+/// Posts a grade and returns its job id (200 with the original's text, plus the job).
 async fn post(app: &TestApp, path: &str, body: Value) -> String {
     let response = app.post_json(path, &body).await;
-    assert_eq!(response.status(), 202, "{body}");
+    assert_eq!(response.status(), 200, "{body}");
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let (_, accepted) = json(response).await;
-    assert_eq!(accepted["status"], 202);
+    assert_eq!(accepted["status"], 200);
+    let queue = if path.contains("task") {
+        "task:add_student_grade_task queued successfully"
+    } else {
+        "task:add_student_grade queued sucessfully"
+    };
+    assert_eq!(
+        accepted["result"],
+        format!("Task {queue} (Expected time to be processed: 0.00 minutes)")
+    );
     let id = accepted["job_id"].as_str().unwrap().to_owned();
     assert_eq!(location, format!("/jobs/{id}"));
     id
@@ -35,68 +45,72 @@ async fn drained(app: &TestApp) {
     }
 }
 
-fn grade(student: &str, course: &str, value: f64, on_time: bool, at: &str) -> Value {
-    json!({"student_id": student, "course_id": course, "grade": value, "on_time": on_time, "created_at": at})
+fn grade(student: &str, course: &str, value: f64, on_time: Option<bool>, at: &str) -> Value {
+    let mut body =
+        json!({"student_id": student, "course_id": course, "grade": value, "created_at": at});
+    if let Some(on_time) = on_time {
+        body["on_time"] = json!(on_time);
+    }
+    body
 }
 
-fn task(student: &str, course: &str, task: &str, value: f64, on_time: bool, at: &str) -> Value {
-    json!({"student_id": student, "course_id": course, "task_id": task, "grade": value, "on_time": on_time, "created_at": at})
+fn task(
+    student: &str,
+    course: &str,
+    task: &str,
+    value: f64,
+    on_time: Option<bool>,
+    at: &str,
+) -> Value {
+    let mut body = grade(student, course, value, on_time, at);
+    body["task_id"] = json!(task);
+    body
 }
 
-/// A data set spanning years, days and weeks, with a replaced and a stale task grade.
+/// A data set spanning years, days and weeks, with course grades and task grades (one
+/// replaced, one stale, one of 0), some without `on_time`.
 async fn load(app: &TestApp) {
-    for (student, value, on_time, at) in [
-        (S1, 8.0, true, "2023-12-31T23:30:00Z"),
-        (S1, 6.5, false, "2024-01-01T00:10:00Z"),
-        (S2, 9.0, true, "2024-01-03T12:00:00Z"),
-        (S2, 4.0, true, "2024-05-19T08:00:00Z"),
-        (S3, 10.0, false, "2025-02-10T08:00:00Z"),
+    for (student, course, value, on_time, at) in [
+        (S1, "c1", 80.0, Some(true), "2023-12-31T23:30:00Z"),
+        (S1, "c1", 65.0, Some(false), "2024-01-01T00:10:00Z"),
+        (S2, "c1", 90.0, Some(true), "2024-01-03T12:00:00Z"),
+        (S2, "c1", 40.0, None, "2024-05-19T08:00:00Z"),
+        (S3, "c1", 100.0, Some(false), "2025-02-10T08:00:00Z"),
+        (S1, "other", 20.0, Some(true), "2024-01-01T00:00:00Z"),
     ] {
         post(
             app,
             "/stats/student/grade",
-            grade(student, "c1", value, on_time, at),
+            grade(student, course, value, on_time, at),
         )
         .await;
     }
-    post(
-        app,
-        "/stats/student/task/grade",
-        task(S1, "c1", "t1", 5.0, true, "2024-01-02T09:00:00Z"),
-    )
-    .await;
-    post(
-        app,
-        "/stats/student/task/grade",
-        task(S2, "c1", "t1", 7.0, false, "2024-01-02T09:00:00Z"),
-    )
-    .await;
-    post(
-        app,
-        "/stats/student/task/grade",
-        task(S1, "c1", "t2", 9.5, true, "2024-03-01T09:00:00Z"),
-    )
-    .await;
+    for (student, task_id, value, on_time, at) in [
+        (S1, "t1", 50.0, Some(true), "2024-01-02T09:00:00Z"),
+        (S2, "t1", 85.0, Some(false), "2024-01-02T09:00:00Z"),
+        (S1, "t2", 95.0, Some(true), "2024-03-01T09:00:00Z"),
+        (S3, "t2", 0.0, None, "2024-03-02T09:00:00Z"),
+    ] {
+        post(
+            app,
+            "/stats/student/task/grade",
+            task(student, "c1", task_id, value, on_time, at),
+        )
+        .await;
+    }
     drained(app).await;
     // A later grade replaces the earlier; an older one arriving afterwards does not.
     post(
         app,
         "/stats/student/task/grade",
-        task(S1, "c1", "t1", 8.0, false, "2024-02-01T09:00:00Z"),
+        task(S1, "c1", "t1", 80.0, Some(false), "2024-02-01T09:00:00Z"),
     )
     .await;
     drained(app).await;
     post(
         app,
         "/stats/student/task/grade",
-        task(S1, "c1", "t1", 1.0, true, "2024-01-15T09:00:00Z"),
-    )
-    .await;
-    drained(app).await;
-    post(
-        app,
-        "/stats/student/grade",
-        grade(S1, "other", 2.0, true, "2024-01-01T00:00:00Z"),
+        task(S1, "c1", "t1", 10.0, Some(true), "2024-01-15T09:00:00Z"),
     )
     .await;
     drained(app).await;
@@ -104,16 +118,18 @@ async fn load(app: &TestApp) {
 
 /// Every read route, for comparing backends.
 const ROUTES: &[&str] = &[
-    "/stats/student/11111111-1111-4111-8111-111111111111/course/c1",
-    "/stats/student/11111111-1111-4111-8111-111111111111/average?group_by=day&end_date=2026-01-01",
-    "/stats/student/11111111-1111-4111-8111-111111111111/average?group_by=year&end_date=2026-01-01",
+    "/stats/student/123/course/c1",
+    "/stats/student/123/average?group_by=day&end_date=2026-01-01",
+    "/stats/student/123/average?group_by=year&end_date=2026-01-01",
     "/stats/course/c1/average?group_by=week&end_date=2026-01-01",
     "/stats/course/c1/average?group_by=month&start_date=2024-01-01&end_date=2024-12-31",
     "/stats/course/c1/average?group_by=quarter&end_date=2026-01-01",
     "/stats/course/c1/on_time_percentage?group_by=year&end_date=2026-01-01",
-    "/stats/course/c1/student/22222222-2222-4222-8222-222222222222/on_time_percentage?group_by=month&end_date=2026-01-01",
+    "/stats/course/c1/on_time_percentage?end_date=2026-01-01",
+    "/stats/course/c1/student/abc/on_time_percentage?group_by=month&end_date=2026-01-01",
     "/stats/course/c1/task/t1/averages",
-    "/stats/student/11111111-1111-4111-8111-111111111111/course/c1/task/average",
+    "/stats/student/123/course/c1/task/average",
+    "/stats/student/507f1f77bcf86cd799439011/course/other/task/average",
 ];
 
 async fn read_all(app: &TestApp) -> Vec<Value> {
@@ -127,28 +143,42 @@ async fn read_all(app: &TestApp) -> Vec<Value> {
 }
 
 fn close(a: &Value, b: f64) -> bool {
-    (a.as_f64().unwrap() - b).abs() < 1e-9
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+/// The original's `error` text beside problem+json on a 400.
+async fn refused(app: &TestApp, path: &str) -> Value {
+    let (status, problem) = json(app.get(path).await).await;
+    assert_eq!(status, 400, "{path}: {problem}");
+    assert_eq!(problem["status"], 400);
+    assert!(problem["detail"].is_string(), "{problem}");
+    problem
 }
 
 on_every_backend! {
     async fn a_posted_grade_is_queued_then_stored(app) {
         let (status, health) = json(app.get("/stats/health").await).await;
-        assert_eq!((status, health), (200, json!({"status": "ok"})));
-        let id = post(&app, "/stats/student/grade", grade(S1, "c1", 8.5, true, "2024-05-19T10:00:00Z")).await;
+        assert_eq!((status, health), (200, json!({"status": "OK"})));
+        let id = post(&app, "/stats/student/grade", grade(S1, "c1", 92.5, Some(true), "2024-05-19T10:00:00Z")).await;
         drained(&app).await;
         let (status, job) = json(app.get(&format!("/jobs/{id}")).await).await;
         assert_eq!(status, 200);
         assert_eq!((job["kind"].as_str(), job["state"].as_str(), job["attempts"].as_i64()), (Some("grades.course_grade"), Some("succeeded"), Some(1)));
         let (_, stats) = json(app.get(&format!("/stats/student/{S1}/course/c1")).await).await;
-        assert_eq!(stats, json!({"student_id": S1, "course_id": "c1", "average_grade": 8.5, "assignments_completed": 0, "on_time_percentage": 100.0}));
+        assert_eq!(stats, json!({
+            "result": {"average_grade": 92.5, "tbd": 0, "grade_count": 1, "assignments_completed": 0, "on_time_percentage": 0.0},
+            "course_id": "c1", "student_id": S1,
+        }));
     }
 
-    async fn invalid_grades_are_400_with_result_and_status_and_queue_nothing(app) {
+    async fn invalid_grades_are_400_with_the_original_error_and_queue_nothing(app) {
         let cases = [
-            (json!({"student_id": "nope", "course_id": "c1", "grade": 5}), "student_id"),
-            (json!({"student_id": S1, "course_id": "bad id!", "grade": 5}), "course_id"),
-            (json!({"student_id": S1, "course_id": "x".repeat(51), "grade": 5}), "course_id"),
-            (json!({"student_id": S1, "course_id": "c1", "grade": 10.01}), "grade"),
+            (json!({"student_id": "", "course_id": "c1", "grade": 5}), "student_id"),
+            (json!({"student_id": "a\u{7}b", "course_id": "c1", "grade": 5}), "student_id"),
+            (json!({"student_id": "s".repeat(129), "course_id": "c1", "grade": 5}), "student_id"),
+            (json!({"student_id": 123, "course_id": "c1", "grade": 5}), "student_id"),
+            (json!({"student_id": S1, "course_id": "", "grade": 5}), "course_id"),
+            (json!({"student_id": S1, "course_id": "c1", "grade": 100.01}), "grade"),
             (json!({"student_id": S1, "course_id": "c1", "grade": -1}), "grade"),
             (json!({"student_id": S1, "course_id": "c1", "grade": "7"}), "grade"),
             (json!({"student_id": S1, "course_id": "c1"}), "grade"),
@@ -158,97 +188,135 @@ on_every_backend! {
         for (body, field) in cases {
             let (status, problem) = json(app.post_json("/stats/student/grade", &body).await).await;
             assert_eq!(status, 400, "{body}");
-            assert_eq!(problem["status"], 400);
-            assert!(problem["result"].as_str().unwrap().contains(field), "{problem}");
+            assert_eq!(problem["error"], "Invalid input", "{problem}");
+            assert!(problem["detail"].as_str().unwrap().contains(field), "{problem}");
         }
         let (status, problem) = json(app.post_json("/stats/student/task/grade", &json!({"student_id": S1, "course_id": "c1", "grade": 5})).await).await;
-        assert_eq!(status, 400);
-        assert!(problem["result"].as_str().unwrap().contains("task_id"));
+        assert_eq!((status, problem["error"].as_str()), (400, Some("Invalid input")));
+        assert!(problem["detail"].as_str().unwrap().contains("task_id"));
         let (status, raw) = json(app.post_raw("/stats/student/grade", "not json").await).await;
-        assert_eq!((status, raw["status"].as_i64()), (400, Some(400)));
+        assert_eq!((status, raw["error"].as_str()), (400, Some("Invalid input")));
         let (_, page) = json(app.get("/jobs").await).await;
         assert_eq!(page["jobs"], json!([]), "a rejected grade was queued");
     }
 
-    async fn the_figures_match_independent_arithmetic(app) {
+    async fn any_id_and_any_grade_from_0_to_100_is_accepted_as_the_original_accepted_it(app) {
+        for (student, course, value) in [("123", "c1", 7.5), ("student456", "any course, really", 0.0), (S3, "Курс-1", 100.0)] {
+            post(&app, "/stats/student/grade", grade(student, course, value, None, "2024-05-19T10:00:00Z")).await;
+        }
+        drained(&app).await;
+        let (status, zero) = json(app.get("/stats/course/any%20course%2C%20really/average?group_by=year&end_date=2025-01-01").await).await;
+        assert_eq!(status, 200, "{zero}");
+        assert_eq!(zero["averages"], json!([{"period": "2024-01-01T00:00:00Z", "average_grade": 0.0, "grade_count": 1}]));
+        let (status, cyrillic) = json(app.get(&format!("/stats/student/{S3}/course/%D0%9A%D1%83%D1%80%D1%81-1")).await).await;
+        assert_eq!((status, cyrillic["result"]["average_grade"].as_f64()), (200, Some(100.0)), "{cyrillic}");
+    }
+
+    async fn course_and_task_grades_are_kept_apart_and_the_figures_match_independent_arithmetic(app) {
         load(&app).await;
-        // S1 in c1: course grades 8.0, 6.5; task grades t1 = 8.0 (replaced, the stale 1.0 ignored), t2 = 9.5.
+        // S1 in c1: course grades 80, 65; task grades t1 = 80 (replaced, the stale 10
+        // ignored, on time: no), t2 = 95 (on time).
         let (_, s1) = json(app.get(&format!("/stats/student/{S1}/course/c1")).await).await;
-        assert!(close(&s1["average_grade"], (8.0 + 6.5 + 8.0 + 9.5) / 4.0), "{s1}");
-        assert_eq!(s1["assignments_completed"], 2);
-        assert!(close(&s1["on_time_percentage"], 50.0), "{s1}");
-        // The course by year: 2023 {8.0}; 2024 {6.5, 9, 4, t1 S1 8.0, t1 S2 7.0, t2 9.5}; 2025 {10}.
+        assert_eq!(s1["course_id"], "c1");
+        assert!(close(&s1["result"]["average_grade"], 72.5), "{s1}");
+        assert_eq!((s1["result"]["tbd"].as_i64(), s1["result"]["grade_count"].as_i64()), (Some(0), Some(2)));
+        assert_eq!(s1["result"]["assignments_completed"], 2);
+        assert!(close(&s1["result"]["on_time_percentage"], 50.0), "{s1}");
+        // The course by year, course grades only: 2023 {80}; 2024 {65, 90, 40}; 2025 {100}.
         let (_, by_year) = json(app.get("/stats/course/c1/average?group_by=year&end_date=2026-01-01").await).await;
         let averages = by_year["averages"].as_array().unwrap();
         assert_eq!(averages.iter().map(|p| p["period"].as_str().unwrap()).collect::<Vec<_>>(),
                    ["2023-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2025-01-01T00:00:00Z"]);
-        assert_eq!(averages.iter().map(|p| p["grade_count"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 6, 1]);
-        assert!(close(&averages[1]["average_grade"], (6.5 + 9.0 + 4.0 + 8.0 + 7.0 + 9.5) / 6.0));
+        assert_eq!(averages.iter().map(|p| p["grade_count"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 3, 1]);
+        assert!(close(&averages[1]["average_grade"], 65.0));
+        assert_eq!(by_year["group_by"], "year");
         // ISO weeks: 2023-12-31 (a Sunday) belongs to the week of Monday 2023-12-25.
         let (_, by_week) = json(app.get("/stats/course/c1/average?group_by=week&end_date=2024-01-07").await).await;
         assert_eq!(by_week["averages"][0]["period"], "2023-12-25T00:00:00Z");
         assert_eq!(by_week["averages"][1]["period"], "2024-01-01T00:00:00Z");
-        assert_eq!(by_week["averages"][1]["grade_count"], 3, "6.5 on Jan 1, 9.0 on Jan 3, S2's t1 on Jan 2");
-        // end_date covers its whole day; start_date its first instant.
+        assert_eq!(by_week["averages"][1]["grade_count"], 2, "65 on Jan 1 and 90 on Jan 3; task grades are not course grades");
+        // end_date covers its whole day; the range reads as the original wrote it.
         let (_, day) = json(app.get("/stats/course/c1/average?group_by=day&start_date=2024-01-01&end_date=2024-01-01").await).await;
-        assert_eq!(day["averages"], json!([{"period": "2024-01-01T00:00:00Z", "average_grade": 6.5, "grade_count": 1}]));
-        assert_eq!(day["time_range"], json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"}));
-        // On time in c1: 8 grades, on time: 8.0, 9.0, 4.0, t2 → 4 of 8.
-        let (_, on_time) = json(app.get("/stats/course/c1/on_time_percentage?group_by=year&start_date=2000-01-01&end_date=2030-01-01").await).await;
-        let totals: (i64, i64) = on_time["data"].as_array().unwrap().iter()
-            .fold((0, 0), |(on, all), p| (on + p["on_time_count"].as_i64().unwrap(), all + p["total_count"].as_i64().unwrap()));
-        assert_eq!(totals, (4, 8));
-        // Task t1: S1 8.0, S2 7.0.
+        assert_eq!(day["averages"], json!([{"period": "2024-01-01T00:00:00Z", "average_grade": 65.0, "grade_count": 1}]));
+        assert_eq!(day["time_range"], json!({"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T23:59:59Z"}));
+        let (_, open) = json(app.get("/stats/course/c1/average?end_date=2024-01-31").await).await;
+        assert_eq!(open["time_range"]["start"], "0001-01-01T00:00:00Z", "an unbounded start is the original's zero time");
+        assert_eq!(open["group_by"], "month");
+        // On time, task grades only: t1 S1 80 no, t1 S2 85 no, t2 S1 95 yes, t2 S3 0
+        // (on_time omitted: no) → 1 of 4, and without group_by one all-time row.
+        let (_, all_time) = json(app.get("/stats/course/c1/on_time_percentage?end_date=2030-01-01").await).await;
+        assert_eq!(all_time["data"], json!([{"period": "all_time", "on_time_count": 1, "total_count": 4, "percentage": 25.0}]));
+        assert_eq!(all_time["group_by"], "");
+        let (_, by_year) = json(app.get("/stats/course/c1/on_time_percentage?group_by=year&start_date=2000-01-01&end_date=2030-01-01").await).await;
+        assert_eq!(by_year["data"], json!([{"period": "2024-01-01T00:00:00Z", "on_time_count": 1, "total_count": 4, "percentage": 25.0}]));
+        let (_, s2) = json(app.get(&format!("/stats/course/c1/student/{S2}/on_time_percentage?group_by=month&end_date=2030-01-01")).await).await;
+        assert_eq!(s2["data"], json!([{"period": "2024-01-01T00:00:00Z", "on_time_count": 0, "total_count": 1, "percentage": 0.0}]));
+        assert_eq!((s2["course_id"].as_str(), s2["student_id"].as_str()), (Some("c1"), Some(S2)));
+        // Task t1: S2 85, S1 80; best first (not id order).
         let (_, t1) = json(app.get("/stats/course/c1/task/t1/averages").await).await;
-        assert!(close(&t1["group_average"], 7.5), "{t1}");
+        assert!(close(&t1["group_average"], 82.5), "{t1}");
         assert_eq!(t1["students"], json!([
-            {"student_id": S1, "average_grade": 8.0, "grade_count": 1},
-            {"student_id": S2, "average_grade": 7.0, "grade_count": 1},
+            {"student_id": S2, "average_grade": 85.0, "grade_count": 1},
+            {"student_id": S1, "average_grade": 80.0, "grade_count": 1},
         ]));
         let (_, page) = json(app.get("/stats/course/c1/task/t1/averages?limit=1").await).await;
-        assert_eq!(page["students"].as_array().unwrap().len(), 1);
+        assert_eq!(page["students"][0]["student_id"], S2);
         let next = page["next_cursor"].as_str().unwrap();
         let (_, rest) = json(app.get(&format!("/stats/course/c1/task/t1/averages?limit=1&cursor={next}")).await).await;
-        assert_eq!(rest["students"][0]["student_id"], S2);
+        assert_eq!(rest["students"][0]["student_id"], S1);
         assert!(rest["next_cursor"].is_null());
-        // S1's task average in c1: (8.0 + 9.5) / 2; others: S2 with 7.0.
+        // S1's task average in c1: (80 + 95) / 2; others best first: S2 85, S3 0.
         let (_, peers) = json(app.get(&format!("/stats/student/{S1}/course/c1/task/average")).await).await;
-        assert!(close(&peers["student_average"], 8.75));
-        assert_eq!(peers["other_students"], json!([{"student_id": S2, "average_grade": 7.0, "grade_count": 1}]));
+        assert!(close(&peers["student_average"], 87.5), "{peers}");
+        assert_eq!(peers["other_students"], json!([
+            {"student_id": S2, "average_grade": 85.0, "grade_count": 1, "task_count": 1},
+            {"student_id": S3, "average_grade": 0.0, "grade_count": 1, "task_count": 1},
+        ]));
+        assert!(peers.get("warning").is_none());
     }
 
-    async fn missing_data_is_404_and_bad_parameters_are_400(app) {
+    async fn nothing_found_is_an_empty_200_except_a_students_course_figures(app) {
         load(&app).await;
-        for path in [
-            format!("/stats/student/{S3}/course/other"),
-            "/stats/course/nothing/average".to_owned(),
-            "/stats/course/c1/task/t9/averages".to_owned(),
-            format!("/stats/student/{S3}/course/c1/task/average"),
-            format!("/stats/course/other/student/{S2}/on_time_percentage"),
-        ] {
-            assert_eq!(app.get(&path).await.status(), 404, "{path}");
-        }
-        for path in [
-            "/stats/course/c1/average?group_by=fortnight",
-            "/stats/course/c1/average?start_date=2024-13-01",
-            "/stats/course/c1/average?end_date=01-02-2024",
-            "/stats/course/c1/average?start_date=2024-02-01&end_date=2024-01-01",
-            "/stats/student/not-a-uuid/average",
-            "/stats/course/bad%20id/average",
-            "/stats/course/c1/task/t1/averages?limit=0",
-            "/stats/course/c1/task/t1/averages?cursor=%25%25",
-        ] {
-            let (status, problem) = json(app.get(path).await).await;
-            assert_eq!(status, 400, "{path}: {problem}");
-            assert!(problem["result"].is_string(), "{problem}");
-        }
-        // A subject with grades, but none in range: 200 and no periods.
+        let (status, problem) = json(app.get(&format!("/stats/student/{S3}/course/other")).await).await;
+        assert_eq!((status, problem["result"].as_str()), (404, Some("No grades found for the student in the course")));
+        let (status, body) = json(app.get("/stats/course/nothing/average").await).await;
+        assert_eq!((status, body["averages"].clone()), (200, json!([])));
+        let (status, body) = json(app.get("/stats/student/nobody/average").await).await;
+        assert_eq!((status, body["averages"].clone()), (200, json!([])));
+        let (status, body) = json(app.get("/stats/course/c1/task/t9/averages").await).await;
+        assert_eq!((status, body["students"].clone(), body["group_average"].as_f64()), (200, json!([]), Some(0.0)));
+        let (status, body) = json(app.get(&format!("/stats/student/{S3}/course/other/task/average")).await).await;
+        assert_eq!((status, body["other_students"].clone()), (200, json!([])));
+        assert_eq!(body["warning"], "No grades found for the requested student");
+        let (status, body) = json(app.get(&format!("/stats/course/other/student/{S2}/on_time_percentage")).await).await;
+        assert_eq!((status, body["data"].clone()), (200, json!([{"period": "all_time", "on_time_count": 0, "total_count": 0, "percentage": 0.0}])));
+        let (status, body) = json(app.get(&format!("/stats/course/other/student/{S2}/on_time_percentage?group_by=month")).await).await;
+        assert_eq!((status, body["data"].clone()), (200, json!([])));
+        // A subject with grades, but none in range.
         let (status, empty) = json(app.get("/stats/course/c1/average?start_date=2030-01-01&end_date=2030-12-31").await).await;
         assert_eq!((status, empty["averages"].clone()), (200, json!([])));
     }
 
+    async fn bad_parameters_are_400_with_the_original_error_text(app) {
+        for path in ["/stats/course/c1/average?start_date=2024-13-01", "/stats/course/c1/average?end_date=01-02-2024",
+                     "/stats/course/c1/on_time_percentage?start_date=tomorrow"] {
+            assert_eq!(refused(&app, path).await["error"], "Invalid date format. Use YYYY-MM-DD", "{path}");
+        }
+        for path in ["/stats/course/c1/average?group_by=fortnight", "/stats/course/c1/average?start_date=2024-02-01&end_date=2024-01-01",
+                     "/stats/course/c1/task/t1/averages?limit=0", "/stats/course/c1/task/t1/averages?cursor=%25%25",
+                     "/stats/course/a%07b/average", "/stats/student/a%00b/average"] {
+            assert!(refused(&app, path).await["error"].is_string(), "{path}");
+        }
+        let problem = refused(&app, &format!("/stats/student/{S1}/course/bad%20id")).await;
+        assert_eq!(problem["result"], "Invalid course_id format (not a valid ObjectID)");
+        let problem = refused(&app, "/stats/student/bad$id/course/c1/task/average").await;
+        assert_eq!(problem["error"], "Invalid student_id format");
+        let problem = refused(&app, &format!("/stats/student/{S1}/course/bad%23id/task/average")).await;
+        assert_eq!(problem["error"], "Invalid course_id format");
+    }
+
     async fn the_jobs_api_lists_filters_and_refuses_to_retry_live_jobs(app) {
-        let id = post(&app, "/stats/student/grade", grade(S1, "c1", 5.0, true, "2024-01-01T00:00:00Z")).await;
+        let id = post(&app, "/stats/student/grade", grade(S1, "c1", 5.0, Some(true), "2024-01-01T00:00:00Z")).await;
         drained(&app).await;
         let (_, page) = json(app.get("/jobs?state=succeeded").await).await;
         assert_eq!(page["jobs"][0]["id"], id.as_str());

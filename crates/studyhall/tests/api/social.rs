@@ -104,6 +104,21 @@ fn ids(list: &Value) -> Vec<String> {
 on_every_backend_with! {
     with_secret;
 
+    async fn a_token_and_a_header_naming_someone_else_are_refused_as_on_every_route(app) {
+        let alice = signed_up(&app, "alice", "Alice", "A").await;
+        let bob = signed_up(&app, "bob", "Bob", "B").await;
+        let mismatch = as_user(app.client.get(app.url("/users/me")), &alice).header("X-User-Id", &bob.id);
+        assert_eq!(mismatch.send().await.unwrap().status(), 403);
+        let write = as_user(app.client.post(app.url("/friendship/requests")), &alice)
+            .header("X-User-Id", &bob.id)
+            .json(&json!({"user_id2": bob.id}));
+        assert_eq!(write.send().await.unwrap().status(), 403);
+        let agreeing = as_user(app.client.get(app.url("/users/me")), &alice).header("X-User-Id", &alice.id);
+        assert_eq!(agreeing.send().await.unwrap().status(), 200);
+        let (status, received) = get(&app, &bob, "/friendship/requests").await;
+        assert_eq!((status, received), (200, json!([])), "the refused request was not sent");
+    }
+
     async fn every_route_but_the_public_ones_needs_a_token(app) {
         let (status, pong) = json(app.get("/ping").await).await;
         assert_eq!((status, pong), (200, json!("pong")));

@@ -265,8 +265,12 @@ on_every_backend! {
         let (course, id) = (new_id(), new_id());
         let (status, problem) = get_as(&app, Some(USER), "/courses/xyz").await;
         assert_errors(status, &problem, &["Course ID is invalid."]);
+        // The original's reads said "invalid" for a missing user too (only its POST said
+        // "needs to be defined").
         let (status, problem) = get_as(&app, None, &format!("/courses/{course}")).await;
-        assert_errors(status, &problem, &["User ID needs to be defined."]);
+        assert_errors(status, &problem, &["User ID is invalid."]);
+        let (status, problem) = get_as(&app, None, &format!("/courses/{course}/sessions/{id}")).await;
+        assert_errors(status, &problem, &["User ID is invalid."]);
         let (status, problem) = get_as(&app, Some(USER), &format!("/courses/{course}/sessions/abc")).await;
         assert_errors(status, &problem, &["Session ID is invalid."]);
         let (status, problem) = get_as(&app, Some("u"), &format!("/courses/x/sessions/{id}")).await;
@@ -355,6 +359,69 @@ on_every_backend! {
                     assert_eq!(stored, recomputed);
                 }
             }
+        }
+    }
+}
+
+const STATS_SECRET: &str = "stats-test-secret-0123456789";
+
+fn token_for(user: &str) -> String {
+    studyhall::auth::mint_hs256(
+        STATS_SECRET,
+        "sub",
+        user,
+        None,
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap()
+}
+
+mod token_callers {
+    use super::*;
+    use crate::on_every_backend_with;
+
+    on_every_backend_with! {
+        |settings: &mut studyhall::config::ServeSettings| {
+            settings.auth.jwt_secret = Some(super::STATS_SECRET.parse().unwrap());
+        };
+
+        async fn a_token_user_is_checked_by_the_same_rule_as_the_header(app) {
+            let course = new_id();
+            let post = |token: String| {
+                app.client.post(app.url(&format!("/courses/{course}"))).bearer_auth(token).json(&session(&new_id(), 1, 50.0, 10))
+            };
+            let (status, problem) = json(post(token_for("alice")).send().await.unwrap()).await;
+            assert_errors(status, &problem, &["User ID is invalid."]);
+            let (status, _) = json(post(token_for(USER)).send().await.unwrap()).await;
+            assert_eq!(status, 201);
+            let read = app.client.get(app.url(&format!("/courses/{course}"))).bearer_auth(token_for("alice")).send().await.unwrap();
+            let (status, problem) = json(read).await;
+            assert_errors(status, &problem, &["User ID is invalid."]);
+            assert_eq!(course_stats(&app, USER, &course).await.0, 200);
+        }
+    }
+}
+
+mod untrusted_headers {
+    use super::*;
+    use crate::on_every_backend_with;
+
+    on_every_backend_with! {
+        |settings: &mut studyhall::config::ServeSettings| {
+            settings.identity.trust_identity_headers = false;
+        };
+
+        async fn a_header_that_is_not_trusted_is_named_as_the_reason(app) {
+            let course = new_id();
+            let (status, problem) = post_as(&app, Some(USER), &course, &session(&new_id(), 1, 50.0, 10)).await;
+            assert_eq!(status, 400);
+            let errors = problem["errors"].as_array().unwrap();
+            assert!(errors.iter().any(|e| e.as_str().unwrap().contains("STUDYHALL_TRUST_IDENTITY_HEADERS")), "{problem}");
+            let (status, problem) = course_stats(&app, USER, &course).await;
+            assert_eq!(status, 400);
+            assert!(problem["errors"][0].as_str().unwrap().contains("not accepted"), "{problem}");
+            let (status, problem) = post_as(&app, None, &course, &session(&new_id(), 1, 50.0, 10)).await;
+            assert_errors(status, &problem, &["User ID needs to be defined."]);
         }
     }
 }

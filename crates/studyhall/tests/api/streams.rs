@@ -296,6 +296,56 @@ on_every_stream_backend! {
         assert_eq!(active(&app, &user).await.1, 3);
     }
 
+    async fn a_bare_viewer_in_the_admin_routes_is_a_user(app, with_admin) {
+        let user = viewer();
+        let (status, body) = json(app.client.put(app.url(&format!("/api/v1/viewers/{user}/limit"))).bearer_auth(ADMIN).json(&json!({"limit": 1})).send().await.unwrap()).await;
+        assert_eq!((status, body), (200, json!({"viewer": format!("user:{user}"), "limit": 1})));
+        started_id(start(&app, &user, None).await).await;
+        assert_eq!(start(&app, &user, None).await.status(), 429, "the limit set for the bare id applies to the user");
+        assert_eq!(active(&app, &user).await.1, 1);
+        for bad in ["team:x", "ip:not-an-address", "user:"] {
+            let response = app.client.put(app.url(&format!("/api/v1/viewers/{bad}/limit"))).bearer_auth(ADMIN).json(&json!({"limit": 2})).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{bad}");
+        }
+        let address = format!("203.0.113.{}", rand_octet());
+        let (status, body) = json(app.client.put(app.url(&format!("/api/v1/viewers/ip:{address}/limit"))).bearer_auth(ADMIN).json(&json!({"limit": 2})).send().await.unwrap()).await;
+        assert_eq!((status, body["viewer"].clone()), (200, json!(format!("ip:{address}"))));
+        assert_eq!(app.client.delete(app.url(&format!("/api/v1/viewers/{user}/limit"))).bearer_auth(ADMIN).send().await.unwrap().status(), 204);
+        assert_eq!(active(&app, &user).await.1, 3);
+    }
+
+    async fn restarting_an_active_stream_keeps_the_metadata_sent_with_it(app, defaults) {
+        let user = viewer();
+        let first = json!({"stream_id": "tab-1", "video_name": "intro", "size": 10});
+        started_id(start(&app, &user, Some(first)).await).await;
+        let (status, renewed) = json(start(&app, &user, Some(json!({"stream_id": "tab-1", "video_name": "chapter 2", "video_playing": true}))).await).await;
+        assert_eq!(status, 201, "{renewed}");
+        assert_eq!(renewed["stream"]["video_name"], "chapter 2");
+        assert_eq!(renewed["stream"]["video_playing"], true);
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(list["streams"][0]["video_name"], "chapter 2", "{list}");
+        // A bare re-start (or a heartbeat) keeps what was sent last.
+        let (_, bare) = json(start(&app, &user, Some(json!({"stream_id": "tab-1"}))).await).await;
+        assert_eq!(bare["stream"]["video_name"], "chapter 2");
+        assert_eq!(heartbeat(&app, &user, "tab-1").await, 200);
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(list["streams"][0]["video_name"], "chapter 2");
+        assert_eq!(list["active_streams"], 1);
+    }
+
+    async fn timestamps_have_one_format_on_every_backend(app, defaults) {
+        let user = viewer();
+        let (_, body) = json(start(&app, &user, None).await).await;
+        // RFC 3339, UTC, exactly three fraction digits: 2026-11-22T15:08:06.829Z.
+        for field in ["started_at", "expires_at"] {
+            let text = body["stream"][field].as_str().unwrap();
+            let bytes = text.as_bytes();
+            assert_eq!(bytes.len(), 24, "{field}: {text}");
+            assert_eq!((bytes[4], bytes[10], bytes[19], bytes[23]), (b'-', b'T', b'.', b'Z'), "{field}: {text}");
+            assert!(bytes[20..23].iter().all(u8::is_ascii_digit), "{field}: {text}");
+        }
+    }
+
     async fn without_an_admin_token_configured_the_admin_routes_are_refused(app, defaults) {
         let path = app.url("/api/v1/viewers/user:someone/limit");
         let response = app.client.put(&path).bearer_auth(ADMIN).json(&json!({"limit": 5})).send().await.unwrap();

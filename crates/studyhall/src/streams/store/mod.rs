@@ -146,7 +146,10 @@ const ACTIVE: &str = "SELECT count(*), min(expires_at),
         (SELECT stream_limit FROM stream_viewers WHERE viewer = $1)
     FROM streams WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
 
-const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4
+/// Renews a lease; `$5`, the metadata sent with a re-start, replaces the stored one
+/// unless it is empty (`{}`, as heartbeats send).
+const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4,
+        metadata = CASE WHEN $5 = '{}' THEN metadata ELSE $5 END
     WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
     RETURNING id, viewer, started_at, expires_at, metadata";
 
@@ -185,6 +188,9 @@ fn stream((id, viewer, started_at, expires_at, metadata): StreamRow) -> Stream {
         metadata,
     }
 }
+
+/// What a heartbeat sends as metadata: nothing, so the stored metadata stays.
+const NO_METADATA: &str = "{}";
 
 /// The decision after counting a viewer's active leases.
 fn decide(

@@ -3,7 +3,7 @@ use uuid::Uuid;
 
 use super::{
     decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST,
-    PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
+    NO_METADATA, PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
@@ -44,6 +44,7 @@ impl PgStreams {
                 .bind(id)
                 .bind(now)
                 .bind(self.policy.lease_us)
+                .bind(&request.metadata)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = renewed {
@@ -101,6 +102,7 @@ impl PgStreams {
             .bind(id)
             .bind(now)
             .bind(self.policy.lease_us)
+            .bind(NO_METADATA)
             .fetch_optional(&mut *conn)
             .await?;
         Ok(row.map(stream))

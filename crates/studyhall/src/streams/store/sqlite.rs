@@ -3,8 +3,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, PRUNE, RENEW,
-    SET_LIMIT, VIEWER_LIMIT,
+    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE,
+    RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::batch::{BatchError, Batcher};
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
@@ -144,7 +144,7 @@ async fn apply(pool: &SqlitePool, ops: Vec<Op>, policy: Policy) -> Result<Vec<Do
                 Done::Started(start(&mut tx, &viewer, &request, now, policy).await?)
             }
             Op::Heartbeat(viewer, id) => {
-                Done::Renewed(renew(&mut tx, &viewer, &id, now, policy).await?)
+                Done::Renewed(renew(&mut tx, &viewer, &id, now, policy, NO_METADATA).await?)
             }
             Op::End(viewer, id) => {
                 let row: Option<StreamRow> = sqlx::query_as(END)
@@ -183,7 +183,7 @@ async fn start(
     policy: Policy,
 ) -> Result<Started, sqlx::Error> {
     if let Some(id) = &request.stream_id {
-        if let Some(renewed) = renew(tx, viewer, id, now, policy).await? {
+        if let Some(renewed) = renew(tx, viewer, id, now, policy, &request.metadata).await? {
             return Ok(Started::Renewed(
                 renewed,
                 counts(tx, viewer, now, policy).await?,
@@ -228,18 +228,21 @@ async fn start(
     ))
 }
 
+/// Renews a lease, replacing its metadata with `metadata` unless that is empty.
 async fn renew(
     tx: &mut SqliteConnection,
     viewer: &str,
     id: &str,
     now: i64,
     policy: Policy,
+    metadata: &str,
 ) -> Result<Option<Stream>, sqlx::Error> {
     let row: Option<StreamRow> = sqlx::query_as(RENEW)
         .bind(viewer)
         .bind(id)
         .bind(now)
         .bind(policy.lease_us)
+        .bind(metadata)
         .fetch_optional(&mut *tx)
         .await?;
     Ok(row.map(stream))

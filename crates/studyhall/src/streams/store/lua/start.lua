@@ -5,6 +5,10 @@ local max = limit(ARGV[3])
 local expires = now + lease
 if ARGV[5] == '1' and redis.call('ZSCORE', KEYS[1], id) then
   redis.call('ZADD', KEYS[1], expires, id)
+  -- Metadata sent with a re-start replaces the stored metadata; none keeps it.
+  if ARGV[4] ~= '{}' then
+    redis.call('HSET', KEYS[3], id, ARGV[4])
+  end
   keep(lease)
   return {'renewed', tostring(redis.call('ZCARD', KEYS[1])), tostring(max),
           redis.call('HGET', KEYS[2], id) or fmt(now), fmt(expires), redis.call('HGET', KEYS[3], id) or '{}'}
