@@ -47,6 +47,16 @@ pub fn any_id(field: &str, text: &str, original: &str) -> Result<String, ApiErro
     Ok(text.to_owned())
 }
 
+/// An id in the path of a read the original did not check: empty included (it then
+/// names nothing, and the read finds nothing, as the original's did), at most 128
+/// characters, no control characters.
+pub fn path_id(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    any_id(field, text, original)
+}
+
 /// An id on the routes where the original checked one: 1 to 50 letters (any script),
 /// digits or hyphens.
 pub fn code(field: &str, text: &str, original: &str) -> Result<String, ApiError> {

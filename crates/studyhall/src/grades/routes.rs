@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use super::model::{
-    self, any_id, bad, code, AveragePoint, CourseGradeBody, GroupBy, OnTimePoint, Series,
+    self, any_id, bad, code, path_id, AveragePoint, CourseGradeBody, GroupBy, OnTimePoint, Series,
     SeriesParams, TaskGradeBody, TimeRange,
 };
 use super::store::{decode_cursor, After, Subject, COURSE_GRADE, TASK_GRADE};
@@ -179,7 +179,7 @@ pub async fn student_average(
     Path(student): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let student = any_id("student_id", &student, "Invalid student_id format")?;
+    let student = path_id("student_id", &student, "Invalid student_id format")?;
     let (points, series) = averages(&grades, Subject::Student(&student), &params).await?;
     Ok(Json(
         json!({"student_id": student, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
@@ -195,7 +195,7 @@ pub async fn course_average(
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let course = any_id("course_id", &course, "Invalid course_id format")?;
+    let course = path_id("course_id", &course, "Invalid course_id format")?;
     let (points, series) = averages(&grades, Subject::Course(&course), &params).await?;
     Ok(Json(
         json!({"course_id": course, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
@@ -211,7 +211,7 @@ pub async fn course_on_time(
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let course = any_id("course_id", &course, "Invalid course_id format")?;
+    let course = path_id("course_id", &course, "Invalid course_id format")?;
     let (points, range, group_by) =
         on_time(&grades, Subject::CourseTasks(&course), &params).await?;
     Ok(Json(
@@ -228,8 +228,8 @@ pub async fn student_on_time(
     Path((course, student)): Path<(String, String)>,
     AppQuery(params): AppQuery<SeriesParams>,
 ) -> Result<Json<Value>> {
-    let course = any_id("course_id", &course, "Invalid course_id format")?;
-    let student = any_id("student_id", &student, "Invalid student_id format")?;
+    let course = path_id("course_id", &course, "Invalid course_id format")?;
+    let student = path_id("student_id", &student, "Invalid student_id format")?;
     let (points, range, group_by) = on_time(
         &grades,
         Subject::CourseStudentTasks(&course, &student),

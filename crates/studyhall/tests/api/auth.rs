@@ -370,28 +370,18 @@ async fn with_auth_off_no_token_is_accepted() {
 async fn studyhall_token_mints_a_token_the_server_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_studyhall"))
-        .args([
-            "token",
+    let token = token_command(
+        &[
             "--sub",
             "alice",
             "--email",
             "alice@example.com",
-            "--ttl",
-            "10m",
             "--database-url",
             &url,
-        ])
-        .env_remove("STUDYHALL_JWT_SECRET")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        ],
+        &[],
+    )
+    .await;
     let app =
         TestApp::sqlite_with(|settings| settings.database.database_url = url.parse().unwrap())
             .await;
@@ -459,12 +449,13 @@ const CLAIM_SETTINGS: [ClaimSetting; 3] = [
 
 const MINT_SECRET: &str = "token-command-secret-0123456789";
 
-/// Mints with the `studyhall token` command against the app's database.
-async fn mint_with_command(app: &TestApp, env: &[(&str, &str)]) -> String {
+/// Runs `studyhall token` (10 minutes) with these arguments and only these
+/// `STUDYHALL_JWT_*` settings; returns the token.
+async fn token_command(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_studyhall"))
-        .args(["token", "--sub", "alice", "--ttl", "10m"])
-        .env("STUDYHALL_DATABASE_URL", app.database_url.expose())
-        .env("STUDYHALL_JWT_SECRET", MINT_SECRET)
+        .args(["token", "--ttl", "10m"])
+        .args(args)
+        .env_remove("STUDYHALL_JWT_SECRET")
         .envs(env.iter().copied())
         .output()
         .await
@@ -475,6 +466,14 @@ async fn mint_with_command(app: &TestApp, env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Mints with the `studyhall token` command against the app's database.
+async fn mint_with_command(app: &TestApp, env: &[(&str, &str)]) -> String {
+    let url = app.database_url.expose();
+    let mut env = env.to_vec();
+    env.push(("STUDYHALL_JWT_SECRET", MINT_SECRET));
+    token_command(&["--sub", "alice", "--database-url", url], &env).await
 }
 
 async fn minted_tokens_carry_each_required_claim(postgres: bool) {
@@ -516,4 +515,33 @@ async fn studyhall_token_puts_in_the_claims_the_sqlite_server_requires() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studyhall_token_puts_in_the_claims_the_postgres_server_requires() {
     minted_tokens_carry_each_required_claim(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_jwks_mode_each_required_claim_missing_in_turn_is_refused() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let app = jwks_app(&server, 30).await;
+    assert_eq!(
+        probe(&app, &rsa.sign(&claims("alice"))).await,
+        (201, json!("user:alice"))
+    );
+    for claim in ["iss", "aud", "exp", "sub"] {
+        let mut missing = claims("alice");
+        missing.as_object_mut().unwrap().remove(claim);
+        assert_refused(&app, &rsa.sign(&missing), &format!("no `{claim}`")).await;
+    }
+    // A critical header extension, signed like any other token.
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let mut value = serde_json::to_value(&header).unwrap();
+    value["crit"] = json!(["exp"]);
+    let encoded_header = URL_SAFE_NO_PAD.encode(value.to_string());
+    let body = URL_SAFE_NO_PAD.encode(claims("alice").to_string());
+    let signing_input = format!("{encoded_header}.{body}");
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &rsa.encoding, Algorithm::RS256)
+            .unwrap();
+    assert_refused(&app, &format!("{signing_input}.{signature}"), "crit").await;
+    app.stop().await;
 }

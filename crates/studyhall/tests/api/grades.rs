@@ -292,6 +292,13 @@ on_every_backend! {
         assert_eq!((status, body["data"].clone()), (200, json!([{"period": "all_time", "on_time_count": 0, "total_count": 0, "percentage": 0.0}])));
         let (status, body) = json(app.get(&format!("/stats/course/other/student/{S2}/on_time_percentage?group_by=month")).await).await;
         assert_eq!((status, body["data"].clone()), (200, json!([])));
+        // An empty id names nothing where the original did not check ids: an empty 200.
+        let (status, body) = json(app.get("/stats/course//average").await).await;
+        assert_eq!((status, body["averages"].clone(), body["course_id"].as_str()), (200, json!([]), Some("")));
+        let (status, body) = json(app.get("/stats/student//average").await).await;
+        assert_eq!((status, body["averages"].clone()), (200, json!([])));
+        let (status, body) = json(app.get("/stats/course//on_time_percentage?group_by=day").await).await;
+        assert_eq!((status, body["data"].clone()), (200, json!([])));
         // A subject with grades, but none in range.
         let (status, empty) = json(app.get("/stats/course/c1/average?start_date=2030-01-01&end_date=2030-12-31").await).await;
         assert_eq!((status, empty["averages"].clone()), (200, json!([])));
@@ -307,6 +314,11 @@ on_every_backend! {
                      "/stats/course/a%07b/average", "/stats/student/a%00b/average"] {
             assert!(refused(&app, path).await["error"].is_string(), "{path}");
         }
+        // Where the original checked ids, an empty one is refused with its text.
+        for path in ["/stats/course//task/t1/averages", "/stats/course/c1/task//averages"] {
+            assert_eq!(refused(&app, path).await["error"], "Invalid course_id or task_id format");
+        }
+        assert_eq!(refused(&app, "/stats/student/123/course//task/average").await["error"], "Invalid course_id format");
         let problem = refused(&app, &format!("/stats/student/{S1}/course/bad%20id")).await;
         assert_eq!(problem["result"], "Invalid course_id format (not a valid ObjectID)");
         let problem = refused(&app, "/stats/student/bad$id/course/c1/task/average").await;
