@@ -81,7 +81,7 @@ pub async fn post_task_grade(State(grades): State<Grades>, body: Bytes) -> Resul
 
 /// A student's course-grade average in a course, with their task figures beside it.
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}", tag = "grades", operation_id = "grades_student_course",
-    params(("student_id" = String, Path), ("course_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$")),
+    params(("student_id" = String, Path), ("course_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`")),
     responses(
         (status = 200, description = "Figures", body = Object, example = json!({"result": {"average_grade": 7.5, "tbd": 0, "grade_count": 2, "assignments_completed": 3, "on_time_percentage": 66.67}, "course_id": "c1", "student_id": "123"})),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
@@ -293,7 +293,7 @@ pub async fn task_averages(
 }
 
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}/task/average", tag = "grades", operation_id = "grades_student_task_average",
-    params(("student_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$"), ("course_id" = String, Path, pattern = r"^[\p{L}\p{N}-]{1,50}$"), ListParams),
+    params(("student_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ("course_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ListParams),
     responses((status = 200, description = "The student's task average and the other students', best first; a `warning` when the student has none", body = Object),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_task_average(
