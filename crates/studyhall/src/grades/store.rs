@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::model::{day_of, GradePost, StudentAverage, Tally};
 use crate::db::{with_pool, with_tx, Db, Tx};
-use crate::jobs::{Handler, JobFuture};
+use crate::jobs::{Handler, Increments, JobFuture, KeyPart};
 
 pub const COURSE_GRADE: &str = "grades.course_grade";
 pub const TASK_GRADE: &str = "grades.task_grade";
@@ -49,43 +49,31 @@ impl Key {
     }
 }
 
-/// Adds `tally` to each of `tables`' daily tallies of `post` on `day`.
-async fn add(
-    tx: &mut Tx,
-    tables: &[(&str, &[Key])],
+/// Adds `tally` to each of `tables`' daily tallies of `post` on `day`, at the end of
+/// the batch (so concurrent batches lock tally rows in one order).
+fn add(
+    later: &mut Increments,
+    tables: &[(&'static str, &[Key])],
     post: &GradePost,
     day: i64,
     tally: Tally,
-) -> Result<(), sqlx::Error> {
+) {
     for (table, keys) in tables {
-        let n = keys.len();
-        let columns: Vec<&str> = keys.iter().map(|key| key.column()).collect();
-        let key = format!("{}, day", columns.join(", "));
-        let values: Vec<String> = (1..=n + 4).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "INSERT INTO {table} ({key}, grade_sum, grade_count, on_time_count) VALUES ({values})
-             ON CONFLICT ({key}) DO UPDATE SET
-                grade_sum = {table}.grade_sum + excluded.grade_sum,
-                grade_count = {table}.grade_count + excluded.grade_count,
-                on_time_count = {table}.on_time_count + excluded.on_time_count",
-            values = values.join(", ")
+        let mut key: Vec<(&'static str, KeyPart)> = keys
+            .iter()
+            .map(|key| (key.column(), KeyPart::Text(key.of(post).to_owned())))
+            .collect();
+        key.push(("day", KeyPart::Int(day)));
+        later.add(
+            table,
+            key,
+            &[
+                ("grade_sum", tally.grade_sum),
+                ("grade_count", tally.grade_count),
+                ("on_time_count", tally.on_time_count),
+            ],
         );
-        with_tx!(&mut *tx, |conn| {
-            let mut query = sqlx::query(&sql);
-            for key in keys.iter() {
-                query = query.bind(key.of(post));
-            }
-            query
-                .bind(day)
-                .bind(tally.grade_sum)
-                .bind(tally.grade_count)
-                .bind(tally.on_time_count)
-                .execute(&mut **conn)
-                .await
-                .map(drop)
-        })?;
     }
-    Ok(())
 }
 
 fn post_of(payload: &Value) -> anyhow::Result<GradePost> {
@@ -96,7 +84,13 @@ fn post_of(payload: &Value) -> anyhow::Result<GradePost> {
 pub struct CourseGrade;
 
 impl Handler for CourseGrade {
-    fn run<'a>(&'a self, tx: &'a mut Tx, job_id: &'a str, payload: &'a Value) -> JobFuture<'a> {
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        payload: &'a Value,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
         Box::pin(async move {
             let post = post_of(payload)?;
             let sql =
@@ -113,14 +107,8 @@ impl Handler for CourseGrade {
                 .await
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
-                add(
-                    tx,
-                    COURSE_GRADE_DAYS,
-                    &post,
-                    day_of(post.created_at),
-                    Tally::of(&post),
-                )
-                .await?;
+                let day = day_of(post.created_at);
+                add(later, COURSE_GRADE_DAYS, &post, day, Tally::of(&post));
             }
             Ok(())
         })
@@ -132,7 +120,19 @@ impl Handler for CourseGrade {
 pub struct TaskGrade;
 
 impl Handler for TaskGrade {
-    fn run<'a>(&'a self, tx: &'a mut Tx, _job_id: &'a str, payload: &'a Value) -> JobFuture<'a> {
+    /// The task grade's row, which a replacement locks.
+    fn lock_key(&self, payload: &Value) -> String {
+        let part = |name: &str| payload[name].as_str().unwrap_or_default().to_owned();
+        [part("course_id"), part("task_id"), part("student_id")].join("\u{0}")
+    }
+
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        _job_id: &'a str,
+        payload: &'a Value,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
         Box::pin(async move {
             let post = post_of(payload)?;
             let task = post
@@ -152,14 +152,8 @@ impl Handler for TaskGrade {
                 .await
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
-                add(
-                    tx,
-                    TASK_GRADE_DAYS,
-                    &post,
-                    day_of(post.created_at),
-                    Tally::of(&post),
-                )
-                .await?;
+                let day = day_of(post.created_at);
+                add(later, TASK_GRADE_DAYS, &post, day, Tally::of(&post));
                 return Ok(());
             }
             // PostgreSQL: lock the row so concurrent replacements queue up.
@@ -200,15 +194,15 @@ impl Handler for TaskGrade {
                 created_at,
                 ..post.clone()
             };
-            // Day order, so concurrent workers lock tally rows in the same order.
-            let mut changes = [
-                (day_of(created_at), Tally::of(&old).negated()),
-                (day_of(post.created_at), Tally::of(&post)),
-            ];
-            changes.sort_by_key(|(day, _)| *day);
-            for (day, tally) in changes {
-                add(tx, TASK_GRADE_DAYS, &post, day, tally).await?;
-            }
+            let replaced = Tally::of(&old).negated();
+            add(later, TASK_GRADE_DAYS, &post, day_of(created_at), replaced);
+            add(
+                later,
+                TASK_GRADE_DAYS,
+                &post,
+                day_of(post.created_at),
+                Tally::of(&post),
+            );
             Ok(())
         })
     }

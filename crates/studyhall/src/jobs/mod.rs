@@ -7,7 +7,14 @@
 //! the attempt number, so a job is applied exactly once even if its lease expired and
 //! another worker took it over. Failures retry with exponential backoff and jitter,
 //! and end `dead` after the configured attempts.
+//!
+//! Any number of workers may run batches at once on the same rows without deadlock:
+//! jobs run in their handlers' lock-key order, and what they add to shared counter rows
+//! is deferred to the end of the batch and applied in one global row order
+//! ([`Increments`]). A batch that still meets a deadlock or serialization failure is
+//! rolled back and run again whole, without counting as a failure of its jobs.
 
+mod increments;
 mod routes;
 mod store;
 #[cfg(test)]
@@ -24,6 +31,7 @@ use axum::Router;
 use serde_json::Value;
 use utoipa::OpenApi;
 
+pub use increments::{Increments, KeyPart};
 pub use store::{Job, JobState, Queue};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
@@ -35,7 +43,22 @@ pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobResult> + Send + 'a>>;
 
 /// One kind of job: applies its effect inside the transaction that completes the job.
 pub trait Handler: Send + Sync + 'static {
-    fn run<'a>(&'a self, tx: &'a mut Tx, job_id: &'a str, payload: &'a Value) -> JobFuture<'a>;
+    /// Applies the job: row writes of its own through `tx`, additions to counter rows
+    /// shared with other jobs through `later` (applied at the end of the batch).
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        payload: &'a Value,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a>;
+
+    /// The order of this kind's jobs within a batch: jobs that lock the same rows of
+    /// their own (a task grade's row, say) should give those rows' key, so every batch
+    /// locks them in ascending order.
+    fn lock_key(&self, _payload: &Value) -> String {
+        String::new()
+    }
 }
 
 /// Handlers by kind.

@@ -21,7 +21,13 @@ struct Flaky {
 }
 
 impl Handler for Arc<Flaky> {
-    fn run<'a>(&'a self, tx: &'a mut Tx, job_id: &'a str, payload: &'a Value) -> JobFuture<'a> {
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        payload: &'a Value,
+        _later: &'a mut Increments,
+    ) -> JobFuture<'a> {
         Box::pin(async move {
             self.runs.fetch_add(1, Ordering::SeqCst);
             let fail_times = payload["fail_times"].as_u64().unwrap_or(0);

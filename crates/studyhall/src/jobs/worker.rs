@@ -8,8 +8,54 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::store::{self, Claimed, JobState, Queue};
-use super::Handlers;
-use crate::db::with_tx;
+use super::{Handlers, Increments};
+use crate::db::{with_tx, Tx};
+
+/// Times a batch is run again after a deadlock or serialization failure before the
+/// worker gives up on it (its jobs are then taken again when their lease expires).
+const MAX_CONFLICT_RETRIES: u64 = 20;
+
+async fn savepoint(tx: &mut Tx, statement: &str) -> Result<(), sqlx::Error> {
+    with_tx!(tx, |conn| sqlx::query(statement)
+        .execute(&mut **conn)
+        .await
+        .map(drop))
+}
+
+/// Whether the database refused the transaction because of a concurrent one
+/// (PostgreSQL's deadlock_detected and serialization_failure; SQLite's busy), so that
+/// running it again can succeed.
+fn is_conflict(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "5" | "517"))
+}
+
+/// Why a run of a batch ended without committing.
+#[derive(Debug)]
+enum BatchFailure {
+    /// A concurrent transaction was in the way; running the batch again can succeed.
+    Conflict(String),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for BatchFailure {
+    fn from(err: sqlx::Error) -> Self {
+        if is_conflict(&err) {
+            BatchFailure::Conflict(err.to_string())
+        } else {
+            BatchFailure::Database(err)
+        }
+    }
+}
+
+/// The conflict a job's error carries, if it is one.
+fn conflict_in(err: &anyhow::Error) -> Option<BatchFailure> {
+    let sqlx_error = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<sqlx::Error>())?;
+    is_conflict(sqlx_error).then(|| BatchFailure::Conflict(sqlx_error.to_string()))
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
@@ -69,44 +115,99 @@ impl Worker {
     }
 
     /// Claims one batch and runs it: each job's effect and completion in a savepoint of
-    /// one transaction, so a failing job rolls back alone.
+    /// one transaction, so a failing job rolls back alone. A batch that meets a deadlock
+    /// or serialization failure is rolled back and run again whole; its jobs' attempts
+    /// are not spent on it.
     pub async fn run_batch(&self) -> Result<Outcome, sqlx::Error> {
         let lease_us = i64::try_from(self.settings.lease.as_micros()).unwrap_or(i64::MAX);
-        let jobs = self.queue.claim(self.settings.batch, lease_us).await?;
-        let mut outcome = Outcome::default();
-        if jobs.is_empty() {
-            return Ok(outcome);
+        let claimed = self.queue.claim(self.settings.batch, lease_us).await?;
+        if claimed.is_empty() {
+            return Ok(Outcome::default());
         }
+        let jobs = self.in_lock_order(claimed);
+        let mut conflicts = 0;
+        loop {
+            match self.try_batch(&jobs).await {
+                Ok((outcome, labels)) => {
+                    for ((job, _), (label, elapsed)) in jobs.iter().zip(labels) {
+                        let kind = job.kind.clone();
+                        metrics::counter!("jobs_processed_total", "kind" => kind.clone(), "outcome" => label).increment(1);
+                        metrics::histogram!("job_duration_seconds", "kind" => kind)
+                            .record(elapsed.as_secs_f64());
+                    }
+                    return Ok(outcome);
+                }
+                Err(BatchFailure::Conflict(error)) if conflicts < MAX_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    metrics::counter!("job_batch_conflicts_total").increment(1);
+                    tracing::debug!(%error, conflicts, "batch conflicted with another; running it again");
+                    let jitter = getrandom::u64().unwrap_or(0) % 20;
+                    tokio::time::sleep(Duration::from_millis(5 * conflicts + jitter)).await;
+                }
+                Err(BatchFailure::Conflict(error)) => {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "the batch conflicted with concurrent ones {conflicts} times: {error}"
+                    )))
+                }
+                Err(BatchFailure::Database(err)) => return Err(err),
+            }
+        }
+    }
+
+    /// The claimed jobs with their payloads, sorted by their handlers' lock keys (then
+    /// id), so that every batch takes the jobs' own row locks in one order.
+    fn in_lock_order(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Option<Value>)> {
+        let mut jobs: Vec<(String, Claimed, Option<Value>)> = claimed
+            .into_iter()
+            .map(|job| {
+                let payload = serde_json::from_str::<Value>(&job.payload).ok();
+                let key = match (self.handlers.get(&job.kind), &payload) {
+                    (Some(handler), Some(payload)) => handler.lock_key(payload),
+                    _ => String::new(),
+                };
+                (key, job, payload)
+            })
+            .collect();
+        jobs.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
+        jobs.into_iter()
+            .map(|(_, job, payload)| (job, payload))
+            .collect()
+    }
+
+    /// One run of the batch in one transaction; the outcome and each job's metric label
+    /// and time, or the database error that ended it (the transaction is rolled back).
+    async fn try_batch(
+        &self,
+        jobs: &[(Claimed, Option<Value>)],
+    ) -> Result<(Outcome, Vec<(&'static str, Duration)>), BatchFailure> {
+        let mut outcome = Outcome::default();
+        let mut labels = Vec::with_capacity(jobs.len());
+        let mut later = Increments::default();
         let mut tx = self.queue.begin().await?;
-        for job in &jobs {
+        for (job, payload) in jobs {
             let started = Instant::now();
-            with_tx!(&mut tx, |conn| sqlx::query("SAVEPOINT job")
-                .execute(&mut **conn)
-                .await
-                .map(drop))?;
-            let result = self.apply(&mut tx, job).await;
+            savepoint(&mut tx, "SAVEPOINT job").await?;
+            let mut mine = Increments::default();
+            let result = self.apply(&mut tx, job, payload.as_ref(), &mut mine).await;
             let label = match result {
                 Ok(true) => {
-                    with_tx!(&mut tx, |conn| sqlx::query("RELEASE SAVEPOINT job")
-                        .execute(&mut **conn)
-                        .await
-                        .map(drop))?;
+                    savepoint(&mut tx, "RELEASE SAVEPOINT job").await?;
+                    later.merge(mine);
                     outcome.succeeded += 1;
                     "succeeded"
                 }
                 Ok(false) => {
-                    with_tx!(&mut tx, |conn| sqlx::query("ROLLBACK TO SAVEPOINT job")
-                        .execute(&mut **conn)
-                        .await
-                        .map(drop))?;
+                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
                     outcome.lost += 1;
                     "lost"
                 }
                 Err(err) => {
-                    with_tx!(&mut tx, |conn| sqlx::query("ROLLBACK TO SAVEPOINT job")
-                        .execute(&mut **conn)
-                        .await
-                        .map(drop))?;
+                    // A conflict with another transaction is not the job's failure: the
+                    // whole batch runs again.
+                    if let Some(conflict) = conflict_in(&err) {
+                        return Err(conflict);
+                    }
+                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
                     let message = format!("{err:#}");
                     tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed");
                     match store::fail(&mut tx, job, &message, self.backoff_us(job.attempts)).await?
@@ -122,22 +223,27 @@ impl Worker {
                     }
                 }
             };
-            metrics::counter!("jobs_processed_total", "kind" => job.kind.clone(), "outcome" => label).increment(1);
-            metrics::histogram!("job_duration_seconds", "kind" => job.kind.clone())
-                .record(started.elapsed().as_secs_f64());
+            labels.push((label, started.elapsed()));
         }
+        later.apply(&mut tx).await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok((outcome, labels))
     }
 
     /// Runs the job's handler and marks it succeeded; `Ok(false)` if the claim was lost.
-    async fn apply(&self, tx: &mut crate::db::Tx, job: &Claimed) -> anyhow::Result<bool> {
+    async fn apply(
+        &self,
+        tx: &mut crate::db::Tx,
+        job: &Claimed,
+        payload: Option<&Value>,
+        later: &mut Increments,
+    ) -> anyhow::Result<bool> {
         let handler = self
             .handlers
             .get(&job.kind)
             .ok_or_else(|| anyhow::anyhow!("no handler for job kind `{}`", job.kind))?;
-        let payload: Value = serde_json::from_str(&job.payload)?;
-        handler.run(tx, &job.id, &payload).await?;
+        let payload = payload.ok_or_else(|| anyhow::anyhow!("the payload is not JSON"))?;
+        handler.run(tx, &job.id, payload, later).await?;
         Ok(store::complete(tx, job).await?)
     }
 

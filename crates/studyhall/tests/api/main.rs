@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod contention;
 mod events;
 mod grades;
 mod ops;

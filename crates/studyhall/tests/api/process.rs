@@ -12,9 +12,9 @@ use crate::helpers::{fixture_path, test_url, TestDatabase};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_studyhall");
 
-struct Server {
-    child: Child,
-    address: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) address: String,
 }
 
 /// Starts `studyhall ARGS…` and reads its JSON log until a line with `message`; returns
@@ -52,7 +52,7 @@ async fn start(database_url: &str) -> Server {
     start_with(database_url, &[]).await
 }
 
-async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
     let args = [
         "serve",
         "--listen",
@@ -68,7 +68,7 @@ async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
@@ -456,7 +456,7 @@ async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
 }
 
 /// Starts `studyhall worker` and waits until it says it runs.
-async fn start_worker(database_url: &str, env: &[(&str, &str)]) -> Child {
+pub(crate) async fn start_worker(database_url: &str, env: &[(&str, &str)]) -> Child {
     let args = [
         "worker",
         "--concurrency",
