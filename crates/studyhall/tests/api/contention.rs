@@ -32,6 +32,11 @@ impl Dice {
     }
 }
 
+/// A task grade's key (course, task, student) and its latest grade: thousandths, on
+/// time, `created_at`.
+type TaskKey = (String, String, String);
+type TaskGrade = (i64, bool, String);
+
 /// What was posted, and what it must add up to.
 #[derive(Default)]
 struct Expected {
@@ -41,7 +46,7 @@ struct Expected {
     student_course: HashMap<(String, String), (i64, i64)>,
     /// (course, task, student) → the task grade with the latest `created_at`:
     /// (thousandths, on time, created_at).
-    tasks: HashMap<(String, String, String), (i64, bool, String)>,
+    tasks: HashMap<TaskKey, TaskGrade>,
 }
 
 /// Builds the posts (course and task grades interleaved) and what they add up to.
@@ -179,7 +184,7 @@ async fn assert_routes_add_up(server: &Server, expected: &Expected) {
             .collect();
         assert_eq!(days["averages"], json!(want), "course {course} by day");
 
-        let finals: Vec<(&(String, String, String), &(i64, bool, String))> = expected
+        let finals: Vec<(&TaskKey, &TaskGrade)> = expected
             .tasks
             .iter()
             .filter(|((c, _, _), _)| c == course)
