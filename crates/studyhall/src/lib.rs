@@ -85,7 +85,8 @@ pub async fn build_app_with(
         serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
     let auth = std::sync::Arc::new(
         auth::Auth::from_settings(&settings.auth, &settings.database.database_url)?
-            .trusting_identity_headers(settings.identity.trust_identity_headers),
+            .trusting_identity_headers(settings.identity.trust_identity_headers)
+            .with_admin_token(settings.admin_token.clone()),
     );
     let readiness = http::ops::Readiness {
         db: db.clone(),

@@ -18,7 +18,9 @@ use axum::http::{header, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::config::{AuthMode, AuthSettings};
+use sha2::{Digest, Sha256};
+
+use crate::config::{AuthMode, AuthSettings, Secret};
 use crate::db::DatabaseUrl;
 use crate::error::ApiError;
 
@@ -55,6 +57,9 @@ pub struct Auth {
     /// Whether gateway headers (`X-User-Id`) may speak for a caller; when they may, a
     /// token and a header naming someone else are refused on every route.
     trust_identity_headers: bool,
+    /// The operators' credential (`STUDYHALL_ADMIN_TOKEN`); without one the operator
+    /// routes are refused.
+    admin_token: Option<Secret>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -135,12 +140,54 @@ impl Auth {
             token_use: required.token_use,
             user_claim: settings.jwt_user_claim.clone(),
             trust_identity_headers: false,
+            admin_token: None,
         })
     }
 
     pub fn trusting_identity_headers(mut self, trust: bool) -> Auth {
         self.trust_identity_headers = trust;
         self
+    }
+
+    pub fn with_admin_token(mut self, token: Option<Secret>) -> Auth {
+        self.admin_token = token;
+        self
+    }
+
+    /// Checks the operators' bearer token.
+    fn check_admin(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.admin_token else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "The operator routes are disabled: set STUDYHALL_ADMIN_TOKEN.",
+            ));
+        };
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let Some(sent) = sent else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Send the admin token as `Authorization: Bearer TOKEN`.",
+            ));
+        };
+        // Compare digests so the comparison takes the same time wherever they differ.
+        let (a, b) = (
+            Sha256::digest(sent.trim().as_bytes()),
+            Sha256::digest(expected.expose().as_bytes()),
+        );
+        if a.iter()
+            .zip(b.iter())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
+            != 0
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "The admin token is not valid.",
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a bearer token and returns its user.
@@ -357,6 +404,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// An operator: the request carries the admin token (401 without a token, 403 with
+/// another one or when none is configured).
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let auth = parts
+            .extensions
+            .get::<Arc<Auth>>()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))?;
+        auth.check_admin(&parts.headers).map(|()| Admin)
+    }
+}
+
 /// Whether a gateway header names the same user as the token (UUIDs compare in any case).
 pub fn same_user(token_user: &str, header_user: &str) -> bool {
     match (
@@ -416,6 +479,7 @@ mod tests {
             token_use: None,
             user_claim: "sub".into(),
             trust_identity_headers: false,
+            admin_token: None,
         }
     }
 

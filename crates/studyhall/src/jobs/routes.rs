@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::store::{Job, JobState, Queue};
+use crate::auth::Admin;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppQuery;
 
@@ -32,10 +33,14 @@ fn not_found() -> ApiError {
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", operation_id = "jobs_get", params(("id" = String, Path)),
+    security(("admin_token" = [])),
     responses((status = 200, description = "The job", body = Job),
+              (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(queue): State<Queue>,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     queue.get(&id).await?.map(Json).ok_or_else(not_found)
@@ -43,10 +48,14 @@ pub async fn get(
 
 /// Jobs, newest first; `next_cursor` pages on.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", operation_id = "jobs_list", params(ListParams),
+    security(("admin_token" = [])),
     responses((status = 200, description = "A page of jobs", body = JobPage),
+              (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 400, description = "Bad state, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(queue): State<Queue>,
+    _admin: Admin,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<JobPage>, ApiError> {
     let state = match params.state.as_deref() {
@@ -92,11 +101,15 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
 
 /// Requeue a dead job with fresh attempts.
 #[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs", operation_id = "jobs_retry", params(("id" = String, Path)),
+    security(("admin_token" = [])),
     responses((status = 200, description = "Queued again", body = Job),
+              (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "The job is not dead", body = Problem, content_type = "application/problem+json")))]
 pub async fn retry(
     State(queue): State<Queue>,
+    _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     queue.retry(&id).await?.map(Json).ok_or_else(not_found)

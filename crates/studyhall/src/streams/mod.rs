@@ -7,16 +7,13 @@ mod store;
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::Router;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 use utoipa::OpenApi;
 
-use crate::config::{IdentitySettings, Secret, ServeSettings};
+use crate::config::{IdentitySettings, ServeSettings};
 use crate::db::Db;
-use crate::error::ApiError;
 use store::{Policy, StreamStore};
 
 pub use store::RedisHandle;
@@ -25,44 +22,6 @@ pub use store::RedisHandle;
 pub struct Streams {
     store: StreamStore,
     identity: IdentitySettings,
-    admin_token: Option<Secret>,
-}
-
-impl Streams {
-    fn authorize_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(expected) = &self.admin_token else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "The admin API is disabled: set STUDYHALL_ADMIN_TOKEN.",
-            ));
-        };
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        let Some(sent) = sent else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Send the admin token as `Authorization: Bearer TOKEN`.",
-            ));
-        };
-        // Compare digests so the comparison takes the same time wherever they differ.
-        let (a, b) = (
-            Sha256::digest(sent.trim().as_bytes()),
-            Sha256::digest(expected.expose().as_bytes()),
-        );
-        if a.iter()
-            .zip(b.iter())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            != 0
-        {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "The admin token is not valid.",
-            ));
-        }
-        Ok(())
-    }
 }
 
 pub struct Module {
@@ -82,7 +41,6 @@ pub fn start(
     let streams = Streams {
         store,
         identity: settings.identity.clone(),
-        admin_token: settings.admin_token.clone(),
     };
     let router = Router::new()
         .route("/api/v1/stream", post(routes::start).get(routes::list))

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::model::{self, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppJson;
 
@@ -213,11 +213,10 @@ pub async fn end(
 #[tracing::instrument(skip_all, fields(viewer = %viewer))]
 pub async fn set_limit(
     State(streams): State<Streams>,
-    headers: HeaderMap,
+    _admin: Admin,
     Path(viewer): Path<String>,
     AppJson(body): AppJson<LimitBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    streams.authorize_admin(&headers)?;
     let viewer = model::named_viewer(&viewer)?;
     if !(1..=1000).contains(&body.limit) {
         return Err(ApiError::bad_request(
@@ -240,10 +239,9 @@ pub async fn set_limit(
 #[tracing::instrument(skip_all, fields(viewer = %viewer))]
 pub async fn reset_limit(
     State(streams): State<Streams>,
-    headers: HeaderMap,
+    _admin: Admin,
     Path(viewer): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    streams.authorize_admin(&headers)?;
     let viewer = model::named_viewer(&viewer)?;
     streams.store.set_limit(&viewer, None).await?;
     Ok(StatusCode::NO_CONTENT)

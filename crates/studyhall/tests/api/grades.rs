@@ -2,8 +2,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use studyhall::config::ServeSettings;
+
 use crate::helpers::{json, TestApp};
-use crate::on_every_backend;
+use crate::on_every_backend_with;
+
+const ADMIN: &str = "grades-admin-token-0123456789";
+
+fn with_admin(settings: &mut ServeSettings) {
+    settings.admin_token = Some(ADMIN.parse().unwrap());
+}
+
+/// An operator route, with the admin token.
+async fn operator(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+}
 
 // Ids of the kinds the original's own tests used: digits, letters, a 24-hex ObjectId.
 const S1: &str = "123";
@@ -35,7 +53,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> String {
 async fn drained(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, page) = json(app.get("/jobs?limit=1000").await).await;
+        let (_, page) = json(operator(app, "/jobs?limit=1000").await).await;
         let jobs = page["jobs"].as_array().unwrap();
         if jobs.iter().all(|job| job["state"] == "succeeded") {
             return;
@@ -155,13 +173,15 @@ async fn refused(app: &TestApp, path: &str) -> Value {
     problem
 }
 
-on_every_backend! {
+on_every_backend_with! {
+    with_admin;
+
     async fn a_posted_grade_is_queued_then_stored(app) {
         let (status, health) = json(app.get("/stats/health").await).await;
         assert_eq!((status, health), (200, json!({"status": "OK"})));
         let id = post(&app, "/stats/student/grade", grade(S1, "c1", 92.5, Some(true), "2024-05-19T10:00:00Z")).await;
         drained(&app).await;
-        let (status, job) = json(app.get(&format!("/jobs/{id}")).await).await;
+        let (status, job) = json(operator(&app, &format!("/jobs/{id}")).await).await;
         assert_eq!(status, 200);
         assert_eq!((job["kind"].as_str(), job["state"].as_str(), job["attempts"].as_i64()), (Some("grades.course_grade"), Some("succeeded"), Some(1)));
         let (_, stats) = json(app.get(&format!("/stats/student/{S1}/course/c1")).await).await;
@@ -196,7 +216,7 @@ on_every_backend! {
         assert!(problem["detail"].as_str().unwrap().contains("task_id"));
         let (status, raw) = json(app.post_raw("/stats/student/grade", "not json").await).await;
         assert_eq!((status, raw["error"].as_str()), (400, Some("Invalid input")));
-        let (_, page) = json(app.get("/jobs").await).await;
+        let (_, page) = json(operator(&app, "/jobs").await).await;
         assert_eq!(page["jobs"], json!([]), "a rejected grade was queued");
     }
 
@@ -327,17 +347,32 @@ on_every_backend! {
         assert_eq!(problem["error"], "Invalid course_id format");
     }
 
+    async fn the_jobs_api_needs_the_admin_token(app) {
+        let id = post(&app, "/stats/student/grade", grade(S1, "c1", 5.0, Some(true), "2024-01-01T00:00:00Z")).await;
+        for path in ["/jobs".to_owned(), format!("/jobs/{id}")] {
+            assert_eq!(app.get(&path).await.status(), 401, "{path} without a token");
+            let wrong = app.client.get(app.url(&path)).bearer_auth("not-the-admin-token-at-all").send().await.unwrap();
+            assert_eq!(wrong.status(), 403, "{path} with another token");
+        }
+        let retry = app.client.post(app.url(&format!("/jobs/{id}/retry"))).send().await.unwrap();
+        assert_eq!(retry.status(), 401);
+        let (status, problem) = json(app.get("/jobs").await).await;
+        assert_eq!(status, 401);
+        assert!(problem["detail"].as_str().unwrap().contains("admin token"), "{problem}");
+        assert_eq!(operator(&app, "/jobs").await.status(), 200);
+    }
+
     async fn the_jobs_api_lists_filters_and_refuses_to_retry_live_jobs(app) {
         let id = post(&app, "/stats/student/grade", grade(S1, "c1", 5.0, Some(true), "2024-01-01T00:00:00Z")).await;
         drained(&app).await;
-        let (_, page) = json(app.get("/jobs?state=succeeded").await).await;
+        let (_, page) = json(operator(&app, "/jobs?state=succeeded").await).await;
         assert_eq!(page["jobs"][0]["id"], id.as_str());
-        let (_, none) = json(app.get("/jobs?state=dead").await).await;
+        let (_, none) = json(operator(&app, "/jobs?state=dead").await).await;
         assert_eq!(none["jobs"], json!([]));
-        assert_eq!(app.get("/jobs?state=exploded").await.status(), 400);
-        assert_eq!(app.get("/jobs?limit=5000").await.status(), 400);
-        assert_eq!(app.get("/jobs/no-such-job").await.status(), 404);
-        let retry = app.client.post(app.url(&format!("/jobs/{id}/retry"))).send().await.unwrap();
+        assert_eq!(operator(&app, "/jobs?state=exploded").await.status(), 400);
+        assert_eq!(operator(&app, "/jobs?limit=5000").await.status(), 400);
+        assert_eq!(operator(&app, "/jobs/no-such-job").await.status(), 404);
+        let retry = app.client.post(app.url(&format!("/jobs/{id}/retry"))).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(retry.status(), 409);
     }
 }
@@ -345,10 +380,10 @@ on_every_backend! {
 /// The same grades on SQLite and PostgreSQL give the same JSON on every route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_the_same_on_sqlite_and_postgresql() {
-    let Some(pg) = TestApp::postgres().await else {
+    let Some(pg) = TestApp::postgres_with(with_admin).await else {
         return;
     };
-    let lite = TestApp::sqlite().await;
+    let lite = TestApp::sqlite_with(with_admin).await;
     load(&lite).await;
     load(&pg).await;
     let (a, b) = (read_all(&lite).await, read_all(&pg).await);
@@ -357,4 +392,27 @@ async fn every_route_answers_the_same_on_sqlite_and_postgresql() {
     }
     lite.stop().await;
     pg.stop().await;
+}
+
+/// Without an admin token configured, the operator routes are off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_token_the_jobs_api_is_refused() {
+    let app = TestApp::sqlite().await;
+    let response = app
+        .client
+        .get(app.url("/jobs"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let (_, problem) = json(response).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("STUDYHALL_ADMIN_TOKEN"),
+        "{problem}"
+    );
+    app.stop().await;
 }

@@ -52,7 +52,12 @@ async fn start(database_url: &str) -> Server {
     start_with(database_url, &[]).await
 }
 
+/// The admin token every server started here has, for the operator routes.
+pub(crate) const ADMIN_TOKEN: &str = "process-admin-token-0123456789";
+
 pub(crate) async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
+    let mut env = env.to_vec();
+    env.insert(0, ("STUDYHALL_ADMIN_TOKEN", ADMIN_TOKEN));
     let args = [
         "serve",
         "--listen",
@@ -60,7 +65,7 @@ pub(crate) async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Serv
         "--database-url",
         database_url,
     ];
-    let (child, entry) = spawn(&args, env, "studyhall is listening").await;
+    let (child, entry) = spawn(&args, &env, "studyhall is listening").await;
     let address = entry["address"].as_str().expect("address field");
     Server {
         child,
@@ -515,6 +520,7 @@ async fn course_tally(server: &Server, course: &str) -> (i64, f64) {
 async fn jobs_in(server: &Server, state: &str) -> Vec<Value> {
     let page: Value = client()
         .get(format!("{}/jobs?state={state}&limit=1000", server.address))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -580,6 +586,7 @@ async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
     for id in stranded {
         let job: Value = client()
             .get(format!("{}/jobs/{id}", server.address))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .unwrap()
