@@ -139,185 +139,199 @@ impl Fixture {
     }
 }
 
-async fn backends() -> Vec<Fixture> {
-    let mut all = vec![Fixture::sqlite().await];
-    all.extend(Fixture::postgres().await);
-    all
+/// Runs each check once per backend: `sqlite::…` always, `postgres::…` when the build
+/// saw `STUDYHALL_TEST_POSTGRES_URL` (otherwise listed as ignored, with the reason).
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Fixture::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[cfg_attr(not(postgres_tests), ignore = "STUDYHALL_TEST_POSTGRES_URL was not set when the tests were built")]
+                async fn $name() {
+                    let fixture = super::Fixture::postgres()
+                        .await
+                        .expect("STUDYHALL_TEST_POSTGRES_URL is set");
+                    super::$name(fixture).await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn a_job_that_fails_twice_then_succeeds_is_applied_once() {
-    for fx in backends().await {
-        let id = fx
-            .queue
-            .enqueue("flaky", &json!({"fail_times": 2}))
+on_every_backend!(
+    a_job_that_fails_twice_then_succeeds_is_applied_once,
+    a_job_that_always_fails_ends_dead_and_can_be_retried,
+    a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once,
+    concurrent_workers_run_every_job_exactly_once,
+    a_job_enqueued_in_a_transaction_exists_only_if_it_commits
+);
+
+async fn a_job_that_fails_twice_then_succeeds_is_applied_once(fx: Fixture) {
+    let id = fx
+        .queue
+        .enqueue("flaky", &json!({"fail_times": 2}))
+        .await
+        .unwrap();
+    let worker = fx.worker(Duration::from_secs(30));
+    let outcomes = [
+        worker.run_batch().await.unwrap(),
+        worker.run_batch().await.unwrap(),
+        worker.run_batch().await.unwrap(),
+    ];
+    assert_eq!(
+        outcomes.map(|o| (o.failed, o.succeeded)),
+        [(1, 0), (1, 0), (0, 1)]
+    );
+    let job = fx.queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Succeeded, 3));
+    assert!(job.finished_at.is_some());
+    assert_eq!(fx.effects().await, (1, 1));
+    fx.close().await;
+}
+
+async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
+    let id = fx
+        .queue
+        .enqueue("flaky", &json!({"fail_times": 4}))
+        .await
+        .unwrap();
+    let worker = fx.worker(Duration::from_secs(30));
+    for _ in 0..3 {
+        worker.run_batch().await.unwrap();
+    }
+    let job = fx.queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Dead, 3));
+    assert!(job
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("planned failure 3"));
+    assert_eq!(
+        worker.run_batch().await.unwrap().claimed(),
+        0,
+        "a dead job is not run again by itself"
+    );
+    let retried = fx.queue.retry(&id).await.unwrap().unwrap();
+    assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
+    assert_eq!(
+        worker.run_batch().await.unwrap().failed,
+        1,
+        "the fourth planned failure"
+    );
+    assert_eq!(
+        worker.run_batch().await.unwrap().succeeded,
+        1,
+        "the fifth run succeeds"
+    );
+    assert_eq!(fx.effects().await, (1, 1));
+    assert!(
+        fx.queue.retry(&id).await.is_err(),
+        "only dead jobs can be retried"
+    );
+    fx.close().await;
+}
+
+async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once(fx: Fixture) {
+    let id = fx.queue.enqueue("flaky", &json!({})).await.unwrap();
+    // A worker claims the job and dies before finishing it.
+    let claimed = fx.queue.claim(10, 200_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let worker = fx.worker(Duration::from_secs(30));
+    assert_eq!(
+        worker.run_batch().await.unwrap().claimed(),
+        0,
+        "the lease still holds"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        worker.run_batch().await.unwrap().succeeded,
+        1,
+        "reclaimed once the lease expired"
+    );
+    // The vanished worker comes back and tries to finish: its claim is stale.
+    let mut tx = fx.queue.begin().await.unwrap();
+    assert!(
+        !complete(&mut tx, &claimed[0]).await.unwrap(),
+        "a stale claim must not complete the job"
+    );
+    drop(tx);
+    let job = fx.queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
+    assert_eq!(fx.effects().await, (1, 1));
+    fx.close().await;
+}
+
+async fn concurrent_workers_run_every_job_exactly_once(fx: Fixture) {
+    for n in 0..1500 {
+        fx.queue
+            .enqueue("flaky", &json!({"fail_times": u64::from(n % 10 == 0)}))
             .await
             .unwrap();
-        let worker = fx.worker(Duration::from_secs(30));
-        let outcomes = [
-            worker.run_batch().await.unwrap(),
-            worker.run_batch().await.unwrap(),
-            worker.run_batch().await.unwrap(),
-        ];
-        assert_eq!(
-            outcomes.map(|o| (o.failed, o.succeeded)),
-            [(1, 0), (1, 0), (0, 1)]
-        );
-        let job = fx.queue.get(&id).await.unwrap().unwrap();
-        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 3));
-        assert!(job.finished_at.is_some());
-        assert_eq!(fx.effects().await, (1, 1));
-        fx.close().await;
     }
-}
-
-#[tokio::test]
-async fn a_job_that_always_fails_ends_dead_and_can_be_retried() {
-    for fx in backends().await {
-        let id = fx
-            .queue
-            .enqueue("flaky", &json!({"fail_times": 4}))
-            .await
-            .unwrap();
-        let worker = fx.worker(Duration::from_secs(30));
-        for _ in 0..3 {
-            worker.run_batch().await.unwrap();
-        }
-        let job = fx.queue.get(&id).await.unwrap().unwrap();
-        assert_eq!((job.state, job.attempts), (JobState::Dead, 3));
-        assert!(job
-            .last_error
-            .as_deref()
-            .unwrap()
-            .contains("planned failure 3"));
-        assert_eq!(
-            worker.run_batch().await.unwrap().claimed(),
-            0,
-            "a dead job is not run again by itself"
-        );
-        let retried = fx.queue.retry(&id).await.unwrap().unwrap();
-        assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
-        assert_eq!(
-            worker.run_batch().await.unwrap().failed,
-            1,
-            "the fourth planned failure"
-        );
-        assert_eq!(
-            worker.run_batch().await.unwrap().succeeded,
-            1,
-            "the fifth run succeeds"
-        );
-        assert_eq!(fx.effects().await, (1, 1));
-        assert!(
-            fx.queue.retry(&id).await.is_err(),
-            "only dead jobs can be retried"
-        );
-        fx.close().await;
-    }
-}
-
-#[tokio::test]
-async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once() {
-    for fx in backends().await {
-        let id = fx.queue.enqueue("flaky", &json!({})).await.unwrap();
-        // A worker claims the job and dies before finishing it.
-        let claimed = fx.queue.claim(10, 200_000).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        let worker = fx.worker(Duration::from_secs(30));
-        assert_eq!(
-            worker.run_batch().await.unwrap().claimed(),
-            0,
-            "the lease still holds"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(
-            worker.run_batch().await.unwrap().succeeded,
-            1,
-            "reclaimed once the lease expired"
-        );
-        // The vanished worker comes back and tries to finish: its claim is stale.
-        let mut tx = fx.queue.begin().await.unwrap();
-        assert!(
-            !complete(&mut tx, &claimed[0]).await.unwrap(),
-            "a stale claim must not complete the job"
-        );
-        drop(tx);
-        let job = fx.queue.get(&id).await.unwrap().unwrap();
-        assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
-        assert_eq!(fx.effects().await, (1, 1));
-        fx.close().await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_workers_run_every_job_exactly_once() {
-    for fx in backends().await {
-        for n in 0..1500 {
-            fx.queue
-                .enqueue("flaky", &json!({"fail_times": u64::from(n % 10 == 0)}))
-                .await
-                .unwrap();
-        }
-        let workers: Vec<_> = (0..4)
-            .map(|_| {
-                let worker = fx.worker(Duration::from_secs(30));
-                tokio::spawn(async move {
-                    let mut idle = 0;
-                    while idle < 3 {
-                        match worker.run_batch().await {
-                            Ok(outcome) if outcome.claimed() == 0 => idle += 1,
-                            Ok(_) => idle = 0,
-                            Err(err) => panic!("{err}"),
-                        }
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let worker = fx.worker(Duration::from_secs(30));
+            tokio::spawn(async move {
+                let mut idle = 0;
+                while idle < 3 {
+                    match worker.run_batch().await {
+                        Ok(outcome) if outcome.claimed() == 0 => idle += 1,
+                        Ok(_) => idle = 0,
+                        Err(err) => panic!("{err}"),
                     }
-                })
+                }
             })
-            .collect();
-        for worker in workers {
-            worker.await.unwrap();
-        }
-        assert_eq!(fx.effects().await, (1500, 1500), "{}", fx.db.backend_name());
-        let pending = fx
-            .queue
-            .list(Some(JobState::Succeeded), None, 2000)
-            .await
-            .unwrap()
-            .len();
-        assert_eq!(pending, 1500);
-        fx.close().await;
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
     }
+    assert_eq!(fx.effects().await, (1500, 1500), "{}", fx.db.backend_name());
+    let pending = fx
+        .queue
+        .list(Some(JobState::Succeeded), None, 2000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(pending, 1500);
+    fx.close().await;
 }
 
-#[tokio::test]
-async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits() {
-    for fx in backends().await {
-        let mut tx = fx.queue.begin().await.unwrap();
-        let dropped = fx
-            .queue
-            .enqueue_in(&mut tx, "flaky", &json!({}))
+async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits(fx: Fixture) {
+    let mut tx = fx.queue.begin().await.unwrap();
+    let dropped = fx
+        .queue
+        .enqueue_in(&mut tx, "flaky", &json!({}))
+        .await
+        .unwrap();
+    drop(tx); // rolled back
+    assert!(fx.queue.get(&dropped).await.unwrap().is_none());
+    let mut tx = fx.queue.begin().await.unwrap();
+    let kept = fx
+        .queue
+        .enqueue_in(&mut tx, "flaky", &json!({}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        fx.queue.get(&kept).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(
+        fx.worker(Duration::from_secs(30))
+            .run_batch()
             .await
-            .unwrap();
-        drop(tx); // rolled back
-        assert!(fx.queue.get(&dropped).await.unwrap().is_none());
-        let mut tx = fx.queue.begin().await.unwrap();
-        let kept = fx
-            .queue
-            .enqueue_in(&mut tx, "flaky", &json!({}))
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(
-            fx.queue.get(&kept).await.unwrap().unwrap().state,
-            JobState::Queued
-        );
-        assert_eq!(
-            fx.worker(Duration::from_secs(30))
-                .run_batch()
-                .await
-                .unwrap()
-                .succeeded,
-            1
-        );
-        fx.close().await;
-    }
+            .unwrap()
+            .succeeded,
+        1
+    );
+    fx.close().await;
 }

@@ -513,6 +513,10 @@ async fn studyhall_token_puts_in_the_claims_the_sqlite_server_requires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn studyhall_token_puts_in_the_claims_the_postgres_server_requires() {
     minted_tokens_carry_each_required_claim(true).await;
 }

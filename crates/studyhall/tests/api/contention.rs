@@ -250,6 +250,10 @@ async fn loaded(url: &str, seed: u64) -> (Server, PgPool, Expected) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn three_worker_processes_on_hot_rows_drain_without_a_failure_and_add_up() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -275,6 +279,10 @@ async fn three_worker_processes_on_hot_rows_drain_without_a_failure_and_add_up()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn workers_killed_at_random_moments_still_apply_every_grade_exactly_once() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;

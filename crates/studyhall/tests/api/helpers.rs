@@ -41,6 +41,7 @@ macro_rules! on_every_backend_with {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)")]
                 async fn $name() {
                     let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
                     $body
@@ -74,6 +75,7 @@ macro_rules! on_every_stream_backend {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)")]
                 async fn $name() {
                     let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
                     $body
@@ -86,6 +88,7 @@ macro_rules! on_every_stream_backend {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(redis_tests), ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)")]
                 async fn $name() {
                     let Some($app) = $crate::helpers::TestApp::redis_with($configure).await else { return };
                     $body
@@ -128,10 +131,6 @@ pub struct TestApp {
 impl TestApp {
     pub async fn sqlite() -> TestApp {
         TestApp::sqlite_with(|_| {}).await
-    }
-
-    pub async fn postgres() -> Option<TestApp> {
-        TestApp::postgres_with(|_| {}).await
     }
 
     pub async fn sqlite_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {

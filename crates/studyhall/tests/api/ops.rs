@@ -98,6 +98,10 @@ on_every_backend! {
 /// `sslmode=require` in the URL (as RDS with `rds.force_ssl` needs) makes every pooled
 /// connection TLS; `sslmode=disable` is the control that shows the query can tell.
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
     use sqlx::{Connection, PgConnection};
     let Some(admin_url) = crate::helpers::test_url("STUDYHALL_TEST_POSTGRES_URL") else {

@@ -257,6 +257,10 @@ async fn split_starts(a: &Server, b: &Server) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -267,6 +271,10 @@ async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_tests),
+    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
 async fn two_servers_sharing_redis_allow_exactly_the_limit() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
@@ -357,6 +365,10 @@ impl PrivateRedis {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_tests),
+    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
 async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_restart() {
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
@@ -422,6 +434,10 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
 /// `rediss://` verifies the server against the system's roots (`SSL_CERT_FILE` here), and
 /// sends the password, as with ElastiCache's in-transit encryption and auth token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_tests),
+    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
 async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
@@ -602,6 +618,10 @@ async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
 async fn two_worker_processes_on_postgresql_apply_each_job_exactly_once() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -810,6 +830,10 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(postgres_tests, redis_tests)),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL and STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
 async fn two_servers_and_a_worker_answer_as_one_server_does() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
