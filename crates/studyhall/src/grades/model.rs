@@ -127,7 +127,7 @@ pub struct TaskGradeBody {
 /// Parses a write body; `task` says whether `task_id` is required.
 pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiError> {
     let invalid = |detail: String| bad(INVALID_INPUT, detail);
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+    let Value::Object(fields) = crate::http::extract::json_value(body).map_err(invalid)? else {
         return Err(invalid("Request body must be a JSON object.".into()));
     };
     let text = |name: &str| match fields.get(name) {

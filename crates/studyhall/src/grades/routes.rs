@@ -1,4 +1,3 @@
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use super::store::{decode_cursor, After, Subject, COURSE_GRADE, TASK_GRADE};
 use super::Grades;
 use crate::clock::now_micros;
 use crate::error::{ApiError, Problem};
-use crate::http::extract::AppQuery;
+use crate::http::extract::{AppBody, AppQuery};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -63,7 +62,7 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn post_grade(State(grades): State<Grades>, body: Bytes) -> Result<Response> {
+pub async fn post_grade(State(grades): State<Grades>, AppBody(body): AppBody) -> Result<Response> {
     enqueue(&grades, &body, false).await
 }
 
@@ -75,7 +74,10 @@ pub async fn post_grade(State(grades): State<Grades>, body: Bytes) -> Result<Res
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn post_task_grade(State(grades): State<Grades>, body: Bytes) -> Result<Response> {
+pub async fn post_task_grade(
+    State(grades): State<Grades>,
+    AppBody(body): AppBody,
+) -> Result<Response> {
     enqueue(&grades, &body, true).await
 }
 

@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
@@ -48,6 +48,97 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
+/// The deepest nesting of arrays and objects a request body may have.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Reads a whole body as one JSON value, or says in a sentence why it is not one
+/// acceptable here: content after the value, nesting deeper than [`MAX_JSON_DEPTH`],
+/// invalid UTF-8 or a lone surrogate anywhere (ignored fields included), or a NUL
+/// character in any string or key (PostgreSQL text cannot hold one), named by its path.
+/// Every route that reads a JSON body checks it here, so both backends refuse the same.
+pub fn json_value(bytes: &[u8]) -> Result<Value, String> {
+    if nesting(bytes) > MAX_JSON_DEPTH {
+        return Err(format!(
+            "Request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels."
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|err| format!("Request body is not valid JSON: {err}"))?;
+    if let Some(path) = nul_at(&value, String::new()) {
+        let place = if path.is_empty() {
+            "The body".to_owned()
+        } else {
+            path
+        };
+        return Err(format!(
+            "{place} contains a NUL character (\\u0000), which is not allowed."
+        ));
+    }
+    Ok(value)
+}
+
+/// The deepest nesting of `[` and `{` outside strings.
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The path of the first string or key holding a NUL character.
+fn nul_at(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(text) => text.contains('\0').then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(n, item)| nul_at(item, format!("{path}[{n}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_at(item, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The request body, with a problem+json 413 over the 1 MiB limit (for routes that
+/// read their body themselves).
+pub struct AppBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for AppBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req, state).await.map(AppBody)
+    }
+}
+
 /// Parses a body whose top level must open with `opening` (serde would otherwise read a
 /// struct from an array), naming the failing field on a type error.
 pub fn parse_json<T: DeserializeOwned>(
@@ -68,6 +159,7 @@ pub fn parse_json<T: DeserializeOwned>(
             )))
         }
     }
+    json_value(bytes).map_err(ApiError::bad_request)?;
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -93,5 +185,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AppQuery<T> {
             .map_err(|rejection| {
                 ApiError::bad_request(format!("Invalid query string: {}", rejection.body_text()))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_json_value_without_nul_shallow_enough() {
+        assert!(json_value(br#"{"a": [1, {"b": "x\u0041"}], "s": "a[{"}"#).is_ok());
+        for (body, says) in [
+            (&br#"{"a": 1}xyz"#[..], "not valid JSON"),
+            (br#"{"a": 1} {"b": 2}"#, "not valid JSON"),
+            (br#"{"a": "\ud800"}"#, "not valid JSON"),
+            (b"{\"a\": \"\xff\"}", "not valid JSON"),
+            (
+                br#"{"a": {"b": ["ok", "x\u0000y"]}}"#,
+                "a.b[1] contains a NUL",
+            ),
+            (br#"{"k\u0000": 1}"#, "contains a NUL"),
+        ] {
+            let err = json_value(body).expect_err(&String::from_utf8_lossy(body));
+            assert!(err.contains(says), "{err}");
+        }
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH + 1),
+            "]".repeat(MAX_JSON_DEPTH + 1)
+        );
+        assert!(json_value(deep.as_bytes())
+            .unwrap_err()
+            .contains("deeper than 64"));
+        let fine = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+        assert!(json_value(fine.as_bytes()).is_ok());
+        let brackets_in_strings = format!(r#"{{"a": "{}"}}"#, "[".repeat(500));
+        assert!(json_value(brackets_in_strings.as_bytes()).is_ok());
     }
 }

@@ -127,17 +127,23 @@ impl Totals {
 
 /// Collects the seed's messages; every problem is reported at once.
 #[derive(Default)]
-pub struct Problems(Vec<&'static str>);
+pub struct Problems(Vec<std::borrow::Cow<'static, str>>);
 
 impl Problems {
     pub fn check<T>(&mut self, result: Result<T, &'static str>) -> Option<T> {
-        result.map_err(|message| self.0.push(message)).ok()
+        result.map_err(|message| self.0.push(message.into())).ok()
+    }
+
+    /// A problem in words of its own (a body that is not acceptable JSON).
+    pub fn add(&mut self, message: String) {
+        self.0.push(message.into());
     }
 
     pub fn into_result<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        let messages: Vec<&str> = self.0.iter().map(|m| m.as_ref()).collect();
         match value {
-            Some(value) if self.0.is_empty() => Ok(value),
-            _ => Err(stats_error(axum::http::StatusCode::BAD_REQUEST, &self.0)),
+            Some(value) if messages.is_empty() => Ok(value),
+            _ => Err(stats_error(axum::http::StatusCode::BAD_REQUEST, &messages)),
         }
     }
 }
@@ -249,12 +255,18 @@ pub fn parse_post(
     let mut problems = Problems::default();
     let course = problems.check(course_id(course));
     let user = problems.check(user);
-    let body: Option<Value> = serde_json::from_slice::<Value>(body)
-        .ok()
-        .filter(Value::is_object);
-    let Some(body) = body else {
-        problems.check::<()>(Err("Request body must be a JSON object."));
-        return problems.into_result(None);
+    let body = match crate::http::extract::json_value(body) {
+        Ok(body) if body.is_object() => body,
+        // A body that parses as JSON but breaks a rule every route keeps is named as
+        // such; anything else gets the seed's words.
+        Err(message) if !message.starts_with("Request body is not valid JSON") => {
+            problems.add(message);
+            return problems.into_result(None);
+        }
+        _ => {
+            problems.check::<()>(Err("Request body must be a JSON object."));
+            return problems.into_result(None);
+        }
     };
     let session = problems.check(match body.get("sessionId") {
         None | Some(Value::Null) => Err("Session ID needs to be defined."),

@@ -1,4 +1,3 @@
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -11,6 +10,7 @@ use super::store::Recorded;
 use super::Stats;
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
+use crate::http::extract::AppBody;
 
 /// Persist a session study event.
 ///
@@ -34,7 +34,7 @@ pub async fn post_session(
     Caller(token): Caller,
     Path(course): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    AppBody(body): AppBody,
 ) -> Result<(StatusCode, Json<SessionStats>), ApiError> {
     let user = caller_user(token.as_ref(), &headers, stats.trust_headers, USER_MISSING)?;
     let post = parse_post(&course, user, &body)?;

@@ -142,7 +142,9 @@ pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
             ends: false,
         });
     }
-    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+    let Value::Object(fields) =
+        crate::http::extract::json_value(body).map_err(ApiError::bad_request)?
+    else {
         return Err(ApiError::bad_request(
             "Request body must be empty or a JSON object.",
         ));

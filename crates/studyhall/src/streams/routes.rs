@@ -1,6 +1,5 @@
 use std::net::SocketAddr;
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -12,7 +11,7 @@ use super::model::{self, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, Problem};
-use crate::http::extract::AppJson;
+use crate::http::extract::{AppBody, AppJson};
 
 /// The connection's peer address, when the server was started with it.
 pub struct PeerAddr(Option<SocketAddr>);
@@ -62,7 +61,7 @@ pub async fn start(
     PeerAddr(peer): PeerAddr,
     Caller(token): Caller,
     headers: HeaderMap,
-    body: Bytes,
+    AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
     let request = model::start_request(&body)?;

@@ -6,6 +6,7 @@ mod auth;
 mod contention;
 mod events;
 mod grades;
+mod hostile;
 mod ops;
 mod process;
 mod social;
