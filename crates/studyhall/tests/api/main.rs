@@ -12,3 +12,4 @@ mod process;
 mod social;
 mod stats;
 mod streams;
+mod writers;

@@ -28,7 +28,9 @@ impl SqliteEvents {
     }
 
     pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock up front, waiting out other writers (the busy
+        // timeout); a deferred transaction that must upgrade its lock is refused at once.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Claim idempotency keys first: an event whose key another request holds is not
         // stored. The key's foreign key to the event is checked at commit.
         let mut outcomes = Vec::with_capacity(batch.len());
