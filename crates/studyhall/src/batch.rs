@@ -13,6 +13,11 @@ use crate::error::ApiError;
 
 const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
+/// After a batch failed because the database was unreachable, batches that queued up
+/// meanwhile are answered at once with the same error for this long, instead of each
+/// waiting out the pool's connect timeout in turn (a queue of requests would otherwise
+/// wait several timeouts). The first batch after it tries the database again.
+const UNREACHABLE_COOL_OFF: std::time::Duration = std::time::Duration::from_millis(1000);
 
 type Reply<O> = oneshot::Sender<Result<O, Arc<sqlx::Error>>>;
 
@@ -54,8 +59,18 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
         let (queue, mut jobs) = mpsc::channel::<(J, Reply<O>)>(QUEUE);
         let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
+            let mut unreachable: Option<(std::time::Instant, Arc<sqlx::Error>)> = None;
             while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (work, replies): (Vec<J>, Vec<Reply<O>>) = batch.drain(..).unzip();
+                if let Some((since, err)) = &unreachable {
+                    if since.elapsed() < UNREACHABLE_COOL_OFF {
+                        for reply in replies {
+                            let _ = reply.send(Err(err.clone()));
+                        }
+                        continue;
+                    }
+                }
+                unreachable = None;
                 match apply(work).await {
                     Ok(outcomes) => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -64,6 +79,9 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
                     }
                     Err(err) => {
                         let err = Arc::new(err);
+                        if crate::error::is_unavailable(&err) {
+                            unreachable = Some((std::time::Instant::now(), err.clone()));
+                        }
                         for reply in replies {
                             let _ = reply.send(Err(err.clone()));
                         }
@@ -92,12 +110,10 @@ impl From<BatchError> for ApiError {
     fn from(err: BatchError) -> Self {
         match err {
             BatchError::Stopped => ApiError::Unavailable(anyhow::anyhow!(err)),
-            BatchError::Database(err) => match &*err {
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                    ApiError::Unavailable(anyhow::anyhow!(err))
-                }
-                _ => ApiError::Internal(anyhow::anyhow!(err)),
-            },
+            BatchError::Database(err) if crate::error::is_unavailable(&err) => {
+                ApiError::Unavailable(anyhow::anyhow!(err))
+            }
+            BatchError::Database(err) => ApiError::Internal(anyhow::anyhow!(err)),
         }
     }
 }

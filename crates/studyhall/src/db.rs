@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
 /// A database URL whose `Debug`/`Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -131,9 +131,19 @@ impl Db {
         } else {
             let options = PgConnectOptions::from_str(url.expose())
                 .with_context(|| format!("invalid PostgreSQL URL {url}"))?;
+            // One connection first, so that an unreachable server is reported at once
+            // with its own words (connection refused, unknown host, bad password).
+            let probe = tokio::time::timeout(Duration::from_secs(10), options.connect())
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within 10 s"))
+                .and_then(|connected| connected.map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
+            probe.close().await.ok();
+            // A database that cannot be reached is a 503 within about 2 s, not a request
+            // held for the pool's patience.
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(Duration::from_secs(2))
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;

@@ -73,12 +73,33 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::Unavailable(err.into())
-            }
-            other => ApiError::Internal(other.into()),
+        if is_unavailable(&err) {
+            ApiError::Unavailable(err.into())
+        } else {
+            ApiError::Internal(err.into())
         }
+    }
+}
+
+/// Whether the database could not be reached or would not serve (down, restarting,
+/// out of connections), so that the same request can succeed later: a 503, not a 500.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01–57P03 (the server is shutting
+        // down or starting), 53300 (too many connections); SQLite 5/6 (busy, locked).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
+                )
+        }),
+        _ => false,
     }
 }
 

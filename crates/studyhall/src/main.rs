@@ -6,8 +6,45 @@ use studyhall::config::{check_environment, AuthMode, Cli, Command};
 use studyhall::db::Db;
 use studyhall::http::telemetry::init_logging;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("Error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", describe(&err));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: a cause whose words its parent already
+/// quotes (sqlx's "error communicating with database: Connection refused", then
+/// "Connection refused") is left out.
+fn describe(err: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !said.last().is_some_and(|parent| parent.contains(&text)) {
+            said.push(text);
+        }
+    }
+    let mut out = format!("Error: {}", said.first().map_or("", String::as_str));
+    if said.len() > 1 {
+        out.push_str("\n\nCaused by:");
+        for cause in &said[1..] {
+            out.push_str(&format!("\n    {cause}"));
+        }
+    }
+    out
+}
+
+async fn run() -> anyhow::Result<()> {
     // A .env file is optional; a malformed one is an error worth stopping for.
     match dotenvy::dotenv() {
         Ok(_) => {}

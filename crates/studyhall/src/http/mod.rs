@@ -11,8 +11,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 use crate::error::{method_not_allowed, route_not_found, ApiError};
 
@@ -36,7 +35,23 @@ pub fn finish(router: Router) -> Router {
                                 .unwrap_or_default();
                             tracing::info_span!("request", method = %request.method(), uri = %request.uri(), request_id)
                         })
-                        .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                        // One line per request, when asked (`RUST_LOG=studyhall=debug`):
+                        // 5xx at error, everything else at debug; the latency a number.
+                        .on_request(())
+                        .on_failure(())
+                        .on_response(
+                            |response: &axum::http::Response<_>,
+                             latency: std::time::Duration,
+                             _: &tracing::Span| {
+                                let status = response.status().as_u16();
+                                let latency_ms = latency.as_secs_f64() * 1000.0;
+                                if status >= 500 {
+                                    tracing::error!(status, latency_ms, "request failed");
+                                } else {
+                                    tracing::debug!(status, latency_ms, "request finished");
+                                }
+                            },
+                        ),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(|_| {

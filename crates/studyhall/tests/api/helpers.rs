@@ -144,6 +144,14 @@ impl TestApp {
         Some(TestApp::spawn(url, database, configure).await)
     }
 
+    /// A server on this PostgreSQL URL (a database some other `TestApp` owns).
+    pub async fn postgres_url_with(
+        url: DatabaseUrl,
+        configure: impl FnOnce(&mut ServeSettings),
+    ) -> TestApp {
+        TestApp::spawn(url, TestDatabase::Borrowed, configure).await
+    }
+
     /// A server keeping stream leases in Redis (`STUDYHALL_TEST_REDIS_URL`).
     pub async fn redis_with(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
         let redis = test_url("STUDYHALL_TEST_REDIS_URL")?;
@@ -246,8 +254,13 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 pub enum TestDatabase {
+    /// Owned by someone else; nothing to remove.
+    Borrowed,
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDatabase {

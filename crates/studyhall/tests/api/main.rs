@@ -8,6 +8,7 @@ mod events;
 mod grades;
 mod hostile;
 mod ops;
+mod outage;
 mod process;
 mod social;
 mod stats;

@@ -889,3 +889,102 @@ async fn two_servers_and_a_worker_answer_as_one_server_does() {
     );
     assert_eq!(one["events via 0"], json!(11));
 }
+
+/// Runs a server with `env` until it listens, sends `paths`, stops it with SIGTERM and
+/// returns its whole log.
+async fn log_of(env: &[(&str, &str)], paths: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let port = free_port();
+    let child = Command::new(BINARY)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &url,
+        ])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client().get(format!("{base}/health")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for path in paths {
+        client().get(format!("{base}{path}")).send().await.unwrap();
+    }
+    let pid = child.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let output = child.wait_with_output().await.unwrap();
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asked_for_request_logs_there_is_one_json_line_per_request_with_a_numeric_latency() {
+    let log = log_of(
+        &[
+            ("STUDYHALL_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,studyhall=debug"),
+        ],
+        &["/no-such-route", "/jobs", "/stats/health"],
+    )
+    .await;
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let finished: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "request finished")
+        .collect();
+    // The readiness polls (/health) are requests too.
+    let of = |path: &str| {
+        finished
+            .iter()
+            .filter(|line| line["span"]["uri"] == path)
+            .collect::<Vec<_>>()
+    };
+    for (path, status) in [
+        ("/no-such-route", 404),
+        ("/jobs", 403),
+        ("/stats/health", 200),
+    ] {
+        let mine = of(path);
+        assert_eq!(mine.len(), 1, "one line for {path}: {log}");
+        assert_eq!(mine[0]["status"], status, "{path}");
+        assert!(
+            mine[0]["latency_ms"].is_f64(),
+            "latency as a number: {}",
+            mine[0]
+        );
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|line| line["message"] == "started processing request"),
+        "two lines per request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_written_to_a_pipe_have_no_colour_codes() {
+    let log = log_of(&[("STUDYHALL_LOG_FORMAT", "text")], &["/health"]).await;
+    assert!(log.contains("studyhall is listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a piped log: {log:?}"
+    );
+}

@@ -1,0 +1,232 @@
+//! PostgreSQL going away under load, through a TCP proxy the test can cut: requests
+//! answer 503 within about 2 s (never hang, never 500), and the service recovers by
+//! itself when the database is back. Connections the server terminates are 503s too.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::helpers::TestApp;
+
+/// Forwards 127.0.0.1:`port` to `upstream` until cut; cutting drops every connection
+/// and refuses new ones.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    stop: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(port: u16, upstream: String) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = watch::channel(false);
+        let target = upstream.clone();
+        tokio::spawn(async move {
+            let mut stopped_accepting = stopped.clone();
+            loop {
+                let (mut client, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(pair) => pair, Err(_) => return },
+                    _ = stopped_accepting.changed() => return,
+                };
+                let (target, mut stopped) = (target.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = stopped.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            upstream,
+            stop,
+        }
+    }
+
+    fn cut(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    async fn restore(&self) -> Proxy {
+        Proxy::start(self.port, self.upstream.clone()).await
+    }
+}
+
+/// The `host:port` of a database URL.
+fn host_and_port(url: &str) -> (String,) {
+    let after_scheme = url.split("://").nth(1).unwrap();
+    let authority = after_scheme.split('/').next().unwrap();
+    (authority.rsplit('@').next().unwrap().to_owned(),)
+}
+
+fn event(n: usize) -> serde_json::Value {
+    json!({"component": "outage", "data": {"n": n}, "email": "o@x.io", "environment": "test", "message": format!("event {n}")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
+async fn a_database_gone_under_load_is_503_within_seconds_and_service_recovers() {
+    // `owner` holds the test database; `app` reaches it through the proxy.
+    let Some(owner) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let real = owner.database_url.expose().to_owned();
+    let upstream = host_and_port(&real).0;
+    let mut proxy = Proxy::start(0, upstream.clone()).await;
+    let via_proxy = real.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let cut_app = TestApp::postgres_url_with(via_proxy.parse().unwrap(), |_| {}).await;
+
+    let post = |n: usize| {
+        cut_app
+            .client
+            .post(cut_app.url("/api/events"))
+            .json(&event(n))
+            .send()
+    };
+    assert_eq!(post(0).await.unwrap().status(), 201);
+
+    // Load while the database goes away.
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slowest = Arc::new(AtomicUsize::new(0));
+    let load: Vec<_> = (0..16)
+        .map(|client| {
+            let (app_client, url, statuses, slowest) = (
+                cut_app.client.clone(),
+                cut_app.url("/api/events"),
+                statuses.clone(),
+                slowest.clone(),
+            );
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    let began = Instant::now();
+                    let status = app_client
+                        .post(&url)
+                        .json(&event(client * 1000 + n))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    slowest.fetch_max(began.elapsed().as_millis() as usize, Ordering::Relaxed);
+                    statuses.lock().unwrap().push(status);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut();
+    for task in load {
+        task.await.unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "only 201 or 503: {statuses:?}"
+    );
+    assert!(statuses.contains(&503), "the outage was not noticed");
+    let slowest = slowest.load(Ordering::Relaxed);
+    assert!(
+        slowest < 4000,
+        "a request waited {slowest} ms for a database that was gone"
+    );
+    let ready = cut_app.get("/ready").await;
+    assert_eq!(ready.status(), 503);
+
+    // Back: the same server serves again, without a restart.
+    proxy = proxy.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if post(1).await.unwrap().status() == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cut_app.stop().await;
+    drop(proxy);
+    owner.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
+async fn connections_the_database_terminates_are_never_a_500() {
+    let Some(app) = TestApp::postgres_with(|_| {}).await else {
+        return;
+    };
+    let database = app
+        .database_url
+        .expose()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut admin = PgConnection::connect(app.database_url.expose())
+        .await
+        .unwrap();
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let load: Vec<_> = (0..8)
+        .map(|client| {
+            let (app_client, url, statuses) =
+                (app.client.clone(), app.url("/api/events"), statuses.clone());
+            tokio::spawn(async move {
+                for n in 0..60 {
+                    let status = app_client
+                        .post(&url)
+                        .json(&event(client * 1000 + n))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    statuses.lock().unwrap().push(status);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        admin
+            .execute(format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()").as_str())
+            .await
+            .unwrap();
+    }
+    for task in load {
+        task.await.unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "only 201 or 503: {statuses:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.post_json("/api/events", &event(9)).await.status() != 201 {
+        assert!(Instant::now() < deadline, "no recovery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
