@@ -240,6 +240,29 @@ pub struct ServeSettings {
     /// while it is unset.
     #[arg(long, env = "STUDYHALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<Secret>,
+
+    /// Browser origins allowed to call the API from web pages (comma separated, e.g.
+    /// `https://app.example.com`, or `*` for any); none when unset.
+    #[arg(long, env = "STUDYHALL_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+}
+
+/// `*`, or `scheme://host[:port]` with nothing after it.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let valid = text == "*"
+        || (text.split_once("://").is_some_and(|(scheme, host)| {
+            matches!(scheme, "http" | "https")
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', ' '])
+        }));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not an origin: write scheme://host[:port] (no path), or *"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -364,6 +387,7 @@ impl ServeSettings {
             },
             redis_url: None,
             admin_token: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -395,45 +419,44 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every `STUDYHALL_*` variable the program reads. Anything else with the prefix is a
-/// typo or a setting this version does not have, and is refused rather than ignored.
-const KNOWN_VARIABLES: &[&str] = &[
-    "STUDYHALL_DATABASE_URL",
-    "STUDYHALL_DATABASE_MAX_CONNECTIONS",
-    "STUDYHALL_LISTEN",
-    "STUDYHALL_MODULES",
-    "STUDYHALL_LOG_FORMAT",
-    "STUDYHALL_TRUST_IDENTITY_HEADERS",
-    "STUDYHALL_TRUST_PEER_ADDR",
-    "STUDYHALL_STREAM_LIMIT",
-    "STUDYHALL_STREAM_LEASE_SECS",
-    "STUDYHALL_STREAMS_BACKEND",
-    "STUDYHALL_REDIS_URL",
-    "STUDYHALL_ADMIN_TOKEN",
-    "STUDYHALL_AUTH",
-    "STUDYHALL_JWT_SECRET",
-    "STUDYHALL_JWKS_URL",
-    "STUDYHALL_COGNITO_REGION",
-    "STUDYHALL_COGNITO_POOL_ID",
-    "STUDYHALL_JWT_ISSUER",
-    "STUDYHALL_JWT_AUDIENCE",
-    "STUDYHALL_JWT_TOKEN_USE",
-    "STUDYHALL_JWT_USER_CLAIM",
-    "STUDYHALL_JWKS_REFRESH_SECS",
-    "STUDYHALL_WORKER_CONCURRENCY",
-    "STUDYHALL_JOB_LEASE_SECS",
-    "STUDYHALL_JOB_MAX_ATTEMPTS",
-    "STUDYHALL_NO_WORKER",
-];
+/// Every `STUDYHALL_*` variable the program reads, from the flags' own definitions.
+/// Anything else with the prefix is a typo or a setting this version does not have,
+/// and is refused rather than ignored.
+fn known_variables() -> Vec<String> {
+    fn walk(command: &clap::Command, names: &mut Vec<String>) {
+        for arg in command.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                names.push(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut names);
+    names.sort();
+    names.dedup();
+    names
+}
 
 pub fn check_environment(vars: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    let known = known_variables();
     for (name, _) in vars {
         let ours = name.starts_with("STUDYHALL_") && !name.starts_with("STUDYHALL_TEST_");
-        if ours && !KNOWN_VARIABLES.contains(&name.as_str()) {
-            bail!(
-                "unknown setting {name}; known settings are {}",
-                KNOWN_VARIABLES.join(", ")
-            );
+        if ours && !known.contains(&name) {
+            let closest = known
+                .iter()
+                .map(|known| (strsim::levenshtein(&name, known), known))
+                .min()
+                .filter(|(distance, _)| *distance <= 4);
+            match closest {
+                Some((_, known)) => bail!("unknown setting {name}; did you mean {known}?"),
+                None => bail!(
+                    "unknown setting {name}; known settings are {}",
+                    known.join(", ")
+                ),
+            }
         }
     }
     Ok(())
@@ -448,6 +471,13 @@ mod tests {
         let vars = [("STUDYHALL_LISTN".to_owned(), "x".to_owned())];
         let err = check_environment(vars.into_iter()).unwrap_err().to_string();
         assert!(err.contains("STUDYHALL_LISTN"), "{err}");
+        assert!(err.contains("did you mean STUDYHALL_LISTEN?"), "{err}");
+        let far = [(
+            "STUDYHALL_SOMETHING_ELSE_ENTIRELY".to_owned(),
+            "x".to_owned(),
+        )];
+        let err = check_environment(far.into_iter()).unwrap_err().to_string();
+        assert!(err.contains("known settings are"), "{err}");
     }
 
     #[test]

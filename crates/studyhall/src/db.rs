@@ -22,6 +22,18 @@ impl DatabaseUrl {
     pub fn is_sqlite(&self) -> bool {
         self.0.starts_with("sqlite:")
     }
+
+    /// The SQLite database file (`sqlite://dir/studyhall.db?mode=rwc` →
+    /// `dir/studyhall.db`); `None` for PostgreSQL and in-memory databases.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() || path.contains(":memory:") {
+            return None;
+        }
+        Some(std::path::PathBuf::from(path))
+    }
 }
 
 impl FromStr for DatabaseUrl {
@@ -112,6 +124,19 @@ pub enum Db {
 impl Db {
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> anyhow::Result<Db> {
         if url.is_sqlite() {
+            // Create the file ourselves first: SQLite says only "unable to open database
+            // file", where the operating system says why, and of which path.
+            if let Some(file) = url.sqlite_file().filter(|file| !file.exists()) {
+                let absolute = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&file)
+                    .with_context(|| {
+                        format!("cannot create the SQLite database {}", absolute.display())
+                    })?;
+            }
             let options = SqliteConnectOptions::from_str(url.expose())
                 .with_context(|| format!("invalid SQLite URL {url}"))?
                 .create_if_missing(true)

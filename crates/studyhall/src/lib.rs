@@ -80,9 +80,22 @@ pub async fn build_app_with(
         .as_ref()
         .map(streams::RedisHandle::open)
         .transpose()?;
+    if let (Some(redis), Some(url)) = (&redis, &settings.redis_url) {
+        // Starting while Redis is down is allowed (starts answer 503 until it is back),
+        // but said, so that an operator is not left guessing.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), redis.ping()).await {
+            Ok(Ok(())) => tracing::info!(redis = %url, "Redis answers"),
+            Ok(Err(err)) => {
+                tracing::warn!(redis = %url, error = %err, "Redis cannot be reached; stream starts answer 503 until it can")
+            }
+            Err(_) => {
+                tracing::warn!(redis = %url, "Redis did not answer within 2 s; stream starts answer 503 until it does")
+            }
+        }
+    }
 
-    let openapi =
-        serde_json::to_value(openapi::document()).context("serialising the OpenAPI document")?;
+    let openapi = serde_json::to_value(openapi::document_for(settings))
+        .context("serialising the OpenAPI document")?;
     let auth = std::sync::Arc::new(
         auth::Auth::from_settings(&settings.auth, &settings.database.database_url)?
             .trusting_identity_headers(settings.identity.trust_identity_headers)
@@ -133,7 +146,7 @@ pub async fn build_app_with(
     // Token verification for every route that reads a caller (`auth::Caller`).
     let router = router.layer(axum::Extension(auth));
     Ok(App {
-        router: http::finish(router),
+        router: http::finish(router, &settings.cors_origins),
         db,
         flushers,
         housekeeping,

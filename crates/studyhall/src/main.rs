@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -65,6 +67,8 @@ async fn run() -> anyhow::Result<()> {
                 address = %listener.local_addr()?,
                 database = %settings.database.database_url,
                 backend = app.db.backend_name(),
+                streams_backend = ?settings.streams.streams_backend,
+                redis = settings.redis_url.as_ref().map(ToString::to_string),
                 "studyhall is listening"
             );
             studyhall::serve(listener, app, studyhall::shutdown_signal()).await?;
@@ -81,6 +85,18 @@ async fn run() -> anyhow::Result<()> {
                 anyhow::bail!(
                     "`studyhall token` mints hs256 tokens, but STUDYHALL_AUTH is not hs256"
                 );
+            }
+            // The generated secret lives beside the server's database: minting anywhere
+            // else would make a new secret, and a token the server refuses.
+            let database = &args.database.database_url;
+            if let (None, Some(file)) = (&args.auth.jwt_secret, database.sqlite_file()) {
+                if !file.exists() {
+                    let absolute = std::path::absolute(&file).unwrap_or(file);
+                    anyhow::bail!(
+                        "there is no studyhall database at {}: run `studyhall token` where the server runs, or give it the server's --database-url (the generated token secret is kept beside the database file)",
+                        absolute.display()
+                    );
+                }
             }
             let secret = studyhall::auth::hs256_secret(&args.auth, &args.database.database_url)?
                 .context(
@@ -129,10 +145,15 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Openapi => {
             let doc = studyhall::openapi::document();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).context("serialising OpenAPI")?
-            );
+            let text = serde_json::to_string_pretty(&doc).context("serialising OpenAPI")?;
+            let mut out = std::io::stdout().lock();
+            // A reader that stops early (`studyhall openapi | head`) is not an error.
+            match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(err).context("writing the OpenAPI document");
+                }
+                _ => {}
+            }
         }
     }
     Ok(())

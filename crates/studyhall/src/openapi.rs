@@ -37,6 +37,25 @@ pub fn document() -> Document {
     doc
 }
 
+/// The document of what a server with these settings serves: the operations routes and
+/// the selected modules' (the job queue's with grades, its first user).
+pub fn document_for(settings: &crate::config::ServeSettings) -> Document {
+    use crate::config::Module;
+    let served = |tag: &str| match tag {
+        "events" => settings.serves(Module::Events),
+        "stats" => settings.serves(Module::Stats),
+        "streams" => settings.serves(Module::Streams),
+        "social" => settings.serves(Module::Social),
+        "grades" | "jobs" => settings.serves(Module::Grades),
+        _ => true,
+    };
+    let mut doc = document();
+    doc.paths.paths.retain(|_, item| {
+        operations_mut(item).all(|operation| operation.tags.iter().flatten().all(|tag| served(tag)))
+    });
+    doc
+}
+
 /// An optional parameter is one that may be left out; sent, it must hold a value (an
 /// empty `?limit=` is refused), so its schema does not admit null.
 fn not_null(schema: &mut Option<RefOr<Schema>>) {

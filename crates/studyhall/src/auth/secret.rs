@@ -54,13 +54,8 @@ pub fn hs256_secret(
 
 /// `sqlite://dir/studyhall.db?mode=rwc` → `dir/studyhall.db.jwt-secret`.
 fn secret_path(database: &DatabaseUrl) -> Option<PathBuf> {
-    let rest = database.expose().strip_prefix("sqlite:")?;
-    let path = rest.strip_prefix("//").unwrap_or(rest);
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path.contains(":memory:") {
-        return None;
-    }
-    Some(PathBuf::from(format!("{path}.jwt-secret")))
+    let file = database.sqlite_file()?;
+    Some(PathBuf::from(format!("{}.jwt-secret", file.display())))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -17,9 +18,45 @@ use crate::error::{method_not_allowed, route_not_found, ApiError};
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// Cross-origin access for browser clients from `origins` (`*`: any), or none.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-user-id"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotent-replayed"),
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}
+
 /// Wraps the merged module routers in the shared middleware.
-pub fn finish(router: Router) -> Router {
-    router
+pub fn finish(router: Router, cors_origins: &[String]) -> Router {
+    let router = router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -59,5 +96,10 @@ pub fn finish(router: Router) -> Router {
                 }))
                 .layer(axum::middleware::from_fn(telemetry::track_requests))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
-        )
+        );
+    // Outermost, so that preflights and every answer (errors included) carry it.
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
 }

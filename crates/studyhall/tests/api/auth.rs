@@ -370,6 +370,10 @@ async fn with_auth_off_no_token_is_accepted() {
 async fn studyhall_token_mints_a_token_the_server_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    // The server first: it makes the database and the secret beside it.
+    let app =
+        TestApp::sqlite_with(|settings| settings.database.database_url = url.parse().unwrap())
+            .await;
     let token = token_command(
         &[
             "--sub",
@@ -382,9 +386,6 @@ async fn studyhall_token_mints_a_token_the_server_accepts() {
         &[],
     )
     .await;
-    let app =
-        TestApp::sqlite_with(|settings| settings.database.database_url = url.parse().unwrap())
-            .await;
     assert_eq!(probe(&app, &token).await, (201, json!("user:alice")));
     let mut tampered = token.clone();
     let last = tampered.pop().unwrap();

@@ -141,3 +141,78 @@ async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
         assert_eq!(all_tls, Some(tls), "sslmode={mode}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_describes_only_the_modules_served() {
+    use studyhall::config::Module;
+    let app = crate::helpers::TestApp::sqlite_with(|settings| {
+        settings.modules = vec![Module::Events, Module::Stats];
+    })
+    .await;
+    let (_, doc) = json(app.get("/openapi.json").await).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for served in ["/api/events", "/courses/{courseId}", "/health"] {
+        assert!(paths.contains_key(served), "{served} missing");
+    }
+    for absent in ["/users/me", "/stats/health", "/jobs", "/api/v1/streams"] {
+        assert!(
+            !paths.contains_key(absent),
+            "{absent} documented but not served"
+        );
+        assert_eq!(app.get(absent).await.status(), 404, "{absent} served");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_origins_are_allowed_only_when_configured() {
+    let origin = "https://app.example.com";
+    let preflight = |app: &crate::helpers::TestApp| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/events"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "content-type, idempotency-key",
+            )
+            .send()
+    };
+    let closed = crate::helpers::TestApp::sqlite().await;
+    let response = preflight(&closed).await.unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    closed.stop().await;
+
+    let open = crate::helpers::TestApp::sqlite_with(|settings| {
+        settings.cors_origins = vec![origin.to_owned()];
+    })
+    .await;
+    let response = preflight(&open).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.headers()["access-control-allow-origin"], origin);
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("idempotency-key"), "{allowed}");
+    let read = open
+        .client
+        .get(open.url("/api/events"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.headers()["access-control-allow-origin"], origin);
+    let other = open
+        .client
+        .get(open.url("/api/events"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    open.stop().await;
+}
