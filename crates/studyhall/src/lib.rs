@@ -135,7 +135,10 @@ pub async fn build_app_with(
         router = router
             .merge(grades::router(&db, queue.clone()))
             .merge(jobs::router(queue.clone()));
-        housekeeping.push(tokio::spawn(jobs::report_depth(db.clone())));
+        housekeeping.push(tokio::spawn(jobs::report_depth(
+            db.clone(),
+            handlers.kinds(),
+        )));
         if !settings.no_worker {
             let runner = jobs::Worker::new(queue, handlers, worker_settings(&settings.jobs));
             let concurrency = settings.jobs.concurrency as usize;

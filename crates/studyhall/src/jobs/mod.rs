@@ -73,6 +73,13 @@ impl Handlers {
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
         self.0.get(kind)
     }
+
+    /// Every registered kind.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = self.0.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
 }
 
 impl std::fmt::Debug for Handlers {

@@ -290,24 +290,25 @@ impl Worker {
     }
 }
 
-/// Keeps the `job_queue_depth{state,kind}` gauge current.
-pub async fn report_depth(db: crate::db::Db) {
-    let mut every = tokio::time::interval(Duration::from_secs(5));
+/// Keeps the `job_queue_depth{state,kind}` gauge current for every known kind and every
+/// unfinished state, zero included, so a kind that drains reads 0 (not its last count)
+/// and one never queued is there too.
+pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
     loop {
         every.tick().await;
         match store::depth(&db).await {
             Ok(rows) => {
-                for state in ["queued", "running", "failed", "dead"] {
-                    for kind in rows
-                        .iter()
-                        .map(|(_, kind, _)| kind.clone())
-                        .collect::<std::collections::BTreeSet<_>>()
-                    {
+                let mut all: std::collections::BTreeSet<String> =
+                    kinds.iter().map(|kind| (*kind).to_owned()).collect();
+                all.extend(rows.iter().map(|(_, kind, _)| kind.clone()));
+                for kind in all {
+                    for state in ["queued", "running", "failed", "dead"] {
                         let count = rows
                             .iter()
                             .find(|(s, k, _)| s == state && *k == kind)
                             .map_or(0, |row| row.2);
-                        metrics::gauge!("job_queue_depth", "state" => state, "kind" => kind)
+                        metrics::gauge!("job_queue_depth", "state" => state, "kind" => kind.clone())
                             .set(count as f64);
                     }
                 }

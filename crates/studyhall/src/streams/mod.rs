@@ -59,19 +59,21 @@ pub fn start(
     })
 }
 
-/// Keeps the `active_streams` gauge current and forgets old leases (SQL backends).
+/// Keeps the `active_streams` gauge current (every second, on every backend) and
+/// forgets old leases (SQL backends, every five minutes).
 async fn housekeeping(store: StreamStore) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
+    let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
     loop {
         every.tick().await;
         ticks += 1;
         match store.active_total().await {
-            Ok(Some(active)) => metrics::gauge!("active_streams").set(active as f64),
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "counting active streams failed"),
+            Ok(active) => metrics::gauge!("active_streams").set(active as f64),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "counting active streams failed")
+            }
         }
-        if ticks.is_multiple_of(30) {
+        if ticks.is_multiple_of(300) {
             if let Err(err) = store.prune().await {
                 tracing::warn!(error = %err, "pruning old streams failed");
             }

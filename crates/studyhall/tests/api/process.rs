@@ -1105,3 +1105,101 @@ async fn starting_with_redis_down_says_so_and_names_each_backend() {
     assert_eq!(listening["streams_backend"], "Redis");
     assert_eq!(listening["redis"], "redis://127.0.0.1:1");
 }
+
+/// The value of the metric line `name{…}` whose labels include every one of `labels`.
+async fn metric(server: &Server, name: &str, labels: &[&str]) -> Option<f64> {
+    let text = client()
+        .get(format!("{}/metrics", server.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Waits until the metric reads `value`.
+async fn metric_reaches(server: &Server, name: &str, labels: &[&str], value: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let now = metric(server, name, labels).await;
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} {labels:?} is {now:?}, not {value}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+async fn stream_gauge_follows_starts_and_ends(server: &Server) {
+    let viewer = format!("gauge-{}", uuid::Uuid::new_v4().simple());
+    let start = |id: &str| {
+        client()
+            .post(format!("{}/api/v1/streams", server.address))
+            .header("X-User-Id", &viewer)
+            .json(&json!({"stream_id": id}))
+            .send()
+    };
+    let before = metric(server, "active_streams", &[]).await.unwrap_or(0.0);
+    assert_eq!(start("a").await.unwrap().status(), 201);
+    assert_eq!(start("b").await.unwrap().status(), 201);
+    metric_reaches(server, "active_streams", &[], before + 2.0).await;
+    let ended = client()
+        .delete(format!("{}/api/v1/streams/a", server.address))
+        .header("X-User-Id", &viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    metric_reaches(server, "active_streams", &[], before + 1.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_reads_every_kind_and_state_and_falls_to_zero_when_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
+    let server = start_with(&url, &[("STUDYHALL_NO_WORKER", "true")]).await;
+    for kind in ["grades.course_grade", "grades.task_grade"] {
+        for state in ["queued", "running", "failed", "dead"] {
+            let labels = [
+                &format!("kind=\"{kind}\"")[..],
+                &format!("state=\"{state}\""),
+            ];
+            metric_reaches(&server, "job_queue_depth", &labels, 0.0).await;
+        }
+    }
+    post_grades(&server, "c-metrics", 3).await;
+    let queued = ["kind=\"grades.course_grade\"", "state=\"queued\""];
+    metric_reaches(&server, "job_queue_depth", &queued, 3.0).await;
+    let _worker = start_worker(&url, &[]).await;
+    metric_reaches(&server, "job_queue_depth", &queued, 0.0).await;
+    stream_gauge_follows_starts_and_ends(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_tests),
+    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
+async fn active_streams_is_reported_with_the_redis_backend() {
+    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
+    let env = [
+        ("STUDYHALL_STREAMS_BACKEND", "redis"),
+        ("STUDYHALL_REDIS_URL", redis.as_str()),
+    ];
+    let server = start_with(&url, &env).await;
+    stream_gauge_follows_starts_and_ends(&server).await;
+}

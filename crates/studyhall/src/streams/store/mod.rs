@@ -117,12 +117,13 @@ impl StreamStore {
     }
 
     /// Active streams over every viewer (SQL backends), for the metrics gauge.
-    pub async fn active_total(&self) -> Result<Option<i64>, sqlx::Error> {
-        match self {
-            StreamStore::Sqlite(store) => store.active_total().await.map(Some),
-            StreamStore::Postgres(store) => store.active_total().await.map(Some),
-            StreamStore::Redis(_) => Ok(None),
-        }
+    /// Active streams of every viewer, for the `active_streams` gauge.
+    pub async fn active_total(&self) -> anyhow::Result<i64> {
+        Ok(match self {
+            StreamStore::Sqlite(store) => store.active_total().await?,
+            StreamStore::Postgres(store) => store.active_total().await?,
+            StreamStore::Redis(store) => store.active_total().await?,
+        })
     }
 
     /// Forgets streams that ended or expired over an hour ago (SQL backends; Redis

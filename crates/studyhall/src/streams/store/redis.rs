@@ -174,6 +174,37 @@ impl RedisStreams {
         }
     }
 
+    /// Live leases of every viewer: each viewer's set counted from the store's clock
+    /// (a walk over the viewers' keys, for the gauge; never on a request's path).
+    pub async fn active_total(&self) -> Result<i64, redis::RedisError> {
+        let mut connection = self.redis.connection();
+        let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut connection).await?;
+        let after_now = format!("({}", seconds * 1_000_000 + micros);
+        let (mut cursor, mut total) = (0u64, 0i64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("studyhall:streams:{*}:active")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            if !keys.is_empty() {
+                let mut counts = redis::pipe();
+                for key in &keys {
+                    counts.cmd("ZCOUNT").arg(key).arg(&after_now).arg("+inf");
+                }
+                let live: Vec<i64> = counts.query_async(&mut connection).await?;
+                total += live.iter().sum::<i64>();
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+
     pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, ApiError> {
         let reply = self
             .run(
