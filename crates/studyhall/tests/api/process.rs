@@ -1149,7 +1149,19 @@ async fn stream_gauge_follows_starts_and_ends(server: &Server) {
             .json(&json!({"stream_id": id}))
             .send()
     };
-    let before = metric(server, "active_streams", &[]).await.unwrap_or(0.0);
+    // The gauge is there within a second of the start; other viewers' leases may be
+    // counted in it already.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let before = loop {
+        if let Some(value) = metric(server, "active_streams", &[]).await {
+            break value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no active_streams gauge"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(start("a").await.unwrap().status(), 201);
     assert_eq!(start("b").await.unwrap().status(), 201);
     metric_reaches(server, "active_streams", &[], before + 2.0).await;
