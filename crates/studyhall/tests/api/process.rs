@@ -1206,6 +1206,17 @@ async fn active_streams_is_reported_with_the_redis_backend() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
     };
+    // A database of its own, emptied first: the gauge counts every viewer's leases, and
+    // other tests' streams in database 0 would move it.
+    let (scheme, rest) = redis.split_once("://").unwrap();
+    let authority = rest.split('/').next().unwrap();
+    let redis = format!("{scheme}://{authority}/7");
+    let mut own = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("FLUSHDB").query_async(&mut own).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
     let env = [
