@@ -145,7 +145,10 @@ impl Db {
                 // this to one fsync per batch rather than one per request.
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the
+                // operating system caches the file too, and memory stays small and bounded.
+                .pragma("cache_size", "-1024");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))

@@ -107,7 +107,7 @@ pub async fn build_app_with(
     };
     let mut router = http::ops::router(readiness, openapi);
     let mut flushers = Vec::new();
-    let mut housekeeping = Vec::new();
+    let mut housekeeping = vec![http::telemetry::spawn_metrics_upkeep()];
     if settings.serves(Module::Events) {
         let events = events::start(&db, settings);
         router = router.merge(events.router);

@@ -121,6 +121,7 @@ async fn run() -> anyhow::Result<()> {
             .await?;
             db.migrate().await?;
             let (queue, enqueuer) = studyhall::jobs::Queue::new(&db, args.jobs.job_max_attempts);
+            let upkeep = studyhall::http::telemetry::spawn_metrics_upkeep();
             let worker = studyhall::jobs::Worker::new(
                 queue,
                 studyhall::job_handlers(),
@@ -137,6 +138,7 @@ async fn run() -> anyhow::Result<()> {
                 "studyhall worker is running"
             );
             worker.run(args.jobs.concurrency as usize, stopped).await;
+            upkeep.abort();
             if let Some(enqueuer) = enqueuer {
                 enqueuer.await.context("the enqueuer ended abnormally")?;
             }

@@ -53,6 +53,20 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Keeps the recorder's memory bounded: histogram samples are held until an upkeep (or
+/// a render of /metrics) folds them into their buckets, so a process nobody scrapes, or
+/// scrapes rarely, would otherwise keep every sample it ever recorded.
+pub fn spawn_metrics_upkeep() -> tokio::task::JoinHandle<()> {
+    let handle = prometheus();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            handle.run_upkeep();
+        }
+    })
+}
+
 /// Counts every request and records its latency by method, route template and status.
 pub async fn track_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
