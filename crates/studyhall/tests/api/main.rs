@@ -7,6 +7,7 @@ mod contention;
 mod events;
 mod grades;
 mod hostile;
+mod observability;
 mod ops;
 mod outage;
 mod process;
