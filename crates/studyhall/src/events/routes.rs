@@ -47,7 +47,7 @@ pub async fn create(
         };
     };
     let claim = KeyClaim {
-        scope: caller_id(token.as_ref(), &headers, events.trust_headers)?.unwrap_or_default(),
+        scope: caller_id(token.as_ref(), &headers, events.trust_headers).unwrap_or_default(),
         key,
         fingerprint: event.fingerprint(),
     };

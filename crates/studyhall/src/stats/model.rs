@@ -7,7 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::{disagreement, same_user, AuthUser};
+use crate::auth::AuthUser;
 use crate::error::ApiError;
 
 /// Upper bounds that keep every sum exact in 64-bit integers.
@@ -180,28 +180,21 @@ pub const USER_INVALID: &str = "User ID is invalid.";
 pub const USER_HEADER_UNTRUSTED: &str =
     "User ID from X-User-Id is not accepted here (STUDYHALL_TRUST_IDENTITY_HEADERS is false); send a bearer token.";
 
-/// The caller: the token's user when a token was sent (a trusted `X-User-Id` must then
-/// name the same user, else 403), otherwise `X-User-Id` while headers are trusted. A
-/// user id, from a token or a header, is a UUID. The inner error is the seed's
-/// validation message; `missing` is the one for no user at all.
+/// The caller: the token's user when a token was sent (the `Caller` extractor has
+/// refused a trusted `X-User-Id` naming someone else), otherwise `X-User-Id` while
+/// headers are trusted. A user id, from a token or a header, is a UUID. The error is the
+/// seed's validation message; `missing` is the one for no user at all.
 pub fn caller_user(
     token: Option<&AuthUser>,
     headers: &HeaderMap,
     trust_headers: bool,
     missing: &'static str,
-) -> Result<Result<String, &'static str>, ApiError> {
-    let sent = headers.get("x-user-id");
-    let header = sent
-        .filter(|_| trust_headers)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty());
-    match (token, header) {
-        (Some(user), Some(header)) if !same_user(&user.id, header) => Err(disagreement()),
-        (Some(user), _) => Ok(canonical_uuid(&user.id).ok_or(USER_INVALID)),
-        (None, _) if trust_headers => Ok(header_user(headers, missing)),
-        (None, _) if sent.is_some() => Ok(Err(USER_HEADER_UNTRUSTED)),
-        (None, _) => Ok(Err(missing)),
+) -> Result<String, &'static str> {
+    match token {
+        Some(user) => canonical_uuid(&user.id).ok_or(USER_INVALID),
+        None if trust_headers => header_user(headers, missing),
+        None if headers.contains_key("x-user-id") => Err(USER_HEADER_UNTRUSTED),
+        None => Err(missing),
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::auth::{disagreement, same_user, AuthUser};
+use crate::auth::AuthUser;
 use crate::clock::rfc3339_millis;
 use crate::config::IdentitySettings;
 use crate::error::ApiError;
@@ -29,8 +29,9 @@ pub const METADATA_FIELDS: &[&str] = &[
     "video_end_time",
 ];
 
-/// Who is watching: the token's user; else a user (`X-User-Id`) or a client address
-/// from trusted gateway headers; else, if allowed, the peer address.
+/// Who is watching: the token's user (the `Caller` extractor has refused a trusted
+/// `X-User-Id` naming someone else); else a user (`X-User-Id`) or a client address from
+/// trusted gateway headers; else, if allowed, the peer address.
 pub fn viewer(
     token: Option<&AuthUser>,
     headers: &HeaderMap,
@@ -38,14 +39,6 @@ pub fn viewer(
     identity: &IdentitySettings,
 ) -> Result<String, ApiError> {
     if let Some(user) = token {
-        let header = headers
-            .get("x-user-id")
-            .filter(|_| identity.trust_identity_headers);
-        if let Some(header) = header.and_then(|value| value.to_str().ok()) {
-            if !same_user(&user.id, header.trim()) {
-                return Err(disagreement());
-            }
-        }
         return Ok(format!("user:{}", user.id));
     }
     if identity.trust_identity_headers {
