@@ -399,12 +399,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         // someone other than the token's user is a 403, never silently ignored. Routes
         // that read `X-User-Id` beside a `Caller` can take the two to agree.
         if auth.trust_identity_headers {
+            // A header that is sent but empty or unreadable names nobody, so it
+            // disagrees too.
             let header = parts
                 .headers
                 .get("x-user-id")
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-                .filter(|value| !value.is_empty());
+                .map(|value| value.to_str().map_or("", str::trim));
             if header.is_some_and(|header| !same_user(&user.id, header)) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,

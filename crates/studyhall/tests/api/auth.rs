@@ -320,6 +320,18 @@ async fn a_token_and_an_x_user_id_that_disagree_are_refused_with_403() {
         .await
         .unwrap();
     assert_eq!(disagree.status(), 403);
+    // A header sent empty beside a token names nobody: it disagrees too, on every route.
+    for path in [format!("/courses/{course}"), "/api/v1/streams".to_owned()] {
+        let empty = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&token)
+            .header("X-User-Id", "")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(empty.status(), 403, "{path}");
+    }
     let agree = app
         .client
         .post(app.url(&format!("/courses/{course}")))
