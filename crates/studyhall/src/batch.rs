@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
+use crate::error::StoreError;
 
 const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4096;
@@ -106,14 +106,14 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
     }
 }
 
-impl From<BatchError> for ApiError {
+impl From<BatchError> for StoreError {
     fn from(err: BatchError) -> Self {
         match err {
-            BatchError::Stopped => ApiError::Unavailable(anyhow::anyhow!(err)),
-            BatchError::Database(err) if crate::error::is_unavailable(&err) => {
-                ApiError::Unavailable(anyhow::anyhow!(err))
+            BatchError::Database(err) if !crate::error::is_unavailable(&err) => {
+                StoreError::Failed(anyhow::anyhow!(err))
             }
-            BatchError::Database(err) => ApiError::Internal(anyhow::anyhow!(err)),
+            // Stopped, or the database unreachable: retrying later may work.
+            err => StoreError::unavailable(anyhow::anyhow!(err)),
         }
     }
 }

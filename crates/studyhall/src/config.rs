@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::db::{mask_password, DatabaseUrl};
+pub use crate::sensitive::{DatabaseUrl, RedisUrl, Secret};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,11 +66,7 @@ pub struct JobSettings {
 
 impl Default for JobSettings {
     fn default() -> Self {
-        JobSettings {
-            concurrency: 2,
-            job_lease_secs: 30,
-            job_max_attempts: 5,
-        }
+        defaults()
     }
 }
 
@@ -84,7 +80,7 @@ pub struct TokenArgs {
     #[arg(long)]
     pub email: Option<String>,
 
-    /// Lifetime: a number with s, m, h or d.
+    /// Lifetime: seconds, or a duration like 90s, 15m, 1h or 7d.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: std::time::Duration,
 
@@ -95,24 +91,13 @@ pub struct TokenArgs {
     pub auth: AuthSettings,
 }
 
+/// A bare number of seconds, or a duration like `90s`, `15m`, `1h 30m` or `7d`.
 fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 90s, 15m, 1h or 7d"))?;
-    let seconds = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
-    };
-    Ok(std::time::Duration::from_secs(
-        number.saturating_mul(seconds),
-    ))
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|err| format!("`{text}` is not a duration like 90s, 15m, 1h or 7d: {err}"))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,18 +147,22 @@ pub struct AuthSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        AuthSettings {
-            auth: AuthMode::Hs256,
-            jwt_secret: None,
-            jwks_url: None,
-            cognito_region: None,
-            cognito_pool_id: None,
-            jwt_issuer: None,
-            jwt_audience: None,
-            jwt_token_use: None,
-            jwt_user_claim: "sub".into(),
-            jwks_refresh_secs: 30,
-        }
+        defaults()
+    }
+}
+
+/// `T` with every clap default and nothing from the environment: the defaults live in
+/// the `#[arg]` attributes only.
+fn defaults<T: Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None));
+    let parsed = command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches));
+    match parsed {
+        Ok(settings) => settings,
+        // Only a required argument without a default could fail, and a test of these
+        // settings fails first.
+        Err(err) => panic!("the settings' defaults do not parse: {err}"),
     }
 }
 
@@ -211,7 +200,7 @@ pub struct ServeSettings {
 
     /// Modules to serve (comma separated); all when omitted.
     #[arg(long, env = "STUDYHALL_MODULES", value_enum, value_delimiter = ',')]
-    pub modules: Vec<Module>,
+    pub modules: Vec<ModuleName>,
 
     #[command(flatten)]
     pub identity: IdentitySettings,
@@ -302,93 +291,14 @@ pub enum StreamsBackend {
     Redis,
 }
 
-/// A secret whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() < 16 {
-            return Err("must be at least 16 characters".into());
-        }
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// A Redis URL whose `Debug`/`Display` hide the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for RedisUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split("://").next() {
-            Some("redis" | "rediss") if s.contains("://") => Ok(RedisUrl(s.to_owned())),
-            _ => Err("use redis://HOST:PORT or rediss://HOST:PORT".into()),
-        }
-    }
-}
-
-impl std::fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&mask_password(&self.0))
-    }
-}
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RedisUrl({self})")
-    }
-}
-
 impl ServeSettings {
     /// Settings for a server on `database_url` with every default, as tests and tools
     /// build them.
     pub fn new(database_url: DatabaseUrl) -> Self {
-        ServeSettings {
-            database: DatabaseSettings {
-                database_url,
-                database_max_connections: 10,
-            },
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            modules: Vec::new(),
-            identity: IdentitySettings {
-                trust_identity_headers: true,
-                trust_peer_addr: false,
-            },
-            auth: AuthSettings::default(),
-            jobs: JobSettings::default(),
-            no_worker: false,
-            streams: StreamSettings {
-                stream_limit: 3,
-                stream_lease_secs: 60,
-                streams_backend: StreamsBackend::Sql,
-            },
-            redis_url: None,
-            admin_token: None,
-            cors_origins: Vec::new(),
-        }
+        let mut settings: ServeSettings = defaults();
+        settings.database.database_url = database_url;
+        settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        settings
     }
 
     /// Cross-setting rules clap cannot express.
@@ -399,13 +309,13 @@ impl ServeSettings {
         Ok(())
     }
 
-    pub fn serves(&self, module: Module) -> bool {
+    pub fn serves(&self, module: ModuleName) -> bool {
         self.modules.is_empty() || self.modules.contains(&module)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Module {
+pub enum ModuleName {
     Events,
     Stats,
     Streams,
@@ -496,7 +406,9 @@ mod tests {
         assert_eq!(parse_ttl("15m").unwrap().as_secs(), 900);
         assert_eq!(parse_ttl("2h").unwrap().as_secs(), 7200);
         assert_eq!(parse_ttl("7d").unwrap().as_secs(), 604_800);
-        assert!(parse_ttl("1w").is_err());
+        assert_eq!(parse_ttl("1h 30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_ttl("120").unwrap().as_secs(), 120);
+        assert!(parse_ttl("1 fortnight").is_err());
         assert!(parse_ttl("h").is_err());
     }
 

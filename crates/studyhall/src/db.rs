@@ -1,7 +1,6 @@
 //! The database handle: SQLite or PostgreSQL, chosen once from the URL scheme. Each
 //! module's store matches on it to pick its backend implementation.
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,72 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
-/// A database URL whose `Debug`/`Display` never show the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_sqlite(&self) -> bool {
-        self.0.starts_with("sqlite:")
-    }
-
-    /// The SQLite database file (`sqlite://dir/studyhall.db?mode=rwc` →
-    /// `dir/studyhall.db`); `None` for PostgreSQL and in-memory databases.
-    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        let rest = self.0.strip_prefix("sqlite:")?;
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        let path = path.split('?').next().unwrap_or(path);
-        if path.is_empty() || path.contains(":memory:") {
-            return None;
-        }
-        Some(std::path::PathBuf::from(path))
-    }
-}
-
-impl FromStr for DatabaseUrl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let scheme = s.split(':').next().unwrap_or_default();
-        match scheme {
-            "sqlite" | "postgres" | "postgresql" => Ok(DatabaseUrl(s.to_owned())),
-            _ => Err(format!(
-                "unsupported database URL scheme `{scheme}`: use sqlite://FILE or postgres://USER@HOST/DB"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask_password(&self.0))
-    }
-}
-
-/// `scheme://user:password@host/…` → `scheme://user:***@host/…`, for logs and errors.
-pub fn mask_password(url: &str) -> String {
-    // The user info ends at the last `@` before the query (which may hold an `@` too).
-    let before_query = url.find('?').unwrap_or(url.len());
-    match (url.find("://"), url[..before_query].rfind('@')) {
-        (Some(start), Some(at)) if at > start => {
-            let userinfo = &url[start + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{}{user}{masked}{}", &url[..start + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
+use crate::sensitive::DatabaseUrl;
 
 /// Runs the same expression against whichever pool (or transaction) there is, for SQL
 /// that is the same on both backends (`$N` parameters, no dialect features).
@@ -215,38 +149,5 @@ impl Db {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_password_in_the_url_is_never_displayed() {
-        let url: DatabaseUrl = "postgres://app:s3cret@db:5432/studyhall".parse().unwrap();
-        assert_eq!(url.to_string(), "postgres://app:***@db:5432/studyhall");
-        assert!(!format!("{url:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn the_password_is_masked_beside_query_parameters_and_in_redis_urls() {
-        let url: DatabaseUrl = "postgres://app:p@ss@db/sh?sslmode=verify-full&sslrootcert=/a@b.pem"
-            .parse()
-            .unwrap();
-        assert_eq!(
-            url.to_string(),
-            "postgres://app:***@db/sh?sslmode=verify-full&sslrootcert=/a@b.pem"
-        );
-        assert_eq!(
-            mask_password("rediss://:t0ken@cache.example:6379"),
-            "rediss://:***@cache.example:6379"
-        );
-    }
-
-    #[test]
-    fn unknown_schemes_are_refused_with_the_scheme_named() {
-        let err = "mysql://x".parse::<DatabaseUrl>().unwrap_err();
-        assert!(err.contains("mysql"), "{err}");
     }
 }

@@ -8,11 +8,63 @@ use serde_json::Value;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+const UNAVAILABLE: &str = "The service is temporarily unavailable; retry shortly.";
+
+/// A store's failure, in terms its callers act on; the HTTP layer maps it to a status.
+/// Stores speak their module's language: expected outcomes (not found, a conflict)
+/// are values in their results, and only these two ways of failing are errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database or Redis cannot be reached or will not serve now; nothing was
+    /// changed. `detail` says so in words for a client.
+    #[error("{detail}")]
+    Unavailable {
+        detail: &'static str,
+        #[source]
+        cause: anyhow::Error,
+    },
+    /// Anything else: a broken invariant or an unexpected database error.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl StoreError {
+    /// Unavailable, said in the generic words.
+    pub fn unavailable(cause: anyhow::Error) -> Self {
+        StoreError::Unavailable {
+            detail: UNAVAILABLE,
+            cause,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) {
+            StoreError::unavailable(err.into())
+        } else {
+            StoreError::Failed(err.into())
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable { detail, cause } => ApiError::Unavailable {
+                detail: detail.into(),
+                cause,
+            },
+            StoreError::Failed(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// A client mistake, answered with its status and a message the client can act on.
+    /// The request is refused (a 4xx): its status and a message the client can act on.
     #[error("{detail}")]
-    Client {
+    Refused {
         status: StatusCode,
         detail: String,
         /// The per-route-family detail: an object of field → message (events), an array
@@ -21,9 +73,14 @@ pub enum ApiError {
         /// Extra top-level members a route family's clients read (grades: `result`).
         extra: serde_json::Map<String, Value>,
     },
-    /// A dependency (database, Redis) is down or overloaded; retrying later may work.
-    #[error("service unavailable: {0}")]
-    Unavailable(#[source] anyhow::Error),
+    /// A dependency (database, Redis) is down or overloaded; nothing was changed, and
+    /// retrying later may work. `detail` is what the client is told.
+    #[error("service unavailable: {cause:#}")]
+    Unavailable {
+        detail: String,
+        #[source]
+        cause: anyhow::Error,
+    },
     /// Anything else: logged with its cause, answered with a generic body.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -31,7 +88,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ApiError::Client {
+        ApiError::Refused {
             status,
             detail: detail.into(),
             errors: None,
@@ -47,8 +104,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
+    /// A dependency is unavailable, said in the generic words.
+    pub fn unavailable(cause: anyhow::Error) -> Self {
+        ApiError::Unavailable {
+            detail: UNAVAILABLE.into(),
+            cause,
+        }
+    }
+
     pub fn with_errors(mut self, errors: Value) -> Self {
-        if let ApiError::Client { errors: slot, .. } = &mut self {
+        if let ApiError::Refused { errors: slot, .. } = &mut self {
             *slot = Some(errors);
         }
         self
@@ -56,7 +121,7 @@ impl ApiError {
 
     /// Adds a top-level member to the problem body.
     pub fn with_member(mut self, name: &str, value: Value) -> Self {
-        if let ApiError::Client { extra, .. } = &mut self {
+        if let ApiError::Refused { extra, .. } = &mut self {
             extra.insert(name.to_owned(), value);
         }
         self
@@ -64,8 +129,8 @@ impl ApiError {
 
     pub fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Client { status, .. } => *status,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Refused { status, .. } => *status,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,7 +139,7 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if is_unavailable(&err) {
-            ApiError::Unavailable(err.into())
+            ApiError::unavailable(err.into())
         } else {
             ApiError::Internal(err.into())
         }
@@ -164,7 +229,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status_code();
         let problem = match self {
-            ApiError::Client {
+            ApiError::Refused {
                 detail,
                 errors,
                 extra,
@@ -174,13 +239,9 @@ impl IntoResponse for ApiError {
                 problem.extra = extra;
                 problem
             }
-            ApiError::Unavailable(cause) => {
+            ApiError::Unavailable { detail, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "dependency unavailable");
-                Problem::new(
-                    status,
-                    "The service is temporarily unavailable; retry shortly.".into(),
-                    None,
-                )
+                Problem::new(status, detail, None)
             }
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");

@@ -14,59 +14,61 @@ pub mod events;
 pub mod grades;
 pub mod http;
 pub mod jobs;
+pub mod module;
 pub mod openapi;
+pub mod page;
+pub mod redis_handle;
+pub mod sensitive;
 pub mod social;
 pub mod stats;
 pub mod streams;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-use config::{Module, ServeSettings};
+use config::ServeSettings;
 use db::Db;
+use module::{Core, Plugin, Tasks};
 
-/// A built application: the router plus what must be flushed when it stops.
+/// Every module, in the order their routes are merged. Adding a module is its folder
+/// and one line here.
+pub const MODULES: &[Plugin] = &[
+    events::PLUGIN,
+    stats::PLUGIN,
+    streams::PLUGIN,
+    social::PLUGIN,
+    grades::PLUGIN,
+];
+
+/// A built application: the router plus the background tasks to stop when it stops.
 pub struct App {
     pub router: Router,
     pub db: Db,
-    /// Tasks that finish by themselves once the router is dropped (they flush writes).
-    flushers: Vec<JoinHandle<()>>,
-    /// Tasks that only do periodic housekeeping and are stopped at shutdown.
-    housekeeping: Vec<JoinHandle<()>>,
-    /// Tells the in-process job worker to stop once its current batch is done.
-    stop_worker: tokio::sync::watch::Sender<bool>,
-    worker: Option<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
-/// The worker settings for `settings`' lease.
-pub fn worker_settings(jobs: &config::JobSettings) -> jobs::WorkerSettings {
-    jobs::WorkerSettings {
-        lease: std::time::Duration::from_secs(u64::from(jobs.job_lease_secs)),
-        ..jobs::WorkerSettings::default()
-    }
-}
-
-/// Every job kind this build knows.
-pub fn job_handlers() -> jobs::Handlers {
+/// Every job kind of the modules `serves` selects.
+pub fn job_handlers(serves: impl Fn(&Plugin) -> bool) -> jobs::Handlers {
     let mut handlers = jobs::Handlers::default();
-    grades::register(&mut handlers);
+    for plugin in MODULES.iter().filter(|plugin| serves(plugin)) {
+        (plugin.jobs)(&mut handlers);
+    }
     handlers
 }
 
-/// Connects to the database, applies migrations and wires the selected modules.
-pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
-    build_app_with(settings, job_handlers()).await
+/// The OpenAPI document of everything this build can serve.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::document(MODULES)
 }
 
-/// `build_app` with the given job handlers (tests add kinds of their own).
-pub async fn build_app_with(
-    settings: &ServeSettings,
-    handlers: jobs::Handlers,
-) -> anyhow::Result<App> {
+/// Connects to the database, applies migrations and wires the selected modules on the
+/// shared core. The job queue's worker and `/jobs` run when any selected module
+/// registers a job kind.
+pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     settings.validate()?;
     let db = Db::connect(
         &settings.database.database_url,
@@ -75,87 +77,101 @@ pub async fn build_app_with(
     .await?;
     db.migrate().await?;
     http::telemetry::prometheus();
-    let redis = settings
-        .redis_url
-        .as_ref()
-        .map(streams::RedisHandle::open)
-        .transpose()?;
-    if let (Some(redis), Some(url)) = (&redis, &settings.redis_url) {
-        // Starting while Redis is down is allowed (starts answer 503 until it is back),
-        // but said, so that an operator is not left guessing.
-        match tokio::time::timeout(std::time::Duration::from_secs(2), redis.ping()).await {
-            Ok(Ok(())) => tracing::info!(redis = %url, "Redis answers"),
-            Ok(Err(err)) => {
-                tracing::warn!(redis = %url, error = %err, "Redis cannot be reached; stream starts answer 503 until it can")
-            }
-            Err(_) => {
-                tracing::warn!(redis = %url, "Redis did not answer within 2 s; stream starts answer 503 until it does")
-            }
-        }
-    }
-
-    let openapi = serde_json::to_value(openapi::document_for(settings))
-        .context("serialising the OpenAPI document")?;
-    let auth = std::sync::Arc::new(
-        auth::Auth::from_settings(&settings.auth, &settings.database.database_url)?
-            .trusting_identity_headers(settings.identity.trust_identity_headers)
-            .with_admin_token(settings.admin_token.clone()),
-    );
-    let readiness = http::ops::Readiness {
-        db: db.clone(),
-        redis: redis.clone(),
+    let redis = match &settings.redis_url {
+        Some(url) => Some(redis_handle::RedisHandle::connect(url).await?),
+        None => None,
     };
-    let mut router = http::ops::router(readiness, openapi);
-    let mut flushers = Vec::new();
-    let mut housekeeping = vec![http::telemetry::spawn_metrics_upkeep()];
-    if settings.serves(Module::Events) {
-        let events = events::start(&db, settings);
-        router = router.merge(events.router);
-        flushers.push(events.writer);
-        housekeeping.push(events.pruner);
+    let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
+    let core = Core {
+        db: db.clone(),
+        redis,
+        queue,
+    };
+    let mut tasks = Tasks::default();
+    tasks.housekeeping(http::telemetry::spawn_metrics_upkeep());
+    let selected: Vec<&Plugin> = MODULES
+        .iter()
+        .filter(|plugin| settings.serves(plugin.name))
+        .collect();
+    let mut routes = http::ops::routes(http::ops::Readiness {
+        db: db.clone(),
+        redis: core.redis.clone(),
+    });
+    for plugin in &selected {
+        let module = (plugin.start)(&core, settings)
+            .with_context(|| format!("starting the {:?} module", plugin.name))?;
+        routes = routes.merge(module.routes);
+        tasks.extend(module.tasks);
     }
-    if settings.serves(Module::Stats) {
-        let stats = stats::start(&db, settings);
-        router = router.merge(stats.router);
-        flushers.extend(stats.writer);
-    }
-    if settings.serves(Module::Streams) {
-        let streams = streams::start(&db, settings, redis.as_ref())?;
-        router = router.merge(streams.router);
-        flushers.extend(streams.writer);
-        housekeeping.push(streams.housekeeping);
-    }
-    if settings.serves(Module::Social) {
-        router = router.merge(social::router(&db));
-    }
-    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let mut worker = None;
-    if settings.serves(Module::Grades) {
-        let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
-        router = router
-            .merge(grades::router(&db, queue.clone()))
-            .merge(jobs::router(queue.clone()));
-        housekeeping.push(tokio::spawn(jobs::report_depth(
+    let handlers = job_handlers(|plugin| settings.serves(plugin.name));
+    if !handlers.is_empty() {
+        routes = routes.merge(jobs::routes(core.queue.clone()));
+        tasks.housekeeping(tokio::spawn(jobs::report_depth(
             db.clone(),
             handlers.kinds(),
         )));
         if !settings.no_worker {
-            let runner = jobs::Worker::new(queue, handlers, worker_settings(&settings.jobs));
-            let concurrency = settings.jobs.concurrency as usize;
-            worker = Some(tokio::spawn(runner.run(concurrency, worker_stopped)));
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let worker = jobs::run_worker(core.queue.clone(), handlers, &settings.jobs, stopped);
+            tasks.worker(stop, tokio::spawn(worker));
         }
-        flushers.extend(enqueuer);
     }
-    // Token verification for every route that reads a caller (`auth::Caller`).
-    let router = router.layer(axum::Extension(auth));
+    // The enqueuer drains once the last queue handle (the routes', the worker's) is gone.
+    drop(core);
+    tasks.writer(enqueuer);
+    let (router, document) = routes.split_for_parts();
+    let aliases: Vec<(&str, &str)> = selected
+        .iter()
+        .flat_map(|plugin| plugin.aliases.iter().copied())
+        .collect();
+    let document = serde_json::to_value(openapi::finish(document, &aliases))
+        .context("serialising the OpenAPI document")?;
+    let auth = Arc::new(
+        auth::Auth::from_settings(&settings.auth, &settings.database.database_url)?
+            .trusting(auth::IdentityTrust {
+                headers: settings.identity.trust_identity_headers,
+                peer_addr: settings.identity.trust_peer_addr,
+            })
+            .with_admin_token(settings.admin_token.clone()),
+    );
+    let router = router
+        .layer(http::ops::document_route(document))
+        // Token verification for every route that reads a caller (`auth::Caller`).
+        .layer(axum::Extension(auth));
     Ok(App {
         router: http::finish(router, &settings.cors_origins),
         db,
-        flushers,
-        housekeeping,
-        stop_worker,
-        worker,
+        tasks,
     })
+}
+
+/// Runs the job worker alone (`studyhall worker`) until `shutdown` resolves.
+pub async fn work(
+    settings: &config::WorkerArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = Db::connect(
+        &settings.database.database_url,
+        settings.database.database_max_connections,
+    )
+    .await?;
+    db.migrate().await?;
+    let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Tasks::default();
+    tasks.housekeeping(http::telemetry::spawn_metrics_upkeep());
+    tasks.writer(enqueuer);
+    let worker = jobs::run_worker(queue, job_handlers(|_| true), &settings.jobs, stopped);
+    tasks.worker(stop, tokio::spawn(worker));
+    tracing::info!(
+        concurrency = settings.jobs.concurrency,
+        backend = db.backend_name(),
+        "studyhall worker is running"
+    );
+    shutdown.await;
+    tasks.stop().await;
+    db.close().await;
+    Ok(())
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish, flushes
@@ -165,14 +181,7 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let App {
-        router,
-        db,
-        flushers,
-        housekeeping,
-        stop_worker,
-        worker,
-    } = app;
+    let App { router, db, tasks } = app;
     // Peer addresses identify stream viewers when STUDYHALL_TRUST_PEER_ADDR is set.
     axum::serve(
         listener,
@@ -181,21 +190,9 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server failed")?;
-    for task in housekeeping {
-        task.abort();
-    }
-    // The worker finishes its batch; its queue handle then lets the enqueuer drain.
-    let _ = stop_worker.send(true);
-    if let Some(worker) = worker {
-        if let Err(err) = worker.await {
-            tracing::error!(error = %err, "the job worker ended abnormally");
-        }
-    }
-    for task in flushers {
-        if let Err(err) = task.await {
-            tracing::error!(error = %err, "a background writer ended abnormally");
-        }
-    }
+    // The server has stopped accepting and answered what was in flight, and dropped
+    // the router: the tasks stop in the order `Tasks::stop` states.
+    tasks.stop().await;
     db.close().await;
     Ok(())
 }

@@ -114,39 +114,11 @@ async fn run() -> anyhow::Result<()> {
             println!("{token}");
         }
         Command::Worker(args) => {
-            let db = Db::connect(
-                &args.database.database_url,
-                args.database.database_max_connections,
-            )
-            .await?;
-            db.migrate().await?;
-            let (queue, enqueuer) = studyhall::jobs::Queue::new(&db, args.jobs.job_max_attempts);
-            let upkeep = studyhall::http::telemetry::spawn_metrics_upkeep();
-            let worker = studyhall::jobs::Worker::new(
-                queue,
-                studyhall::job_handlers(),
-                studyhall::worker_settings(&args.jobs),
-            );
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            tokio::spawn(async move {
-                studyhall::shutdown_signal().await;
-                let _ = stop.send(true);
-            });
-            tracing::info!(
-                concurrency = args.jobs.concurrency,
-                backend = db.backend_name(),
-                "studyhall worker is running"
-            );
-            worker.run(args.jobs.concurrency as usize, stopped).await;
-            upkeep.abort();
-            if let Some(enqueuer) = enqueuer {
-                enqueuer.await.context("the enqueuer ended abnormally")?;
-            }
-            db.close().await;
+            studyhall::work(&args, studyhall::shutdown_signal()).await?;
             tracing::info!("worker stopped cleanly");
         }
         Command::Openapi => {
-            let doc = studyhall::openapi::document();
+            let doc = studyhall::openapi_document();
             let text = serde_json::to_string_pretty(&doc).context("serialising OpenAPI")?;
             let mut out = std::io::stdout().lock();
             // A reader that stops early (`studyhall openapi | head`) is not an error.

@@ -5,25 +5,41 @@ use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::OpenApi;
 
+use crate::jobs::Handlers;
+use crate::module::Plugin;
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "studyhall", description = "Activity events, learning-session stats, grade analytics, stream limits and social profiles in one service."),
-    paths(crate::http::ops::health, crate::http::ops::ready, crate::http::ops::metrics, crate::http::ops::openapi_document),
     components(schemas(crate::error::Problem)),
     modifiers(&AdminToken),
     tags((name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 struct Root;
 
-pub fn document() -> Document {
+/// The document of everything `plugins` serve, with the operations routes (and the job
+/// queue's when a plugin registers a job kind), without starting anything.
+pub fn document<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) -> Document {
+    let mut paths = crate::http::ops::api();
+    let mut handlers = Handlers::default();
+    let mut aliases = Vec::new();
+    for plugin in plugins {
+        paths.merge((plugin.api)());
+        (plugin.jobs)(&mut handlers);
+        aliases.extend_from_slice(plugin.aliases);
+    }
+    if !handlers.is_empty() {
+        paths.merge(crate::jobs::api());
+    }
+    finish(paths, &aliases)
+}
+
+/// The served document: the routes' own paths, under studyhall's title and shared
+/// components, with each alias listed and the statuses whole kinds of routes answer.
+pub fn finish(paths: Document, aliases: &[(&str, &str)]) -> Document {
     let mut doc = Root::openapi();
-    doc.merge(crate::events::Api::openapi());
-    doc.merge(crate::stats::Api::openapi());
-    doc.merge(crate::streams::Api::openapi());
-    doc.merge(crate::social::Api::openapi());
-    doc.merge(crate::grades::Api::openapi());
-    doc.merge(crate::jobs::Api::openapi());
-    for (path, alias) in crate::events::ALIASES.iter().chain(crate::streams::ALIASES) {
+    doc.merge(paths);
+    for (path, alias) in aliases {
         add_alias(&mut doc, path, alias);
     }
     add_common_responses(&mut doc);
@@ -34,25 +50,6 @@ pub fn document() -> Document {
             }
         }
     }
-    doc
-}
-
-/// The document of what a server with these settings serves: the operations routes and
-/// the selected modules' (the job queue's with grades, its first user).
-pub fn document_for(settings: &crate::config::ServeSettings) -> Document {
-    use crate::config::Module;
-    let served = |tag: &str| match tag {
-        "events" => settings.serves(Module::Events),
-        "stats" => settings.serves(Module::Stats),
-        "streams" => settings.serves(Module::Streams),
-        "social" => settings.serves(Module::Social),
-        "grades" | "jobs" => settings.serves(Module::Grades),
-        _ => true,
-    };
-    let mut doc = document();
-    doc.paths.paths.retain(|_, item| {
-        operations_mut(item).all(|operation| operation.tags.iter().flatten().all(|tag| served(tag)))
-    });
     doc
 }
 

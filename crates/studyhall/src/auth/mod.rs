@@ -9,20 +9,19 @@ mod jwks;
 mod secret;
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use sha2::{Digest, Sha256};
-
-use crate::config::{AuthMode, AuthSettings, Secret};
-use crate::db::DatabaseUrl;
+use crate::config::{AuthMode, AuthSettings};
 use crate::error::ApiError;
+use crate::sensitive::{DatabaseUrl, Secret};
 
 pub use secret::hs256_secret;
 
@@ -54,9 +53,9 @@ pub struct Auth {
     audience: Option<String>,
     token_use: Option<String>,
     user_claim: String,
-    /// Whether gateway headers (`X-User-Id`) may speak for a caller; when they may, a
-    /// token and a header naming someone else are refused on every route.
-    trust_identity_headers: bool,
+    /// How far gateway headers and peer addresses may speak for a caller; when headers
+    /// may, a token and a header naming someone else are refused on every route.
+    trust: IdentityTrust,
     /// The operators' credential (`STUDYHALL_ADMIN_TOKEN`); without one the operator
     /// routes are refused.
     admin_token: Option<Secret>,
@@ -139,13 +138,13 @@ impl Auth {
             audience: required.audience,
             token_use: required.token_use,
             user_claim: settings.jwt_user_claim.clone(),
-            trust_identity_headers: false,
+            trust: IdentityTrust::default(),
             admin_token: None,
         })
     }
 
-    pub fn trusting_identity_headers(mut self, trust: bool) -> Auth {
-        self.trust_identity_headers = trust;
+    pub fn trusting(mut self, trust: IdentityTrust) -> Auth {
+        self.trust = trust;
         self
     }
 
@@ -172,16 +171,7 @@ impl Auth {
                 "Send the admin token as `Authorization: Bearer TOKEN`.",
             ));
         };
-        // Compare digests so the comparison takes the same time wherever they differ.
-        let (a, b) = (
-            Sha256::digest(sent.trim().as_bytes()),
-            Sha256::digest(expected.expose().as_bytes()),
-        );
-        if a.iter()
-            .zip(b.iter())
-            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
-            != 0
-        {
+        if !expected.matches(sent.trim()) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "The admin token is not valid.",
@@ -369,51 +359,142 @@ pub fn mint_hs256_with(
     )?)
 }
 
-/// The caller's verified token user, if a token was sent. A malformed `Authorization`
-/// header or a token that does not verify is a 401.
-pub struct Caller(pub Option<AuthUser>);
+/// Who is calling, resolved once for every route family: the verified token's user if
+/// a token was sent, and the gateway's identity headers and the peer address as far as
+/// this deployment trusts them (`STUDYHALL_TRUST_IDENTITY_HEADERS`,
+/// `STUDYHALL_TRUST_PEER_ADDR`). A malformed `Authorization` header or a token that does
+/// not verify is a 401; a token and a trusted `X-User-Id` naming someone else is a 403.
+/// Each route family reads its caller from this (`user_id` here, the stats user and the
+/// streams viewer in their modules) with its own rules and words.
+#[derive(Debug, Default)]
+pub struct Caller {
+    pub token: Option<AuthUser>,
+    user_header: Option<HeaderValue>,
+    forwarded_for: Option<HeaderValue>,
+    trust_headers: bool,
+    /// The peer address, only where it may identify a caller.
+    peer: Option<SocketAddr>,
+}
+
+impl Caller {
+    /// The caller of a request with `headers` from `peer`, its token already verified.
+    pub fn new(
+        token: Option<AuthUser>,
+        headers: &HeaderMap,
+        trust: &IdentityTrust,
+        peer: Option<SocketAddr>,
+    ) -> Caller {
+        Caller {
+            token,
+            user_header: headers.get("x-user-id").cloned(),
+            forwarded_for: headers.get("x-forwarded-for").cloned(),
+            trust_headers: trust.headers,
+            peer: peer.filter(|_| trust.peer_addr),
+        }
+    }
+
+    /// Whether `X-User-Id` and `X-Forwarded-For` may speak for the caller here.
+    pub fn headers_trusted(&self) -> bool {
+        self.trust_headers
+    }
+
+    /// `X-User-Id` as sent, when trusted.
+    pub fn trusted_user_header(&self) -> Option<&HeaderValue> {
+        self.user_header.as_ref().filter(|_| self.trust_headers)
+    }
+
+    /// `X-User-Id` was sent (trusted or not).
+    pub fn sent_user_header(&self) -> bool {
+        self.user_header.is_some()
+    }
+
+    /// `X-Forwarded-For` as sent, when trusted.
+    pub fn trusted_forwarded_for(&self) -> Option<&HeaderValue> {
+        self.forwarded_for.as_ref().filter(|_| self.trust_headers)
+    }
+
+    /// The peer address, when it may identify a caller.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The caller's user id, if known: the token's user, else the trusted `X-User-Id`.
+    /// UUIDs come back lowercase, so one caller has one id however it is written.
+    pub fn user_id(&self) -> Option<String> {
+        let header = self
+            .trusted_user_header()
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty());
+        let id = self
+            .token
+            .as_ref()
+            .map(|user| user.id.as_str())
+            .or(header)?;
+        Some(
+            uuid::Uuid::try_parse(id)
+                .map_or_else(|_| id.to_owned(), |uuid| uuid.hyphenated().to_string()),
+        )
+    }
+}
+
+/// How far a deployment trusts what a request says about its caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityTrust {
+    /// Gateway headers (`X-User-Id`, `X-Forwarded-For`) identify the caller.
+    pub headers: bool,
+    /// The connection's peer address identifies a stream viewer.
+    pub peer_addr: bool,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Ok(Caller(None));
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("Send the token as `Authorization: Bearer TOKEN`."))?;
-        let auth = parts
+        let auth = auth_of(parts)?;
+        let peer = parts
             .extensions
-            .get::<Arc<Auth>>()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))?;
-        let user = auth.verify(token).await?;
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0);
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|value| {
+                        value
+                            .strip_prefix("Bearer ")
+                            .or_else(|| value.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .ok_or_else(|| {
+                        unauthorized("Send the token as `Authorization: Bearer TOKEN`.")
+                    })?;
+                Some(auth.verify(token).await?)
+            }
+        };
+        let caller = Caller::new(token, &parts.headers, &auth.trust, peer);
         // The one place of the rule for every route family: a trusted header naming
-        // someone other than the token's user is a 403, never silently ignored. Routes
-        // that read `X-User-Id` beside a `Caller` can take the two to agree.
-        if auth.trust_identity_headers {
-            // A header that is sent but empty or unreadable names nobody, so it
-            // disagrees too.
-            let header = parts
-                .headers
-                .get("x-user-id")
-                .map(|value| value.to_str().map_or("", str::trim));
-            if header.is_some_and(|header| !same_user(&user.id, header)) {
+        // someone other than the token's user is a 403, never silently ignored. A
+        // header that is sent but empty or unreadable names nobody, so it disagrees too.
+        if let (Some(user), Some(header)) = (&caller.token, caller.trusted_user_header()) {
+            if !same_user(&user.id, header.to_str().map_or("", str::trim)) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "The token's user and the X-User-Id header disagree.",
                 ));
             }
         }
-        Ok(Caller(Some(user)))
+        Ok(caller)
     }
+}
+
+fn auth_of(parts: &Parts) -> Result<&Arc<Auth>, ApiError> {
+    parts
+        .extensions
+        .get::<Arc<Auth>>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))
 }
 
 /// An operator: the request carries the admin token (401 without a token, 403 with
@@ -424,11 +505,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let auth = parts
-            .extensions
-            .get::<Arc<Auth>>()
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no Auth in request extensions")))?;
-        auth.check_admin(&parts.headers).map(|()| Admin)
+        auth_of(parts)?.check_admin(&parts.headers).map(|()| Admin)
     }
 }
 
@@ -441,27 +518,6 @@ fn same_user(token_user: &str, header_user: &str) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => token_user == header_user,
     }
-}
-
-/// The caller's user id, if known: the token's user (which [`Caller`] has checked
-/// against a trusted header), else (while gateway headers are trusted) `X-User-Id`.
-/// UUIDs come back lowercase, so one caller has one id however it is written.
-pub fn caller_id(
-    token: Option<&AuthUser>,
-    headers: &axum::http::HeaderMap,
-    trust_headers: bool,
-) -> Option<String> {
-    let header = headers
-        .get("x-user-id")
-        .filter(|_| trust_headers)
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty());
-    let id = token.map(|user| user.id.as_str()).or(header)?;
-    Some(
-        uuid::Uuid::try_parse(id)
-            .map_or_else(|_| id.to_owned(), |uuid| uuid.hyphenated().to_string()),
-    )
 }
 
 #[cfg(test)]
@@ -478,7 +534,7 @@ mod tests {
             audience: None,
             token_use: None,
             user_claim: "sub".into(),
-            trust_identity_headers: false,
+            trust: IdentityTrust::default(),
             admin_token: None,
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::config::AuthSettings;
-use crate::db::DatabaseUrl;
+use crate::sensitive::DatabaseUrl;
 
 /// The configured secret; else, with SQLite, the one kept beside the database file
 /// (created on first use, readable only by its owner); else none.

@@ -9,11 +9,12 @@ mod writer;
 use std::time::Duration;
 
 use axum::routing::get;
-use axum::Router;
-use tokio::task::JoinHandle;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::db::Db;
+use crate::config::ModuleName;
+use crate::module::{self, Core, Module, Plugin};
 use store::EventStore;
 use writer::Writer;
 
@@ -24,37 +25,33 @@ const KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub struct Events {
     store: EventStore,
     writer: Writer,
-    /// Whether `X-User-Id` identifies the caller (idempotency keys are per caller).
-    trust_headers: bool,
 }
 
-/// The running module: its router and the background tasks to await at shutdown.
-pub struct Module {
-    pub router: Router,
-    pub writer: JoinHandle<()>,
-    pub pruner: JoinHandle<()>,
-}
+pub const PLUGIN: Plugin = Plugin {
+    name: ModuleName::Events,
+    api: || module::document(routes()),
+    aliases: ALIASES,
+    jobs: module::no_jobs,
+    start: |core, _| Ok(start(core)),
+};
 
-pub fn start(db: &Db, settings: &crate::config::ServeSettings) -> Module {
-    let store = EventStore::new(db);
+fn start(core: &Core) -> Module {
+    let store = EventStore::new(&core.db);
     let (writer, writer_task) = Writer::start(store.clone());
     let pruner = tokio::spawn(prune_keys(store.clone()));
-    let events = Events {
-        store,
-        writer,
-        trust_headers: settings.identity.trust_identity_headers,
-    };
-    let router = Router::new()
-        .route("/api/health", get(routes::health))
+    let routes = routes()
         .route("/api/healthz", get(routes::health))
-        .route("/api/events", get(routes::list).post(routes::create))
         .route("/api/events/", get(routes::list).post(routes::create))
-        .with_state(events);
-    Module {
-        router,
-        writer: writer_task,
-        pruner,
-    }
+        .with_state(Events { store, writer });
+    Module::new(routes)
+        .with_writer(Some(writer_task))
+        .with_housekeeping(pruner)
+}
+
+fn routes() -> OpenApiRouter<Events> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::list, routes::create))
 }
 
 async fn prune_keys(store: EventStore) {
@@ -73,12 +70,11 @@ async fn prune_keys(store: EventStore) {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::health, routes::create, routes::list),
     tags((name = "events", description = "Activity event log (activity_service compatible)"))
 )]
 pub struct Api;
 
-/// Paths served under a second spelling; the OpenAPI document lists both.
+/// Paths served under a second spelling (routed above); the OpenAPI document lists both.
 pub const ALIASES: &[(&str, &str)] = &[
     ("/api/events", "/api/events/"),
     ("/api/health", "/api/healthz"),

@@ -2,8 +2,6 @@
 //! input: a `NewEvent` has trimmed, bounded fields and a valid email; a `ListQuery` has
 //! a bounded limit, a decoded cursor and instants.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -14,13 +12,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::page;
 
 pub const MAX_COMPONENT: usize = 256;
 pub const MAX_ENVIRONMENT: usize = 64;
 pub const MAX_MESSAGE: usize = 4096;
 pub const MAX_EMAIL: usize = 254;
-pub const DEFAULT_LIMIT: u32 = 100;
-pub const MAX_LIMIT: u32 = 1000;
 
 /// A stored event, as every route returns it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -280,16 +277,14 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at, self.id.simple()))
+        page::encode_cursor(&[&self.created_at.to_string(), &self.id.simple().to_string()])
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let text = std::str::from_utf8(&bytes).ok()?;
-        let (micros, id) = text.split_once(':')?;
+        let [micros, id] = page::decode_cursor(text)?;
         Some(Cursor {
             created_at: micros.parse().ok()?,
-            id: Uuid::try_parse(id).ok()?,
+            id: Uuid::try_parse(&id).ok()?,
         })
     }
 }
@@ -315,18 +310,14 @@ impl ListQuery {
         let mut errors = Map::new();
         let from = parse_instant(&mut errors, "from_date", params.from_date.as_deref());
         let to = parse_instant(&mut errors, "to_date", params.to_date.as_deref());
-        let limit = match params.limit.as_deref().map(str::trim) {
-            None => DEFAULT_LIMIT,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => fail(
-                    &mut errors,
-                    "limit",
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}."),
-                )
-                .unwrap_or(DEFAULT_LIMIT),
-            },
+        let asked = params.limit.as_deref().map(str::trim);
+        let limit = match asked.map(|text| text.parse::<i64>().map_err(|_| page::LIMIT_RULE)) {
+            None => page::limit(None),
+            Some(number) => number.and_then(|n| page::limit(Some(n))),
         };
+        let limit = limit.unwrap_or_else(|rule| {
+            fail(&mut errors, "limit", rule.into()).unwrap_or(page::DEFAULT_LIMIT)
+        });
         let descending = match params.order.as_deref().map(str::trim) {
             None | Some("desc") => true,
             Some("asc") => false,
@@ -451,7 +442,7 @@ mod tests {
     fn every_invalid_field_is_named() {
         let err = NewEvent::parse(body(json!({"component": " ", "email": "nope", "data": 1})))
             .unwrap_err();
-        let ApiError::Client {
+        let ApiError::Refused {
             errors: Some(errors),
             detail,
             ..

@@ -6,7 +6,7 @@ use axum::Json;
 use super::model::{health_body, Event, EventBody, EventPage, ListParams, ListQuery, NewEvent};
 use super::store::{Inserted, KeyClaim};
 use super::Events;
-use crate::auth::{caller_id, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
 
@@ -34,7 +34,7 @@ pub async fn health() -> Json<serde_json::Value> {
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(events): State<Events>,
-    Caller(token): Caller,
+    caller: Caller,
     headers: HeaderMap,
     AppJson(body): AppJson<EventBody>,
 ) -> Result<Response, ApiError> {
@@ -47,7 +47,7 @@ pub async fn create(
         };
     };
     let claim = KeyClaim {
-        scope: caller_id(token.as_ref(), &headers, events.trust_headers).unwrap_or_default(),
+        scope: caller.user_id().unwrap_or_default(),
         key,
         fingerprint: event.fingerprint(),
     };
@@ -120,21 +120,16 @@ pub async fn list(
 ) -> Result<Json<EventPage>, ApiError> {
     let query = ListQuery::parse(params)?;
     // One extra row tells whether another page follows.
-    let mut page = events.store.list(&query, query.limit + 1).await?;
-    let next_cursor = if page.len() > query.limit as usize {
-        page.truncate(query.limit as usize);
-        page.last().map(|event| {
-            super::model::Cursor {
-                created_at: event.created_at,
-                id: event.id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let rows = events.store.list(&query, query.limit + 1).await?;
+    let (events, next_cursor) = crate::page::page(rows, query.limit as usize, |event| {
+        super::model::Cursor {
+            created_at: event.created_at,
+            id: event.id,
+        }
+        .encode()
+    });
     Ok(Json(EventPage {
-        events: page,
+        events,
         next_cursor,
     }))
 }

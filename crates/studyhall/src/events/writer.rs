@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::model::NewEvent;
 use super::store::{EventStore, Inserted, KeyClaim, Pending};
-use crate::batch::{BatchError, Batcher};
+use crate::batch::Batcher;
+use crate::error::StoreError;
 
 #[derive(Clone, Debug)]
 pub struct Writer {
@@ -36,8 +37,8 @@ impl Writer {
         &self,
         event: NewEvent,
         claim: Option<KeyClaim>,
-    ) -> Result<Inserted, BatchError> {
-        self.batcher.submit((event, claim)).await
+    ) -> Result<Inserted, StoreError> {
+        Ok(self.batcher.submit((event, claim)).await?)
     }
 }
 

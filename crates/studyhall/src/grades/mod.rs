@@ -5,15 +5,16 @@ pub mod model;
 mod routes;
 mod store;
 
-use axum::routing::{get, post};
-use axum::Router;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::db::Db;
+use crate::config::ModuleName;
 use crate::jobs::{Handlers, Queue};
-use store::GradeStore;
+use crate::module::{self, Core, Module, Plugin};
+use store::{GradeStore, StoreGrades};
 
-pub use store::{COURSE_GRADE, TASK_GRADE};
+pub use store::{CourseGrade, TaskGrade};
 
 #[derive(Clone, Debug)]
 pub struct Grades {
@@ -21,59 +22,44 @@ pub struct Grades {
     store: GradeStore,
 }
 
-/// Registers the grade job kinds with a worker's handlers.
-pub fn register(handlers: &mut Handlers) {
-    handlers.register(COURSE_GRADE, store::CourseGrade);
-    handlers.register(TASK_GRADE, store::TaskGrade);
+pub const PLUGIN: Plugin = Plugin {
+    name: ModuleName::Grades,
+    api: || module::document(routes()),
+    aliases: &[],
+    jobs: register,
+    start: |core, _| Ok(start(core)),
+};
+
+/// The grade job kinds, both stored by one handler.
+fn register(handlers: &mut Handlers) {
+    handlers.register::<CourseGrade, _>(StoreGrades);
+    handlers.register::<TaskGrade, _>(StoreGrades);
 }
 
-pub fn router(db: &Db, queue: Queue) -> Router {
+fn start(core: &Core) -> Module {
     let grades = Grades {
-        queue,
-        store: GradeStore::new(db),
+        queue: core.queue.clone(),
+        store: GradeStore::new(&core.db),
     };
-    Router::new()
-        .route("/stats/health", get(routes::health))
-        .route("/stats/student/grade", post(routes::post_grade))
-        .route("/stats/student/task/grade", post(routes::post_task_grade))
-        .route(
-            "/stats/student/{student_id}/course/{course_id}",
-            get(routes::student_course),
-        )
-        .route(
-            "/stats/student/{student_id}/average",
-            get(routes::student_average),
-        )
-        .route(
-            "/stats/course/{course_id}/average",
-            get(routes::course_average),
-        )
-        .route(
-            "/stats/course/{course_id}/task/{task_id}/averages",
-            get(routes::task_averages),
-        )
-        .route(
-            "/stats/student/{student_id}/course/{course_id}/task/average",
-            get(routes::student_task_average),
-        )
-        .route(
-            "/stats/course/{course_id}/on_time_percentage",
-            get(routes::course_on_time),
-        )
-        .route(
-            "/stats/course/{course_id}/student/{student_id}/on_time_percentage",
-            get(routes::student_on_time),
-        )
-        .with_state(grades)
+    Module::new(routes().with_state(grades))
+}
+
+fn routes() -> OpenApiRouter<Grades> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::post_grade))
+        .routes(routes!(routes::post_task_grade))
+        .routes(routes!(routes::student_course))
+        .routes(routes!(routes::student_average))
+        .routes(routes!(routes::course_average))
+        .routes(routes!(routes::task_averages))
+        .routes(routes!(routes::student_task_average))
+        .routes(routes!(routes::course_on_time))
+        .routes(routes!(routes::student_on_time))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(
-        routes::health, routes::post_grade, routes::post_task_grade, routes::student_course, routes::student_average,
-        routes::course_average, routes::task_averages, routes::student_task_average, routes::course_on_time,
-        routes::student_on_time
-    ),
     tags((name = "grades", description = "Course grade analytics (ClassConnect compatible)"))
 )]
 pub struct Api;

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::ApiError;
 
 /// Grades are summed in thousandths, exactly.
-pub const UNITS: f64 = 1000.0;
+pub const E3: f64 = 1000.0;
 const DAY_US: i64 = 86_400_000_000;
 /// The longest id accepted where any id is (the original bounded none).
 const MAX_ID_CHARS: usize = 128;
@@ -79,8 +79,10 @@ pub struct GradePost {
     pub student_id: String,
     pub course_id: String,
     pub task_id: Option<String>,
-    /// The grade in thousandths (0–100 000).
-    pub units: i64,
+    /// The grade in thousandths of a point (0–100 000). Jobs queued before the
+    /// field had this name call it `units`.
+    #[serde(alias = "units")]
+    pub grade_e3: i64,
     pub on_time: bool,
     /// Unix µs.
     pub created_at: i64,
@@ -163,7 +165,7 @@ pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiErr
         student_id,
         course_id,
         task_id,
-        units: (grade * UNITS).round() as i64,
+        grade_e3: (grade * E3).round() as i64,
         on_time,
         created_at,
     })
@@ -180,7 +182,7 @@ pub struct Tally {
 impl Tally {
     pub fn of(post: &GradePost) -> Tally {
         Tally {
-            grade_sum: post.units,
+            grade_sum: post.grade_e3,
             grade_count: 1,
             on_time_count: i64::from(post.on_time),
         }
@@ -204,7 +206,7 @@ impl Tally {
         if self.grade_count == 0 {
             0.0
         } else {
-            self.grade_sum as f64 / self.grade_count as f64 / UNITS
+            self.grade_sum as f64 / self.grade_count as f64 / E3
         }
     }
 
@@ -492,7 +494,7 @@ mod tests {
         let ok = br#"{"student_id": "123", "course_id": "c-1", "grade": 92.5}"#;
         let post = parse_post(ok, false, 7).unwrap();
         assert_eq!(
-            (post.units, post.on_time, post.created_at),
+            (post.grade_e3, post.on_time, post.created_at),
             (92_500, false, 7)
         );
         assert_eq!(
@@ -501,7 +503,7 @@ mod tests {
         );
         let zero =
             br#"{"student_id": "abc", "course_id": "any id at all", "grade": 0, "on_time": true}"#;
-        assert_eq!(parse_post(zero, false, 0).unwrap().units, 0);
+        assert_eq!(parse_post(zero, false, 0).unwrap().grade_e3, 0);
         for bad in [
             &br#"{"student_id": "", "course_id": "c", "grade": 1}"#[..],
             br#"{"student_id": "a\u0007b", "course_id": "c", "grade": 1}"#,

@@ -10,7 +10,7 @@ use super::model::{
     self, any_id, bad, code, path_id, AveragePoint, CourseGradeBody, GroupBy, OnTimePoint, Series,
     SeriesParams, TaskGradeBody, TimeRange,
 };
-use super::store::{decode_cursor, After, Subject, COURSE_GRADE, TASK_GRADE};
+use super::store::{decode_cursor, After, CourseGrade, Subject, TaskGrade};
 use super::Grades;
 use crate::clock::now_micros;
 use crate::error::{ApiError, Problem};
@@ -38,9 +38,11 @@ fn original_task_type(task: bool) -> &'static str {
 
 async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
     let post = model::parse_post(body, task, now_micros())?;
-    let kind = if task { TASK_GRADE } else { COURSE_GRADE };
-    let payload = serde_json::to_value(&post).map_err(anyhow::Error::from)?;
-    let job_id = grades.queue.enqueue(kind, &payload).await?;
+    let job_id = if task {
+        grades.queue.enqueue(&TaskGrade(post)).await?
+    } else {
+        grades.queue.enqueue(&CourseGrade(post)).await?
+    };
     let location =
         HeaderValue::from_str(&format!("/jobs/{job_id}")).map_err(anyhow::Error::from)?;
     // The original's words, its misspelling on course grades included: clients matched
@@ -254,20 +256,14 @@ pub struct ListParams {
 
 impl ListParams {
     fn parse(&self) -> Result<(usize, Option<After>)> {
-        let limit = self.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(bad(
-                "Invalid limit",
-                "limit must be an integer from 1 to 1000.",
-            ));
-        }
-        let after =
-            match self.cursor.as_deref() {
-                None | Some("") => None,
-                Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-                    bad("Invalid cursor", "cursor is not one this service issued.")
-                })?),
-            };
+        let limit = crate::page::limit(self.limit).map_err(|rule| bad("Invalid limit", rule))?;
+        let after = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(cursor) => Some(
+                decode_cursor(cursor)
+                    .ok_or_else(|| bad("Invalid cursor", crate::page::CURSOR_RULE))?,
+            ),
+        };
         Ok((limit as usize, after))
     }
 }

@@ -5,16 +5,12 @@
 //! grades feed the `/average` routes and a student's course figures, task grades the
 //! task and on-time routes.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use super::model::{day_of, GradePost, StudentAverage, Tally};
 use crate::db::{with_pool, with_tx, Db, Tx};
-use crate::jobs::{Handler, Increments, JobFuture, KeyPart};
-
-pub const COURSE_GRADE: &str = "grades.course_grade";
-pub const TASK_GRADE: &str = "grades.task_grade";
+use crate::jobs::{Handler, Increments, JobFuture, JobKind, KeyPart};
+use crate::page;
 
 /// The daily tallies a grade of each kind adds to: the table and its key columns.
 const COURSE_GRADE_DAYS: &[(&str, &[Key])] = &[
@@ -76,23 +72,44 @@ fn add(
     }
 }
 
-fn post_of(payload: &Value) -> anyhow::Result<GradePost> {
-    Ok(serde_json::from_value(payload.clone())?)
+/// A course grade to store (once: its id is the job's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CourseGrade(pub GradePost);
+
+impl JobKind for CourseGrade {
+    const KIND: &'static str = "grades.course_grade";
 }
 
-/// Stores a course grade (once: its id is the job's).
-pub struct CourseGrade;
+/// A task grade to store; a grade with a later `created_at` replaces the earlier one,
+/// an older one arriving late changes nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskGrade(pub GradePost);
 
-impl Handler for CourseGrade {
+impl JobKind for TaskGrade {
+    const KIND: &'static str = "grades.task_grade";
+
+    /// The task grade's row, which a replacement locks.
+    fn lock_key(&self) -> String {
+        let post = &self.0;
+        let task = post.task_id.as_deref().unwrap_or_default();
+        [post.course_id.as_str(), task, post.student_id.as_str()].join("\u{0}")
+    }
+}
+
+/// Applies grade jobs of both kinds.
+pub struct StoreGrades;
+
+impl Handler<CourseGrade> for StoreGrades {
     fn run<'a>(
         &'a self,
         tx: &'a mut Tx,
         job_id: &'a str,
-        payload: &'a Value,
+        CourseGrade(post): &'a CourseGrade,
         later: &'a mut Increments,
     ) -> JobFuture<'a> {
         Box::pin(async move {
-            let post = post_of(payload)?;
             let sql =
                 "INSERT INTO grade_records (id, student_id, course_id, units, on_time, created_at)
                        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
@@ -100,7 +117,7 @@ impl Handler for CourseGrade {
                 .bind(job_id)
                 .bind(&post.student_id)
                 .bind(&post.course_id)
-                .bind(post.units)
+                .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut **conn)
@@ -108,33 +125,22 @@ impl Handler for CourseGrade {
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
-                add(later, COURSE_GRADE_DAYS, &post, day, Tally::of(&post));
+                add(later, COURSE_GRADE_DAYS, post, day, Tally::of(post));
             }
             Ok(())
         })
     }
 }
 
-/// Stores a task grade; a grade with a later `created_at` replaces the earlier one, an
-/// older one arriving late changes nothing.
-pub struct TaskGrade;
-
-impl Handler for TaskGrade {
-    /// The task grade's row, which a replacement locks.
-    fn lock_key(&self, payload: &Value) -> String {
-        let part = |name: &str| payload[name].as_str().unwrap_or_default().to_owned();
-        [part("course_id"), part("task_id"), part("student_id")].join("\u{0}")
-    }
-
+impl Handler<TaskGrade> for StoreGrades {
     fn run<'a>(
         &'a self,
         tx: &'a mut Tx,
         _job_id: &'a str,
-        payload: &'a Value,
+        TaskGrade(post): &'a TaskGrade,
         later: &'a mut Increments,
     ) -> JobFuture<'a> {
         Box::pin(async move {
-            let post = post_of(payload)?;
             let task = post
                 .task_id
                 .clone()
@@ -145,7 +151,7 @@ impl Handler for TaskGrade {
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
-                .bind(post.units)
+                .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut **conn)
@@ -153,7 +159,7 @@ impl Handler for TaskGrade {
                 .map(|done| done.rows_affected()))?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
-                add(later, TASK_GRADE_DAYS, &post, day, Tally::of(&post));
+                add(later, TASK_GRADE_DAYS, post, day, Tally::of(post));
                 return Ok(());
             }
             // PostgreSQL: lock the row so concurrent replacements queue up.
@@ -182,26 +188,26 @@ impl Handler for TaskGrade {
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
-                .bind(post.units)
+                .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut **conn)
                 .await
                 .map(drop))?;
             let old = GradePost {
-                units,
+                grade_e3: units,
                 on_time,
                 created_at,
                 ..post.clone()
             };
             let replaced = Tally::of(&old).negated();
-            add(later, TASK_GRADE_DAYS, &post, day_of(created_at), replaced);
+            add(later, TASK_GRADE_DAYS, post, day_of(created_at), replaced);
             add(
                 later,
                 TASK_GRADE_DAYS,
-                &post,
+                post,
                 day_of(post.created_at),
-                Tally::of(&post),
+                Tally::of(post),
             );
             Ok(())
         })
@@ -439,19 +445,18 @@ fn page_of(mut rows: Vec<StudentRow>, after: Option<&After>, limit: usize) -> (S
 }
 
 fn encode_cursor(tally: &Tally, student: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}:{student}",
-        tally.grade_sum, tally.grade_count
-    ))
+    page::encode_cursor(&[
+        &tally.grade_sum.to_string(),
+        &tally.grade_count.to_string(),
+        student,
+    ])
 }
 
 /// Reads a cursor this service issued; `None` for anything else.
 pub fn decode_cursor(cursor: &str) -> Option<After> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let mut parts = text.splitn(3, ':');
-    let grade_sum = parts.next()?.parse().ok()?;
-    let grade_count: i64 = parts.next()?.parse().ok()?;
-    let student_id = parts.next()?.to_owned();
+    let [grade_sum, grade_count, student_id] = page::decode_cursor(cursor)?;
+    let grade_sum = grade_sum.parse().ok()?;
+    let grade_count: i64 = grade_count.parse().ok()?;
     (grade_count > 0).then_some(After {
         tally: Tally {
             grade_sum,
@@ -502,6 +507,6 @@ mod tests {
         assert_eq!(ids, ["b", "c"]);
         assert!(second.next_cursor.is_none());
         assert!(decode_cursor("%%").is_none());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("1:0:x")).is_none());
+        assert!(decode_cursor(&page::encode_cursor(&["1", "0", "x"])).is_none());
     }
 }

@@ -1,17 +1,19 @@
 //! Operational routes: liveness, readiness, metrics and the OpenAPI document.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::Db;
 use crate::error::{ApiError, Problem};
-use crate::streams::RedisHandle;
+use crate::redis_handle::RedisHandle;
 
 /// What `/ready` checks.
 #[derive(Clone, Debug)]
@@ -20,16 +22,28 @@ pub struct Readiness {
     pub redis: Option<RedisHandle>,
 }
 
-pub fn router(readiness: Readiness, openapi: serde_json::Value) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .with_state(readiness)
-        .route("/metrics", get(metrics))
-        .route(
-            "/openapi.json",
-            get(move || async move { Json(openapi.clone()) }),
-        )
+/// The operations routes, documented; `/openapi.json` answers the document a
+/// [`document_route`] layer gives it.
+pub fn routes(readiness: Readiness) -> OpenApiRouter {
+    api_routes().with_state(readiness)
+}
+
+fn api_routes() -> OpenApiRouter<Readiness> {
+    OpenApiRouter::default()
+        .routes(routes!(ready))
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
+}
+
+/// The operations routes' document.
+pub fn api() -> utoipa::openapi::OpenApi {
+    crate::module::document(api_routes())
+}
+
+/// Gives `/openapi.json` the finished document.
+pub fn document_route(document: serde_json::Value) -> axum::Extension<Arc<serde_json::Value>> {
+    axum::Extension(Arc::new(document))
 }
 
 /// Liveness: answers without touching any dependency.
@@ -67,11 +81,10 @@ pub async fn ready(
 
 /// 503 naming the dependency (its error text goes to the log, not the client).
 fn not_ready(dependency: &str, cause: &dyn std::fmt::Display) -> ApiError {
-    tracing::warn!(dependency, error = %cause, "not ready");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("Not ready: {dependency} is unreachable."),
-    )
+    ApiError::Unavailable {
+        detail: format!("Not ready: {dependency} is unreachable."),
+        cause: anyhow::anyhow!("{dependency}: {cause}"),
+    }
 }
 
 /// Prometheus text exposition: `http_requests_total` and
@@ -92,4 +105,8 @@ pub async fn metrics() -> Response {
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
-pub async fn openapi_document() {}
+pub async fn openapi_document(
+    axum::Extension(document): axum::Extension<Arc<serde_json::Value>>,
+) -> Json<serde_json::Value> {
+    Json(document.as_ref().clone())
+}

@@ -1,6 +1,6 @@
 //! A durable job queue in the database, and the worker that runs it.
 //!
-//! Producers `enqueue` a kind and a JSON payload. A worker claims a batch of runnable
+//! Producers `enqueue` a typed job ([`JobKind`]), stored as its kind and JSON payload. A worker claims a batch of runnable
 //! jobs under a lease (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so any number of workers
 //! share the queue), then runs the batch in one transaction with a savepoint per job.
 //! Each job's effect and its completion commit together, and completion is fenced on
@@ -26,13 +26,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
-use axum::Router;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use increments::{Increments, KeyPart};
-pub use store::{Job, JobState, Queue};
+pub use store::{Job, JobState, Queue, Retried};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
 use crate::db::Tx;
@@ -41,37 +42,103 @@ use crate::db::Tx;
 pub type JobResult = Result<(), anyhow::Error>;
 pub type JobFuture<'a> = Pin<Box<dyn Future<Output = JobResult> + Send + 'a>>;
 
-/// One kind of job: applies its effect inside the transaction that completes the job.
-pub trait Handler: Send + Sync + 'static {
-    /// Applies the job: row writes of its own through `tx`, additions to counter rows
-    /// shared with other jobs through `later` (applied at the end of the batch).
-    fn run<'a>(
-        &'a self,
-        tx: &'a mut Tx,
-        job_id: &'a str,
-        payload: &'a Value,
-        later: &'a mut Increments,
-    ) -> JobFuture<'a>;
+/// A kind of job: the type of its payload, stored as JSON beside `KIND`.
+pub trait JobKind: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The name stored with each job, and shown in `/jobs` and the metrics.
+    const KIND: &'static str;
 
-    /// The order of this kind's jobs within a batch: jobs that lock the same rows of
-    /// their own (a task grade's row, say) should give those rows' key, so every batch
-    /// locks them in ascending order.
-    fn lock_key(&self, _payload: &Value) -> String {
+    /// The order of this kind's jobs within a batch: jobs that lock rows of their own (a
+    /// task grade's row, say) give those rows' key, so every batch locks them in
+    /// ascending order.
+    fn lock_key(&self) -> String {
         String::new()
     }
 }
 
-/// Handlers by kind.
-#[derive(Clone, Default)]
-pub struct Handlers(HashMap<&'static str, Arc<dyn Handler>>);
+/// What runs jobs of kind `J`: applies one job's effect inside the transaction that
+/// completes it.
+pub trait Handler<J: JobKind>: Send + Sync + 'static {
+    /// Applies `job`: row writes of its own through `tx`, additions to counter rows
+    /// shared with other jobs through `later` (applied at the end of the batch). A batch
+    /// that meets a deadlock runs again whole, so this may run more than once per job;
+    /// only the last run's effect commits.
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        job: &'a J,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a>;
+}
 
-impl Handlers {
-    pub fn register(&mut self, kind: &'static str, handler: impl Handler) {
-        self.0.insert(kind, Arc::new(handler));
+/// A claimed job decoded from its payload, bound to its handler.
+pub(crate) trait Prepared: Send + Sync {
+    fn lock_key(&self) -> String;
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a>;
+}
+
+struct Bound<J, H> {
+    job: J,
+    handler: Arc<H>,
+}
+
+impl<J: JobKind, H: Handler<J>> Prepared for Bound<J, H> {
+    fn lock_key(&self) -> String {
+        self.job.lock_key()
     }
 
-    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
-        self.0.get(kind)
+    fn run<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        job_id: &'a str,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
+        self.handler.run(tx, job_id, &self.job, later)
+    }
+}
+
+type Decode = dyn Fn(&str) -> anyhow::Result<Box<dyn Prepared>> + Send + Sync;
+
+/// The job kinds a worker runs, each with its handler.
+#[derive(Clone, Default)]
+pub struct Handlers(HashMap<&'static str, Arc<Decode>>);
+
+impl Handlers {
+    /// Runs jobs of kind `J` with `handler`.
+    pub fn register<J: JobKind, H: Handler<J>>(&mut self, handler: H) {
+        let handler = Arc::new(handler);
+        let decode = move |payload: &str| -> anyhow::Result<Box<dyn Prepared>> {
+            let job: J = serde_json::from_str(payload)
+                .map_err(|err| anyhow::anyhow!("the payload is not a `{}` job: {err}", J::KIND))?;
+            Ok(Box::new(Bound {
+                job,
+                handler: handler.clone(),
+            }))
+        };
+        self.0.insert(J::KIND, Arc::new(decode));
+    }
+
+    /// Adds every kind of `other`.
+    pub fn extend(&mut self, other: Handlers) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The job stored as `kind` with `payload`, ready to run.
+    pub(crate) fn prepare(&self, kind: &str, payload: &str) -> anyhow::Result<Box<dyn Prepared>> {
+        let decode = self
+            .0
+            .get(kind)
+            .ok_or_else(|| anyhow::anyhow!("no handler for job kind `{kind}`"))?;
+        decode(payload)
     }
 
     /// Every registered kind.
@@ -84,18 +151,43 @@ impl Handlers {
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
+        f.debug_list().entries(self.kinds()).finish()
     }
 }
 
-pub fn router(queue: Queue) -> Router {
-    Router::new()
-        .route("/jobs", get(routes::list))
-        .route("/jobs/{id}", get(routes::get))
-        .route("/jobs/{id}/retry", post(routes::retry))
-        .with_state(queue)
+/// Runs `handlers`' jobs from `queue` until `stop` turns true, with `settings`'
+/// concurrency and lease. The one way a worker is started, in `serve` and alone.
+pub fn run_worker(
+    queue: Queue,
+    handlers: Handlers,
+    settings: &crate::config::JobSettings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let worker_settings = WorkerSettings {
+        lease: std::time::Duration::from_secs(u64::from(settings.job_lease_secs)),
+        ..WorkerSettings::default()
+    };
+    let concurrency = settings.concurrency as usize;
+    Worker::new(queue, handlers, worker_settings).run(concurrency, stop)
+}
+
+/// The operator routes over `queue`.
+pub fn routes(queue: Queue) -> OpenApiRouter {
+    api_routes().with_state(queue)
+}
+
+fn api_routes() -> OpenApiRouter<Queue> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::get))
+        .routes(routes!(routes::retry))
+}
+
+/// The operator routes' document.
+pub fn api() -> utoipa::openapi::OpenApi {
+    crate::module::document(api_routes())
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(routes::get, routes::list, routes::retry), tags((name = "jobs", description = "The background job queue")))]
+#[openapi(tags((name = "jobs", description = "The background job queue")))]
 pub struct Api;

@@ -1,14 +1,14 @@
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::store::{Job, JobState, Queue};
+use super::store::{Job, JobState, Queue, Retried};
 use crate::auth::Admin;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppQuery;
+use crate::page;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -69,34 +69,23 @@ pub async fn list(
                 })?,
         ),
     };
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "limit must be an integer from 1 to 1000.",
-        ));
-    }
+    let limit = page::limit(params.limit).map_err(ApiError::bad_request)?;
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
-        Some(cursor) => Some(
-            decode_cursor(cursor)
-                .ok_or_else(|| ApiError::bad_request("cursor is not one this service issued."))?,
-        ),
+        Some(cursor) => {
+            Some(decode_cursor(cursor).ok_or_else(|| ApiError::bad_request(page::CURSOR_RULE))?)
+        }
     };
-    let mut jobs = queue.list(state, after, limit + 1).await?;
-    let next_cursor = if jobs.len() > limit as usize {
-        jobs.truncate(limit as usize);
-        jobs.last()
-            .map(|job| URL_SAFE_NO_PAD.encode(format!("{}:{}", job.created_micros, job.id)))
-    } else {
-        None
-    };
+    let rows = queue.list(state, after, i64::from(limit) + 1).await?;
+    let (jobs, next_cursor) = page::page(rows, limit as usize, |job| {
+        page::encode_cursor(&[&job.created_micros.to_string(), &job.id])
+    });
     Ok(Json(JobPage { jobs, next_cursor }))
 }
 
 fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (time, id) = text.split_once(':')?;
-    Some((time.parse().ok()?, id.to_owned()))
+    let [time, id] = page::decode_cursor(cursor)?;
+    Some((time.parse().ok()?, id))
 }
 
 /// Requeue a dead job with fresh attempts.
@@ -112,5 +101,15 @@ pub async fn retry(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    queue.retry(&id).await?.map(Json).ok_or_else(not_found)
+    match queue.retry(&id).await? {
+        Retried::Queued(job) => Ok(Json(job)),
+        Retried::NotFound => Err(not_found()),
+        Retried::NotDead(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Only dead jobs can be retried; this one is {}.",
+                state.as_str()
+            ),
+        )),
+    }
 }

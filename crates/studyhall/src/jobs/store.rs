@@ -2,10 +2,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::JobKind;
 use crate::batch::Batcher;
 use crate::clock::{now_micros, rfc3339};
 use crate::db::{with_pool, with_tx, Db, Tx};
-use crate::error::ApiError;
+use crate::error::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -99,6 +100,15 @@ pub struct Claimed {
     pub max_attempts: i64,
 }
 
+/// What a retry did.
+#[derive(Debug)]
+pub enum Retried {
+    Queued(Job),
+    NotFound,
+    /// Only dead jobs are retried; this one is in the given state.
+    NotDead(JobState),
+}
+
 /// The queue: enqueue, inspect, retry, and the worker's claim/complete/fail.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -141,45 +151,36 @@ impl Queue {
     }
 
     /// Stores a job durably and returns its id.
-    #[tracing::instrument(skip(self, payload))]
-    pub async fn enqueue(
-        &self,
-        kind: &'static str,
-        payload: &serde_json::Value,
-    ) -> Result<String, ApiError> {
-        let job = NewJob {
-            id: Uuid::now_v7().to_string(),
-            kind,
-            payload: payload.to_string(),
-            max_attempts: self.max_attempts,
-            now: now_micros(),
-        };
+    #[tracing::instrument(skip_all, fields(kind = J::KIND))]
+    pub async fn enqueue<J: JobKind>(&self, job: &J) -> Result<String, StoreError> {
+        let job = self.new_job(job)?;
         let id = job.id.clone();
         match &self.batcher {
-            Some(batcher) => batcher.submit(job).await.map_err(ApiError::from)?,
+            Some(batcher) => batcher.submit(job).await?,
             None => insert(&self.db, std::slice::from_ref(&job)).await?,
         }
-        metrics::counter!("jobs_enqueued_total", "kind" => kind).increment(1);
+        metrics::counter!("jobs_enqueued_total", "kind" => J::KIND).increment(1);
         Ok(id)
     }
 
     /// Stores a job inside the caller's transaction: it exists if and only if the
     /// caller's other writes commit.
-    pub async fn enqueue_in(
-        &self,
-        tx: &mut Tx,
-        kind: &'static str,
-        payload: &serde_json::Value,
-    ) -> Result<String, sqlx::Error> {
-        let job = NewJob {
-            id: Uuid::now_v7().to_string(),
-            kind,
-            payload: payload.to_string(),
-            max_attempts: self.max_attempts,
-            now: now_micros(),
-        };
+    pub async fn enqueue_in<J: JobKind>(&self, tx: &mut Tx, job: &J) -> Result<String, StoreError> {
+        let job = self.new_job(job)?;
         insert_in(tx, &job).await?;
         Ok(job.id)
+    }
+
+    fn new_job<J: JobKind>(&self, job: &J) -> Result<NewJob, StoreError> {
+        let payload = serde_json::to_string(job)
+            .map_err(|err| anyhow::anyhow!("a `{}` job does not serialise: {err}", J::KIND))?;
+        Ok(NewJob {
+            id: Uuid::now_v7().to_string(),
+            kind: J::KIND,
+            payload,
+            max_attempts: self.max_attempts,
+            now: now_micros(),
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
@@ -215,9 +216,8 @@ impl Queue {
         Ok(rows.into_iter().map(job).collect())
     }
 
-    /// Requeues a dead job with fresh attempts; `None` if there is no such job, `Err` 409
-    /// if it is not dead.
-    pub async fn retry(&self, id: &str) -> Result<Option<Job>, ApiError> {
+    /// Requeues a dead job with fresh attempts.
+    pub async fn retry(&self, id: &str) -> Result<Retried, StoreError> {
         let sql = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = NULL, finished_at = NULL
                    WHERE id = $1 AND state = 'dead'";
         let changed = with_pool!(&self.db, |pool| sqlx::query(sql)
@@ -226,17 +226,11 @@ impl Queue {
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
-        let job = self.get(id).await?;
-        match (changed, &job) {
-            (0, Some(job)) => Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                format!(
-                    "Only dead jobs can be retried; this one is {}.",
-                    job.state.as_str()
-                ),
-            )),
-            _ => Ok(job),
-        }
+        Ok(match (changed, self.get(id).await?) {
+            (_, None) => Retried::NotFound,
+            (0, Some(job)) => Retried::NotDead(job.state),
+            (_, Some(job)) => Retried::Queued(job),
+        })
     }
 
     /// Claims up to `limit` runnable jobs (queued, failed and due, or running with an

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use sqlx::{Connection, Executor};
 
 use super::store::{complete, JobState};
 use super::*;
-use crate::db::{with_pool, with_tx, DatabaseUrl, Db};
+use crate::db::{with_pool, with_tx, Db};
+use crate::sensitive::DatabaseUrl;
 
 /// Fails each job until it has failed `fail_times` (from its payload), then records its
 /// effect in `effects` — a table without a unique key, so a double run would show.
@@ -20,17 +21,32 @@ struct Flaky {
     runs: AtomicUsize,
 }
 
-impl Handler for Arc<Flaky> {
+/// The job the tests enqueue: it fails its first `fail_times` runs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FlakyJob {
+    #[serde(default)]
+    fail_times: u64,
+}
+
+impl JobKind for FlakyJob {
+    const KIND: &'static str = "flaky";
+}
+
+fn flaky(fail_times: u64) -> FlakyJob {
+    FlakyJob { fail_times }
+}
+
+impl Handler<FlakyJob> for Arc<Flaky> {
     fn run<'a>(
         &'a self,
         tx: &'a mut Tx,
         job_id: &'a str,
-        payload: &'a Value,
+        job: &'a FlakyJob,
         _later: &'a mut Increments,
     ) -> JobFuture<'a> {
         Box::pin(async move {
             self.runs.fetch_add(1, Ordering::SeqCst);
-            let fail_times = payload["fail_times"].as_u64().unwrap_or(0);
+            let fail_times = job.fail_times;
             {
                 let mut failures = self.failures.lock().unwrap();
                 let failed = failures.entry(job_id.to_owned()).or_default();
@@ -109,7 +125,7 @@ impl Fixture {
 
     fn worker(&self, lease: Duration) -> Worker {
         let mut handlers = Handlers::default();
-        handlers.register("flaky", self.flaky.clone());
+        handlers.register::<FlakyJob, _>(self.flaky.clone());
         let settings = WorkerSettings {
             lease,
             backoff: Duration::ZERO,
@@ -175,11 +191,7 @@ on_every_backend!(
 );
 
 async fn a_job_that_fails_twice_then_succeeds_is_applied_once(fx: Fixture) {
-    let id = fx
-        .queue
-        .enqueue("flaky", &json!({"fail_times": 2}))
-        .await
-        .unwrap();
+    let id = fx.queue.enqueue(&flaky(2)).await.unwrap();
     let worker = fx.worker(Duration::from_secs(30));
     let outcomes = [
         worker.run_batch().await.unwrap(),
@@ -198,11 +210,7 @@ async fn a_job_that_fails_twice_then_succeeds_is_applied_once(fx: Fixture) {
 }
 
 async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
-    let id = fx
-        .queue
-        .enqueue("flaky", &json!({"fail_times": 4}))
-        .await
-        .unwrap();
+    let id = fx.queue.enqueue(&flaky(4)).await.unwrap();
     let worker = fx.worker(Duration::from_secs(30));
     for _ in 0..3 {
         worker.run_batch().await.unwrap();
@@ -219,7 +227,9 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
         0,
         "a dead job is not run again by itself"
     );
-    let retried = fx.queue.retry(&id).await.unwrap().unwrap();
+    let Retried::Queued(retried) = fx.queue.retry(&id).await.unwrap() else {
+        panic!("a dead job is retried");
+    };
     assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
     assert_eq!(
         worker.run_batch().await.unwrap().failed,
@@ -233,14 +243,21 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     );
     assert_eq!(fx.effects().await, (1, 1));
     assert!(
-        fx.queue.retry(&id).await.is_err(),
+        matches!(
+            fx.queue.retry(&id).await.unwrap(),
+            Retried::NotDead(JobState::Succeeded)
+        ),
         "only dead jobs can be retried"
     );
+    assert!(matches!(
+        fx.queue.retry("no-such-job").await.unwrap(),
+        Retried::NotFound
+    ));
     fx.close().await;
 }
 
 async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once(fx: Fixture) {
-    let id = fx.queue.enqueue("flaky", &json!({})).await.unwrap();
+    let id = fx.queue.enqueue(&flaky(0)).await.unwrap();
     // A worker claims the job and dies before finishing it.
     let claimed = fx.queue.claim(10, 200_000).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -272,7 +289,7 @@ async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_on
 async fn concurrent_workers_run_every_job_exactly_once(fx: Fixture) {
     for n in 0..1500 {
         fx.queue
-            .enqueue("flaky", &json!({"fail_times": u64::from(n % 10 == 0)}))
+            .enqueue(&flaky(u64::from(n % 10 == 0)))
             .await
             .unwrap();
     }
@@ -307,19 +324,11 @@ async fn concurrent_workers_run_every_job_exactly_once(fx: Fixture) {
 
 async fn a_job_enqueued_in_a_transaction_exists_only_if_it_commits(fx: Fixture) {
     let mut tx = fx.queue.begin().await.unwrap();
-    let dropped = fx
-        .queue
-        .enqueue_in(&mut tx, "flaky", &json!({}))
-        .await
-        .unwrap();
+    let dropped = fx.queue.enqueue_in(&mut tx, &flaky(0)).await.unwrap();
     drop(tx); // rolled back
     assert!(fx.queue.get(&dropped).await.unwrap().is_none());
     let mut tx = fx.queue.begin().await.unwrap();
-    let kept = fx
-        .queue
-        .enqueue_in(&mut tx, "flaky", &json!({}))
-        .await
-        .unwrap();
+    let kept = fx.queue.enqueue_in(&mut tx, &flaky(0)).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         fx.queue.get(&kept).await.unwrap().unwrap().state,

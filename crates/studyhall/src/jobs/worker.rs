@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::store::{self, Claimed, JobState, Queue};
-use super::{Handlers, Increments};
+use super::{Handlers, Increments, Prepared};
 use crate::db::{with_tx, Tx};
 
 /// Times a batch is run again after a deadlock or serialization failure before the
@@ -154,23 +153,21 @@ impl Worker {
         }
     }
 
-    /// The claimed jobs with their payloads, sorted by their handlers' lock keys (then
-    /// id), so that every batch takes the jobs' own row locks in one order.
-    fn in_lock_order(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Option<Value>)> {
-        let mut jobs: Vec<(String, Claimed, Option<Value>)> = claimed
+    /// The claimed jobs, decoded, sorted by their lock keys (then id), so that every
+    /// batch takes the jobs' own row locks in one order. A job that does not decode
+    /// (an unknown kind, a payload of another shape) keeps its error, to fail with it.
+    fn in_lock_order(&self, claimed: Vec<Claimed>) -> Vec<(Claimed, Decoded)> {
+        let mut jobs: Vec<(String, Claimed, Decoded)> = claimed
             .into_iter()
             .map(|job| {
-                let payload = serde_json::from_str::<Value>(&job.payload).ok();
-                let key = match (self.handlers.get(&job.kind), &payload) {
-                    (Some(handler), Some(payload)) => handler.lock_key(payload),
-                    _ => String::new(),
-                };
-                (key, job, payload)
+                let prepared = self.handlers.prepare(&job.kind, &job.payload);
+                let key = prepared.as_ref().map(|p| p.lock_key()).unwrap_or_default();
+                (key, job, prepared)
             })
             .collect();
         jobs.sort_by(|a, b| (&a.0, &a.1.id).cmp(&(&b.0, &b.1.id)));
         jobs.into_iter()
-            .map(|(_, job, payload)| (job, payload))
+            .map(|(_, job, prepared)| (job, prepared))
             .collect()
     }
 
@@ -178,17 +175,17 @@ impl Worker {
     /// and time, or the database error that ended it (the transaction is rolled back).
     async fn try_batch(
         &self,
-        jobs: &[(Claimed, Option<Value>)],
+        jobs: &[(Claimed, Decoded)],
     ) -> Result<(Outcome, Vec<(&'static str, Duration)>), BatchFailure> {
         let mut outcome = Outcome::default();
         let mut labels = Vec::with_capacity(jobs.len());
         let mut later = Increments::default();
         let mut tx = self.queue.begin().await?;
-        for (job, payload) in jobs {
+        for (job, prepared) in jobs {
             let started = Instant::now();
             savepoint(&mut tx, "SAVEPOINT job").await?;
             let mut mine = Increments::default();
-            let result = self.apply(&mut tx, job, payload.as_ref(), &mut mine).await;
+            let result = apply(&mut tx, job, prepared, &mut mine).await;
             let label = match result {
                 Ok(true) => {
                     savepoint(&mut tx, "RELEASE SAVEPOINT job").await?;
@@ -228,23 +225,6 @@ impl Worker {
         later.apply(&mut tx).await?;
         tx.commit().await?;
         Ok((outcome, labels))
-    }
-
-    /// Runs the job's handler and marks it succeeded; `Ok(false)` if the claim was lost.
-    async fn apply(
-        &self,
-        tx: &mut crate::db::Tx,
-        job: &Claimed,
-        payload: Option<&Value>,
-        later: &mut Increments,
-    ) -> anyhow::Result<bool> {
-        let handler = self
-            .handlers
-            .get(&job.kind)
-            .ok_or_else(|| anyhow::anyhow!("no handler for job kind `{}`", job.kind))?;
-        let payload = payload.ok_or_else(|| anyhow::anyhow!("the payload is not JSON"))?;
-        handler.run(tx, &job.id, payload, later).await?;
-        Ok(store::complete(tx, job).await?)
     }
 
     /// Exponential backoff with ±20 % jitter, so retries of a burst spread out.
@@ -316,4 +296,21 @@ pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
             Err(err) => tracing::warn!(error = %err, "reading the queue depth failed"),
         }
     }
+}
+
+/// A claimed job ready to run, or why it cannot run.
+type Decoded = anyhow::Result<Box<dyn Prepared>>;
+
+/// Runs the job and marks it succeeded; `Ok(false)` if the claim was lost.
+async fn apply(
+    tx: &mut crate::db::Tx,
+    job: &Claimed,
+    prepared: &Decoded,
+    later: &mut Increments,
+) -> anyhow::Result<bool> {
+    let prepared = prepared
+        .as_ref()
+        .map_err(|err| anyhow::anyhow!("{err:#}"))?;
+    prepared.run(tx, &job.id, later).await?;
+    Ok(store::complete(tx, job).await?)
 }

@@ -16,7 +16,9 @@ type Result<T> = std::result::Result<T, ApiError>;
 
 /// Social routes need a token; gateway headers never speak for the caller here.
 fn me(caller: Caller) -> Result<AuthUser> {
-    caller.0.ok_or_else(|| unauthorized("Not authenticated"))
+    caller
+        .token
+        .ok_or_else(|| unauthorized("Not authenticated"))
 }
 
 fn user_not_found() -> ApiError {
@@ -150,7 +152,7 @@ pub async fn user(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<UserPublic>> {
-    let caller = caller.0.map(|user| user.id).unwrap_or_default();
+    let caller = caller.token.map(|user| user.id).unwrap_or_default();
     let id = model::user_id(&id)?;
     let row = store.user(&caller, &id).await?.ok_or_else(user_not_found)?;
     Ok(Json(row.public()))
@@ -168,7 +170,7 @@ pub async fn users(
     caller: Caller,
     Path(ids): Path<String>,
 ) -> Result<Json<Vec<UserPublic>>> {
-    let caller = caller.0.map(|user| user.id).unwrap_or_default();
+    let caller = caller.token.map(|user| user.id).unwrap_or_default();
     let ids: Vec<&str> = ids
         .split(',')
         .map(str::trim)

@@ -5,50 +5,41 @@ pub mod model;
 mod routes;
 mod store;
 
-use axum::routing::{get, post};
-use axum::Router;
-use tokio::task::JoinHandle;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::config::ServeSettings;
-use crate::db::Db;
+use crate::config::ModuleName;
+use crate::module::{self, Core, Module, Plugin};
 use store::StatsStore;
 
-/// The module's state: its store, and whether the gateway's `X-User-Id` counts.
+/// The module's state.
 #[derive(Clone, Debug)]
 pub struct Stats {
     store: StatsStore,
-    trust_headers: bool,
 }
 
-pub struct Module {
-    pub router: Router,
-    /// The group-commit task (SQLite), to await at shutdown.
-    pub writer: Option<JoinHandle<()>>,
+pub const PLUGIN: Plugin = Plugin {
+    name: ModuleName::Stats,
+    api: || module::document(routes()),
+    aliases: &[],
+    jobs: module::no_jobs,
+    start: |core, _| Ok(start(core)),
+};
+
+fn start(core: &Core) -> Module {
+    let (store, writer) = StatsStore::new(&core.db);
+    Module::new(routes().with_state(Stats { store })).with_writer(writer)
 }
 
-pub fn start(db: &Db, settings: &ServeSettings) -> Module {
-    let (store, writer) = StatsStore::new(db);
-    let stats = Stats {
-        store,
-        trust_headers: settings.identity.trust_identity_headers,
-    };
-    let router = Router::new()
-        .route(
-            "/courses/{course_id}",
-            post(routes::post_session).get(routes::get_course),
-        )
-        .route(
-            "/courses/{course_id}/sessions/{session_id}",
-            get(routes::get_session),
-        )
-        .with_state(stats);
-    Module { router, writer }
+fn routes() -> OpenApiRouter<Stats> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::post_session, routes::get_course))
+        .routes(routes!(routes::get_session))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::post_session, routes::get_course, routes::get_session),
     tags((name = "stats", description = "Learning-session stats (Seneca Stats API compatible)"))
 )]
 pub struct Api;

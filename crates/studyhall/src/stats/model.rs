@@ -1,20 +1,20 @@
 //! Stats types and validation, with the seed's exact messages. Once parsed, ids are
 //! canonical lowercase UUIDs and numbers are within bounds.
 
-use axum::http::HeaderMap;
+use axum::http::HeaderValue;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::AuthUser;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Upper bounds that keep every sum exact in 64-bit integers.
 pub const MAX_MODULES: i64 = 1_000_000;
 pub const MAX_TIME_MS: i64 = 1_000_000_000_000;
 /// Scores are summed in ten-thousandths of a point, exactly.
-pub const SCORE_UNITS: f64 = 10_000.0;
+pub const E4: f64 = 10_000.0;
 
 pub const COURSE_NOT_FOUND: &str = "session data not found for course";
 pub const SESSION_NOT_FOUND: &str = "session record not found";
@@ -32,8 +32,8 @@ pub struct SessionPost {
 }
 
 impl SessionPost {
-    pub fn score_units(&self) -> i64 {
-        (self.score * SCORE_UNITS).round() as i64
+    pub fn score_e4(&self) -> i64 {
+        (self.score * E4).round() as i64
     }
 }
 
@@ -67,21 +67,21 @@ pub struct Totals {
     pub sessions: i64,
     pub modules: i64,
     pub time_ms: i64,
-    /// Σ score_units × modules.
+    /// Σ score_e4 × modules.
     pub weighted_score: i64,
-    /// Σ score_units.
+    /// Σ score_e4.
     pub score_sum: i64,
 }
 
 impl Totals {
     /// What one session adds to its course's totals.
-    pub fn of(modules: i64, score_units: i64, time_ms: i64) -> Totals {
+    pub fn of(modules: i64, score_e4: i64, time_ms: i64) -> Totals {
         Totals {
             sessions: 1,
             modules,
             time_ms,
-            weighted_score: score_units * modules,
-            score_sum: score_units,
+            weighted_score: score_e4 * modules,
+            score_sum: score_e4,
         }
     }
 
@@ -109,7 +109,7 @@ impl Totals {
     /// "average score of modules across the course" means. With no modules at all,
     /// the plain mean of the sessions' averages.
     pub fn stats(&self) -> CourseStats {
-        let average_units = if self.modules > 0 {
+        let average_e4 = if self.modules > 0 {
             self.weighted_score as f64 / self.modules as f64
         } else if self.sessions > 0 {
             self.score_sum as f64 / self.sessions as f64
@@ -118,7 +118,7 @@ impl Totals {
         };
         CourseStats {
             total_modules_studied: self.modules,
-            average_score: average_units / SCORE_UNITS,
+            average_score: average_e4 / E4,
             time_studied: self.time_ms,
             session_count: self.sessions,
         }
@@ -180,27 +180,24 @@ pub const USER_INVALID: &str = "User ID is invalid.";
 pub const USER_HEADER_UNTRUSTED: &str =
     "User ID from X-User-Id is not accepted here (STUDYHALL_TRUST_IDENTITY_HEADERS is false); send a bearer token.";
 
-/// The caller: the token's user when a token was sent (the `Caller` extractor has
-/// refused a trusted `X-User-Id` naming someone else), otherwise `X-User-Id` while
+/// The caller: the token's user when a token was sent, otherwise `X-User-Id` while
 /// headers are trusted. A user id, from a token or a header, is a UUID. The error is the
 /// seed's validation message; `missing` is the one for no user at all.
-pub fn caller_user(
-    token: Option<&AuthUser>,
-    headers: &HeaderMap,
-    trust_headers: bool,
-    missing: &'static str,
-) -> Result<String, &'static str> {
-    match token {
+pub fn caller_user(caller: &Caller, missing: &'static str) -> Result<String, &'static str> {
+    match &caller.token {
         Some(user) => canonical_uuid(&user.id).ok_or(USER_INVALID),
-        None if trust_headers => header_user(headers, missing),
-        None if headers.contains_key("x-user-id") => Err(USER_HEADER_UNTRUSTED),
+        None if caller.headers_trusted() => header_user(caller.trusted_user_header(), missing),
+        None if caller.sent_user_header() => Err(USER_HEADER_UNTRUSTED),
         None => Err(missing),
     }
 }
 
 /// The caller from the gateway's `X-User-Id` header: a UUID, as in the seed.
-pub fn header_user(headers: &HeaderMap, missing: &'static str) -> Result<String, &'static str> {
-    let value = headers.get("x-user-id").ok_or(missing)?;
+pub fn header_user(
+    value: Option<&HeaderValue>,
+    missing: &'static str,
+) -> Result<String, &'static str> {
+    let value = value.ok_or(missing)?;
     let text = value.to_str().map_err(|_| USER_INVALID)?;
     if text.trim().is_empty() {
         return Err(missing);
@@ -303,16 +300,12 @@ mod tests {
     const USER: &str = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
     const COURSE: &str = "2f6a4f2e-3b1c-4d5e-9f70-1a2b3c4d5e6f";
 
-    fn headers(user: Option<&str>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(user) = user {
-            headers.insert("x-user-id", user.parse().unwrap());
-        }
-        headers
+    fn user_header(user: Option<&str>) -> Option<HeaderValue> {
+        user.map(|user| user.parse().unwrap())
     }
 
     fn messages(err: ApiError) -> Vec<String> {
-        let ApiError::Client {
+        let ApiError::Refused {
             errors: Some(Value::Array(errors)),
             ..
         } = err
@@ -330,21 +323,21 @@ mod tests {
         let body = json!({"sessionId": "A1B2C3D4-0000-4000-8000-000000000001", "totalModulesStudied": 30, "averageScore": 92.01, "timeStudied": 1000});
         let post = parse_post(
             &COURSE.to_uppercase(),
-            header_user(&headers(Some(USER)), USER_MISSING),
+            header_user(user_header(Some(USER)).as_ref(), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap();
         assert_eq!(post.course, COURSE);
         assert_eq!(post.session, "a1b2c3d4-0000-4000-8000-000000000001");
         assert_eq!(
-            (post.modules, post.time_ms, post.score_units()),
+            (post.modules, post.time_ms, post.score_e4()),
             (30, 1000, 920_100)
         );
     }
 
     #[test]
     fn every_problem_is_reported_together_in_the_seeds_words() {
-        let err = parse_post("nope", header_user(&headers(None), USER_MISSING), b"{}").unwrap_err();
+        let err = parse_post("nope", header_user(None, USER_MISSING), b"{}").unwrap_err();
         assert_eq!(
             messages(err),
             [
@@ -359,7 +352,7 @@ mod tests {
         let body = json!({"sessionId": "x", "totalModulesStudied": -1, "averageScore": 100.5, "timeStudied": 1.5});
         let err = parse_post(
             COURSE,
-            header_user(&headers(Some("bob")), USER_MISSING),
+            header_user(user_header(Some("bob")).as_ref(), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap_err();
@@ -380,14 +373,18 @@ mod tests {
         let body = json!({"sessionId": 5, "totalModulesStudied": "30", "averageScore": "high", "timeStudied": [1]});
         let err = parse_post(
             COURSE,
-            header_user(&headers(Some(USER)), USER_MISSING),
+            header_user(user_header(Some(USER)).as_ref(), USER_MISSING),
             body.to_string().as_bytes(),
         )
         .unwrap_err();
         assert_eq!(messages(err).len(), 4);
         for raw in [&b"not json"[..], b"[1]", b"", b"null"] {
-            let err = parse_post(COURSE, header_user(&headers(Some(USER)), USER_MISSING), raw)
-                .unwrap_err();
+            let err = parse_post(
+                COURSE,
+                header_user(user_header(Some(USER)).as_ref(), USER_MISSING),
+                raw,
+            )
+            .unwrap_err();
             assert_eq!(messages(err), ["Request body must be a JSON object."]);
         }
     }

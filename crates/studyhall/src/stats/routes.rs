@@ -1,5 +1,5 @@
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 
 use super::model::{
@@ -31,12 +31,11 @@ use crate::http::extract::AppBody;
 #[tracing::instrument(skip_all, fields(course = %course))]
 pub async fn post_session(
     State(stats): State<Stats>,
-    Caller(token): Caller,
+    caller: Caller,
     Path(course): Path<String>,
-    headers: HeaderMap,
     AppBody(body): AppBody,
 ) -> Result<(StatusCode, Json<SessionStats>), ApiError> {
-    let user = caller_user(token.as_ref(), &headers, stats.trust_headers, USER_MISSING);
+    let user = caller_user(&caller, USER_MISSING);
     let post = parse_post(&course, user, &body)?;
     let stored = SessionStats {
         session_id: post.session.clone(),
@@ -64,18 +63,12 @@ pub async fn post_session(
 #[tracing::instrument(skip_all, fields(course = %course))]
 pub async fn get_course(
     State(stats): State<Stats>,
-    Caller(token): Caller,
+    caller: Caller,
     Path(course): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<CourseStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(caller_user(
-        token.as_ref(),
-        &headers,
-        stats.trust_headers,
-        USER_INVALID,
-    ));
+    let user = problems.check(caller_user(&caller, USER_INVALID));
     let (course, user) = problems.into_result(course.zip(user))?;
     match stats.store.totals(&user, &course).await? {
         Some(totals) => Ok(Json(totals.stats())),
@@ -98,18 +91,12 @@ pub async fn get_course(
 #[tracing::instrument(skip_all, fields(course = %course, session = %session))]
 pub async fn get_session(
     State(stats): State<Stats>,
-    Caller(token): Caller,
+    caller: Caller,
     Path((course, session)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<SessionStats>, ApiError> {
     let mut problems = Problems::default();
     let course = problems.check(course_id(&course));
-    let user = problems.check(caller_user(
-        token.as_ref(),
-        &headers,
-        stats.trust_headers,
-        USER_INVALID,
-    ));
+    let user = problems.check(caller_user(&caller, USER_INVALID));
     let session = problems.check(session_id(&session));
     let (course, (user, session)) = problems.into_result(course.zip(user.zip(session)))?;
     match stats.store.session(&user, &course, &session).await? {

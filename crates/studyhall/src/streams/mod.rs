@@ -7,56 +7,51 @@ mod store;
 
 use std::time::Duration;
 
-use axum::routing::{post, put};
-use axum::Router;
-use tokio::task::JoinHandle;
+use axum::routing::post;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::config::{IdentitySettings, ServeSettings};
-use crate::db::Db;
+use crate::config::{ModuleName, StreamSettings};
+use crate::module::{self, Core, Module, Plugin};
 use store::{Policy, StreamStore};
-
-pub use store::RedisHandle;
 
 #[derive(Clone, Debug)]
 pub struct Streams {
     store: StreamStore,
-    identity: IdentitySettings,
 }
 
-pub struct Module {
-    pub router: Router,
-    pub writer: Option<JoinHandle<()>>,
-    pub housekeeping: JoinHandle<()>,
-}
+pub const PLUGIN: Plugin = Plugin {
+    name: ModuleName::Streams,
+    api: || module::document(routes()),
+    aliases: ALIASES,
+    jobs: module::no_jobs,
+    start: |core, settings| start(core, &settings.streams),
+};
 
-pub fn start(
-    db: &Db,
-    settings: &ServeSettings,
-    redis: Option<&RedisHandle>,
-) -> anyhow::Result<Module> {
-    let policy = Policy::from(&settings.streams);
-    let (store, writer) = StreamStore::new(db, settings.streams.streams_backend, redis, policy)?;
+fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
+    let policy = Policy::from(settings);
+    let (store, writer) = StreamStore::new(
+        &core.db,
+        settings.streams_backend,
+        core.redis.as_ref(),
+        policy,
+    )?;
     let housekeeping = tokio::spawn(housekeeping(store.clone()));
-    let streams = Streams {
-        store,
-        identity: settings.identity.clone(),
-    };
-    let router = Router::new()
+    let routes = routes()
         .route("/api/v1/stream", post(routes::start).get(routes::list))
-        .route("/api/v1/streams", post(routes::start).get(routes::list))
-        .route("/api/v1/streams/{id}/heartbeat", post(routes::heartbeat))
-        .route("/api/v1/streams/{id}", axum::routing::delete(routes::end))
-        .route(
-            "/api/v1/viewers/{viewer}/limit",
-            put(routes::set_limit).delete(routes::reset_limit),
-        )
-        .with_state(streams);
-    Ok(Module {
-        router,
-        writer,
-        housekeeping,
-    })
+        .with_state(Streams { store });
+    Ok(Module::new(routes)
+        .with_writer(writer)
+        .with_housekeeping(housekeeping))
+}
+
+fn routes() -> OpenApiRouter<Streams> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::start, routes::list))
+        .routes(routes!(routes::heartbeat))
+        .routes(routes!(routes::end))
+        .routes(routes!(routes::set_limit, routes::reset_limit))
 }
 
 /// Keeps the `active_streams` gauge current (every second, on every backend) and
@@ -83,7 +78,6 @@ async fn housekeeping(store: StreamStore) {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::start, routes::list, routes::heartbeat, routes::end, routes::set_limit, routes::reset_limit),
     tags((name = "streams", description = "Concurrent video stream limiter"))
 )]
 pub struct Api;

@@ -1,15 +1,13 @@
 //! Stream types, viewer identity and validation.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::auth::AuthUser;
+use crate::auth::Caller;
 use crate::clock::rfc3339_millis;
-use crate::config::IdentitySettings;
 use crate::error::ApiError;
 
 pub const MAX_ID: usize = 128;
@@ -29,48 +27,37 @@ pub const METADATA_FIELDS: &[&str] = &[
     "video_end_time",
 ];
 
-/// Who is watching: the token's user (the `Caller` extractor has refused a trusted
-/// `X-User-Id` naming someone else); else a user (`X-User-Id`) or a client address from
-/// trusted gateway headers; else, if allowed, the peer address.
-pub fn viewer(
-    token: Option<&AuthUser>,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    identity: &IdentitySettings,
-) -> Result<String, ApiError> {
-    if let Some(user) = token {
+/// Who is watching: the token's user; else a user (`X-User-Id`) or a client address
+/// (`X-Forwarded-For`) from trusted gateway headers; else, if allowed, the peer address.
+pub fn viewer(caller: &Caller) -> Result<String, ApiError> {
+    if let Some(user) = &caller.token {
         return Ok(format!("user:{}", user.id));
     }
-    if identity.trust_identity_headers {
-        if let Some(user) = headers.get("x-user-id") {
-            let user = user.to_str().map(str::trim).unwrap_or_default();
-            if user.is_empty()
-                || user.chars().count() > MAX_ID
-                || user.chars().any(char::is_control)
-            {
-                return Err(ApiError::bad_request(format!(
-                    "X-User-Id must be 1 to {MAX_ID} printable characters."
-                )));
-            }
-            return Ok(format!("user:{user}"));
+    if let Some(user) = caller.trusted_user_header() {
+        let user = user.to_str().map(str::trim).unwrap_or_default();
+        if user.is_empty() || user.chars().count() > MAX_ID || user.chars().any(char::is_control) {
+            return Err(ApiError::bad_request(format!(
+                "X-User-Id must be 1 to {MAX_ID} printable characters."
+            )));
         }
-        if let Some(forwarded) = headers.get("x-forwarded-for") {
-            let first = forwarded
-                .to_str()
-                .ok()
-                .and_then(|list| list.split(',').next())
-                .map(str::trim);
-            return match first.and_then(|text| text.parse::<IpAddr>().ok()) {
-                Some(ip) => Ok(format!("ip:{ip}")),
-                None => Err(ApiError::bad_request(
-                    "The first X-Forwarded-For entry must be an IP address.",
-                )),
-            };
-        }
+        return Ok(format!("user:{user}"));
     }
-    match peer {
-        Some(peer) if identity.trust_peer_addr => Ok(format!("ip:{}", peer.ip())),
-        _ => Err(ApiError::bad_request(if identity.trust_identity_headers {
+    if let Some(forwarded) = caller.trusted_forwarded_for() {
+        let first = forwarded
+            .to_str()
+            .ok()
+            .and_then(|list| list.split(',').next())
+            .map(str::trim);
+        return match first.and_then(|text| text.parse::<IpAddr>().ok()) {
+            Some(ip) => Ok(format!("ip:{ip}")),
+            None => Err(ApiError::bad_request(
+                "The first X-Forwarded-For entry must be an IP address.",
+            )),
+        };
+    }
+    match caller.peer() {
+        Some(peer) => Ok(format!("ip:{}", peer.ip())),
+        None => Err(ApiError::bad_request(if caller.headers_trusted() {
             "No viewer identity: send X-User-Id or X-Forwarded-For."
         } else {
             "No viewer identity: identity headers are not trusted on this deployment."
@@ -264,50 +251,53 @@ pub struct LimitBody {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use axum::http::HeaderMap;
+
     use super::*;
+    use crate::auth::IdentityTrust;
 
-    fn identity(trust: bool, peer: bool) -> IdentitySettings {
-        IdentitySettings {
-            trust_identity_headers: trust,
-            trust_peer_addr: peer,
-        }
-    }
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    /// The caller of a request with `pairs` as headers, from `peer`, with no token.
+    fn caller(
+        pairs: &[(&'static str, &'static str)],
+        peer: Option<SocketAddr>,
+        headers: bool,
+        peer_addr: bool,
+    ) -> Caller {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
             map.insert(*name, value.parse().unwrap());
         }
-        map
+        Caller::new(None, &map, &IdentityTrust { headers, peer_addr }, peer)
     }
 
     #[test]
     fn the_viewer_is_the_user_then_the_first_forwarded_address() {
-        let both = headers(&[("x-user-id", "alice"), ("x-forwarded-for", "10.0.0.1")]);
+        let both = [("x-user-id", "alice"), ("x-forwarded-for", "10.0.0.1")];
         assert_eq!(
-            viewer(None, &both, None, &identity(true, false)).unwrap(),
+            viewer(&caller(&both, None, true, false)).unwrap(),
             "user:alice"
         );
-        let chain = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.1")]);
+        let chain = [("x-forwarded-for", "203.0.113.7, 10.0.0.1")];
         assert_eq!(
-            viewer(None, &chain, None, &identity(true, false)).unwrap(),
+            viewer(&caller(&chain, None, true, false)).unwrap(),
             "ip:203.0.113.7"
         );
-        assert!(viewer(
-            None,
-            &headers(&[("x-forwarded-for", "nonsense")]),
-            None,
-            &identity(true, false)
-        )
-        .is_err());
-        assert!(viewer(None, &HeaderMap::new(), None, &identity(true, false)).is_err());
+        let nonsense = [("x-forwarded-for", "nonsense")];
+        assert!(viewer(&caller(&nonsense, None, true, false)).is_err());
+        assert!(viewer(&caller(&[], None, true, false)).is_err());
         let peer = Some(SocketAddr::from(([192, 0, 2, 1], 5000)));
         assert_eq!(
-            viewer(None, &HeaderMap::new(), peer, &identity(true, true)).unwrap(),
+            viewer(&caller(&[], peer, true, true)).unwrap(),
             "ip:192.0.2.1"
         );
         assert!(
-            viewer(None, &both, None, &identity(false, false)).is_err(),
+            viewer(&caller(&[], peer, true, false)).is_err(),
+            "an untrusted peer address names nobody"
+        );
+        assert!(
+            viewer(&caller(&both, None, false, false)).is_err(),
             "untrusted headers are ignored"
         );
     }

@@ -1,8 +1,5 @@
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -12,22 +9,6 @@ use super::Streams;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppBody, AppJson};
-
-/// The connection's peer address, when the server was started with it.
-pub struct PeerAddr(Option<SocketAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0),
-        ))
-    }
-}
 
 fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse> {
     Json(StreamResponse {
@@ -58,12 +39,10 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 #[tracing::instrument(skip_all)]
 pub async fn start(
     State(streams): State<Streams>,
-    PeerAddr(peer): PeerAddr,
-    Caller(token): Caller,
-    headers: HeaderMap,
+    caller: Caller,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
-    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
+    let viewer = model::viewer(&caller)?;
     let request = model::start_request(&body)?;
     if request.ends {
         let id = request.stream_id.as_deref().unwrap_or_default();
@@ -130,11 +109,9 @@ fn not_active() -> ApiError {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(streams): State<Streams>,
-    PeerAddr(peer): PeerAddr,
-    Caller(token): Caller,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<StreamList>, ApiError> {
-    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
+    let viewer = model::viewer(&caller)?;
     let (active, counts) = streams.store.list(&viewer).await?;
     Ok(Json(StreamList {
         streams: active.iter().map(model::Stream::to_json).collect(),
@@ -154,12 +131,10 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(id = %id))]
 pub async fn heartbeat(
     State(streams): State<Streams>,
-    PeerAddr(peer): PeerAddr,
-    Caller(token): Caller,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<StreamResponse>, ApiError> {
-    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
+    let viewer = model::viewer(&caller)?;
     let id = model::stream_id(&id)?;
     match streams.store.heartbeat(&viewer, &id).await? {
         Some(stream) => Ok(Json(StreamResponse {
@@ -182,12 +157,10 @@ pub async fn heartbeat(
 #[tracing::instrument(skip_all, fields(id = %id))]
 pub async fn end(
     State(streams): State<Streams>,
-    PeerAddr(peer): PeerAddr,
-    Caller(token): Caller,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let viewer = model::viewer(token.as_ref(), &headers, peer, &streams.identity)?;
+    let viewer = model::viewer(&caller)?;
     let id = model::stream_id(&id)?;
     match streams.store.end(&viewer, &id).await? {
         Some(_) => {

@@ -6,7 +6,7 @@ use reqwest::{Client, Response};
 use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use studyhall::config::{ServeSettings, StreamsBackend};
-use studyhall::db::DatabaseUrl;
+use studyhall::sensitive::DatabaseUrl;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

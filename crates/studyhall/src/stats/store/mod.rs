@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use super::model::{SessionPost, SessionStats, Totals};
 
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -58,7 +58,7 @@ impl StatsStore {
     }
 
     #[tracing::instrument(skip(self), fields(session = %post.session))]
-    pub async fn record(&self, post: SessionPost) -> Result<Recorded, ApiError> {
+    pub async fn record(&self, post: SessionPost) -> Result<Recorded, StoreError> {
         match self {
             StatsStore::Sqlite(store) => Ok(store.record(post).await?),
             StatsStore::Postgres(store) => Ok(store.record(&post).await?),
@@ -154,7 +154,7 @@ impl Previous {
 
 /// What recording `post` changes in its course totals, given what it replaces.
 fn delta(post: &SessionPost, previous: Option<&Previous>) -> Totals {
-    let new = Totals::of(post.modules, post.score_units(), post.time_ms);
+    let new = Totals::of(post.modules, post.score_e4(), post.time_ms);
     new.minus(previous.map(Previous::contribution).unwrap_or_default())
 }
 
@@ -183,7 +183,7 @@ mod tests {
                 totals = totals.plus(delta(&post, sessions.get(&session)));
                 sessions.insert(session, Previous {
                     user_id: post.user.clone(), course_id: post.course.clone(),
-                    total_modules: modules, score_units: post.score_units(), time_studied: time_ms,
+                    total_modules: modules, score_units: post.score_e4(), time_studied: time_ms,
                 });
             }
             let recomputed = sessions.values().fold(Totals::default(), |sum, s| sum.plus(s.contribution()));

@@ -78,7 +78,7 @@ async fn record_one(
     .bind(&post.course)
     .bind(post.modules)
     .bind(post.score)
-    .bind(post.score_units())
+    .bind(post.score_e4())
     .bind(post.time_ms)
     .bind(now_micros())
     .execute(&mut *tx)

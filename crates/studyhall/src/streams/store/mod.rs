@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use super::model::{Counts, StartRequest, Started, Stream};
 use crate::config::{StreamSettings, StreamsBackend};
 use crate::db::Db;
-use crate::error::ApiError;
+use crate::error::StoreError;
 
-pub use self::redis::RedisHandle;
+pub use crate::redis_handle::RedisHandle;
 
 /// Limits and lease length every backend applies.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +71,7 @@ impl StreamStore {
     }
 
     #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
-    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, ApiError> {
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         match self {
             StreamStore::Sqlite(store) => Ok(store.start(viewer, request).await?),
             StreamStore::Postgres(store) => Ok(store.start(viewer, request).await?),
@@ -80,7 +80,7 @@ impl StreamStore {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, ApiError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         match self {
             StreamStore::Sqlite(store) => Ok(store.heartbeat(viewer, id).await?),
             StreamStore::Postgres(store) => Ok(store.heartbeat(viewer, id).await?),
@@ -89,7 +89,11 @@ impl StreamStore {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn end(&self, viewer: &str, id: &str) -> Result<Option<(Stream, Counts)>, ApiError> {
+    pub async fn end(
+        &self,
+        viewer: &str,
+        id: &str,
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self {
             StreamStore::Sqlite(store) => Ok(store.end(viewer, id).await?),
             StreamStore::Postgres(store) => Ok(store.end(viewer, id).await?),
@@ -98,7 +102,7 @@ impl StreamStore {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), ApiError> {
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), StoreError> {
         match self {
             StreamStore::Sqlite(store) => Ok(store.list(viewer).await?),
             StreamStore::Postgres(store) => Ok(store.list(viewer).await?),
@@ -108,7 +112,7 @@ impl StreamStore {
 
     /// Sets (or with `None` resets) a viewer's limit.
     #[tracing::instrument(skip(self))]
-    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), ApiError> {
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
         match self {
             StreamStore::Sqlite(store) => Ok(store.set_limit(viewer, limit).await?),
             StreamStore::Postgres(store) => Ok(store.set_limit(viewer, limit).await?),

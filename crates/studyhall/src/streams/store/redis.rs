@@ -1,13 +1,11 @@
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::LazyLock;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::config::RedisUrl;
-use crate::error::ApiError;
+use crate::error::StoreError;
+use crate::redis_handle::RedisHandle;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
 macro_rules! script {
@@ -26,58 +24,20 @@ static HEARTBEAT: LazyLock<Script> = script!("lua/heartbeat.lua");
 static END: LazyLock<Script> = script!("lua/end.lua");
 static LIST: LazyLock<Script> = script!("lua/list.lua");
 
-/// A shared, self-reconnecting Redis connection. It is created without connecting, so
-/// the server starts (and answers 503) while Redis is down, and recovers by itself.
-#[derive(Clone)]
-pub struct RedisHandle(Arc<ConnectionManager>);
-
-impl std::fmt::Debug for RedisHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisHandle")
-    }
-}
-
-impl RedisHandle {
-    pub fn open(url: &RedisUrl) -> anyhow::Result<RedisHandle> {
-        let client = redis::Client::open(url.expose())
-            .map_err(|err| anyhow::anyhow!("invalid STUDYHALL_REDIS_URL {url}: {err}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|err| anyhow::anyhow!("cannot set up Redis at {url}: {err}"))?;
-        Ok(RedisHandle(Arc::new(manager)))
-    }
-
-    pub fn connection(&self) -> ConnectionManager {
-        (*self.0).clone()
-    }
-
-    pub async fn ping(&self) -> Result<(), redis::RedisError> {
-        let mut connection = self.connection();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .map(drop)
-    }
-}
-
 /// Redis down is never "allow": the request fails and nothing is started.
-fn unavailable(err: redis::RedisError) -> ApiError {
-    tracing::warn!(error = %err, "Redis unavailable");
-    ApiError::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "The stream lease store (Redis) is unreachable; nothing was changed. Retry shortly.",
-    )
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable {
+        detail:
+            "The stream lease store (Redis) is unreachable; nothing was changed. Retry shortly.",
+        cause: err.into(),
+    }
 }
 
-fn malformed(what: &str) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!("unexpected reply from the {what} script"))
+fn malformed(what: &str) -> StoreError {
+    StoreError::Failed(anyhow::anyhow!("unexpected reply from the {what} script"))
 }
 
-fn number(text: Option<&String>, what: &str) -> Result<i64, ApiError> {
+fn number(text: Option<&String>, what: &str) -> Result<i64, StoreError> {
     text.and_then(|t| t.parse().ok())
         .ok_or_else(|| malformed(what))
 }
@@ -109,7 +69,7 @@ impl RedisStreams {
         script: &Script,
         viewer: &str,
         args: &[String],
-    ) -> Result<Vec<String>, ApiError> {
+    ) -> Result<Vec<String>, StoreError> {
         let mut invocation = script.prepare_invoke();
         for key in Self::keys(viewer) {
             invocation.key(key);
@@ -123,7 +83,7 @@ impl RedisStreams {
             .map_err(unavailable)
     }
 
-    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, ApiError> {
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         let id = request
             .stream_id
             .clone()
@@ -205,7 +165,7 @@ impl RedisStreams {
         }
     }
 
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, ApiError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         let reply = self
             .run(
                 &HEARTBEAT,
@@ -228,7 +188,11 @@ impl RedisStreams {
         }))
     }
 
-    pub async fn end(&self, viewer: &str, id: &str) -> Result<Option<(Stream, Counts)>, ApiError> {
+    pub async fn end(
+        &self,
+        viewer: &str,
+        id: &str,
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
         let reply = self
             .run(
                 &END,
@@ -253,7 +217,7 @@ impl RedisStreams {
         Ok(Some((stream, counts)))
     }
 
-    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), ApiError> {
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), StoreError> {
         let reply = self
             .run(&LIST, viewer, &[self.policy.default_limit.to_string()])
             .await?;
@@ -281,7 +245,7 @@ impl RedisStreams {
         Ok((streams, counts))
     }
 
-    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), ApiError> {
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
         let key = Self::keys(viewer)[3].clone();
         let mut connection = self.redis.connection();
         let command = match limit {

@@ -6,7 +6,8 @@ use super::{
     decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE,
     RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
-use crate::batch::{BatchError, Batcher};
+use crate::batch::Batcher;
+use crate::error::StoreError;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
 /// The database's clock (the process's own, for an embedded database), Unix µs.
@@ -28,6 +29,7 @@ pub enum Op {
     SetLimit(String, Option<i64>),
 }
 
+#[derive(Debug)]
 pub enum Done {
     Started(Started),
     Renewed(Option<Stream>),
@@ -52,25 +54,25 @@ impl SqliteStreams {
         )
     }
 
-    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, BatchError> {
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         match self
             .writer
             .submit(Op::Start(viewer.to_owned(), request.clone()))
             .await?
         {
             Done::Started(started) => Ok(started),
-            _ => Err(BatchError::Stopped),
+            other => Err(mismatched(&other)),
         }
     }
 
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, BatchError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         match self
             .writer
             .submit(Op::Heartbeat(viewer.to_owned(), id.to_owned()))
             .await?
         {
             Done::Renewed(stream) => Ok(stream),
-            _ => Err(BatchError::Stopped),
+            other => Err(mismatched(&other)),
         }
     }
 
@@ -78,22 +80,22 @@ impl SqliteStreams {
         &self,
         viewer: &str,
         id: &str,
-    ) -> Result<Option<(Stream, Counts)>, BatchError> {
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self
             .writer
             .submit(Op::End(viewer.to_owned(), id.to_owned()))
             .await?
         {
             Done::Ended(ended) => Ok(ended),
-            _ => Err(BatchError::Stopped),
+            other => Err(mismatched(&other)),
         }
     }
 
-    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), BatchError> {
+    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
         self.writer
             .submit(Op::SetLimit(viewer.to_owned(), limit))
-            .await
-            .map(drop)
+            .await?;
+        Ok(())
     }
 
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), sqlx::Error> {
@@ -274,4 +276,10 @@ async fn counts(
         active,
         limit: limit.unwrap_or(policy.default_limit),
     })
+}
+
+/// The writer answered an operation with another operation's outcome: a bug, not an
+/// outage.
+fn mismatched(done: &Done) -> StoreError {
+    StoreError::Failed(anyhow::anyhow!("the streams writer answered with {done:?}"))
 }

@@ -1,0 +1,130 @@
+//! The one shape every module has. A module is a folder with a [`Plugin`] in its
+//! `mod.rs`; `lib.rs` lists the plugins and builds each selected one on the shared
+//! [`Core`]. Adding a module is its folder and one line in that list.
+
+use tokio::task::JoinHandle;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::{ModuleName, ServeSettings};
+use crate::db::Db;
+use crate::jobs::{Handlers, Queue};
+use crate::redis_handle::RedisHandle;
+
+/// What the modules share: the database, Redis when configured, and the job queue.
+#[derive(Clone, Debug)]
+pub struct Core {
+    pub db: Db,
+    pub redis: Option<RedisHandle>,
+    /// Enqueue jobs of the kinds a module registers in [`Plugin::jobs`].
+    pub queue: Queue,
+}
+
+/// A module as `lib.rs` lists it: what it is before it runs.
+pub struct Plugin {
+    pub name: ModuleName,
+    /// Its routes' OpenAPI document, without a running module (`studyhall openapi`).
+    pub api: fn() -> OpenApi,
+    /// Paths it also answers under a second spelling (`/api/events/` beside
+    /// `/api/events`), routed by the module and listed in the document.
+    pub aliases: &'static [(&'static str, &'static str)],
+    /// The job kinds it enqueues, each with its handler; a worker runs them.
+    pub jobs: fn(&mut Handlers),
+    /// Builds the module on the core, with its own settings out of `settings`.
+    pub start: fn(&Core, &ServeSettings) -> anyhow::Result<Module>,
+}
+
+/// No job kinds.
+pub fn no_jobs(_: &mut Handlers) {}
+
+/// A running module.
+pub struct Module {
+    /// Its routes, each declared once with its OpenAPI path.
+    pub routes: OpenApiRouter,
+    pub tasks: Tasks,
+}
+
+impl Module {
+    pub fn new(routes: OpenApiRouter) -> Module {
+        Module {
+            routes,
+            tasks: Tasks::default(),
+        }
+    }
+
+    /// Adds a task that writes what requests handed it and ends once the routes are
+    /// dropped and its queue is drained.
+    pub fn with_writer(mut self, writer: Option<JoinHandle<()>>) -> Module {
+        self.tasks.writer(writer);
+        self
+    }
+
+    /// Adds a periodic task that holds nothing worth flushing.
+    pub fn with_housekeeping(mut self, task: JoinHandle<()>) -> Module {
+        self.tasks.housekeeping(task);
+        self
+    }
+}
+
+/// Background tasks, by how they stop (see [`Tasks::stop`]).
+#[derive(Default)]
+pub struct Tasks {
+    writers: Vec<JoinHandle<()>>,
+    housekeeping: Vec<JoinHandle<()>>,
+    /// The job worker, with the switch that asks it to stop after its current batch.
+    worker: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Tasks {
+    pub fn extend(&mut self, other: Tasks) {
+        self.writers.extend(other.writers);
+        self.housekeeping.extend(other.housekeeping);
+        if other.worker.is_some() {
+            self.worker = other.worker;
+        }
+    }
+
+    pub fn housekeeping(&mut self, task: JoinHandle<()>) {
+        self.housekeeping.push(task);
+    }
+
+    pub fn writer(&mut self, task: Option<JoinHandle<()>>) {
+        self.writers.extend(task);
+    }
+
+    pub fn worker(&mut self, stop: tokio::sync::watch::Sender<bool>, task: JoinHandle<()>) {
+        self.worker = Some((stop, task));
+    }
+
+    /// Stops every task, once the server has stopped accepting requests and finished
+    /// the ones in flight (so nothing new reaches a writer). The order:
+    /// 1. housekeeping stops at once: it holds nothing;
+    /// 2. the job worker finishes its current batch and stops (its queue handle is the
+    ///    last user of the job enqueuer);
+    /// 3. the writers drain: each commits what requests handed it and ends when its
+    ///    queue is empty and every handle to it is gone (the routes were dropped, and
+    ///    the worker in step 2).
+    ///
+    /// Only then may the database close.
+    pub async fn stop(self) {
+        for task in self.housekeeping {
+            task.abort();
+        }
+        if let Some((stop, worker)) = self.worker {
+            let _ = stop.send(true);
+            if let Err(err) = worker.await {
+                tracing::error!(error = %err, "the job worker ended abnormally");
+            }
+        }
+        for task in self.writers {
+            if let Err(err) = task.await {
+                tracing::error!(error = %err, "a background writer ended abnormally");
+            }
+        }
+    }
+}
+
+/// The OpenAPI document of `routes`, for [`Plugin::api`].
+pub fn document<S: Clone + Send + Sync + 'static>(routes: OpenApiRouter<S>) -> OpenApi {
+    routes.split_for_parts().1
+}
