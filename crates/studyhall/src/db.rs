@@ -11,29 +11,6 @@ use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
 use crate::sensitive::DatabaseUrl;
 
-/// Runs the same expression against whichever pool (or transaction) there is, for SQL
-/// that is the same on both backends (`$N` parameters, no dialect features).
-macro_rules! with_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            $crate::db::Db::Sqlite($pool) => $body,
-            $crate::db::Db::Postgres($pool) => $body,
-        }
-    };
-}
-pub(crate) use with_pool;
-
-/// Same, for an open transaction.
-macro_rules! with_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::db::Tx::Sqlite($conn) => $body,
-            $crate::db::Tx::Postgres($conn) => $body,
-        }
-    };
-}
-pub(crate) use with_tx;
-
 /// A transaction on either backend.
 pub enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),

@@ -20,6 +20,7 @@ pub mod page;
 pub mod redis_handle;
 pub mod sensitive;
 pub mod social;
+pub mod sql;
 pub mod stats;
 pub mod streams;
 

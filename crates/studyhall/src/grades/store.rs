@@ -8,9 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{day_of, GradePost, StudentAverage, Tally};
-use crate::db::{with_pool, with_tx, Db, Tx};
+use crate::db::{Db, Tx};
 use crate::jobs::{Handler, Increments, JobFuture, JobKind, KeyPart};
 use crate::page;
+use crate::sql::Sql;
 
 /// The daily tallies a grade of each kind adds to: the table and its key columns.
 const COURSE_GRADE_DAYS: &[(&str, &[Key])] = &[
@@ -113,16 +114,15 @@ impl Handler<CourseGrade> for StoreGrades {
             let sql =
                 "INSERT INTO grade_records (id, student_id, course_id, units, on_time, created_at)
                        VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-            let inserted = with_tx!(&mut *tx, |conn| sqlx::query(sql)
+            let inserted = Sql::new(sql)
                 .bind(job_id)
                 .bind(&post.student_id)
                 .bind(&post.course_id)
                 .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
-                .execute(&mut **conn)
-                .await
-                .map(|done| done.rows_affected()))?;
+                .execute(&mut *tx)
+                .await?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
                 add(later, COURSE_GRADE_DAYS, post, day, Tally::of(post));
@@ -147,16 +147,15 @@ impl Handler<TaskGrade> for StoreGrades {
                 .ok_or_else(|| anyhow::anyhow!("task grade without task_id"))?;
             let insert = "INSERT INTO task_grades (course_id, task_id, student_id, units, on_time, created_at)
                           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (course_id, task_id, student_id) DO NOTHING";
-            let inserted = with_tx!(&mut *tx, |conn| sqlx::query(insert)
+            let inserted = Sql::new(insert)
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
                 .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
-                .execute(&mut **conn)
-                .await
-                .map(|done| done.rows_affected()))?;
+                .execute(&mut *tx)
+                .await?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
                 add(later, TASK_GRADE_DAYS, post, day, Tally::of(post));
@@ -172,28 +171,27 @@ impl Handler<TaskGrade> for StoreGrades {
                 "SELECT units, on_time, created_at FROM task_grades
                  WHERE course_id = $1 AND task_id = $2 AND student_id = $3{lock}"
             );
-            let (units, on_time, created_at): (i64, bool, i64) =
-                with_tx!(&mut *tx, |conn| sqlx::query_as(&select)
-                    .bind(&post.course_id)
-                    .bind(&task)
-                    .bind(&post.student_id)
-                    .fetch_one(&mut **conn)
-                    .await)?;
+            let (units, on_time, created_at): (i64, bool, i64) = Sql::new(&select)
+                .bind(&post.course_id)
+                .bind(&task)
+                .bind(&post.student_id)
+                .fetch_one(&mut *tx)
+                .await?;
             if created_at > post.created_at {
                 return Ok(());
             }
             let update = "UPDATE task_grades SET units = $4, on_time = $5, created_at = $6
                           WHERE course_id = $1 AND task_id = $2 AND student_id = $3";
-            with_tx!(&mut *tx, |conn| sqlx::query(update)
+            Sql::new(update)
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
                 .bind(post.grade_e3)
                 .bind(post.on_time)
                 .bind(post.created_at)
-                .execute(&mut **conn)
+                .execute(&mut *tx)
                 .await
-                .map(drop))?;
+                .map(drop)?;
             let old = GradePost {
                 grade_e3: units,
                 on_time,
@@ -321,17 +319,15 @@ impl GradeStore {
             n + 1,
             n + 2
         );
-        let rows: Vec<DayRow> = with_pool!(&self.db, |pool| {
-            let mut query = sqlx::query_as(&sql);
-            for id in &ids {
-                query = query.bind(*id);
-            }
-            query
-                .bind(first.unwrap_or(i64::MIN))
-                .bind(last)
-                .fetch_all(pool)
-                .await
-        })?;
+        let mut query = Sql::new(&sql);
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let rows: Vec<DayRow> = query
+            .bind(first.unwrap_or(i64::MIN))
+            .bind(last)
+            .fetch_all(&self.db)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -364,11 +360,11 @@ impl GradeStore {
     ) -> Result<(StudentPage, Tally), sqlx::Error> {
         let sql = "SELECT student_id, units AS grade_sum, CAST(1 AS BIGINT) AS grade_count FROM task_grades
                    WHERE course_id = $1 AND task_id = $2";
-        let rows: Vec<StudentRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
+        let rows: Vec<StudentRow> = Sql::new(sql)
             .bind(course)
             .bind(task)
-            .fetch_all(pool)
-            .await)?;
+            .fetch_all(&self.db)
+            .await?;
         Ok(page_of(rows, after, limit))
     }
 
@@ -382,10 +378,7 @@ impl GradeStore {
     ) -> Result<(Tally, StudentPage), sqlx::Error> {
         let sql = "SELECT student_id, CAST(SUM(units) AS BIGINT) AS grade_sum, CAST(count(*) AS BIGINT) AS grade_count
                    FROM task_grades WHERE course_id = $1 GROUP BY student_id";
-        let rows: Vec<StudentRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
-            .bind(course)
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<StudentRow> = Sql::new(sql).bind(course).fetch_all(&self.db).await?;
         let (mine, others): (Vec<StudentRow>, Vec<StudentRow>) =
             rows.into_iter().partition(|row| row.student_id == student);
         let mine = mine.first().map(StudentRow::tally).unwrap_or_default();

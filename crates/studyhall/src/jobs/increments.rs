@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::{with_tx, Tx};
+use crate::db::Tx;
+use crate::sql::Sql;
 
 /// One key column's value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,19 +67,17 @@ impl Increments {
                 continue;
             }
             let sql = upsert(&row, &values);
-            with_tx!(&mut *tx, |conn| {
-                let mut query = sqlx::query(&sql);
-                for (_, part) in &row.key {
-                    query = match part {
-                        KeyPart::Text(text) => query.bind(text.as_str()),
-                        KeyPart::Int(number) => query.bind(*number),
-                    };
-                }
-                for (_, value) in &values {
-                    query = query.bind(*value);
-                }
-                query.execute(&mut **conn).await.map(drop)
-            })?;
+            let mut query = Sql::new(&sql);
+            for (_, part) in &row.key {
+                query = match part {
+                    KeyPart::Text(text) => query.bind(text.as_str()),
+                    KeyPart::Int(number) => query.bind(*number),
+                };
+            }
+            for (_, value) in &values {
+                query = query.bind(*value);
+            }
+            query.execute(&mut *tx).await?;
         }
         Ok(())
     }

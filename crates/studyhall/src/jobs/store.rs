@@ -5,8 +5,9 @@ use uuid::Uuid;
 use super::JobKind;
 use crate::batch::Batcher;
 use crate::clock::{now_micros, rfc3339};
-use crate::db::{with_pool, with_tx, Db, Tx};
+use crate::db::{Db, Tx};
 use crate::error::StoreError;
+use crate::sql::Sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -185,10 +186,7 @@ impl Queue {
 
     pub async fn get(&self, id: &str) -> Result<Option<Job>, sqlx::Error> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        let row: Option<JobRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?;
+        let row: Option<JobRow> = Sql::new(&sql).bind(id).fetch_optional(&self.db).await?;
         Ok(row.map(job))
     }
 
@@ -206,13 +204,13 @@ impl Queue {
              ORDER BY created_at DESC, id DESC LIMIT $4"
         );
         let state = state.map_or("", JobState::as_str);
-        let rows: Vec<JobRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        let rows: Vec<JobRow> = Sql::new(&sql)
             .bind(state)
             .bind(after_time)
             .bind(&after_id)
             .bind(limit)
-            .fetch_all(pool)
-            .await)?;
+            .fetch_all(&self.db)
+            .await?;
         Ok(rows.into_iter().map(job).collect())
     }
 
@@ -220,12 +218,11 @@ impl Queue {
     pub async fn retry(&self, id: &str) -> Result<Retried, StoreError> {
         let sql = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = NULL, finished_at = NULL
                    WHERE id = $1 AND state = 'dead'";
-        let changed = with_pool!(&self.db, |pool| sqlx::query(sql)
+        let changed = Sql::new(sql)
             .bind(id)
             .bind(now_micros())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+            .execute(&self.db)
+            .await?;
         Ok(match (changed, self.get(id).await?) {
             (_, None) => Retried::NotFound,
             (0, Some(job)) => Retried::NotDead(job.state),
@@ -244,12 +241,12 @@ impl Queue {
         let now = now_micros();
         // A read first: an idle worker polls often, and an UPDATE would take SQLite's
         // single write lock even when nothing is due.
-        let due: Option<i64> = with_pool!(&self.db, |pool| sqlx::query_scalar(&format!(
+        let due: Option<i64> = Sql::new(&format!(
             "SELECT CAST(1 AS BIGINT) FROM jobs WHERE {runnable} LIMIT 1"
         ))
         .bind(now)
-        .fetch_optional(pool)
-        .await)?;
+        .fetch_scalar(&self.db)
+        .await?;
         if due.is_none() {
             return Ok(Vec::new());
         }
@@ -258,12 +255,12 @@ impl Queue {
              WHERE id IN (SELECT id FROM jobs WHERE {runnable} ORDER BY run_at LIMIT $3{lock})
              RETURNING id, kind, payload, attempts, max_attempts"
         );
-        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        Sql::new(&sql)
             .bind(now)
             .bind(lease_us)
             .bind(limit)
-            .fetch_all(pool)
-            .await)
+            .fetch_all(&self.db)
+            .await
     }
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
@@ -283,15 +280,15 @@ async fn insert_in(tx: &mut Tx, job: &NewJob) -> Result<(), sqlx::Error> {
     let sql =
         "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
                VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)";
-    with_tx!(tx, |conn| sqlx::query(sql)
+    Sql::new(sql)
         .bind(&job.id)
         .bind(job.kind)
         .bind(&job.payload)
         .bind(job.max_attempts)
         .bind(job.now)
-        .execute(&mut **conn)
+        .execute(tx)
         .await
-        .map(drop))
+        .map(drop)
 }
 
 /// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was
@@ -299,13 +296,12 @@ async fn insert_in(tx: &mut Tx, job: &NewJob) -> Result<(), sqlx::Error> {
 pub async fn complete(tx: &mut Tx, job: &Claimed) -> Result<bool, sqlx::Error> {
     let sql = "UPDATE jobs SET state = 'succeeded', finished_at = $3, lease_until = NULL, last_error = NULL
                WHERE id = $1 AND attempts = $2 AND state = 'running'";
-    let changed = with_tx!(tx, |conn| sqlx::query(sql)
+    let changed = Sql::new(sql)
         .bind(&job.id)
         .bind(job.attempts)
         .bind(now_micros())
-        .execute(&mut **conn)
-        .await
-        .map(|done| done.rows_affected()))?;
+        .execute(tx)
+        .await?;
     Ok(changed == 1)
 }
 
@@ -326,21 +322,21 @@ pub async fn fail(
         JobState::Failed
     };
     let error: String = error.chars().take(2000).collect();
-    with_tx!(tx, |conn| sqlx::query(sql)
+    Sql::new(sql)
         .bind(&job.id)
         .bind(job.attempts)
         .bind(state.as_str())
         .bind(now + retry_in_us)
         .bind(&error)
         .bind(dead.then_some(now))
-        .execute(&mut **conn)
+        .execute(tx)
         .await
-        .map(drop))?;
+        .map(drop)?;
     Ok(state)
 }
 
 /// Queue depth by state and kind (succeeded jobs excluded), for the metrics gauge.
 pub async fn depth(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
     let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
-    with_pool!(db, |pool| sqlx::query_as(sql).fetch_all(pool).await)
+    Sql::new(sql).fetch_all(db).await
 }

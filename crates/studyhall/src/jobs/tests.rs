@@ -10,8 +10,9 @@ use sqlx::{Connection, Executor};
 
 use super::store::{complete, JobState};
 use super::*;
-use crate::db::{with_pool, with_tx, Db};
+use crate::db::Db;
 use crate::sensitive::DatabaseUrl;
+use crate::sql::Sql;
 
 /// Fails each job until it has failed `fail_times` (from its payload), then records its
 /// effect in `effects` — a table without a unique key, so a double run would show.
@@ -55,13 +56,11 @@ impl Handler<FlakyJob> for Arc<Flaky> {
                     anyhow::bail!("planned failure {failed}");
                 }
             }
-            with_tx!(tx, |conn| sqlx::query(
-                "INSERT INTO effects (job_id) VALUES ($1)"
-            )
-            .bind(job_id)
-            .execute(&mut **conn)
-            .await
-            .map(drop))?;
+            Sql::new("INSERT INTO effects (job_id) VALUES ($1)")
+                .bind(job_id)
+                .execute(tx)
+                .await
+                .map(drop)?;
             Ok(())
         })
     }
@@ -106,13 +105,11 @@ impl Fixture {
     ) -> Fixture {
         let db = Db::connect(&url, 8).await.unwrap();
         db.migrate().await.unwrap();
-        with_pool!(&db, |pool| sqlx::query(
-            "CREATE TABLE effects (job_id TEXT NOT NULL)"
-        )
-        .execute(pool)
-        .await
-        .map(drop))
-        .unwrap();
+        Sql::new("CREATE TABLE effects (job_id TEXT NOT NULL)")
+            .execute(&db)
+            .await
+            .map(drop)
+            .unwrap();
         let (queue, _) = Queue::new(&db, 3);
         Fixture {
             db,
@@ -136,11 +133,11 @@ impl Fixture {
     }
 
     async fn effects(&self) -> (i64, i64) {
-        with_pool!(&self.db, |pool| sqlx::query_as(
-            "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT job_id) AS BIGINT) FROM effects"
+        Sql::new(
+            "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT job_id) AS BIGINT) FROM effects",
         )
-        .fetch_one(pool)
-        .await)
+        .fetch_one(&self.db)
+        .await
         .unwrap()
     }
 

@@ -8,17 +8,15 @@ use tokio::sync::watch;
 
 use super::store::{self, Claimed, JobState, Queue};
 use super::{Handlers, Increments, Prepared};
-use crate::db::{with_tx, Tx};
+use crate::db::Tx;
+use crate::sql::Sql;
 
 /// Times a batch is run again after a deadlock or serialization failure before the
 /// worker gives up on it (its jobs are then taken again when their lease expires).
 const MAX_CONFLICT_RETRIES: u64 = 20;
 
 async fn savepoint(tx: &mut Tx, statement: &str) -> Result<(), sqlx::Error> {
-    with_tx!(tx, |conn| sqlx::query(statement)
-        .execute(&mut **conn)
-        .await
-        .map(drop))
+    Sql::new(statement).execute(tx).await.map(drop)
 }
 
 /// Whether the database refused the transaction because of a concurrent one

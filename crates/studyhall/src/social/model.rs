@@ -346,6 +346,56 @@ impl Page {
     }
 }
 
+impl UserUpdate {
+    /// Applies the sent fields to `row`, validating each.
+    pub fn apply(self, row: &mut UserRow) -> Result<(), ApiError> {
+        if let Some(value) = self.first_name {
+            row.first_name = name("first_name", &value)?;
+        }
+        if let Some(value) = self.last_name {
+            row.last_name = name("last_name", &value)?;
+        }
+        if let Some(value) = self.description {
+            row.description = optional_text("description", &value, MAX_DESCRIPTION)?;
+        }
+        if let Some(value) = self.dob {
+            row.dob = dob(&value)?;
+        }
+        for (field, value, slot) in [
+            ("gender", self.gender, &mut row.gender),
+            ("school", self.school, &mut row.school),
+            ("work", self.work, &mut row.work),
+            ("location", self.location, &mut row.location),
+        ] {
+            if let Some(value) = value {
+                *slot = optional_text(field, &value, MAX_FIELD)?;
+            }
+        }
+        for (value, slot) in [
+            (self.email_public, &mut row.email_public),
+            (self.dob_public, &mut row.dob_public),
+            (self.gender_public, &mut row.gender_public),
+            (self.school_public, &mut row.school_public),
+            (self.work_public, &mut row.work_public),
+            (self.location_public, &mut row.location_public),
+        ] {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        }
+        if let Some(value) = self.share_mode {
+            row.share_mode = share_mode(&value)?;
+        }
+        if let Some(list) = self.domain_allow_array {
+            row.domain_allow_array = domains(&list)?;
+        }
+        if let Some(list) = self.domain_deny_array {
+            row.domain_deny_array = domains(&list)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use super::model::{
     self, detail, AcceptBody, FriendRequestBody, Friendship, NewUser, Page, UnfriendBody,
     UserFriendRequest, UserPrivate, UserPublic, UserSummary, UserUpdate,
 };
-use super::store::{Match, Search, SocialStore};
+use super::store::{Match, Requested, Search, SocialStore};
 use crate::auth::{unauthorized, AuthUser, Caller};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppJsonList, AppQuery};
@@ -396,8 +396,11 @@ pub async fn request(
         .user(&me.id, &other)
         .await?
         .ok_or_else(user_not_found)?;
-    store.request(&me.id, &other).await?;
-    Ok(success())
+    match store.request(&me.id, &other).await? {
+        Requested::Sent | Requested::Accepted => Ok(success()),
+        Requested::AlreadyFriends => Err(detail(StatusCode::CONFLICT, "You are already friends")),
+        Requested::AlreadySent => Err(detail(StatusCode::CONFLICT, "Friend request already sent")),
+    }
 }
 
 #[utoipa::path(get, path = "/friendship/requests", tag = "social", operation_id = "social_received", security(("bearer" = [])),

@@ -2,12 +2,21 @@
 //! features), so each query is written once and run on whichever pool there is; only
 //! the migrations differ (the pair index, trigram indexes on PostgreSQL).
 
-use axum::http::StatusCode;
-
-use super::model::{detail, Friendship, UserFriendRequest, UserRow, UserUpdate};
+use super::model::{Friendship, UserFriendRequest, UserRow};
 use crate::clock::now_micros;
-use crate::db::{with_pool, Db};
-use crate::error::ApiError;
+use crate::db::Db;
+use crate::error::StoreError;
+use crate::sql::Sql;
+
+/// What a friend request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requested {
+    Sent,
+    /// The other user had asked first; the two are friends now.
+    Accepted,
+    AlreadyFriends,
+    AlreadySent,
+}
 
 /// Friends of `$X`, as a one-column (`friend`) subquery.
 fn friends_of(param: &str) -> String {
@@ -78,11 +87,11 @@ impl SocialStore {
             "SELECT {} FROM social_users u WHERE u.user_id = $2",
             user_columns()
         );
-        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        Sql::new(&sql)
             .bind(caller)
             .bind(id)
-            .fetch_optional(pool)
-            .await)
+            .fetch_optional(&self.db)
+            .await
     }
 
     #[tracing::instrument(skip(self))]
@@ -94,15 +103,15 @@ impl SocialStore {
         last_name: &str,
     ) -> Result<bool, sqlx::Error> {
         let sql = "INSERT INTO social_users (user_id, email, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5)";
-        let done = with_pool!(&self.db, |pool| sqlx::query(sql)
+        let done = Sql::new(sql)
             .bind(id)
             .bind(email)
             .bind(first_name)
             .bind(last_name)
             .bind(now_micros())
-            .execute(pool)
+            .execute(&self.db)
             .await
-            .map(drop));
+            .map(drop);
         match done {
             Ok(()) => Ok(true),
             Err(err) if is_unique_violation(&err) => Ok(false),
@@ -118,7 +127,7 @@ impl SocialStore {
             gender_public = $12, school_public = $13, work_public = $14, location_public = $15,
             share_mode = $16, domain_allow_array = $17, domain_deny_array = $18
             WHERE user_id = $1";
-        with_pool!(&self.db, |pool| sqlx::query(sql)
+        Sql::new(sql)
             .bind(&row.user_id)
             .bind(&row.first_name)
             .bind(&row.last_name)
@@ -137,9 +146,9 @@ impl SocialStore {
             .bind(&row.share_mode)
             .bind(&row.domain_allow_array)
             .bind(&row.domain_deny_array)
-            .execute(pool)
+            .execute(&self.db)
             .await
-            .map(drop))
+            .map(drop)
     }
 
     /// `user`'s friends (or, with `mutual_with`, those also friends of the caller).
@@ -162,13 +171,13 @@ impl SocialStore {
             user_columns(),
             friends_of("$2")
         );
-        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        Sql::new(&sql)
             .bind(caller)
             .bind(user)
             .bind(limit)
             .bind(offset)
-            .fetch_all(pool)
-            .await)
+            .fetch_all(&self.db)
+            .await
     }
 
     #[tracing::instrument(skip(self))]
@@ -187,11 +196,12 @@ impl SocialStore {
             "SELECT CAST(count(*) AS BIGINT) FROM ({}) theirs{also}",
             friends_of("$2")
         );
-        with_pool!(&self.db, |pool| sqlx::query_scalar(&sql)
+        Sql::new(&sql)
             .bind(caller)
             .bind(user)
-            .fetch_one(pool)
-            .await)
+            .fetch_scalar(&self.db)
+            .await
+            .and_then(|value| value.ok_or(sqlx::Error::RowNotFound))
     }
 
     #[tracing::instrument(skip(self))]
@@ -252,13 +262,13 @@ impl SocialStore {
             "SELECT {} FROM social_users u WHERE {condition} AND u.user_id <> $1{friends}{ORDER} LIMIT $3 OFFSET $4",
             user_columns()
         );
-        with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        Sql::new(&sql)
             .bind(caller)
             .bind(&pattern)
             .bind(limit)
             .bind(offset)
-            .fetch_all(pool)
-            .await)
+            .fetch_all(&self.db)
+            .await
     }
 
     /// The row between two users, in either direction.
@@ -266,11 +276,11 @@ impl SocialStore {
         let sql = format!(
             "SELECT user_id1, user_id2, requested_at, accepted_at FROM friendships WHERE {PAIR}"
         );
-        let row: Option<FriendshipRow> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
+        let row: Option<FriendshipRow> = Sql::new(&sql)
             .bind(a)
             .bind(b)
-            .fetch_optional(pool)
-            .await)?;
+            .fetch_optional(&self.db)
+            .await?;
         Ok(row.map(Friendship::from_row))
     }
 
@@ -282,11 +292,11 @@ impl SocialStore {
     ) -> Result<Option<Friendship>, sqlx::Error> {
         let sql = "SELECT user_id1, user_id2, requested_at, accepted_at FROM friendships
             WHERE user_id1 = $1 AND user_id2 = $2 AND accepted_at IS NULL";
-        let row: Option<FriendshipRow> = with_pool!(&self.db, |pool| sqlx::query_as(sql)
+        let row: Option<FriendshipRow> = Sql::new(sql)
             .bind(caller)
             .bind(other)
-            .fetch_optional(pool)
-            .await)?;
+            .fetch_optional(&self.db)
+            .await?;
         Ok(row.map(Friendship::from_row))
     }
 
@@ -294,38 +304,34 @@ impl SocialStore {
     /// asking each other at once meet at the one-row-per-pair index: the loser retries
     /// and finds the winner's request, which it accepts.
     #[tracing::instrument(skip(self))]
-    pub async fn request(&self, caller: &str, other: &str) -> Result<(), ApiError> {
+    pub async fn request(&self, caller: &str, other: &str) -> Result<Requested, StoreError> {
         for _ in 0..3 {
             match self.between(caller, other).await? {
-                Some(row) if row.accepted_at.is_some() => {
-                    return Err(detail(StatusCode::CONFLICT, "You are already friends"));
-                }
-                Some(row) if row.user_id1 == caller => {
-                    return Err(detail(StatusCode::CONFLICT, "Friend request already sent"));
-                }
+                Some(row) if row.accepted_at.is_some() => return Ok(Requested::AlreadyFriends),
+                Some(row) if row.user_id1 == caller => return Ok(Requested::AlreadySent),
                 Some(_) => {
                     // They asked first: this accepts it.
                     self.accept(caller, other).await?;
-                    return Ok(());
+                    return Ok(Requested::Accepted);
                 }
                 None => {}
             }
             let sql =
                 "INSERT INTO friendships (user_id1, user_id2, requested_at) VALUES ($1, $2, $3)";
-            let inserted = with_pool!(&self.db, |pool| sqlx::query(sql)
+            let inserted = Sql::new(sql)
                 .bind(caller)
                 .bind(other)
                 .bind(now_micros())
-                .execute(pool)
+                .execute(&self.db)
                 .await
-                .map(drop));
+                .map(drop);
             match inserted {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Requested::Sent),
                 Err(err) if is_unique_violation(&err) => continue,
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(ApiError::Internal(anyhow::anyhow!(
+        Err(StoreError::Failed(anyhow::anyhow!(
             "friend request kept colliding"
         )))
     }
@@ -333,36 +339,25 @@ impl SocialStore {
     /// Accepts `from`'s pending request to the caller; false if there is none.
     pub async fn accept(&self, caller: &str, from: &str) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE friendships SET accepted_at = $3 WHERE user_id1 = $2 AND user_id2 = $1 AND accepted_at IS NULL";
-        let done = with_pool!(&self.db, |pool| sqlx::query(sql)
+        let done = Sql::new(sql)
             .bind(caller)
             .bind(from)
             .bind(now_micros())
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+            .execute(&self.db)
+            .await?;
         Ok(done > 0)
     }
 
     /// Deletes the pending request between two users (declined or withdrawn).
     pub async fn drop_request(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
         let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NULL");
-        let done = with_pool!(&self.db, |pool| sqlx::query(&sql)
-            .bind(a)
-            .bind(b)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let done = Sql::new(&sql).bind(a).bind(b).execute(&self.db).await?;
         Ok(done > 0)
     }
 
     pub async fn unfriend(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
         let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NOT NULL");
-        let done = with_pool!(&self.db, |pool| sqlx::query(&sql)
-            .bind(a)
-            .bind(b)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let done = Sql::new(&sql).bind(a).bind(b).execute(&self.db).await?;
         Ok(done > 0)
     }
 
@@ -380,10 +375,7 @@ impl SocialStore {
              ORDER BY f.requested_at DESC, u.user_id",
             user_columns()
         );
-        let rows: Vec<Received> = with_pool!(&self.db, |pool| sqlx::query_as(&sql)
-            .bind(caller)
-            .fetch_all(pool)
-            .await)?;
+        let rows: Vec<Received> = Sql::new(&sql).bind(caller).fetch_all(&self.db).await?;
         Ok(rows
             .into_iter()
             .map(|row| UserFriendRequest {
@@ -398,62 +390,7 @@ impl SocialStore {
             "SELECT friend FROM ({}) f ORDER BY friend",
             friends_of("$1")
         );
-        with_pool!(&self.db, |pool| sqlx::query_scalar(&sql)
-            .bind(caller)
-            .fetch_all(pool)
-            .await)
-    }
-}
-
-impl UserUpdate {
-    /// Applies the sent fields to `row`, validating each.
-    pub fn apply(self, row: &mut UserRow) -> Result<(), ApiError> {
-        use super::model::{
-            dob, domains, name, optional_text, share_mode, MAX_DESCRIPTION, MAX_FIELD,
-        };
-        if let Some(value) = self.first_name {
-            row.first_name = name("first_name", &value)?;
-        }
-        if let Some(value) = self.last_name {
-            row.last_name = name("last_name", &value)?;
-        }
-        if let Some(value) = self.description {
-            row.description = optional_text("description", &value, MAX_DESCRIPTION)?;
-        }
-        if let Some(value) = self.dob {
-            row.dob = dob(&value)?;
-        }
-        for (field, value, slot) in [
-            ("gender", self.gender, &mut row.gender),
-            ("school", self.school, &mut row.school),
-            ("work", self.work, &mut row.work),
-            ("location", self.location, &mut row.location),
-        ] {
-            if let Some(value) = value {
-                *slot = optional_text(field, &value, MAX_FIELD)?;
-            }
-        }
-        for (value, slot) in [
-            (self.email_public, &mut row.email_public),
-            (self.dob_public, &mut row.dob_public),
-            (self.gender_public, &mut row.gender_public),
-            (self.school_public, &mut row.school_public),
-            (self.work_public, &mut row.work_public),
-            (self.location_public, &mut row.location_public),
-        ] {
-            if let Some(value) = value {
-                *slot = value;
-            }
-        }
-        if let Some(value) = self.share_mode {
-            row.share_mode = share_mode(&value)?;
-        }
-        if let Some(list) = self.domain_allow_array {
-            row.domain_allow_array = domains(&list)?;
-        }
-        if let Some(list) = self.domain_deny_array {
-            row.domain_deny_array = domains(&list)?;
-        }
-        Ok(())
+        let rows: Vec<(String,)> = Sql::new(&sql).bind(caller).fetch_all(&self.db).await?;
+        Ok(rows.into_iter().map(|(friend,)| friend).collect())
     }
 }

@@ -1,0 +1,284 @@
+//! SQL written once for both backends (`$N` parameters, no dialect features), run on
+//! whichever database there is, or inside a transaction. A statement is a value:
+//! `Sql::new("…").bind(a).bind(b).fetch_all(&db).await?`.
+
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
+
+use crate::db::{Db, Tx};
+
+/// A value for a `$N` parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(Option<bool>),
+}
+
+impl From<&str> for Param {
+    fn from(value: &str) -> Self {
+        Param::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<&String> for Param {
+    fn from(value: &String) -> Self {
+        Param::Text(Some(value.clone()))
+    }
+}
+
+impl From<String> for Param {
+    fn from(value: String) -> Self {
+        Param::Text(Some(value))
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(value: Option<String>) -> Self {
+        Param::Text(value)
+    }
+}
+
+impl From<&Option<String>> for Param {
+    fn from(value: &Option<String>) -> Self {
+        Param::Text(value.clone())
+    }
+}
+
+impl From<Option<&str>> for Param {
+    fn from(value: Option<&str>) -> Self {
+        Param::Text(value.map(str::to_owned))
+    }
+}
+
+impl From<i64> for Param {
+    fn from(value: i64) -> Self {
+        Param::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(value: Option<i64>) -> Self {
+        Param::Int(value)
+    }
+}
+
+impl From<bool> for Param {
+    fn from(value: bool) -> Self {
+        Param::Bool(Some(value))
+    }
+}
+
+/// Where a statement runs.
+pub enum On<'a> {
+    Db(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for On<'a> {
+    fn from(db: &'a Db) -> Self {
+        On::Db(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for On<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        On::Tx(tx)
+    }
+}
+
+/// A row type both backends decode.
+pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+
+impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{}
+
+/// One statement and its parameters.
+#[derive(Debug, Clone)]
+pub struct Sql<'q> {
+    text: &'q str,
+    params: Vec<Param>,
+}
+
+impl<'q> Sql<'q> {
+    pub fn new(text: &'q str) -> Self {
+        Sql {
+            text,
+            params: Vec::new(),
+        }
+    }
+
+    /// Binds the next `$N`.
+    pub fn bind(mut self, value: impl Into<Param>) -> Self {
+        self.params.push(value.into());
+        self
+    }
+
+    fn arguments<DB: Database>(&self) -> Result<DB::Arguments<'q>, sqlx::Error>
+    where
+        Option<String>: for<'a> Encode<'a, DB> + Type<DB>,
+        Option<i64>: for<'a> Encode<'a, DB> + Type<DB>,
+        Option<bool>: for<'a> Encode<'a, DB> + Type<DB>,
+    {
+        let mut arguments = DB::Arguments::<'q>::default();
+        for param in &self.params {
+            let added: Result<(), BoxDynError> = match param {
+                Param::Text(value) => arguments.add(value.clone()),
+                Param::Int(value) => arguments.add(*value),
+                Param::Bool(value) => arguments.add(*value),
+            };
+            added.map_err(sqlx::Error::Encode)?;
+        }
+        Ok(arguments)
+    }
+
+    /// Runs the statement; the number of rows it changed.
+    pub async fn execute<'a>(&self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
+        let done = match on.into() {
+            On::Db(Db::Sqlite(pool)) => {
+                let query = sqlx::query_with(self.text, self.arguments::<Sqlite>()?);
+                query.execute(pool).await?.rows_affected()
+            }
+            On::Db(Db::Postgres(pool)) => {
+                let query = sqlx::query_with(self.text, self.arguments::<Postgres>()?);
+                query.execute(pool).await?.rows_affected()
+            }
+            On::Tx(Tx::Sqlite(tx)) => {
+                let query = sqlx::query_with(self.text, self.arguments::<Sqlite>()?);
+                query.execute(&mut **tx).await?.rows_affected()
+            }
+            On::Tx(Tx::Postgres(tx)) => {
+                let query = sqlx::query_with(self.text, self.arguments::<Postgres>()?);
+                query.execute(&mut **tx).await?.rows_affected()
+            }
+        };
+        Ok(done)
+    }
+
+    /// Every row.
+    pub async fn fetch_all<'a, T: Row>(
+        &self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        match on.into() {
+            On::Db(Db::Sqlite(pool)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
+                query.fetch_all(pool).await
+            }
+            On::Db(Db::Postgres(pool)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
+                query.fetch_all(pool).await
+            }
+            On::Tx(Tx::Sqlite(tx)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
+                query.fetch_all(&mut **tx).await
+            }
+            On::Tx(Tx::Postgres(tx)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
+                query.fetch_all(&mut **tx).await
+            }
+        }
+    }
+
+    /// The first row, if any.
+    pub async fn fetch_optional<'a, T: Row>(
+        &self,
+        on: impl Into<On<'a>>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        match on.into() {
+            On::Db(Db::Sqlite(pool)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
+                query.fetch_optional(pool).await
+            }
+            On::Db(Db::Postgres(pool)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
+                query.fetch_optional(pool).await
+            }
+            On::Tx(Tx::Sqlite(tx)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
+                query.fetch_optional(&mut **tx).await
+            }
+            On::Tx(Tx::Postgres(tx)) => {
+                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
+                query.fetch_optional(&mut **tx).await
+            }
+        }
+    }
+
+    /// The first row; `RowNotFound` without one.
+    pub async fn fetch_one<'a, T: Row>(&self, on: impl Into<On<'a>>) -> Result<T, sqlx::Error> {
+        self.fetch_optional(on)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// The first column of the first row, if any.
+    pub async fn fetch_scalar<'a, T>(&self, on: impl Into<On<'a>>) -> Result<Option<T>, sqlx::Error>
+    where
+        (T,): Row,
+    {
+        Ok(self.fetch_optional::<(T,)>(on).await?.map(|(value,)| value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_binds_every_kind_of_value_and_runs_in_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display())
+            .parse()
+            .unwrap();
+        let db = Db::connect(&url, 2).await.unwrap();
+        Sql::new("CREATE TABLE t (name TEXT, n BIGINT, b BOOLEAN)")
+            .execute(&db)
+            .await
+            .unwrap();
+        let insert = Sql::new("INSERT INTO t (name, n, b) VALUES ($1, $2, $3)");
+        let mut tx = db.begin_write().await.unwrap();
+        let changed = insert
+            .clone()
+            .bind("a")
+            .bind(7i64)
+            .bind(true)
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        insert
+            .clone()
+            .bind(Option::<&str>::None)
+            .bind(Option::<i64>::None)
+            .bind(false)
+            .execute(&mut tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rows: Vec<(Option<String>, Option<i64>, bool)> =
+            Sql::new("SELECT name, n, b FROM t ORDER BY b DESC")
+                .fetch_all(&db)
+                .await
+                .unwrap();
+        assert_eq!(
+            rows,
+            vec![(Some("a".into()), Some(7), true), (None, None, false)]
+        );
+        let count: Option<i64> = Sql::new("SELECT count(*) FROM t WHERE n = $1")
+            .bind(7i64)
+            .fetch_scalar(&db)
+            .await
+            .unwrap();
+        assert_eq!(count, Some(1));
+        let none: Option<(i64,)> = Sql::new("SELECT n FROM t WHERE name = $1")
+            .bind("nobody")
+            .fetch_optional(&db)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        db.close().await;
+    }
+}
