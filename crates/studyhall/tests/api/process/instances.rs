@@ -1,0 +1,328 @@
+//! Several server processes on one database or Redis answer as one server does.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::helpers::{test_url, TestDatabase};
+
+/// 200 concurrent starts for one viewer, alternating between two servers: exactly the
+/// limit may succeed.
+async fn split_starts(a: &Server, b: &Server) -> (usize, usize) {
+    let viewer = format!("split-{}", uuid::Uuid::new_v4().simple());
+    let attempts: Vec<_> = (0..200)
+        .map(|n| {
+            let url = format!(
+                "{}/api/v1/streams",
+                if n % 2 == 0 { &a.address } else { &b.address }
+            );
+            let viewer = viewer.clone();
+            tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("X-User-Id", viewer)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let (mut allowed, mut refused) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            201 => allowed += 1,
+            429 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (allowed, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
+async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
+    let Some((url, _database)) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = start(url.expose()).await;
+    let b = start(url.expose()).await;
+    assert_eq!(split_starts(&a, &b).await, (3, 197));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_tests),
+    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
+async fn two_servers_sharing_redis_allow_exactly_the_limit() {
+    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
+        return;
+    };
+    let env = [
+        ("STUDYHALL_STREAMS_BACKEND", "redis"),
+        ("STUDYHALL_REDIS_URL", redis.as_str()),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_with(
+        &format!("sqlite://{}", dir_a.path().join("a.db").display()),
+        &env,
+    )
+    .await;
+    let b = start_with(
+        &format!("sqlite://{}", dir_b.path().join("b.db").display()),
+        &env,
+    )
+    .await;
+    assert_eq!(split_starts(&a, &b).await, (3, 197));
+}
+
+/// One scenario touching every module, run with requests alternating between `servers`;
+/// returns what a client observes (ids and timestamps left out).
+async fn scenario(servers: &[&Server], secret: &str) -> Value {
+    let at = |n: usize| &servers[n % servers.len()].address;
+    let c = client();
+    let mut seen = serde_json::Map::new();
+
+    // Events: written through both, listed by both; an idempotent retry lands elsewhere.
+    for n in 0..10 {
+        let status = c
+            .post(format!("{}/api/events", at(n)))
+            .json(&event(n))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+    let keyed = |n: usize| {
+        c.post(format!("{}/api/events", at(n)))
+            .header("Idempotency-Key", "smoke")
+            .json(&event(99))
+            .send()
+    };
+    let first: Value = keyed(0).await.unwrap().json().await.unwrap();
+    let retry: Value = keyed(1).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        first["id"], retry["id"],
+        "an idempotent retry on another instance"
+    );
+    for n in 0..2 {
+        let page: Value = c
+            .get(format!("{}/api/events?limit=1000", at(n)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.insert(
+            format!("events via {n}"),
+            json!(page["events"].as_array().unwrap().len()),
+        );
+    }
+
+    // Stats: sessions and a re-post through alternating servers.
+    let (user, course) = (
+        "55555555-5555-4555-8555-555555555555",
+        "66666666-6666-4666-8666-666666666666",
+    );
+    for (n, (modules, score)) in [(10, 50.0), (30, 90.0), (20, 70.0)].into_iter().enumerate() {
+        let body = json!({"sessionId": format!("77777777-7777-4777-8777-77777777777{n}"), "totalModulesStudied": modules, "averageScore": score, "timeStudied": 1000});
+        let status = c
+            .post(format!("{}/courses/{course}", at(n)))
+            .header("X-User-Id", user)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 201);
+    }
+    let repost = json!({"sessionId": "77777777-7777-4777-8777-777777777770", "totalModulesStudied": 40, "averageScore": 80.0, "timeStudied": 500});
+    c.post(format!("{}/courses/{course}", at(1)))
+        .header("X-User-Id", user)
+        .json(&repost)
+        .send()
+        .await
+        .unwrap();
+    for n in 0..2 {
+        let stats: Value = c
+            .get(format!("{}/courses/{course}", at(n)))
+            .header("X-User-Id", user)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.insert(format!("course via {n}"), stats);
+    }
+
+    // Streams: the limit holds across servers; an end on one frees a slot on the other.
+    let start = |n: usize| {
+        c.post(format!("{}/api/v1/streams", at(n)))
+            .header("X-User-Id", "smoke-viewer")
+            .send()
+    };
+    let mut statuses = Vec::new();
+    let mut first_id = String::new();
+    for n in 0..4 {
+        let response = start(n).await.unwrap();
+        statuses.push(response.status().as_u16());
+        let body: Value = response.json().await.unwrap();
+        if n == 0 {
+            first_id = body["stream"]["id"].as_str().unwrap().to_owned();
+        }
+    }
+    let ended = c
+        .delete(format!("{}/api/v1/streams/{first_id}", at(1)))
+        .header("X-User-Id", "smoke-viewer")
+        .send()
+        .await
+        .unwrap();
+    statuses.push(ended.status().as_u16());
+    statuses.push(start(0).await.unwrap().status().as_u16());
+    seen.insert("stream statuses".into(), json!(statuses));
+
+    // Social: profiles, a request on one server accepted on the other.
+    let token = |sub: &str| {
+        studyhall::auth::mint_hs256(
+            secret,
+            "sub",
+            sub,
+            Some(&format!("{sub}@example.com")),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap()
+    };
+    for (n, who) in ["ann", "ben"].into_iter().enumerate() {
+        let status = c
+            .post(format!("{}/users/me", at(n)))
+            .bearer_auth(token(who))
+            .json(&json!({"first_name": who, "last_name": "Smoke"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    c.post(format!("{}/friendship/requests", at(0)))
+        .bearer_auth(token("ann"))
+        .json(&json!({"user_id2": "ben"}))
+        .send()
+        .await
+        .unwrap();
+    let accepted = c
+        .post(format!("{}/friendship/accept", at(1)))
+        .bearer_auth(token("ben"))
+        .json(&json!({"user_id1": "ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let friends: Value = c
+        .get(format!("{}/friendship/all", at(0)))
+        .bearer_auth(token("ann"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen.insert("ann's friends".into(), friends);
+
+    // Grades: queued through both servers, stored by whichever worker runs.
+    for n in 0..6 {
+        let body = json!({"student_id": "88888888-8888-4888-8888-888888888888", "course_id": "smoke", "grade": n, "on_time": n % 2 == 0, "created_at": "2024-03-10T10:00:00Z"});
+        assert_eq!(
+            c.post(format!("{}/stats/student/grade", at(n)))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    wait_for_tally(servers[0], "smoke", 6).await;
+    for n in 0..2 {
+        let averages: Value = c
+            .get(format!(
+                "{}/stats/course/smoke/average?group_by=year&end_date=2030-01-01",
+                at(n)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.insert(format!("grades via {n}"), averages["averages"].clone());
+    }
+    Value::Object(seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(postgres_tests, redis_tests)),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL and STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
+)]
+async fn two_servers_and_a_worker_answer_as_one_server_does() {
+    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
+        return;
+    };
+    let secret = "smoke-test-secret-0123456789";
+    let env = |worker: bool| {
+        let mut env = vec![
+            ("STUDYHALL_STREAMS_BACKEND", "redis"),
+            ("STUDYHALL_REDIS_URL", redis.as_str()),
+            ("STUDYHALL_JWT_SECRET", secret),
+        ];
+        if !worker {
+            env.push(("STUDYHALL_NO_WORKER", "true"));
+        }
+        env
+    };
+    // Redis keys are per viewer; each setup flushes the smoke viewer's keys first.
+    let forget_viewer = || async {
+        let client = redis::Client::open(redis.as_str()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        for suffix in ["active", "started", "meta", "limit"] {
+            let _: () = redis::cmd("DEL")
+                .arg(format!("studyhall:streams:{{user:smoke-viewer}}:{suffix}"))
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+    };
+
+    let Some((single_url, _single_db)) = TestDatabase::postgres().await else {
+        return;
+    };
+    forget_viewer().await;
+    let single = start_with(single_url.expose(), &env(true)).await;
+    let one = scenario(&[&single], secret).await;
+
+    let Some((shared_url, _shared_db)) = TestDatabase::postgres().await else {
+        return;
+    };
+    forget_viewer().await;
+    let a = start_with(shared_url.expose(), &env(false)).await;
+    let b = start_with(shared_url.expose(), &env(false)).await;
+    let _worker = start_worker(shared_url.expose(), &[]).await;
+    let many = scenario(&[&a, &b], secret).await;
+
+    assert_eq!(
+        one, many,
+        "two servers and a worker must answer as one server does"
+    );
+    assert_eq!(
+        one["stream statuses"],
+        json!([201, 201, 201, 429, 204, 201])
+    );
+    assert_eq!(one["events via 0"], json!(11));
+}
