@@ -171,32 +171,33 @@ pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiErr
     })
 }
 
-/// What grades add up to: their sum in thousandths, how many, how many on time.
+/// What grades add up to: their sum in thousandths, how many, how many on time. (The
+/// stats module's `SessionTotals` sum learning sessions instead: modules, time, scores.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
+pub struct GradeTally {
     pub grade_sum: i64,
     pub grade_count: i64,
     pub on_time_count: i64,
 }
 
-impl Tally {
-    pub fn of(post: &GradePost) -> Tally {
-        Tally {
+impl GradeTally {
+    pub fn of(post: &GradePost) -> GradeTally {
+        GradeTally {
             grade_sum: post.grade_e3,
             grade_count: 1,
             on_time_count: i64::from(post.on_time),
         }
     }
 
-    pub fn negated(self) -> Tally {
-        Tally {
+    pub fn negated(self) -> GradeTally {
+        GradeTally {
             grade_sum: -self.grade_sum,
             grade_count: -self.grade_count,
             on_time_count: -self.on_time_count,
         }
     }
 
-    pub fn add(&mut self, other: Tally) {
+    pub fn add(&mut self, other: GradeTally) {
         self.grade_sum += other.grade_sum;
         self.grade_count += other.grade_count;
         self.on_time_count += other.on_time_count;
@@ -219,7 +220,7 @@ impl Tally {
     }
 
     /// Orders by average, highest first, exactly (no rounding decides a tie).
-    pub fn cmp_average_desc(&self, other: &Tally) -> std::cmp::Ordering {
+    pub fn cmp_average_desc(&self, other: &GradeTally) -> std::cmp::Ordering {
         let mine = i128::from(self.grade_sum) * i128::from(other.grade_count.max(1));
         let theirs = i128::from(other.grade_sum) * i128::from(self.grade_count.max(1));
         theirs.cmp(&mine)
@@ -368,15 +369,15 @@ impl Series {
 
     /// Sums daily tallies into periods, oldest first; without a grouping, one
     /// `all_time` row (zeros when there is nothing), as the original answered.
-    pub fn roll_up(&self, days: &[(i64, Tally)]) -> Vec<(String, Tally)> {
+    pub fn roll_up(&self, days: &[(i64, GradeTally)]) -> Vec<(String, GradeTally)> {
         let Some(group_by) = self.group_by else {
-            let mut total = Tally::default();
+            let mut total = GradeTally::default();
             for (_, tally) in days {
                 total.add(*tally);
             }
             return vec![(ALL_TIME.to_owned(), total)];
         };
-        let mut periods: BTreeMap<i64, Tally> = BTreeMap::new();
+        let mut periods: BTreeMap<i64, GradeTally> = BTreeMap::new();
         for (day, tally) in days {
             periods
                 .entry(group_by.period_start(*day))
@@ -556,7 +557,7 @@ mod tests {
 
     #[test]
     fn averages_order_exactly_highest_first() {
-        let t = |sum, count| Tally {
+        let t = |sum, count| GradeTally {
             grade_sum: sum,
             grade_count: count,
             on_time_count: 0,
@@ -585,7 +586,7 @@ mod tests {
         let series = Series::parse(&params, 0, None).unwrap();
         assert_eq!(
             series.roll_up(&[]),
-            vec![(ALL_TIME.to_owned(), Tally::default())]
+            vec![(ALL_TIME.to_owned(), GradeTally::default())]
         );
         assert_eq!(series.group_by_name(), "");
         let range = series.time_range();

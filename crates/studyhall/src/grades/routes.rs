@@ -130,7 +130,7 @@ async fn series<T>(
     grades: &Grades,
     subject: Subject<'_>,
     series: &Series,
-    point: impl Fn(String, model::Tally) -> T,
+    point: impl Fn(String, model::GradeTally) -> T,
 ) -> Result<Vec<T>> {
     let days = grades
         .store

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{day_of, GradePost, StudentAverage, Tally};
+use super::model::{day_of, GradePost, GradeTally, StudentAverage};
 use crate::db::{Db, Tx};
 use crate::jobs::{Handler, Increments, JobFuture, JobKind, KeyPart};
 use crate::page;
@@ -53,7 +53,7 @@ fn add(
     tables: &[(&'static str, &[Key])],
     post: &GradePost,
     day: i64,
-    tally: Tally,
+    tally: GradeTally,
 ) {
     for (table, keys) in tables {
         let mut key: Vec<(&'static str, KeyPart)> = keys
@@ -99,6 +99,14 @@ impl JobKind for TaskGrade {
     }
 }
 
+/// A task grade as stored, read before a later one replaces it.
+#[derive(Debug, sqlx::FromRow)]
+struct StoredGrade {
+    grade_e3: i64,
+    on_time: bool,
+    created_at: i64,
+}
+
 /// Applies grade jobs of both kinds.
 pub struct StoreGrades;
 
@@ -125,7 +133,7 @@ impl Handler<CourseGrade> for StoreGrades {
                 .await?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
-                add(later, COURSE_GRADE_DAYS, post, day, Tally::of(post));
+                add(later, COURSE_GRADE_DAYS, post, day, GradeTally::of(post));
             }
             Ok(())
         })
@@ -158,7 +166,7 @@ impl Handler<TaskGrade> for StoreGrades {
                 .await?;
             if inserted == 1 {
                 let day = day_of(post.created_at);
-                add(later, TASK_GRADE_DAYS, post, day, Tally::of(post));
+                add(later, TASK_GRADE_DAYS, post, day, GradeTally::of(post));
                 return Ok(());
             }
             // PostgreSQL: lock the row so concurrent replacements queue up.
@@ -168,16 +176,16 @@ impl Handler<TaskGrade> for StoreGrades {
                 ""
             };
             let select = format!(
-                "SELECT units, on_time, created_at FROM task_grades
+                "SELECT units AS grade_e3, on_time, created_at FROM task_grades
                  WHERE course_id = $1 AND task_id = $2 AND student_id = $3{lock}"
             );
-            let (units, on_time, created_at): (i64, bool, i64) = Sql::new(&select)
+            let stored: StoredGrade = Sql::new(&select)
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if created_at > post.created_at {
+            if stored.created_at > post.created_at {
                 return Ok(());
             }
             let update = "UPDATE task_grades SET units = $4, on_time = $5, created_at = $6
@@ -193,19 +201,25 @@ impl Handler<TaskGrade> for StoreGrades {
                 .await
                 .map(drop)?;
             let old = GradePost {
-                grade_e3: units,
-                on_time,
-                created_at,
+                grade_e3: stored.grade_e3,
+                on_time: stored.on_time,
+                created_at: stored.created_at,
                 ..post.clone()
             };
-            let replaced = Tally::of(&old).negated();
-            add(later, TASK_GRADE_DAYS, post, day_of(created_at), replaced);
+            let replaced = GradeTally::of(&old).negated();
+            add(
+                later,
+                TASK_GRADE_DAYS,
+                post,
+                day_of(stored.created_at),
+                replaced,
+            );
             add(
                 later,
                 TASK_GRADE_DAYS,
                 post,
                 day_of(post.created_at),
-                Tally::of(post),
+                GradeTally::of(post),
             );
             Ok(())
         })
@@ -270,8 +284,8 @@ struct StudentRow {
 }
 
 impl StudentRow {
-    fn tally(&self) -> Tally {
-        Tally {
+    fn tally(&self) -> GradeTally {
+        GradeTally {
             grade_sum: self.grade_sum,
             grade_count: self.grade_count,
             on_time_count: 0,
@@ -289,7 +303,7 @@ pub struct StudentPage {
 /// Where a page of students starts: after this average (as sum and count) and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct After {
-    tally: Tally,
+    tally: GradeTally,
     student_id: String,
 }
 
@@ -309,7 +323,7 @@ impl GradeStore {
         subject: Subject<'_>,
         first: Option<i64>,
         last: i64,
-    ) -> Result<Vec<(i64, Tally)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, GradeTally)>, sqlx::Error> {
         let (table, filter) = subject.table_and_filter();
         let ids = subject.ids();
         let n = ids.len();
@@ -331,7 +345,7 @@ impl GradeStore {
         Ok(rows
             .into_iter()
             .map(|row| {
-                let tally = Tally {
+                let tally = GradeTally {
                     grade_sum: row.grade_sum,
                     grade_count: row.grade_count,
                     on_time_count: row.on_time_count,
@@ -342,8 +356,8 @@ impl GradeStore {
     }
 
     /// The subject's tallies summed over all time.
-    pub async fn total(&self, subject: Subject<'_>) -> Result<Tally, sqlx::Error> {
-        let mut total = Tally::default();
+    pub async fn total(&self, subject: Subject<'_>) -> Result<GradeTally, sqlx::Error> {
+        let mut total = GradeTally::default();
         for (_, tally) in self.days(subject, None, i64::MAX).await? {
             total.add(tally);
         }
@@ -357,7 +371,7 @@ impl GradeStore {
         task: &str,
         after: Option<&After>,
         limit: usize,
-    ) -> Result<(StudentPage, Tally), sqlx::Error> {
+    ) -> Result<(StudentPage, GradeTally), sqlx::Error> {
         let sql = "SELECT student_id, units AS grade_sum, CAST(1 AS BIGINT) AS grade_count FROM task_grades
                    WHERE course_id = $1 AND task_id = $2";
         let rows: Vec<StudentRow> = Sql::new(sql)
@@ -375,7 +389,7 @@ impl GradeStore {
         student: &str,
         after: Option<&After>,
         limit: usize,
-    ) -> Result<(Tally, StudentPage), sqlx::Error> {
+    ) -> Result<(GradeTally, StudentPage), sqlx::Error> {
         let sql = "SELECT student_id, CAST(SUM(units) AS BIGINT) AS grade_sum, CAST(count(*) AS BIGINT) AS grade_count
                    FROM task_grades WHERE course_id = $1 GROUP BY student_id";
         let rows: Vec<StudentRow> = Sql::new(sql).bind(course).fetch_all(&self.db).await?;
@@ -393,12 +407,16 @@ impl GradeStore {
 /// Orders students by average (highest first, exactly), then id, and cuts the page that
 /// follows `after`. Sorting here rather than in SQL keeps the order exact and the same
 /// on every backend; the rows are one course's or one task's, which a read scans anyway.
-fn page_of(mut rows: Vec<StudentRow>, after: Option<&After>, limit: usize) -> (StudentPage, Tally) {
-    let mut total = Tally::default();
+fn page_of(
+    mut rows: Vec<StudentRow>,
+    after: Option<&After>,
+    limit: usize,
+) -> (StudentPage, GradeTally) {
+    let mut total = GradeTally::default();
     for row in &rows {
         total.add(row.tally());
     }
-    let order = |a: &Tally, a_id: &str, b: &Tally, b_id: &str| {
+    let order = |a: &GradeTally, a_id: &str, b: &GradeTally, b_id: &str| {
         a.cmp_average_desc(b).then_with(|| a_id.cmp(b_id))
     };
     rows.sort_by(|a, b| order(&a.tally(), &a.student_id, &b.tally(), &b.student_id));
@@ -437,7 +455,7 @@ fn page_of(mut rows: Vec<StudentRow>, after: Option<&After>, limit: usize) -> (S
     )
 }
 
-fn encode_cursor(tally: &Tally, student: &str) -> String {
+fn encode_cursor(tally: &GradeTally, student: &str) -> String {
     page::encode_cursor(&[
         &tally.grade_sum.to_string(),
         &tally.grade_count.to_string(),
@@ -451,7 +469,7 @@ pub fn decode_cursor(cursor: &str) -> Option<After> {
     let grade_sum = grade_sum.parse().ok()?;
     let grade_count: i64 = grade_count.parse().ok()?;
     (grade_count > 0).then_some(After {
-        tally: Tally {
+        tally: GradeTally {
             grade_sum,
             grade_count,
             on_time_count: 0,

@@ -335,8 +335,16 @@ pub async fn fail(
     Ok(state)
 }
 
+/// How many jobs of a kind are in a state.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Depth {
+    pub state: String,
+    pub kind: String,
+    pub jobs: i64,
+}
+
 /// Queue depth by state and kind (succeeded jobs excluded), for the metrics gauge.
-pub async fn depth(db: &Db) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
-    let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
+pub async fn depth(db: &Db) -> Result<Vec<Depth>, sqlx::Error> {
+    let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) AS jobs FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
     Sql::new(sql).fetch_all(db).await
 }

@@ -279,13 +279,13 @@ pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
             Ok(rows) => {
                 let mut all: std::collections::BTreeSet<String> =
                     kinds.iter().map(|kind| (*kind).to_owned()).collect();
-                all.extend(rows.iter().map(|(_, kind, _)| kind.clone()));
+                all.extend(rows.iter().map(|row| row.kind.clone()));
                 for kind in all {
                     for state in ["queued", "running", "failed", "dead"] {
                         let count = rows
                             .iter()
-                            .find(|(s, k, _)| s == state && *k == kind)
-                            .map_or(0, |row| row.2);
+                            .find(|row| row.state == state && row.kind == kind)
+                            .map_or(0, |row| row.jobs);
                         metrics::gauge!("job_queue_depth", "state" => state, "kind" => kind.clone())
                             .set(count as f64);
                     }

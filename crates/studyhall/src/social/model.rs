@@ -155,15 +155,22 @@ pub struct Friendship {
     pub accepted_at: Option<String>,
 }
 
-impl Friendship {
-    pub fn from_row(
-        (user_id1, user_id2, requested_at, accepted_at): (String, String, i64, Option<i64>),
-    ) -> Self {
+/// A friendship as stored: Unix microseconds.
+#[derive(Debug, sqlx::FromRow)]
+pub struct FriendshipRow {
+    pub user_id1: String,
+    pub user_id2: String,
+    pub requested_at: i64,
+    pub accepted_at: Option<i64>,
+}
+
+impl From<FriendshipRow> for Friendship {
+    fn from(row: FriendshipRow) -> Self {
         Friendship {
-            user_id1,
-            user_id2,
-            requested_at: rfc3339(requested_at),
-            accepted_at: accepted_at.map(rfc3339),
+            user_id1: row.user_id1,
+            user_id2: row.user_id2,
+            requested_at: rfc3339(row.requested_at),
+            accepted_at: row.accepted_at.map(rfc3339),
         }
     }
 }

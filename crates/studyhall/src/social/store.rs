@@ -2,7 +2,7 @@
 //! features), so each query is written once and run on whichever pool there is; only
 //! the migrations differ (the pair index, trigram indexes on PostgreSQL).
 
-use super::model::{Friendship, UserFriendRequest, UserRow};
+use super::model::{Friendship, FriendshipRow, UserFriendRequest, UserRow};
 use crate::clock::now_micros;
 use crate::db::Db;
 use crate::error::StoreError;
@@ -73,8 +73,6 @@ pub struct Search<'a> {
 pub struct SocialStore {
     db: Db,
 }
-
-type FriendshipRow = (String, String, i64, Option<i64>);
 
 impl SocialStore {
     pub fn new(db: &Db) -> Self {
@@ -281,7 +279,7 @@ impl SocialStore {
             .bind(b)
             .fetch_optional(&self.db)
             .await?;
-        Ok(row.map(Friendship::from_row))
+        Ok(row.map(Friendship::from))
     }
 
     /// The caller's own pending request to `other`.
@@ -297,7 +295,7 @@ impl SocialStore {
             .bind(other)
             .fetch_optional(&self.db)
             .await?;
-        Ok(row.map(Friendship::from_row))
+        Ok(row.map(Friendship::from))
     }
 
     /// Sends a request, or accepts the one `other` already sent the caller. Two users

@@ -38,7 +38,7 @@ impl SessionPost {
 }
 
 /// One session, as `GET /courses/{courseId}/sessions/{sessionId}` returns it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStats {
     #[schema(format = "uuid")]
@@ -61,9 +61,10 @@ pub struct CourseStats {
     pub session_count: i64,
 }
 
-/// The stored aggregate row: exact integer sums.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
+/// A user's sessions in a course summed up, as stored: exact integer sums. (Grades
+/// keep a `GradeTally` instead: grade sums and counts.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionTotals {
     pub sessions: i64,
     pub modules: i64,
     pub time_ms: i64,
@@ -73,10 +74,10 @@ pub struct Totals {
     pub score_sum: i64,
 }
 
-impl Totals {
+impl SessionTotals {
     /// What one session adds to its course's totals.
-    pub fn of(modules: i64, score_e4: i64, time_ms: i64) -> Totals {
-        Totals {
+    pub fn of(modules: i64, score_e4: i64, time_ms: i64) -> SessionTotals {
+        SessionTotals {
             sessions: 1,
             modules,
             time_ms,
@@ -85,8 +86,8 @@ impl Totals {
         }
     }
 
-    pub fn plus(self, other: Totals) -> Totals {
-        Totals {
+    pub fn plus(self, other: SessionTotals) -> SessionTotals {
+        SessionTotals {
             sessions: self.sessions + other.sessions,
             modules: self.modules + other.modules,
             time_ms: self.time_ms + other.time_ms,
@@ -95,8 +96,8 @@ impl Totals {
         }
     }
 
-    pub fn minus(self, other: Totals) -> Totals {
-        Totals {
+    pub fn minus(self, other: SessionTotals) -> SessionTotals {
+        SessionTotals {
             sessions: self.sessions - other.sessions,
             modules: self.modules - other.modules,
             time_ms: self.time_ms - other.time_ms,
@@ -391,8 +392,8 @@ mod tests {
 
     #[test]
     fn the_average_is_weighted_by_modules_and_falls_back_to_the_plain_mean() {
-        let totals = Totals::of(30, 900_000, 10).minus(Totals::default());
-        let both = Totals {
+        let totals = SessionTotals::of(30, 900_000, 10).minus(SessionTotals::default());
+        let both = SessionTotals {
             sessions: 2,
             modules: 40,
             time_ms: 20,
@@ -400,7 +401,7 @@ mod tests {
             score_sum: 1_400_000,
         };
         assert_eq!(both.stats().average_score, 80.0);
-        let no_modules = Totals {
+        let no_modules = SessionTotals {
             sessions: 2,
             modules: 0,
             time_ms: 0,

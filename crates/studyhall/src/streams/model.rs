@@ -169,7 +169,7 @@ pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
 }
 
 /// A stream lease as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Stream {
     pub id: String,
     pub viewer: String,

@@ -7,10 +7,11 @@ mod sqlite;
 
 use tokio::task::JoinHandle;
 
-use super::model::{SessionPost, SessionStats, Totals};
+use super::model::{SessionPost, SessionStats, SessionTotals};
 
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::sql::Sql;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -30,10 +31,12 @@ const ADD_TO_TOTALS: &str = "INSERT INTO stats_course_totals
         weighted_score = stats_course_totals.weighted_score + excluded.weighted_score,
         score_sum = stats_course_totals.score_sum + excluded.score_sum";
 
-const TOTALS: &str = "SELECT session_count, total_modules, time_studied, weighted_score, score_sum
-    FROM stats_course_totals WHERE user_id = $1 AND course_id = $2";
+const TOTALS: &str =
+    "SELECT session_count AS sessions, total_modules AS modules, time_studied AS time_ms,
+    weighted_score, score_sum FROM stats_course_totals WHERE user_id = $1 AND course_id = $2";
 
-const SESSION: &str = "SELECT session_id, total_modules, average_score, time_studied
+const SESSION: &str =
+    "SELECT session_id, total_modules AS total_modules_studied, average_score, time_studied
     FROM stats_sessions WHERE session_id = $1 AND user_id = $2 AND course_id = $3";
 
 #[derive(Clone, Debug)]
@@ -66,34 +69,17 @@ impl StatsStore {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn totals(&self, user: &str, course: &str) -> Result<Option<Totals>, sqlx::Error> {
-        let row: Option<(i64, i64, i64, i64, i64)> = match self {
-            StatsStore::Sqlite(store) => {
-                sqlx::query_as(TOTALS)
-                    .bind(user)
-                    .bind(course)
-                    .fetch_optional(store.pool())
-                    .await?
-            }
-            StatsStore::Postgres(store) => {
-                sqlx::query_as(TOTALS)
-                    .bind(user)
-                    .bind(course)
-                    .fetch_optional(store.pool())
-                    .await?
-            }
-        };
-        Ok(row
-            .map(
-                |(sessions, modules, time_ms, weighted_score, score_sum)| Totals {
-                    sessions,
-                    modules,
-                    time_ms,
-                    weighted_score,
-                    score_sum,
-                },
-            )
-            .filter(|totals| totals.sessions > 0))
+    pub async fn totals(
+        &self,
+        user: &str,
+        course: &str,
+    ) -> Result<Option<SessionTotals>, sqlx::Error> {
+        let totals: Option<SessionTotals> = Sql::new(TOTALS)
+            .bind(user)
+            .bind(course)
+            .fetch_optional(&self.db())
+            .await?;
+        Ok(totals.filter(|totals| totals.sessions > 0))
     }
 
     #[tracing::instrument(skip(self))]
@@ -103,32 +89,20 @@ impl StatsStore {
         course: &str,
         session: &str,
     ) -> Result<Option<SessionStats>, sqlx::Error> {
-        let row: Option<(String, i64, f64, i64)> = match self {
-            StatsStore::Sqlite(store) => {
-                sqlx::query_as(SESSION)
-                    .bind(session)
-                    .bind(user)
-                    .bind(course)
-                    .fetch_optional(store.pool())
-                    .await?
-            }
-            StatsStore::Postgres(store) => {
-                sqlx::query_as(SESSION)
-                    .bind(session)
-                    .bind(user)
-                    .bind(course)
-                    .fetch_optional(store.pool())
-                    .await?
-            }
-        };
-        Ok(row.map(
-            |(session_id, total_modules_studied, average_score, time_studied)| SessionStats {
-                session_id,
-                total_modules_studied,
-                average_score,
-                time_studied,
-            },
-        ))
+        Sql::new(SESSION)
+            .bind(session)
+            .bind(user)
+            .bind(course)
+            .fetch_optional(&self.db())
+            .await
+    }
+
+    /// The database under either backend's store, for the reads they share.
+    fn db(&self) -> Db {
+        match self {
+            StatsStore::Sqlite(store) => Db::Sqlite(store.pool().clone()),
+            StatsStore::Postgres(store) => Db::Postgres(store.pool().clone()),
+        }
     }
 }
 
@@ -147,14 +121,14 @@ impl Previous {
         self.user_id == post.user && self.course_id == post.course
     }
 
-    fn contribution(&self) -> Totals {
-        Totals::of(self.total_modules, self.score_units, self.time_studied)
+    fn contribution(&self) -> SessionTotals {
+        SessionTotals::of(self.total_modules, self.score_units, self.time_studied)
     }
 }
 
 /// What recording `post` changes in its course totals, given what it replaces.
-fn delta(post: &SessionPost, previous: Option<&Previous>) -> Totals {
-    let new = Totals::of(post.modules, post.score_e4(), post.time_ms);
+fn delta(post: &SessionPost, previous: Option<&Previous>) -> SessionTotals {
+    let new = SessionTotals::of(post.modules, post.score_e4(), post.time_ms);
     new.minus(previous.map(Previous::contribution).unwrap_or_default())
 }
 
@@ -175,7 +149,7 @@ mod tests {
             posts in prop::collection::vec((0usize..6, 0..=MAX_MODULES, 0.0f64..=100.0, 0..=MAX_TIME_MS), 1..80)
         ) {
             let mut sessions: HashMap<usize, Previous> = HashMap::new();
-            let mut totals = Totals::default();
+            let mut totals = SessionTotals::default();
             for (session, modules, score, time_ms) in posts {
                 let post = SessionPost {
                     user: "u".into(), course: "c".into(), session: session.to_string(), modules, score, time_ms,
@@ -186,7 +160,7 @@ mod tests {
                     total_modules: modules, score_units: post.score_e4(), time_studied: time_ms,
                 });
             }
-            let recomputed = sessions.values().fold(Totals::default(), |sum, s| sum.plus(s.contribution()));
+            let recomputed = sessions.values().fold(SessionTotals::default(), |sum, s| sum.plus(s.contribution()));
             prop_assert_eq!(totals, recomputed);
             prop_assert_eq!(totals.sessions as usize, sessions.len());
         }

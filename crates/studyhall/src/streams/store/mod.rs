@@ -147,8 +147,8 @@ const ENSURE_VIEWER: &str =
     "INSERT INTO stream_viewers (viewer) VALUES ($1) ON CONFLICT (viewer) DO NOTHING";
 
 /// Active leases, the earliest expiry and the viewer's limit override, in one round trip.
-const ACTIVE: &str = "SELECT count(*), min(expires_at),
-        (SELECT stream_limit FROM stream_viewers WHERE viewer = $1)
+const ACTIVE: &str = "SELECT count(*) AS active, min(expires_at) AS earliest,
+        (SELECT stream_limit FROM stream_viewers WHERE viewer = $1) AS viewer_limit
     FROM streams WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
 
 /// Renews a lease; `$5`, the metadata sent with a re-start, replaces the stored one
@@ -182,16 +182,13 @@ const ACTIVE_TOTAL: &str =
 /// Streams that ended or expired over an hour ago are forgotten.
 const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1 - 3600000000";
 
-type StreamRow = (String, String, i64, i64, String);
-
-fn stream((id, viewer, started_at, expires_at, metadata): StreamRow) -> Stream {
-    Stream {
-        id,
-        viewer,
-        started_at,
-        expires_at,
-        metadata,
-    }
+/// A viewer's leases now: how many are active, when the earliest expires, and the
+/// viewer's own limit if one is set.
+#[derive(Debug, sqlx::FromRow)]
+struct Active {
+    active: i64,
+    earliest: Option<i64>,
+    viewer_limit: Option<i64>,
 }
 
 /// What a heartbeat sends as metadata: nothing, so the stored metadata stays.

@@ -2,8 +2,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST,
-    NO_METADATA, PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
+    decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA,
+    PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
@@ -39,7 +39,7 @@ impl PgStreams {
             .await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *tx).await?;
         if let Some(id) = &request.stream_id {
-            let renewed: Option<StreamRow> = sqlx::query_as(RENEW)
+            let renewed: Option<Stream> = sqlx::query_as(RENEW)
                 .bind(viewer)
                 .bind(id)
                 .bind(now)
@@ -50,10 +50,12 @@ impl PgStreams {
             if let Some(row) = renewed {
                 let counts = counts(&mut tx, viewer, now, self.policy).await?;
                 tx.commit().await?;
-                return Ok(Started::Renewed(stream(row), counts));
+                return Ok(Started::Renewed(row, counts));
             }
         }
-        let (active, earliest, _): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
+        let Active {
+            active, earliest, ..
+        }: Active = sqlx::query_as(ACTIVE)
             .bind(viewer)
             .bind(now)
             .fetch_one(&mut *tx)
@@ -97,7 +99,7 @@ impl PgStreams {
     pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        let row: Option<StreamRow> = sqlx::query_as(RENEW)
+        let row: Option<Stream> = sqlx::query_as(RENEW)
             .bind(viewer)
             .bind(id)
             .bind(now)
@@ -105,7 +107,7 @@ impl PgStreams {
             .bind(NO_METADATA)
             .fetch_optional(&mut *conn)
             .await?;
-        Ok(row.map(stream))
+        Ok(row)
     }
 
     pub async fn end(
@@ -115,7 +117,7 @@ impl PgStreams {
     ) -> Result<Option<(Stream, Counts)>, sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        let row: Option<StreamRow> = sqlx::query_as(END)
+        let row: Option<Stream> = sqlx::query_as(END)
             .bind(viewer)
             .bind(id)
             .bind(now)
@@ -123,13 +125,13 @@ impl PgStreams {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let counts = counts(&mut conn, viewer, now, self.policy).await?;
-        Ok(Some((stream(row), counts)))
+        Ok(Some((row, counts)))
     }
 
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        let rows: Vec<StreamRow> = sqlx::query_as(LIST)
+        let rows: Vec<Stream> = sqlx::query_as(LIST)
             .bind(viewer)
             .bind(now)
             .fetch_all(&mut *conn)
@@ -143,7 +145,7 @@ impl PgStreams {
             active: rows.len() as i64,
             limit,
         };
-        Ok((rows.into_iter().map(stream).collect(), counts))
+        Ok((rows, counts))
     }
 
     pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), sqlx::Error> {
@@ -181,7 +183,11 @@ async fn counts(
     now: i64,
     policy: Policy,
 ) -> Result<Counts, sqlx::Error> {
-    let (active, _, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
+    let Active {
+        active,
+        viewer_limit: limit,
+        ..
+    }: Active = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *conn)

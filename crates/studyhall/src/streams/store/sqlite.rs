@@ -3,8 +3,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    decide, stream, Policy, StreamRow, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE,
-    RENEW, SET_LIMIT, VIEWER_LIMIT,
+    decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE, RENEW,
+    SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::batch::Batcher;
 use crate::error::StoreError;
@@ -101,7 +101,7 @@ impl SqliteStreams {
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), sqlx::Error> {
         let mut conn = self.pool.acquire().await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        let rows: Vec<StreamRow> = sqlx::query_as(LIST)
+        let rows: Vec<Stream> = sqlx::query_as(LIST)
             .bind(viewer)
             .bind(now)
             .fetch_all(&mut *conn)
@@ -113,7 +113,7 @@ impl SqliteStreams {
             active: rows.len() as i64,
             limit,
         };
-        Ok((rows.into_iter().map(stream).collect(), counts))
+        Ok((rows, counts))
     }
 
     pub async fn active_total(&self) -> Result<i64, sqlx::Error> {
@@ -149,17 +149,16 @@ async fn apply(pool: &SqlitePool, ops: Vec<Op>, policy: Policy) -> Result<Vec<Do
                 Done::Renewed(renew(&mut tx, &viewer, &id, now, policy, NO_METADATA).await?)
             }
             Op::End(viewer, id) => {
-                let row: Option<StreamRow> = sqlx::query_as(END)
+                let row: Option<Stream> = sqlx::query_as(END)
                     .bind(&viewer)
                     .bind(&id)
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
                 match row {
-                    Some(row) => Done::Ended(Some((
-                        stream(row),
-                        counts(&mut tx, &viewer, now, policy).await?,
-                    ))),
+                    Some(row) => {
+                        Done::Ended(Some((row, counts(&mut tx, &viewer, now, policy).await?)))
+                    }
                     None => Done::Ended(None),
                 }
             }
@@ -192,7 +191,11 @@ async fn start(
             ));
         }
     }
-    let (active, earliest, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
+    let Active {
+        active,
+        earliest,
+        viewer_limit: limit,
+    }: Active = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -239,7 +242,7 @@ async fn renew(
     policy: Policy,
     metadata: &str,
 ) -> Result<Option<Stream>, sqlx::Error> {
-    let row: Option<StreamRow> = sqlx::query_as(RENEW)
+    let row: Option<Stream> = sqlx::query_as(RENEW)
         .bind(viewer)
         .bind(id)
         .bind(now)
@@ -247,7 +250,7 @@ async fn renew(
         .bind(metadata)
         .fetch_optional(&mut *tx)
         .await?;
-    Ok(row.map(stream))
+    Ok(row)
 }
 
 async fn viewer_limit(
@@ -267,7 +270,11 @@ async fn counts(
     now: i64,
     policy: Policy,
 ) -> Result<Counts, sqlx::Error> {
-    let (active, _, limit): (i64, Option<i64>, Option<i64>) = sqlx::query_as(ACTIVE)
+    let Active {
+        active,
+        viewer_limit: limit,
+        ..
+    }: Active = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *conn)
