@@ -3,6 +3,52 @@
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+/// An instant as Unix microseconds, UTC: how every table stores time.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    sqlx::Type,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[sqlx(transparent)]
+#[serde(transparent)]
+pub struct Micros(pub i64);
+
+impl Micros {
+    pub fn now() -> Micros {
+        Micros(now_micros())
+    }
+
+    /// `micros` later (saturating).
+    pub fn plus(self, micros: i64) -> Micros {
+        Micros(self.0.saturating_add(micros))
+    }
+
+    /// RFC 3339 (UTC), e.g. `2026-11-22T15:08:06.829Z`.
+    pub fn rfc3339(self) -> String {
+        rfc3339(self.0)
+    }
+
+    /// RFC 3339 (UTC) with exactly three fraction digits.
+    pub fn rfc3339_millis(self) -> String {
+        rfc3339_millis(self.0)
+    }
+}
+
+impl From<OffsetDateTime> for Micros {
+    fn from(instant: OffsetDateTime) -> Self {
+        Micros(micros(instant))
+    }
+}
+
 /// An instant as Unix microseconds (saturating far outside any real date).
 pub fn micros(instant: OffsetDateTime) -> i64 {
     i64::try_from(instant.unix_timestamp_nanos() / 1_000).unwrap_or(if instant.year() < 1970 {

@@ -65,6 +65,18 @@ impl From<Option<i64>> for Param {
     }
 }
 
+impl From<crate::clock::Micros> for Param {
+    fn from(value: crate::clock::Micros) -> Self {
+        Param::Int(Some(value.0))
+    }
+}
+
+impl From<Option<crate::clock::Micros>> for Param {
+    fn from(value: Option<crate::clock::Micros>) -> Self {
+        Param::Int(value.map(|micros| micros.0))
+    }
+}
+
 impl From<bool> for Param {
     fn from(value: bool) -> Self {
         Param::Bool(Some(value))

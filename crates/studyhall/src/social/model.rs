@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::clock::rfc3339;
+use crate::clock::Micros;
 use crate::error::ApiError;
 
 pub const MAX_NAME: usize = 100;
@@ -160,8 +160,8 @@ pub struct Friendship {
 pub struct FriendshipRow {
     pub user_id1: String,
     pub user_id2: String,
-    pub requested_at: i64,
-    pub accepted_at: Option<i64>,
+    pub requested_at: Micros,
+    pub accepted_at: Option<Micros>,
 }
 
 impl From<FriendshipRow> for Friendship {
@@ -169,8 +169,8 @@ impl From<FriendshipRow> for Friendship {
         Friendship {
             user_id1: row.user_id1,
             user_id2: row.user_id2,
-            requested_at: rfc3339(row.requested_at),
-            accepted_at: row.accepted_at.map(rfc3339),
+            requested_at: row.requested_at.rfc3339(),
+            accepted_at: row.accepted_at.map(Micros::rfc3339),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
-use crate::clock::rfc3339_millis;
+use crate::clock::Micros;
 use crate::error::ApiError;
 
 pub const MAX_ID: usize = 128;
@@ -173,9 +173,8 @@ pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
 pub struct Stream {
     pub id: String,
     pub viewer: String,
-    /// Unix microseconds.
-    pub started_at: i64,
-    pub expires_at: i64,
+    pub started_at: Micros,
+    pub expires_at: Micros,
     /// JSON object of the seed's fields.
     pub metadata: String,
 }
@@ -191,11 +190,11 @@ impl Stream {
         object.insert("viewer".into(), Value::String(self.viewer.clone()));
         object.insert(
             "started_at".into(),
-            Value::String(rfc3339_millis(self.started_at)),
+            Value::String(self.started_at.rfc3339_millis()),
         );
         object.insert(
             "expires_at".into(),
-            Value::String(rfc3339_millis(self.expires_at)),
+            Value::String(self.expires_at.rfc3339_millis()),
         );
         Value::Object(object)
     }

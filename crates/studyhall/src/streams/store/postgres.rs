@@ -5,6 +5,7 @@ use super::{
     decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA,
     PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
+use crate::clock::Micros;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
 /// The database's clock, in Unix microseconds.
@@ -83,8 +84,8 @@ impl PgStreams {
         let stream = Stream {
             id,
             viewer: viewer.to_owned(),
-            started_at: now,
-            expires_at: now + self.policy.lease_us,
+            started_at: Micros(now),
+            expires_at: Micros(now).plus(self.policy.lease_us),
             metadata: request.metadata.clone(),
         };
         Ok(Started::Created(

@@ -4,6 +4,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
+use crate::clock::Micros;
 use crate::error::StoreError;
 use crate::redis_handle::RedisHandle;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
@@ -120,8 +121,8 @@ impl RedisStreams {
                 let stream = Stream {
                     id,
                     viewer: viewer.to_owned(),
-                    started_at: number(reply.get(3), "start")?,
-                    expires_at: number(reply.get(4), "start")?,
+                    started_at: Micros(number(reply.get(3), "start")?),
+                    expires_at: Micros(number(reply.get(4), "start")?),
                     metadata: reply.get(5).cloned().ok_or_else(|| malformed("start"))?,
                 };
                 Ok(if outcome == "created" {
@@ -179,8 +180,8 @@ impl RedisStreams {
         Ok(Some(Stream {
             id: id.to_owned(),
             viewer: viewer.to_owned(),
-            started_at: number(reply.first(), "heartbeat")?,
-            expires_at: number(reply.get(1), "heartbeat")?,
+            started_at: Micros(number(reply.first(), "heartbeat")?),
+            expires_at: Micros(number(reply.get(1), "heartbeat")?),
             metadata: reply
                 .get(2)
                 .cloned()
@@ -206,8 +207,8 @@ impl RedisStreams {
         let stream = Stream {
             id: id.to_owned(),
             viewer: viewer.to_owned(),
-            started_at: number(reply.first(), "end")?,
-            expires_at: number(reply.get(1), "end")?,
+            started_at: Micros(number(reply.first(), "end")?),
+            expires_at: Micros(number(reply.get(1), "end")?),
             metadata: reply.get(2).cloned().ok_or_else(|| malformed("end"))?,
         };
         let counts = Counts {
@@ -230,8 +231,8 @@ impl RedisStreams {
                 [id, started, expires, metadata] => Ok(Stream {
                     id: id.clone(),
                     viewer: viewer.to_owned(),
-                    started_at: number(Some(started), "list")?,
-                    expires_at: number(Some(expires), "list")?,
+                    started_at: Micros(number(Some(started), "list")?),
+                    expires_at: Micros(number(Some(expires), "list")?),
                     metadata: metadata.clone(),
                 }),
                 _ => Err(malformed("list")),

@@ -7,6 +7,7 @@ use super::{
     SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::batch::Batcher;
+use crate::clock::Micros;
 use crate::error::StoreError;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
@@ -220,8 +221,8 @@ async fn start(
     let stream = Stream {
         id,
         viewer: viewer.to_owned(),
-        started_at: now,
-        expires_at: now + policy.lease_us,
+        started_at: Micros(now),
+        expires_at: Micros(now).plus(policy.lease_us),
         metadata: request.metadata.clone(),
     };
     Ok(Started::Created(
