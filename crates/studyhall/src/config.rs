@@ -199,8 +199,9 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
 
     /// Modules to serve (comma separated); all when omitted.
-    #[arg(long, env = "STUDYHALL_MODULES", value_enum, value_delimiter = ',')]
-    pub modules: Vec<ModuleName>,
+    #[arg(long, env = "STUDYHALL_MODULES", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(crate::MODULES.iter().map(|plugin| plugin.name)))]
+    pub modules: Vec<String>,
 
     #[command(flatten)]
     pub identity: IdentitySettings,
@@ -309,18 +310,10 @@ impl ServeSettings {
         Ok(())
     }
 
-    pub fn serves(&self, module: ModuleName) -> bool {
-        self.modules.is_empty() || self.modules.contains(&module)
+    /// Whether the module named `module` is served.
+    pub fn serves(&self, module: &str) -> bool {
+        self.modules.is_empty() || self.modules.iter().any(|name| name == module)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModuleName {
-    Events,
-    Stats,
-    Streams,
-    Social,
-    Grades,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

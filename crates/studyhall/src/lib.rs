@@ -100,7 +100,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     });
     for plugin in &selected {
         let module = (plugin.start)(&core, settings)
-            .with_context(|| format!("starting the {:?} module", plugin.name))?;
+            .with_context(|| format!("starting the {} module", plugin.name))?;
         routes = routes.merge(module.routes);
         tasks.extend(module.tasks);
     }

@@ -6,7 +6,7 @@ use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::config::{ModuleName, ServeSettings};
+use crate::config::ServeSettings;
 use crate::db::Db;
 use crate::jobs::{Handlers, Queue};
 use crate::redis_handle::RedisHandle;
@@ -22,7 +22,8 @@ pub struct Core {
 
 /// A module as `lib.rs` lists it: what it is before it runs.
 pub struct Plugin {
-    pub name: ModuleName,
+    /// Its name in `--modules` and in logs.
+    pub name: &'static str,
     /// Its routes' OpenAPI document, without a running module (`studyhall openapi`).
     pub api: fn() -> OpenApi,
     /// Paths it also answers under a second spelling (`/api/events/` beside

@@ -13,7 +13,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::ModuleName;
 use crate::module::{self, Core, Module, Plugin};
 use store::EventStore;
 use writer::Writer;
@@ -28,7 +27,7 @@ pub struct Events {
 }
 
 pub const PLUGIN: Plugin = Plugin {
-    name: ModuleName::Events,
+    name: "events",
     api: || module::document(routes()),
     aliases: ALIASES,
     jobs: module::no_jobs,

@@ -9,7 +9,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::ModuleName;
 use crate::jobs::{Handlers, Queue};
 use crate::module::{self, Core, Module, Plugin};
 use store::{GradeStore, StoreGrades};
@@ -23,7 +22,7 @@ pub struct Grades {
 }
 
 pub const PLUGIN: Plugin = Plugin {
-    name: ModuleName::Grades,
+    name: "grades",
     api: || module::document(routes()),
     aliases: &[],
     jobs: register,

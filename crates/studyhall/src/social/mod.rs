@@ -8,12 +8,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::ModuleName;
 use crate::module::{self, Module, Plugin};
 use store::SocialStore;
 
 pub const PLUGIN: Plugin = Plugin {
-    name: ModuleName::Social,
+    name: "social",
     api: || module::document(routes()),
     aliases: &[],
     jobs: module::no_jobs,

@@ -9,7 +9,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::ModuleName;
 use crate::module::{self, Core, Module, Plugin};
 use store::StatsStore;
 
@@ -20,7 +19,7 @@ pub struct Stats {
 }
 
 pub const PLUGIN: Plugin = Plugin {
-    name: ModuleName::Stats,
+    name: "stats",
     api: || module::document(routes()),
     aliases: &[],
     jobs: module::no_jobs,

@@ -12,7 +12,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::{ModuleName, StreamSettings};
+use crate::config::StreamSettings;
 use crate::module::{self, Core, Module, Plugin};
 use store::{Policy, StreamStore};
 
@@ -22,7 +22,7 @@ pub struct Streams {
 }
 
 pub const PLUGIN: Plugin = Plugin {
-    name: ModuleName::Streams,
+    name: "streams",
     api: || module::document(routes()),
     aliases: ALIASES,
     jobs: module::no_jobs,
