@@ -1,7 +1,9 @@
 //! Group commit. Requests hand their write to one batcher task per store; the task
 //! takes whatever has queued up (up to `MAX_BATCH`) and applies it in one transaction,
 //! so concurrent requests share one fsync instead of paying one each. A request is
-//! answered only after the transaction holding its write has committed.
+//! answered only after the transaction holding its write has committed. Every store
+//! that batches does it the same way: it implements [`Batched`] and is started with
+//! [`Batcher::start`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,6 +22,20 @@ const QUEUE: usize = 4096;
 const UNREACHABLE_COOL_OFF: std::time::Duration = std::time::Duration::from_millis(1000);
 
 type Reply<O> = oneshot::Sender<Result<O, Arc<sqlx::Error>>>;
+
+/// A store whose writes share a transaction: the one shape of every group-committed
+/// write path.
+pub trait Batched: Send + 'static {
+    type Write: Send + 'static;
+    type Outcome: Send + 'static;
+
+    /// Stores `writes` in one transaction and returns one outcome per write, in order;
+    /// an error fails the whole batch (nothing of it is stored).
+    fn apply(
+        &mut self,
+        writes: Vec<Self::Write>,
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>, sqlx::Error>> + Send;
+}
 
 pub struct Batcher<J, O> {
     queue: mpsc::Sender<(J, Reply<O>)>,
@@ -40,7 +56,7 @@ impl<J, O> std::fmt::Debug for Batcher<J, O> {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum BatchError {
+enum BatchError {
     #[error("the writer has stopped")]
     Stopped,
     #[error(transparent)]
@@ -48,13 +64,12 @@ pub enum BatchError {
 }
 
 impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
-    /// Starts the task. `apply` stores a batch in one transaction and returns one
-    /// outcome per job, in order. The task ends once every clone is dropped and the
-    /// queue is drained, so awaiting the handle after shutdown flushes pending writes.
-    pub fn start<F, Fut>(mut apply: F) -> (Self, JoinHandle<()>)
+    /// Starts the task over `store`. The task ends once every clone of the batcher is
+    /// dropped and the queue is drained, so awaiting the handle after shutdown flushes
+    /// pending writes.
+    pub fn start<S>(mut store: S) -> (Self, JoinHandle<()>)
     where
-        F: FnMut(Vec<J>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<O>, sqlx::Error>> + Send,
+        S: Batched<Write = J, Outcome = O>,
     {
         let (queue, mut jobs) = mpsc::channel::<(J, Reply<O>)>(QUEUE);
         let task = tokio::spawn(async move {
@@ -71,7 +86,7 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
                     }
                 }
                 unreachable = None;
-                match apply(work).await {
+                match store.apply(work).await {
                     Ok(outcomes) => {
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(outcome));
@@ -93,7 +108,11 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
     }
 
     /// Queues `job` and waits until the transaction holding it has committed.
-    pub async fn submit(&self, job: J) -> Result<O, BatchError> {
+    pub async fn submit(&self, job: J) -> Result<O, StoreError> {
+        Ok(self.submit_raw(job).await?)
+    }
+
+    async fn submit_raw(&self, job: J) -> Result<O, BatchError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((job, reply))

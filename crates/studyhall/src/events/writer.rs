@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::model::NewEvent;
 use super::store::{EventStore, Inserted, KeyClaim, Pending};
-use crate::batch::Batcher;
+use crate::batch::{Batched, Batcher};
 use crate::error::StoreError;
 
 #[derive(Clone, Debug)]
@@ -16,19 +16,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(store: EventStore) -> (Writer, JoinHandle<()>) {
-        let mut clock = MonotonicClock::default();
-        let (batcher, task) = Batcher::start(move |jobs: Vec<(NewEvent, Option<KeyClaim>)>| {
-            let pending: Vec<Pending> = jobs
-                .into_iter()
-                .map(|(event, claim)| Pending {
-                    id: Uuid::now_v7(),
-                    created_at: clock.now(),
-                    event,
-                    claim,
-                })
-                .collect();
-            let store = store.clone();
-            async move { store.insert_batch(&pending).await }
+        let (batcher, task) = Batcher::start(Batch {
+            store,
+            clock: MonotonicClock::default(),
         });
         (Writer { batcher }, task)
     }
@@ -38,7 +28,31 @@ impl Writer {
         event: NewEvent,
         claim: Option<KeyClaim>,
     ) -> Result<Inserted, StoreError> {
-        Ok(self.batcher.submit((event, claim)).await?)
+        self.batcher.submit((event, claim)).await
+    }
+}
+
+/// The store, and the clock that stamps each batch's events in order.
+struct Batch {
+    store: EventStore,
+    clock: MonotonicClock,
+}
+
+impl Batched for Batch {
+    type Write = (NewEvent, Option<KeyClaim>);
+    type Outcome = Inserted;
+
+    async fn apply(&mut self, writes: Vec<Self::Write>) -> Result<Vec<Inserted>, sqlx::Error> {
+        let pending: Vec<Pending> = writes
+            .into_iter()
+            .map(|(event, claim)| Pending {
+                id: Uuid::now_v7(),
+                created_at: self.clock.now(),
+                event,
+                claim,
+            })
+            .collect();
+        self.store.insert_batch(&pending).await
     }
 }
 

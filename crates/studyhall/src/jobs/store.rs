@@ -3,7 +3,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::JobKind;
-use crate::batch::Batcher;
+use crate::batch::{Batched, Batcher};
 use crate::clock::{now_micros, rfc3339};
 use crate::db::{Db, Tx};
 use crate::error::StoreError;
@@ -101,6 +101,19 @@ pub struct Claimed {
     pub max_attempts: i64,
 }
 
+/// Jobs enqueued together, inserted in one transaction.
+struct Batch(Db);
+
+impl Batched for Batch {
+    type Write = NewJob;
+    type Outcome = ();
+
+    async fn apply(&mut self, jobs: Vec<NewJob>) -> Result<Vec<()>, sqlx::Error> {
+        insert(&self.0, &jobs).await?;
+        Ok(vec![(); jobs.len()])
+    }
+}
+
 /// What a retry did.
 #[derive(Debug)]
 pub enum Retried {
@@ -124,15 +137,7 @@ impl Queue {
     pub fn new(db: &Db, max_attempts: u32) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
         let (batcher, task) = match db {
             Db::Sqlite(_) => {
-                let db = db.clone();
-                let (batcher, task) = Batcher::start(move |jobs: Vec<NewJob>| {
-                    let db = db.clone();
-                    async move {
-                        insert(&db, &jobs)
-                            .await
-                            .map(|()| jobs.iter().map(|_| ()).collect())
-                    }
-                });
+                let (batcher, task) = Batcher::start(Batch(db.clone()));
                 (Some(batcher), Some(task))
             }
             Db::Postgres(_) => (None, None),

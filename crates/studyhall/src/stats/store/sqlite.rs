@@ -2,8 +2,9 @@ use sqlx::{SqliteConnection, SqlitePool};
 use tokio::task::JoinHandle;
 
 use super::{delta, Previous, Recorded, ADD_TO_TOTALS};
-use crate::batch::{BatchError, Batcher};
+use crate::batch::{Batched, Batcher};
 use crate::clock::now_micros;
+use crate::error::StoreError;
 use crate::stats::model::SessionPost;
 
 /// SQLite has one writer at a time, so writes go through group commit: the posts that
@@ -16,11 +17,7 @@ pub struct SqliteStats {
 
 impl SqliteStats {
     pub fn start(pool: SqlitePool) -> (SqliteStats, JoinHandle<()>) {
-        let batch_pool = pool.clone();
-        let (writer, task) = Batcher::start(move |posts: Vec<SessionPost>| {
-            let pool = batch_pool.clone();
-            async move { record_batch(&pool, posts).await }
-        });
+        let (writer, task) = Batcher::start(Batch(pool.clone()));
         (SqliteStats { pool, writer }, task)
     }
 
@@ -28,23 +25,29 @@ impl SqliteStats {
         &self.pool
     }
 
-    pub async fn record(&self, post: SessionPost) -> Result<Recorded, BatchError> {
+    pub async fn record(&self, post: SessionPost) -> Result<Recorded, StoreError> {
         self.writer.submit(post).await
     }
 }
 
-async fn record_batch(
-    pool: &SqlitePool,
-    posts: Vec<SessionPost>,
-) -> Result<Vec<Recorded>, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front, so a read-then-write never has to upgrade.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(posts.len());
-    for post in &posts {
-        outcomes.push(record_one(&mut tx, post).await?);
+/// The posts that queued up together, recorded one after another in one transaction.
+struct Batch(SqlitePool);
+
+impl Batched for Batch {
+    type Write = SessionPost;
+    type Outcome = Recorded;
+
+    async fn apply(&mut self, posts: Vec<SessionPost>) -> Result<Vec<Recorded>, sqlx::Error> {
+        // IMMEDIATE takes the write lock up front, so a read-then-write never has to
+        // upgrade.
+        let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(posts.len());
+        for post in &posts {
+            outcomes.push(record_one(&mut tx, post).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
-    tx.commit().await?;
-    Ok(outcomes)
 }
 
 async fn record_one(

@@ -6,7 +6,7 @@ use super::{
     decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE, RENEW,
     SET_LIMIT, VIEWER_LIMIT,
 };
-use crate::batch::Batcher;
+use crate::batch::{Batched, Batcher};
 use crate::clock::Micros;
 use crate::error::StoreError;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
@@ -40,10 +40,9 @@ pub enum Done {
 
 impl SqliteStreams {
     pub fn spawn(pool: SqlitePool, policy: Policy) -> (SqliteStreams, JoinHandle<()>) {
-        let batch_pool = pool.clone();
-        let (writer, task) = Batcher::start(move |ops: Vec<Op>| {
-            let pool = batch_pool.clone();
-            async move { apply(&pool, ops, policy).await }
+        let (writer, task) = Batcher::start(Batch {
+            pool: pool.clone(),
+            policy,
         });
         (
             SqliteStreams {
@@ -134,6 +133,21 @@ impl SqliteStreams {
             .execute(&mut *conn)
             .await?
             .rows_affected())
+    }
+}
+
+/// The operations that queued up together, applied in one transaction at one instant.
+struct Batch {
+    pool: SqlitePool,
+    policy: Policy,
+}
+
+impl Batched for Batch {
+    type Write = Op;
+    type Outcome = Done;
+
+    async fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Done>, sqlx::Error> {
+        apply(&self.pool, ops, self.policy).await
     }
 }
 
