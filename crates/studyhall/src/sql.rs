@@ -147,7 +147,7 @@ impl<'q> Sql<'q> {
     }
 
     /// Runs the statement; the number of rows it changed.
-    pub async fn execute<'a>(&self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
+    pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
         let done = match on.into() {
             On::Db(Db::Sqlite(pool)) => {
                 let query = sqlx::query_with(self.text, self.arguments::<Sqlite>()?);
@@ -170,10 +170,7 @@ impl<'q> Sql<'q> {
     }
 
     /// Every row.
-    pub async fn fetch_all<'a, T: Row>(
-        &self,
-        on: impl Into<On<'a>>,
-    ) -> Result<Vec<T>, sqlx::Error> {
+    pub async fn fetch_all<'a, T: Row>(self, on: impl Into<On<'a>>) -> Result<Vec<T>, sqlx::Error> {
         match on.into() {
             On::Db(Db::Sqlite(pool)) => {
                 let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
@@ -196,7 +193,7 @@ impl<'q> Sql<'q> {
 
     /// The first row, if any.
     pub async fn fetch_optional<'a, T: Row>(
-        &self,
+        self,
         on: impl Into<On<'a>>,
     ) -> Result<Option<T>, sqlx::Error> {
         match on.into() {
@@ -220,14 +217,14 @@ impl<'q> Sql<'q> {
     }
 
     /// The first row; `RowNotFound` without one.
-    pub async fn fetch_one<'a, T: Row>(&self, on: impl Into<On<'a>>) -> Result<T, sqlx::Error> {
+    pub async fn fetch_one<'a, T: Row>(self, on: impl Into<On<'a>>) -> Result<T, sqlx::Error> {
         self.fetch_optional(on)
             .await?
             .ok_or(sqlx::Error::RowNotFound)
     }
 
     /// The first column of the first row, if any.
-    pub async fn fetch_scalar<'a, T>(&self, on: impl Into<On<'a>>) -> Result<Option<T>, sqlx::Error>
+    pub async fn fetch_scalar<'a, T>(self, on: impl Into<On<'a>>) -> Result<Option<T>, sqlx::Error>
     where
         (T,): Row,
     {

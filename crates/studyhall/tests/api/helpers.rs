@@ -24,30 +24,11 @@ macro_rules! on_every_backend {
 #[macro_export]
 macro_rules! on_every_backend_with {
     ($configure:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let $app = $crate::helpers::TestApp::sqlite_with($configure).await;
-                    $body
-                    $app.stop().await;
-                }
-            )*
-        }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)")]
-                async fn $name() {
-                    let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
-                    $body
-                    $app.stop().await;
-                }
-            )*
+        $crate::backend_tests! { sqlite, sqlite_on; doc = "SQLite needs nothing: always runs."; $(async fn $name($app, $configure) $body)* }
+        $crate::backend_tests! {
+            postgres, postgres_with;
+            cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)");
+            $(async fn $name($app, $configure) $body)*
         }
     };
 }
@@ -58,39 +39,42 @@ macro_rules! on_every_backend_with {
 #[macro_export]
 macro_rules! on_every_stream_backend {
     ($(async fn $name:ident($app:ident, $configure:expr) $body:block)*) => {
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let $app = $crate::helpers::TestApp::sqlite_with($configure).await;
-                    $body
-                    $app.stop().await;
-                }
-            )*
+        $crate::on_every_backend_each! { $(async fn $name($app, $configure) $body)* }
+        $crate::backend_tests! {
+            redis, redis_with;
+            cfg_attr(not(redis_tests), ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)");
+            $(async fn $name($app, $configure) $body)*
         }
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)")]
-                async fn $name() {
-                    let Some($app) = $crate::helpers::TestApp::postgres_with($configure).await else { return };
-                    $body
-                    $app.stop().await;
-                }
-            )*
+    };
+}
+
+/// SQLite and PostgreSQL, each test with its own `configure`.
+#[macro_export]
+macro_rules! on_every_backend_each {
+    ($(async fn $name:ident($app:ident, $configure:expr) $body:block)*) => {
+        $crate::backend_tests! { sqlite, sqlite_on; doc = "SQLite needs nothing: always runs."; $(async fn $name($app, $configure) $body)* }
+        $crate::backend_tests! {
+            postgres, postgres_with;
+            cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)");
+            $(async fn $name($app, $configure) $body)*
         }
-        mod redis {
+    };
+}
+
+/// A module `$module` of tests, each on an app `TestApp::$start(configure)` gives (none:
+/// the backend is not configured, and the test returns), with `$skip` on each: the
+/// attribute that ignores them when the backend was not configured at build time.
+#[macro_export]
+macro_rules! backend_tests {
+    ($module:ident, $start:ident; $skip:meta; $(async fn $name:ident($app:ident, $configure:expr) $body:block)*) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(redis_tests), ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)")]
+                #[$skip]
                 async fn $name() {
-                    let Some($app) = $crate::helpers::TestApp::redis_with($configure).await else { return };
+                    let Some($app) = $crate::helpers::TestApp::$start($configure).await else { return };
                     $body
                     $app.stop().await;
                 }
@@ -136,6 +120,11 @@ impl TestApp {
     pub async fn sqlite_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
         let (url, database) = TestDatabase::sqlite();
         TestApp::spawn(url, database, configure).await
+    }
+
+    /// `sqlite_with`, in the shape of the backends that may be missing.
+    pub async fn sqlite_on(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
+        Some(TestApp::sqlite_with(configure).await)
     }
 
     /// A server on a fresh PostgreSQL database, or `None` when no server is configured.

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use studyhall::db::Db;
+use studyhall::sql::Sql;
 use uuid::Uuid;
 
 use crate::helpers::{json, TestApp};
@@ -52,36 +53,9 @@ async fn stored_and_recomputed(app: &TestApp, user: &str, course: &str) -> ([i64
         CAST(COALESCE(SUM(score_units), 0) AS BIGINT)
         FROM stats_sessions WHERE user_id = $1 AND course_id = $2";
     type Row = (i64, i64, i64, i64, i64);
-    let (stored, recomputed): (Row, Row) = match &db {
-        Db::Sqlite(pool) => (
-            sqlx::query_as(stored_sql)
-                .bind(user)
-                .bind(course)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-            sqlx::query_as(recomputed_sql)
-                .bind(user)
-                .bind(course)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        ),
-        Db::Postgres(pool) => (
-            sqlx::query_as(stored_sql)
-                .bind(user)
-                .bind(course)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-            sqlx::query_as(recomputed_sql)
-                .bind(user)
-                .bind(course)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        ),
-    };
+    let fetch = |sql| Sql::new(sql).bind(user).bind(course).fetch_one::<Row>(&db);
+    let stored = fetch(stored_sql).await.unwrap();
+    let recomputed = fetch(recomputed_sql).await.unwrap();
     db.close().await;
     let array = |(a, b, c, d, e): Row| [a, b, c, d, e];
     (array(stored), array(recomputed))

@@ -15,6 +15,7 @@ use super::model::{Counts, StartRequest, Started, Stream};
 use crate::config::{StreamSettings, StreamsBackend};
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::sql::Sql;
 
 pub use crate::redis_handle::RedisHandle;
 
@@ -120,24 +121,28 @@ impl StreamStore {
         }
     }
 
-    /// Active streams over every viewer (SQL backends), for the metrics gauge.
     /// Active streams of every viewer, for the `active_streams` gauge.
     pub async fn active_total(&self) -> anyhow::Result<i64> {
-        Ok(match self {
-            StreamStore::Sqlite(store) => store.active_total().await?,
-            StreamStore::Postgres(store) => store.active_total().await?,
-            StreamStore::Redis(store) => store.active_total().await?,
-        })
+        let (db, now) = match self {
+            StreamStore::Sqlite(store) => store.clocked(),
+            StreamStore::Postgres(store) => store.clocked(),
+            StreamStore::Redis(store) => return Ok(store.active_total().await?),
+        };
+        let now: Option<i64> = Sql::new(now).fetch_scalar(&db).await?;
+        let active: Option<i64> = Sql::new(ACTIVE_TOTAL).bind(now).fetch_scalar(&db).await?;
+        Ok(active.unwrap_or_default())
     }
 
     /// Forgets streams that ended or expired over an hour ago (SQL backends; Redis
     /// expires its keys itself).
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
-        match self {
-            StreamStore::Sqlite(store) => store.prune().await,
-            StreamStore::Postgres(store) => store.prune().await,
-            StreamStore::Redis(_) => Ok(0),
-        }
+        let (db, now) = match self {
+            StreamStore::Sqlite(store) => store.clocked(),
+            StreamStore::Postgres(store) => store.clocked(),
+            StreamStore::Redis(_) => return Ok(0),
+        };
+        let now: Option<i64> = Sql::new(now).fetch_scalar(&db).await?;
+        Sql::new(PRUNE).bind(now).execute(&db).await
     }
 }
 

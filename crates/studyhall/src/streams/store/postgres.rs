@@ -2,10 +2,11 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::{
-    decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA,
-    PRUNE, RENEW, SET_LIMIT, VIEWER_LIMIT,
+    decide, Active, Policy, ACTIVE, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA, RENEW,
+    SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::clock::Micros;
+use crate::db::Db;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
 /// The database's clock, in Unix microseconds.
@@ -158,23 +159,10 @@ impl PgStreams {
             .map(drop)
     }
 
-    pub async fn active_total(&self) -> Result<i64, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        sqlx::query_scalar(ACTIVE_TOTAL)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await
-    }
-
-    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        Ok(sqlx::query(PRUNE)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected())
+    /// The database, with the query that reads its clock, for the reads both SQL
+    /// backends share.
+    pub fn clocked(&self) -> (Db, &'static str) {
+        (Db::Postgres(self.pool.clone()), NOW)
     }
 }
 

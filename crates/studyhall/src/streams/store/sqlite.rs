@@ -3,11 +3,11 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{
-    decide, Active, Policy, ACTIVE, ACTIVE_TOTAL, END, INSERT, LIST, NO_METADATA, PRUNE, RENEW,
-    SET_LIMIT, VIEWER_LIMIT,
+    decide, Active, Policy, ACTIVE, END, INSERT, LIST, NO_METADATA, RENEW, SET_LIMIT, VIEWER_LIMIT,
 };
 use crate::batch::{Batched, Batcher};
 use crate::clock::Micros;
+use crate::db::Db;
 use crate::error::StoreError;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
@@ -116,23 +116,10 @@ impl SqliteStreams {
         Ok((rows, counts))
     }
 
-    pub async fn active_total(&self) -> Result<i64, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        sqlx::query_scalar(ACTIVE_TOTAL)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await
-    }
-
-    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
-        Ok(sqlx::query(PRUNE)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected())
+    /// The database, with the query that reads its clock, for the reads both SQL
+    /// backends share.
+    pub fn clocked(&self) -> (Db, &'static str) {
+        (Db::Sqlite(self.pool.clone()), NOW)
     }
 }
 

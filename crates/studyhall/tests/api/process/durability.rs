@@ -12,14 +12,7 @@ async fn stored_ids(address: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut cursor = String::new();
     loop {
-        let page: Value = client()
-            .get(format!("{address}/api/events?limit=1000{cursor}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(format!("{address}/api/events?limit=1000{cursor}")).await;
         ids.extend(
             page["events"]
                 .as_array()

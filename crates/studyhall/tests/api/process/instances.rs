@@ -111,14 +111,7 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
         "an idempotent retry on another instance"
     );
     for n in 0..2 {
-        let page: Value = c
-            .get(format!("{}/api/events?limit=1000", at(n)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(format!("{}/api/events?limit=1000", at(n))).await;
         seen.insert(
             format!("events via {n}"),
             json!(page["events"].as_array().unwrap().len()),
@@ -150,15 +143,11 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
         .await
         .unwrap();
     for n in 0..2 {
-        let stats: Value = c
-            .get(format!("{}/courses/{course}", at(n)))
-            .header("X-User-Id", user)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats: Value = json_of(
+            c.get(format!("{}/courses/{course}", at(n)))
+                .header("X-User-Id", user),
+        )
+        .await;
         seen.insert(format!("course via {n}"), stats);
     }
 
@@ -224,15 +213,11 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 200);
-    let friends: Value = c
-        .get(format!("{}/friendship/all", at(0)))
-        .bearer_auth(token("ann"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let friends: Value = json_of(
+        c.get(format!("{}/friendship/all", at(0)))
+            .bearer_auth(token("ann")),
+    )
+    .await;
     seen.insert("ann's friends".into(), friends);
 
     // Grades: queued through both servers, stored by whichever worker runs.
@@ -250,17 +235,11 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
     }
     wait_for_tally(servers[0], "smoke", 6).await;
     for n in 0..2 {
-        let averages: Value = c
-            .get(format!(
-                "{}/stats/course/smoke/average?group_by=year&end_date=2030-01-01",
-                at(n)
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let averages: Value = json_of(c.get(format!(
+            "{}/stats/course/smoke/average?group_by=year&end_date=2030-01-01",
+            at(n)
+        )))
+        .await;
         seen.insert(format!("grades via {n}"), averages["averages"].clone());
     }
     Value::Object(seen)

@@ -158,15 +158,7 @@ async fn course_tally(server: &Server, course: &str) -> (i64, f64) {
 }
 
 async fn jobs_in(server: &Server, state: &str) -> Vec<Value> {
-    let page: Value = client()
-        .get(format!("{}/jobs?state={state}&limit=1000", server.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = admin_json(format!("{}/jobs?state={state}&limit=1000", server.address)).await;
     page["jobs"].as_array().unwrap().clone()
 }
 
@@ -184,4 +176,18 @@ async fn wait_for_tally(server: &Server, course: &str, count: i64) {
 /// An event numbered `n`.
 pub(crate) fn event(n: usize) -> Value {
     json!({"component": "durability", "data": {"n": n}, "email": "d@x.io", "environment": "test", "message": format!("event {n}")})
+}
+
+/// The JSON body of `GET url`.
+pub(crate) async fn get_json(url: String) -> Value {
+    json_of(client().get(url)).await
+}
+
+/// The JSON body of `GET url` on an operator route, with the admin token.
+pub(crate) async fn admin_json(url: String) -> Value {
+    json_of(client().get(url).bearer_auth(ADMIN_TOKEN)).await
+}
+
+pub(crate) async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
 }

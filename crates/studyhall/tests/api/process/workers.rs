@@ -48,15 +48,7 @@ async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
     assert_eq!(count, 2000, "every job applied exactly once");
     assert!((total - sum as f64).abs() < 1e-6, "{total} vs {sum}");
     for id in stranded {
-        let job: Value = client()
-            .get(format!("{}/jobs/{id}", server.address))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job: Value = admin_json(format!("{}/jobs/{id}", server.address)).await;
         assert_eq!(job["state"], "succeeded");
         assert!(
             job["attempts"].as_i64().unwrap() >= 2,
