@@ -106,10 +106,7 @@ impl ApiError {
 
     /// A dependency is unavailable, said in the generic words.
     pub fn unavailable(cause: anyhow::Error) -> Self {
-        ApiError::Unavailable {
-            detail: UNAVAILABLE.into(),
-            cause,
-        }
+        StoreError::unavailable(cause).into()
     }
 
     pub fn with_errors(mut self, errors: Value) -> Self {

@@ -43,6 +43,23 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// `Display` with the password masked, and `Debug` the same inside the type's name.
+macro_rules! masked_display {
+    ($url:ident) => {
+        impl fmt::Display for $url {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&mask_password(&self.0))
+            }
+        }
+
+        impl fmt::Debug for $url {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($url))
+            }
+        }
+    };
+}
+
 /// A database URL: `sqlite:` or `postgres:`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
@@ -83,17 +100,7 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask_password(&self.0))
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
+masked_display!(DatabaseUrl);
 
 /// A Redis URL: `redis://` or `rediss://` (TLS).
 #[derive(Clone, PartialEq, Eq)]
@@ -116,17 +123,7 @@ impl FromStr for RedisUrl {
     }
 }
 
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&mask_password(&self.0))
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RedisUrl({self})")
-    }
-}
+masked_display!(RedisUrl);
 
 /// `scheme://user:password@host/…` → `scheme://user:***@host/…`, for logs and errors.
 /// A URL that does not parse is not shown at all if it could hold a password.

@@ -191,29 +191,12 @@ impl<'q> Sql<'q> {
         }
     }
 
-    /// The first row, if any.
+    /// The first row, if any (for statements that find one row at most).
     pub async fn fetch_optional<'a, T: Row>(
         self,
         on: impl Into<On<'a>>,
     ) -> Result<Option<T>, sqlx::Error> {
-        match on.into() {
-            On::Db(Db::Sqlite(pool)) => {
-                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
-                query.fetch_optional(pool).await
-            }
-            On::Db(Db::Postgres(pool)) => {
-                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
-                query.fetch_optional(pool).await
-            }
-            On::Tx(Tx::Sqlite(tx)) => {
-                let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
-                query.fetch_optional(&mut **tx).await
-            }
-            On::Tx(Tx::Postgres(tx)) => {
-                let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);
-                query.fetch_optional(&mut **tx).await
-            }
-        }
+        Ok(self.fetch_all(on).await?.into_iter().next())
     }
 
     /// The first row; `RowNotFound` without one.

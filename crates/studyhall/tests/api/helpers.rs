@@ -24,12 +24,7 @@ macro_rules! on_every_backend {
 #[macro_export]
 macro_rules! on_every_backend_with {
     ($configure:expr; $(async fn $name:ident($app:ident) $body:block)*) => {
-        $crate::backend_tests! { sqlite, sqlite_on; doc = "SQLite needs nothing: always runs."; $(async fn $name($app, $configure) $body)* }
-        $crate::backend_tests! {
-            postgres, postgres_with;
-            cfg_attr(not(postgres_tests), ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)");
-            $(async fn $name($app, $configure) $body)*
-        }
+        $crate::on_every_backend_each! { $(async fn $name($app, $configure) $body)* }
     };
 }
 

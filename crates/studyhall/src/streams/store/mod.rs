@@ -196,6 +196,16 @@ struct Active {
     viewer_limit: Option<i64>,
 }
 
+impl Active {
+    /// The counts a response shows: the viewer's limit, or the default.
+    fn counts(&self, policy: Policy) -> Counts {
+        Counts {
+            active: self.active,
+            limit: self.viewer_limit.unwrap_or(policy.default_limit),
+        }
+    }
+}
+
 /// What a heartbeat sends as metadata: nothing, so the stored metadata stays.
 const NO_METADATA: &str = "{}";
 

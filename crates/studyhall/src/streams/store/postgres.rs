@@ -172,17 +172,10 @@ async fn counts(
     now: i64,
     policy: Policy,
 ) -> Result<Counts, sqlx::Error> {
-    let Active {
-        active,
-        viewer_limit: limit,
-        ..
-    }: Active = sqlx::query_as(ACTIVE)
+    let active: Active = sqlx::query_as(ACTIVE)
         .bind(viewer)
         .bind(now)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(Counts {
-        active,
-        limit: limit.unwrap_or(policy.default_limit),
-    })
+    Ok(active.counts(policy))
 }
