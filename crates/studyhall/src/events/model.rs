@@ -11,6 +11,7 @@ use time::{Date, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::clock::Micros;
 use crate::error::ApiError;
 use crate::page;
 
@@ -34,11 +35,11 @@ pub struct Event {
     /// original service's form (Python's `str()` of the timestamp).
     #[serde(serialize_with = "micros_as_seconds")]
     #[schema(value_type = String, example = "1618531200.123456")]
-    pub created_at: i64,
+    pub created_at: Micros,
 }
 
-fn micros_as_seconds<S: Serializer>(micros: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&seconds_text(*micros))
+fn micros_as_seconds<S: Serializer>(at: &Micros, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&seconds_text(at.0))
 }
 
 /// Unix µs as Python writes a float timestamp: the shortest digits that read back as
@@ -271,19 +272,22 @@ pub enum Order {
 /// A position in the (created_at, id) order: the last event of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_at: i64,
+    pub created_at: Micros,
     pub id: Uuid,
 }
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        page::encode_cursor(&[&self.created_at.to_string(), &self.id.simple().to_string()])
+        page::encode_cursor(&[
+            &self.created_at.0.to_string(),
+            &self.id.simple().to_string(),
+        ])
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
         let [micros, id] = page::decode_cursor(text)?;
         Some(Cursor {
-            created_at: micros.parse().ok()?,
+            created_at: Micros(micros.parse().ok()?),
             id: Uuid::try_parse(&id).ok()?,
         })
     }
@@ -510,7 +514,7 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
         let cursor = Cursor {
-            created_at: 1_618_531_200_123_456,
+            created_at: Micros(1_618_531_200_123_456),
             id: Uuid::now_v7(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor));

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::model::NewEvent;
 use super::store::{EventStore, Inserted, KeyClaim, Pending};
 use crate::batch::{Batched, Batcher};
+use crate::clock::Micros;
 use crate::error::StoreError;
 
 #[derive(Clone, Debug)]
@@ -64,10 +65,10 @@ struct MonotonicClock {
 }
 
 impl MonotonicClock {
-    fn now(&mut self) -> i64 {
+    fn now(&mut self) -> Micros {
         let wall = crate::clock::now_micros();
         self.last = wall.max(self.last + 1);
-        self.last
+        Micros(self.last)
     }
 }
 

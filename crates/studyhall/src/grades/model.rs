@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Duration, Month, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::clock::Micros;
 use crate::error::ApiError;
 
 /// Grades are summed in thousandths, exactly.
@@ -84,8 +85,7 @@ pub struct GradePost {
     #[serde(alias = "units")]
     pub grade_e3: i64,
     pub on_time: bool,
-    /// Unix µs.
-    pub created_at: i64,
+    pub created_at: Micros,
 }
 
 /// The body of `POST /stats/student/grade`.
@@ -127,7 +127,7 @@ pub struct TaskGradeBody {
 }
 
 /// Parses a write body; `task` says whether `task_id` is required.
-pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiError> {
+pub fn parse_post(body: &[u8], task: bool, now: Micros) -> Result<GradePost, ApiError> {
     let invalid = |detail: String| bad(INVALID_INPUT, detail);
     let Value::Object(fields) = crate::http::extract::json_value(body).map_err(invalid)? else {
         return Err(invalid("Request body must be a JSON object.".into()));
@@ -157,7 +157,7 @@ pub fn parse_post(body: &[u8], task: bool, now: i64) -> Result<GradePost, ApiErr
     let created_at = match fields.get("created_at") {
         None | Some(Value::Null) => now,
         Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339)
-            .map(crate::clock::micros)
+            .map(Micros::from)
             .map_err(|_| invalid("created_at must be an RFC 3339 timestamp.".into()))?,
         Some(_) => return Err(invalid("created_at must be an RFC 3339 timestamp.".into())),
     };
@@ -228,8 +228,8 @@ impl GradeTally {
 }
 
 /// Unix day number of an instant in µs.
-pub fn day_of(micros: i64) -> i64 {
-    micros.div_euclid(DAY_US)
+pub fn day_of(at: Micros) -> i64 {
+    at.0.div_euclid(DAY_US)
 }
 
 fn date_of_day(day: i64) -> Date {
@@ -340,7 +340,7 @@ impl Series {
             .transpose()?;
         let (last_day, now) = match params.end_date.as_deref().filter(|t| !t.is_empty()) {
             Some(text) => (date("end_date", text)?, None),
-            None => (day_of(now), Some(now)),
+            None => (day_of(Micros(now)), Some(now)),
         };
         if first_day.is_some_and(|first| first > last_day) {
             return Err(bad(
@@ -493,10 +493,10 @@ mod tests {
     #[test]
     fn posts_are_validated_as_the_original_accepted_them() {
         let ok = br#"{"student_id": "123", "course_id": "c-1", "grade": 92.5}"#;
-        let post = parse_post(ok, false, 7).unwrap();
+        let post = parse_post(ok, false, Micros(7)).unwrap();
         assert_eq!(
             (post.grade_e3, post.on_time, post.created_at),
-            (92_500, false, 7)
+            (92_500, false, Micros(7))
         );
         assert_eq!(
             (post.student_id.as_str(), post.course_id.as_str()),
@@ -504,7 +504,7 @@ mod tests {
         );
         let zero =
             br#"{"student_id": "abc", "course_id": "any id at all", "grade": 0, "on_time": true}"#;
-        assert_eq!(parse_post(zero, false, 0).unwrap().grade_e3, 0);
+        assert_eq!(parse_post(zero, false, Micros(0)).unwrap().grade_e3, 0);
         for bad in [
             &br#"{"student_id": "", "course_id": "c", "grade": 1}"#[..],
             br#"{"student_id": "a\u0007b", "course_id": "c", "grade": 1}"#,
@@ -516,7 +516,7 @@ mod tests {
             b"[]",
             b"nope",
         ] {
-            let err = parse_post(bad, false, 0).expect_err(&String::from_utf8_lossy(bad));
+            let err = parse_post(bad, false, Micros(0)).expect_err(&String::from_utf8_lossy(bad));
             let body = format!("{err:?}");
             assert!(body.contains(INVALID_INPUT), "{body}");
         }
@@ -524,10 +524,10 @@ mod tests {
             r#"{{"student_id": "{}", "course_id": "c", "grade": 1}}"#,
             "s".repeat(129)
         );
-        assert!(parse_post(long.as_bytes(), false, 0).is_err());
+        assert!(parse_post(long.as_bytes(), false, Micros(0)).is_err());
         let task = br#"{"student_id": "s", "course_id": "c", "grade": 1}"#;
         assert!(
-            parse_post(task, true, 0).is_err(),
+            parse_post(task, true, Micros(0)).is_err(),
             "task_id is required on task grades"
         );
     }

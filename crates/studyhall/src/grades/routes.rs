@@ -12,7 +12,7 @@ use super::model::{
 };
 use super::store::{decode_cursor, After, CourseGrade, Subject, TaskGrade};
 use super::Grades;
-use crate::clock::now_micros;
+use crate::clock::{now_micros, Micros};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppBody, AppQuery};
 
@@ -37,7 +37,7 @@ fn original_task_type(task: bool) -> &'static str {
 }
 
 async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
-    let post = model::parse_post(body, task, now_micros())?;
+    let post = model::parse_post(body, task, Micros::now())?;
     let job_id = if task {
         grades.queue.enqueue(&TaskGrade(post)).await?
     } else {

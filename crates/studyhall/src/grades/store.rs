@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::model::{day_of, GradePost, GradeTally, StudentAverage};
+use crate::clock::Micros;
 use crate::db::{Db, Tx};
 use crate::jobs::{Handler, Increments, JobFuture, JobKind, KeyPart};
 use crate::page;
@@ -104,7 +105,7 @@ impl JobKind for TaskGrade {
 struct StoredGrade {
     grade_e3: i64,
     on_time: bool,
-    created_at: i64,
+    created_at: Micros,
 }
 
 /// Applies grade jobs of both kinds.

@@ -7,6 +7,7 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::model::{Event, ListQuery, NewEvent};
+use crate::clock::Micros;
 use crate::db::Db;
 
 pub(crate) const COLUMNS: &str =
@@ -16,7 +17,7 @@ pub(crate) const COLUMNS: &str =
 #[derive(Debug)]
 pub struct Pending {
     pub id: Uuid,
-    pub created_at: i64,
+    pub created_at: Micros,
     pub event: NewEvent,
     pub claim: Option<KeyClaim>,
 }
@@ -159,7 +160,7 @@ fn decode_event(
     email: String,
     environment: String,
     message: String,
-    created_at: i64,
+    created_at: Micros,
 ) -> Result<Event, sqlx::Error> {
     let data = serde_json::value::RawValue::from_string(data)
         .map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
