@@ -78,7 +78,7 @@ pub async fn list(
     };
     let rows = queue.list(state, after, i64::from(limit) + 1).await?;
     let (jobs, next_cursor) = page::page(rows, limit as usize, |job| {
-        page::encode_cursor(&[&job.created_micros.to_string(), &job.id])
+        page::encode_cursor(&[&job.created_micros.0.to_string(), &job.id])
     });
     Ok(Json(JobPage { jobs, next_cursor }))
 }

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::JobKind;
 use crate::batch::{Batched, Batcher};
-use crate::clock::{now_micros, rfc3339};
+use crate::clock::{now_micros, Micros};
 use crate::db::{Db, Tx};
 use crate::error::StoreError;
 use crate::sql::Sql;
@@ -53,29 +53,31 @@ pub struct Job {
     pub created_at: String,
     pub finished_at: Option<String>,
     #[serde(skip)]
-    pub created_micros: i64,
+    pub created_micros: Micros,
 }
 
-type JobRow = (
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    i64,
-    Option<i64>,
-);
+/// A job as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    kind: String,
+    state: String,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: Micros,
+    finished_at: Option<Micros>,
+}
 
-fn job((id, kind, state, attempts, last_error, created_at, finished_at): JobRow) -> Job {
+fn job(row: JobRow) -> Job {
     Job {
-        id,
-        kind,
-        state: JobState::parse(&state),
-        attempts,
-        last_error,
-        created_at: rfc3339(created_at),
-        finished_at: finished_at.map(rfc3339),
-        created_micros: created_at,
+        id: row.id,
+        kind: row.kind,
+        state: JobState::parse(&row.state),
+        attempts: row.attempts,
+        last_error: row.last_error,
+        created_at: row.created_at.rfc3339(),
+        finished_at: row.finished_at.map(Micros::rfc3339),
+        created_micros: row.created_at,
     }
 }
 
