@@ -2,8 +2,13 @@
 //! takes whatever has queued up (up to `MAX_BATCH`) and applies it in one transaction,
 //! so concurrent requests share one fsync instead of paying one each. A request is
 //! answered only after the transaction holding its write has committed. Every store
-//! that batches does it the same way: it implements [`Batched`] and is started with
-//! [`Batcher::start`].
+//! that batches does it the same way, on SQLite and on PostgreSQL: it implements
+//! [`Batched`] and is started with [`Batcher::start`].
+//!
+//! Outcomes stay per request. When a batch of several writes fails for a reason other
+//! than an unreachable database (a row the database refuses, a deadlock with another
+//! instance), each of its writes is applied again alone, so a bad write fails only its
+//! own request and the others are stored.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,14 +31,14 @@ type Reply<O> = oneshot::Sender<Result<O, Arc<sqlx::Error>>>;
 /// A store whose writes share a transaction: the one shape of every group-committed
 /// write path.
 pub trait Batched: Send + 'static {
-    type Write: Send + 'static;
+    type Write: Send + Sync + 'static;
     type Outcome: Send + 'static;
 
     /// Stores `writes` in one transaction and returns one outcome per write, in order;
     /// an error fails the whole batch (nothing of it is stored).
     fn apply(
         &mut self,
-        writes: Vec<Self::Write>,
+        writes: &[Self::Write],
     ) -> impl Future<Output = Result<Vec<Self::Outcome>, sqlx::Error>> + Send;
 }
 
@@ -63,7 +68,7 @@ enum BatchError {
     Database(Arc<sqlx::Error>),
 }
 
-impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
+impl<J: Send + Sync + 'static, O: Send + 'static> Batcher<J, O> {
     /// Starts the task over `store`. The task ends once every clone of the batcher is
     /// dropped and the queue is drained, so awaiting the handle after shutdown flushes
     /// pending writes.
@@ -86,21 +91,30 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
                     }
                 }
                 unreachable = None;
-                match store.apply(work).await {
-                    Ok(outcomes) => {
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
-                        }
+                let answered = match store.apply(&work).await {
+                    Ok(outcomes) => Ok(outcomes),
+                    Err(err) if work.len() > 1 && !crate::error::is_unavailable(&err) => {
+                        tracing::warn!(error = %err, writes = work.len(), "a batch failed; applying its writes one by one");
+                        Err(one_by_one(&mut store, &work).await)
                     }
                     Err(err) => {
                         let err = Arc::new(err);
-                        if crate::error::is_unavailable(&err) {
-                            unreachable = Some((std::time::Instant::now(), err.clone()));
-                        }
-                        for reply in replies {
-                            let _ = reply.send(Err(err.clone()));
-                        }
+                        Err(work.iter().map(|_| Err(err.clone())).collect())
                     }
+                };
+                let answers = match answered {
+                    Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                    Err(answers) => answers,
+                };
+                if let Some(Err(err)) = answers.iter().find(|answer| {
+                    answer
+                        .as_ref()
+                        .is_err_and(|err| crate::error::is_unavailable(err))
+                }) {
+                    unreachable = Some((std::time::Instant::now(), err.clone()));
+                }
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
                 }
             }
         });
@@ -125,6 +139,25 @@ impl<J: Send + 'static, O: Send + 'static> Batcher<J, O> {
     }
 }
 
+/// Each write of a failed batch in a transaction of its own: its own outcome or error.
+async fn one_by_one<S: Batched>(
+    store: &mut S,
+    writes: &[S::Write],
+) -> Vec<Result<S::Outcome, Arc<sqlx::Error>>> {
+    let mut answers = Vec::with_capacity(writes.len());
+    for write in writes {
+        let answer = store.apply(std::slice::from_ref(write)).await;
+        answers.push(match answer.map(|mut outcomes| outcomes.pop()) {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => Err(Arc::new(sqlx::Error::Protocol(
+                "a store answered no outcome for a write".into(),
+            ))),
+            Err(err) => Err(Arc::new(err)),
+        });
+    }
+    answers
+}
+
 impl From<BatchError> for StoreError {
     fn from(err: BatchError) -> Self {
         match err {
@@ -134,5 +167,74 @@ impl From<BatchError> for StoreError {
             // Stopped, or the database unreachable: retrying later may work.
             err => StoreError::unavailable(anyhow::anyhow!(err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::{Batched, Batcher};
+    use crate::error::StoreError;
+
+    /// Stores numbers; a batch holding a negative one is refused whole, as a database
+    /// refuses a transaction with one bad row in it.
+    struct Numbers {
+        stored: Arc<Mutex<Vec<i64>>>,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Batched for Numbers {
+        type Write = i64;
+        type Outcome = i64;
+
+        async fn apply(&mut self, writes: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
+            self.batches.lock().unwrap().push(writes.len());
+            if writes.iter().any(|n| *n < 0) {
+                return Err(sqlx::Error::Protocol("negative".into()));
+            }
+            self.stored.lock().unwrap().extend_from_slice(writes);
+            Ok(writes.iter().map(|n| n * 10).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_write_fails_only_its_own_request() {
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let (batcher, task) = Batcher::start(Numbers {
+            stored: stored.clone(),
+            batches: batches.clone(),
+        });
+        // Queued before the task first runs, so they arrive as one batch.
+        let submits: Vec<_> = [1, 2, -3, 4]
+            .into_iter()
+            .map(|n| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(n).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for submit in submits {
+            answers.push(submit.await.unwrap());
+        }
+        drop(batcher);
+        task.await.unwrap();
+        assert!(matches!(answers[0], Ok(10)));
+        assert!(matches!(answers[1], Ok(20)));
+        assert!(
+            matches!(answers[2], Err(StoreError::Failed(_))),
+            "{:?}",
+            answers[2]
+        );
+        assert!(matches!(answers[3], Ok(40)));
+        let mut stored = stored.lock().unwrap().clone();
+        stored.sort_unstable();
+        assert_eq!(stored, [1, 2, 4]);
+        let batches = batches.lock().unwrap().clone();
+        assert!(
+            batches.iter().any(|size| *size > 1),
+            "the writes were never batched: {batches:?}"
+        );
     }
 }

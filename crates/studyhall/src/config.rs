@@ -35,6 +35,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run background job workers only (deployments that scale them separately).
     Worker(WorkerArgs),
+    /// Measure a write path without HTTP (the benchmark's store ceiling).
+    #[command(hide = true)]
+    StoreCeiling(Box<crate::ceiling::CeilingArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2,18 +2,19 @@
 //! module's store matches on it to pick its backend implementation.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
 
 use crate::sensitive::DatabaseUrl;
 
 /// A transaction on either backend.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -28,8 +29,65 @@ impl Tx {
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+/// A SQLite database: its pool, and the turn its writers take.
+///
+/// SQLite lets one transaction write at a time. Writers of one process that met at
+/// SQLite's lock would wait in its busy handler, which sleeps and polls (up to 100 ms
+/// a turn), so a writer behind another could wait far longer than the other took.
+/// Writers here queue for their turn on a fair async lock instead, and each begins as
+/// soon as the one before it has committed. (Other processes on the same file still
+/// meet at SQLite's lock and its busy timeout.)
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub pool: SqlitePool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SqliteDb {
+    pub fn new(pool: SqlitePool) -> SqliteDb {
+        SqliteDb {
+            pool,
+            turn: Arc::default(),
+        }
+    }
+
+    /// Waits for this process's turn to write, then begins `BEGIN IMMEDIATE` (taking
+    /// SQLite's write lock up front, so a read-then-write never has to upgrade).
+    pub async fn begin_write(&self) -> Result<SqliteTx, sqlx::Error> {
+        let turn = self.turn.clone().lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(SqliteTx { tx, _turn: turn })
+    }
+}
+
+/// A SQLite write transaction, holding its process's turn to write until it ends.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SqliteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl Db {
@@ -59,14 +117,23 @@ impl Db {
                 .foreign_keys(true)
                 // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the
                 // operating system caches the file too, and memory stays small and bounded.
-                .pragma("cache_size", "-1024");
+                .pragma("cache_size", "-1024")
+                // No checkpoint in a committing writer's path: by default the commit that
+                // grows the WAL past 1000 pages copies it into the database and fsyncs
+                // it, and every request in that batch waits. `checkpointer` does it from
+                // its own connection instead (a process that runs none, such as
+                // `studyhall migrate`, checkpoints when it closes the database).
+                .pragma("wal_autocheckpoint", "0")
+                // After a checkpoint lets the WAL start over, its file is cut back to
+                // this size (bytes) rather than keeping its largest size.
+                .pragma("journal_size_limit", "67108864");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot open SQLite database {url}"))?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(SqliteDb::new(pool)))
         } else {
             let options = PgConnectOptions::from_str(url.expose())
                 .with_context(|| format!("invalid PostgreSQL URL {url}"))?;
@@ -92,7 +159,7 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Db::Sqlite(db) => sqlx::migrate!("./migrations/sqlite").run(&db.pool).await,
             Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         }
         .context("applying database migrations")
@@ -101,24 +168,34 @@ impl Db {
     /// A round trip to the database, for `/ready`.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
-            Db::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Db::Sqlite(db) => sqlx::query("SELECT 1").execute(&db.pool).await.map(drop),
             Db::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
         }
     }
 
     pub async fn close(&self) {
         match self {
-            Db::Sqlite(pool) => pool.close().await,
+            Db::Sqlite(db) => db.pool.close().await,
             Db::Postgres(pool) => pool.close().await,
         }
     }
 
-    /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock up front).
+    /// Begins a write transaction (SQLite: in this process's turn, `BEGIN IMMEDIATE`;
+    /// see [`SqliteDb`]).
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(db) => Tx::Sqlite(db.begin_write().await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
+    }
+
+    /// On SQLite, the task that copies the WAL into the database from a connection of
+    /// its own, so no writer waits for it; `None` on PostgreSQL.
+    pub fn checkpointer(&self) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            Db::Sqlite(db) => Some(tokio::spawn(checkpoint_continuously(db.pool.clone()))),
+            Db::Postgres(_) => None,
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -126,5 +203,62 @@ impl Db {
             Db::Sqlite(_) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
+    }
+}
+
+/// How often the checkpointer looks at the WAL while it keeps up.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// What `PRAGMA wal_checkpoint` answers: whether it was kept from finishing, the WAL's
+/// frames, and how many of them are in the database now.
+#[derive(Debug, sqlx::FromRow)]
+struct Checkpoint {
+    busy: i64,
+    log: i64,
+    checkpointed: i64,
+}
+
+/// PASSIVE checkpoints, which never wait for a reader or block a writer, for as long
+/// as the pool is open. A checkpoint that could not copy everything (readers still on
+/// old frames) is simply tried again at the next tick; when one has copied the whole
+/// WAL, the next writer starts it over from the beginning.
+async fn checkpoint_continuously(pool: SqlitePool) {
+    let mut connection: Option<sqlx::SqliteConnection> = None;
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        every.tick().await;
+        let conn = match &mut connection {
+            Some(conn) => conn,
+            None => match pool.connect_options().connect().await {
+                Ok(conn) => connection.insert(conn),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the WAL checkpointer cannot open the database");
+                    continue;
+                }
+            },
+        };
+        match sqlx::query_as::<_, Checkpoint>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(done) => {
+                metrics::gauge!("sqlite_wal_frames").set(done.log as f64);
+                metrics::gauge!("sqlite_wal_frames_checkpointed").set(done.checkpointed as f64);
+                tracing::trace!(
+                    busy = done.busy,
+                    log = done.log,
+                    checkpointed = done.checkpointed,
+                    "checkpoint"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+                connection = None;
+            }
+        }
+    }
+    if let Some(conn) = connection {
+        conn.close().await.ok();
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod batch;
+pub mod ceiling;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -88,8 +89,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         redis,
         queue,
     };
-    let mut tasks = Tasks::default();
-    tasks.housekeeping(http::telemetry::spawn_metrics_upkeep());
+    let mut tasks = Tasks::upkeep(&db);
     let selected: Vec<&Plugin> = MODULES
         .iter()
         .filter(|plugin| settings.serves(plugin.name))
@@ -159,8 +159,7 @@ pub async fn work(
     db.migrate().await?;
     let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut tasks = Tasks::default();
-    tasks.housekeeping(http::telemetry::spawn_metrics_upkeep());
+    let mut tasks = Tasks::upkeep(&db);
     tasks.writer(enqueuer);
     let worker = jobs::run_worker(queue, job_handlers(|_| true), &settings.jobs, stopped);
     tasks.worker(stop, tokio::spawn(worker));

@@ -117,6 +117,7 @@ async fn run() -> anyhow::Result<()> {
             studyhall::work(&args, studyhall::shutdown_signal()).await?;
             tracing::info!("worker stopped cleanly");
         }
+        Command::StoreCeiling(args) => studyhall::ceiling::print(&args).await?,
         Command::Openapi => {
             let doc = studyhall::openapi_document();
             let text = serde_json::to_string_pretty(&doc).context("serialising OpenAPI")?;

@@ -89,6 +89,15 @@ impl Tasks {
         self.housekeeping.push(task);
     }
 
+    /// The tasks every process that writes runs beside its work: the metrics upkeep,
+    /// and on SQLite the WAL checkpointer.
+    pub fn upkeep(db: &Db) -> Tasks {
+        let mut tasks = Tasks::default();
+        tasks.housekeeping(crate::http::telemetry::spawn_metrics_upkeep());
+        tasks.housekeeping.extend(db.checkpointer());
+        tasks
+    }
+
     pub fn writer(&mut self, task: Option<JoinHandle<()>>) {
         self.writers.extend(task);
     }

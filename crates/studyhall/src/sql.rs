@@ -149,9 +149,9 @@ impl<'q> Sql<'q> {
     /// Runs the statement; the number of rows it changed.
     pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
         let done = match on.into() {
-            On::Db(Db::Sqlite(pool)) => {
+            On::Db(Db::Sqlite(db)) => {
                 let query = sqlx::query_with(self.text, self.arguments::<Sqlite>()?);
-                query.execute(pool).await?.rows_affected()
+                query.execute(&db.pool).await?.rows_affected()
             }
             On::Db(Db::Postgres(pool)) => {
                 let query = sqlx::query_with(self.text, self.arguments::<Postgres>()?);
@@ -172,9 +172,9 @@ impl<'q> Sql<'q> {
     /// Every row.
     pub async fn fetch_all<'a, T: Row>(self, on: impl Into<On<'a>>) -> Result<Vec<T>, sqlx::Error> {
         match on.into() {
-            On::Db(Db::Sqlite(pool)) => {
+            On::Db(Db::Sqlite(db)) => {
                 let query = sqlx::query_as_with(self.text, self.arguments::<Sqlite>()?);
-                query.fetch_all(pool).await
+                query.fetch_all(&db.pool).await
             }
             On::Db(Db::Postgres(pool)) => {
                 let query = sqlx::query_as_with(self.text, self.arguments::<Postgres>()?);

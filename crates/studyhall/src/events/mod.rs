@@ -53,6 +53,11 @@ fn routes() -> OpenApiRouter<Events> {
         .routes(routes!(routes::list, routes::create))
 }
 
+/// The events writer alone, for the store ceiling (`crate::ceiling`).
+pub(crate) fn ceiling_writer(core: &Core) -> (Writer, tokio::task::JoinHandle<()>) {
+    Writer::start(EventStore::new(&core.db))
+}
+
 async fn prune_keys(store: EventStore) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {

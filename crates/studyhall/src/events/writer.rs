@@ -43,14 +43,14 @@ impl Batched for Batch {
     type Write = (NewEvent, Option<KeyClaim>);
     type Outcome = Inserted;
 
-    async fn apply(&mut self, writes: Vec<Self::Write>) -> Result<Vec<Inserted>, sqlx::Error> {
+    async fn apply(&mut self, writes: &[Self::Write]) -> Result<Vec<Inserted>, sqlx::Error> {
         let pending: Vec<Pending> = writes
-            .into_iter()
+            .iter()
             .map(|(event, claim)| Pending {
                 id: Uuid::now_v7(),
                 created_at: self.clock.now(),
                 event,
-                claim,
+                claim: claim.as_ref(),
             })
             .collect();
         self.store.insert_batch(&pending).await

@@ -110,8 +110,8 @@ impl Batched for Batch {
     type Write = NewJob;
     type Outcome = ();
 
-    async fn apply(&mut self, jobs: Vec<NewJob>) -> Result<Vec<()>, sqlx::Error> {
-        insert(&self.0, &jobs).await?;
+    async fn apply(&mut self, jobs: &[NewJob]) -> Result<Vec<()>, sqlx::Error> {
+        insert(&self.0, jobs).await?;
         Ok(vec![(); jobs.len()])
     }
 }
@@ -130,27 +130,21 @@ pub enum Retried {
 pub struct Queue {
     db: Db,
     max_attempts: i64,
-    /// SQLite enqueues through group commit; PostgreSQL inserts directly.
-    batcher: Option<Batcher<NewJob, ()>>,
+    /// Enqueues are group-committed: the jobs enqueued together are one INSERT.
+    batcher: Batcher<NewJob, ()>,
 }
 
 impl Queue {
-    /// The queue, and on SQLite the group-commit task to await at shutdown.
+    /// The queue, and its group-commit task to await at shutdown.
     pub fn new(db: &Db, max_attempts: u32) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
-        let (batcher, task) = match db {
-            Db::Sqlite(_) => {
-                let (batcher, task) = Batcher::start(Batch(db.clone()));
-                (Some(batcher), Some(task))
-            }
-            Db::Postgres(_) => (None, None),
-        };
+        let (batcher, task) = Batcher::start(Batch(db.clone()));
         (
             Queue {
                 db: db.clone(),
                 max_attempts: i64::from(max_attempts),
                 batcher,
             },
-            task,
+            Some(task),
         )
     }
 
@@ -163,10 +157,7 @@ impl Queue {
     pub async fn enqueue<J: JobKind>(&self, job: &J) -> Result<String, StoreError> {
         let job = self.new_job(job)?;
         let id = job.id.clone();
-        match &self.batcher {
-            Some(batcher) => batcher.submit(job).await?,
-            None => insert(&self.db, std::slice::from_ref(&job)).await?,
-        }
+        self.batcher.submit(job).await?;
         metrics::counter!("jobs_enqueued_total", "kind" => J::KIND).increment(1);
         Ok(id)
     }
@@ -237,19 +228,27 @@ impl Queue {
         })
     }
 
-    /// Claims up to `limit` runnable jobs (queued, failed and due, or running with an
-    /// expired lease) for `lease_us`.
+    /// Claims up to `limit` runnable jobs (running with an expired lease first, then
+    /// queued or failed and due, oldest first) for `lease_us`.
     pub async fn claim(&self, limit: i64, lease_us: i64) -> Result<Vec<Claimed>, sqlx::Error> {
         let lock = match self.db {
             Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
             Db::Sqlite(_) => "",
         };
-        let runnable = "(state IN ('queued', 'failed') AND run_at <= $1) OR (state = 'running' AND lease_until < $1)";
+        // Each selection on its own, each in the order of its partial index (an OR of
+        // the two would be a bitmap scan that visits every dead row version of a busy
+        // queue on PostgreSQL; an index scan skips those it has seen dead before).
+        let selections = [
+            "state = 'running' AND lease_until < $1 ORDER BY lease_until",
+            "state IN ('queued', 'failed') AND run_at <= $1 ORDER BY run_at",
+        ];
         let now = now_micros();
         // A read first: an idle worker polls often, and an UPDATE would take SQLite's
         // single write lock even when nothing is due.
         let due: Option<i64> = Sql::new(&format!(
-            "SELECT CAST(1 AS BIGINT) FROM jobs WHERE {runnable} LIMIT 1"
+            "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM jobs WHERE {} LIMIT 1)
+                OR EXISTS (SELECT 1 FROM jobs WHERE {} LIMIT 1)",
+            selections[0], selections[1]
         ))
         .bind(now)
         .fetch_scalar(&self.db)
@@ -257,17 +256,30 @@ impl Queue {
         if due.is_none() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2
-             WHERE id IN (SELECT id FROM jobs WHERE {runnable} ORDER BY run_at LIMIT $3{lock})
-             RETURNING id, kind, payload, attempts, max_attempts"
-        );
-        Sql::new(&sql)
-            .bind(now)
-            .bind(lease_us)
-            .bind(limit)
-            .fetch_all(&self.db)
-            .await
+        // In a write transaction, so that on SQLite the claim takes its turn with the
+        // other writers of this process (see `crate::db::SqliteDb`).
+        let mut tx = self.db.begin_write().await?;
+        let mut claimed: Vec<Claimed> = Vec::new();
+        for selection in selections {
+            let room = limit - claimed.len() as i64;
+            if room <= 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2
+                 WHERE id IN (SELECT id FROM jobs WHERE {selection} LIMIT $3{lock})
+                 RETURNING id, kind, payload, attempts, max_attempts"
+            );
+            let more: Vec<Claimed> = Sql::new(&sql)
+                .bind(now)
+                .bind(lease_us)
+                .bind(room)
+                .fetch_all(&mut tx)
+                .await?;
+            claimed.extend(more);
+        }
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
@@ -275,27 +287,46 @@ impl Queue {
     }
 }
 
+/// Stores `jobs` with one multi-row INSERT in one transaction.
 async fn insert(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_write().await?;
-    for job in jobs {
-        insert_in(&mut tx, job).await?;
-    }
+    insert_all(&mut tx, jobs).await?;
     tx.commit().await
 }
 
 async fn insert_in(tx: &mut Tx, job: &NewJob) -> Result<(), sqlx::Error> {
-    let sql =
-        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
-               VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)";
-    Sql::new(sql)
-        .bind(&job.id)
-        .bind(job.kind)
-        .bind(&job.payload)
-        .bind(job.max_attempts)
-        .bind(job.now)
-        .execute(tx)
-        .await
-        .map(drop)
+    insert_all(tx, std::slice::from_ref(job)).await
+}
+
+async fn insert_all(tx: &mut Tx, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
+    let mut sql = String::from(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at) VALUES ",
+    );
+    for n in 0..jobs.len() {
+        let p = n * 5;
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, 'queued', 0, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 5
+        ));
+    }
+    let mut insert = Sql::new(&sql);
+    for job in jobs {
+        insert = insert
+            .bind(&job.id)
+            .bind(job.kind)
+            .bind(&job.payload)
+            .bind(job.max_attempts)
+            .bind(job.now);
+    }
+    insert.execute(tx).await.map(drop)
 }
 
 /// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was

@@ -31,6 +31,11 @@ fn start(core: &Core) -> Module {
     Module::new(routes().with_state(Stats { store })).with_writer(writer)
 }
 
+/// The store alone, for the store ceiling (`crate::ceiling`).
+pub(crate) fn ceiling_store(core: &Core) -> (StatsStore, Option<tokio::task::JoinHandle<()>>) {
+    StatsStore::new(&core.db)
+}
+
 fn routes() -> OpenApiRouter<Stats> {
     OpenApiRouter::with_openapi(Api::openapi())
         .routes(routes!(routes::post_session, routes::get_course))

@@ -46,6 +46,19 @@ fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
         .with_housekeeping(housekeeping))
 }
 
+/// The store alone, for the store ceiling (`crate::ceiling`).
+pub(crate) fn ceiling_store(
+    core: &Core,
+    settings: &StreamSettings,
+) -> anyhow::Result<(StreamStore, Option<tokio::task::JoinHandle<()>>)> {
+    StreamStore::new(
+        &core.db,
+        settings.streams_backend,
+        core.redis.as_ref(),
+        Policy::from(settings),
+    )
+}
+
 fn routes() -> OpenApiRouter<Streams> {
     OpenApiRouter::with_openapi(Api::openapi())
         .routes(routes!(routes::start, routes::list))

@@ -345,3 +345,41 @@ async fn active_streams_is_reported_with_the_redis_backend() {
     let server = start_with(&url, &env).await;
     stream_gauge_follows_starts_and_ends(&server).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_is_checkpointed_in_the_background_while_the_server_runs() {
+    // Writers never checkpoint (a checkpoint in a commit's path stalls every request of
+    // its batch); the background checkpointer must copy the WAL into the database
+    // while the server runs, or the WAL would only grow until shutdown.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wal.db").display());
+    let server = start_with(&url, &[]).await;
+    let message = "x".repeat(4000);
+    for n in 0..300 {
+        let response = client()
+            .post(format!("{}/api/events", server.address))
+            .json(&serde_json::json!({
+                "component": "wal", "environment": "test", "email": "wal@example.com",
+                "message": format!("{n} {message}"), "data": {"n": n},
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let frames = metric(&server, "sqlite_wal_frames", &[]).await;
+        let copied = metric(&server, "sqlite_wal_frames_checkpointed", &[]).await;
+        // Once a checkpoint has copied the whole WAL, the next commit starts it over, so
+        // the frame count may be small by now; what matters is that all are copied.
+        if frames.is_some_and(|frames| frames > 0.0) && copied == frames {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL was not checkpointed: {copied:?} of {frames:?} frames"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -15,11 +15,11 @@ pub(crate) const COLUMNS: &str =
 
 /// An event the writer is about to store, with its id and timestamp assigned.
 #[derive(Debug)]
-pub struct Pending {
+pub struct Pending<'a> {
     pub id: Uuid,
     pub created_at: Micros,
-    pub event: NewEvent,
-    pub claim: Option<KeyClaim>,
+    pub event: &'a NewEvent,
+    pub claim: Option<&'a KeyClaim>,
 }
 
 /// An `Idempotency-Key` the event is stored under.
@@ -45,7 +45,7 @@ pub enum Inserted {
     KeyTaken,
 }
 
-impl Pending {
+impl Pending<'_> {
     fn stored(&self) -> Event {
         Event {
             id: self.id,
@@ -68,14 +68,14 @@ pub enum EventStore {
 impl EventStore {
     pub fn new(db: &Db) -> EventStore {
         match db {
-            Db::Sqlite(pool) => EventStore::Sqlite(sqlite::SqliteEvents::new(pool.clone())),
+            Db::Sqlite(db) => EventStore::Sqlite(sqlite::SqliteEvents::new(db.clone())),
             Db::Postgres(pool) => EventStore::Postgres(postgres::PgEvents::new(pool.clone())),
         }
     }
 
     /// Stores a batch in one transaction: all of it or none of it.
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
-    pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
+    pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
         match self {
             EventStore::Sqlite(store) => store.insert_batch(batch).await,
             EventStore::Postgres(store) => store.insert_batch(batch).await,

@@ -15,13 +15,13 @@ impl PgEvents {
         PgEvents { pool }
     }
 
-    pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
+    pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // Claim idempotency keys first: an event whose key another request holds is not
         // stored. The key's foreign key to the event is checked at commit.
         let mut outcomes = Vec::with_capacity(batch.len());
         for pending in batch {
-            let Some(claim) = &pending.claim else {
+            let Some(claim) = pending.claim else {
                 outcomes.push(Inserted::Created(pending.stored()));
                 continue;
             };

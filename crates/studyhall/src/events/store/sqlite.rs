@@ -1,8 +1,9 @@
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{decode_event, page_order, push_filters, Inserted, KeyRecord, Pending, COLUMNS};
+use crate::db::SqliteDb;
 use crate::events::model::{Event, ListQuery};
 
 /// Candidates an exact filter may leave for a message search to test them one by one
@@ -19,23 +20,21 @@ enum Shape<'a> {
 
 #[derive(Clone, Debug)]
 pub struct SqliteEvents {
-    pool: SqlitePool,
+    db: SqliteDb,
 }
 
 impl SqliteEvents {
-    pub fn new(pool: SqlitePool) -> Self {
-        SqliteEvents { pool }
+    pub fn new(db: SqliteDb) -> Self {
+        SqliteEvents { db }
     }
 
-    pub async fn insert_batch(&self, batch: &[Pending]) -> Result<Vec<Inserted>, sqlx::Error> {
-        // IMMEDIATE: take the write lock up front, waiting out other writers (the busy
-        // timeout); a deferred transaction that must upgrade its lock is refused at once.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
         // Claim idempotency keys first: an event whose key another request holds is not
         // stored. The key's foreign key to the event is checked at commit.
         let mut outcomes = Vec::with_capacity(batch.len());
         for pending in batch {
-            let Some(claim) = &pending.claim else {
+            let Some(claim) = pending.claim else {
                 outcomes.push(Inserted::Created(pending.stored()));
                 continue;
             };
@@ -89,7 +88,7 @@ impl SqliteEvents {
         )
         .bind(scope)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         row.map(|(fingerprint, event_id)| {
             Ok(KeyRecord {
@@ -103,7 +102,7 @@ impl SqliteEvents {
     pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
         sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE id = ?"))
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.pool)
             .await?
             .map(|row| event_from_row(&row))
             .transpose()
@@ -131,7 +130,7 @@ impl SqliteEvents {
         push_filters(&mut count, query);
         push_cursor(&mut count, query);
         count.push(format_args!(" LIMIT {SCAN_WINDOW})"));
-        count.build_query_scalar().fetch_one(&self.pool).await
+        count.build_query_scalar().fetch_one(&self.db.pool).await
     }
 
     async fn fetch(
@@ -181,14 +180,14 @@ impl SqliteEvents {
             }
         }
         qb.push(format_args!(" LIMIT {limit}"));
-        let rows = qb.build().fetch_all(&self.pool).await?;
+        let rows = qb.build().fetch_all(&self.db.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 
     pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(done.rows_affected())
     }

@@ -1,15 +1,22 @@
 //! Stats storage. The course aggregate is its own row, changed in the same transaction
 //! as the session it summarises, by the difference between the session's new and old
 //! contribution, so reading it never scans sessions and a re-post never double-counts.
+//!
+//! Posts are group-committed on both backends (`crate::batch`): the posts that queued
+//! up together are stored in one transaction. Each backend stores a session its own
+//! way (`sqlite.rs`, `postgres.rs`); the totals are summed per course and added here.
 
 mod postgres;
 mod sqlite;
+
+use std::collections::BTreeMap;
 
 use tokio::task::JoinHandle;
 
 use super::model::{SessionPost, SessionStats, SessionTotals};
 
-use crate::db::Db;
+use crate::batch::{Batched, Batcher};
+use crate::db::{Db, Tx};
 use crate::error::StoreError;
 use crate::sql::Sql;
 
@@ -40,32 +47,25 @@ const SESSION: &str =
     FROM stats_sessions WHERE session_id = $1 AND user_id = $2 AND course_id = $3";
 
 #[derive(Clone, Debug)]
-pub enum StatsStore {
-    Sqlite(sqlite::SqliteStats),
-    Postgres(postgres::PgStats),
+pub struct StatsStore {
+    db: Db,
+    writer: Batcher<SessionPost, Recorded>,
 }
 
 impl StatsStore {
-    /// The store, and on SQLite the group-commit task to await at shutdown.
+    /// The store, and its group-commit task to await at shutdown.
     pub fn new(db: &Db) -> (StatsStore, Option<JoinHandle<()>>) {
-        match db {
-            Db::Sqlite(pool) => {
-                let (store, task) = sqlite::SqliteStats::start(pool.clone());
-                (StatsStore::Sqlite(store), Some(task))
-            }
-            Db::Postgres(pool) => (
-                StatsStore::Postgres(postgres::PgStats::new(pool.clone())),
-                None,
-            ),
-        }
+        let (writer, task) = Batcher::start(Batch(db.clone()));
+        let store = StatsStore {
+            db: db.clone(),
+            writer,
+        };
+        (store, Some(task))
     }
 
     #[tracing::instrument(skip(self), fields(session = %post.session))]
     pub async fn record(&self, post: SessionPost) -> Result<Recorded, StoreError> {
-        match self {
-            StatsStore::Sqlite(store) => Ok(store.record(post).await?),
-            StatsStore::Postgres(store) => Ok(store.record(&post).await?),
-        }
+        self.writer.submit(post).await
     }
 
     #[tracing::instrument(skip(self))]
@@ -77,7 +77,7 @@ impl StatsStore {
         let totals: Option<SessionTotals> = Sql::new(TOTALS)
             .bind(user)
             .bind(course)
-            .fetch_optional(&self.db())
+            .fetch_optional(&self.db)
             .await?;
         Ok(totals.filter(|totals| totals.sessions > 0))
     }
@@ -93,17 +93,67 @@ impl StatsStore {
             .bind(session)
             .bind(user)
             .bind(course)
-            .fetch_optional(&self.db())
+            .fetch_optional(&self.db)
             .await
     }
+}
 
-    /// The database under either backend's store, for the reads they share.
-    fn db(&self) -> Db {
-        match self {
-            StatsStore::Sqlite(store) => Db::Sqlite(store.pool().clone()),
-            StatsStore::Postgres(store) => Db::Postgres(store.pool().clone()),
+/// The posts that queued up together, stored in one transaction.
+///
+/// Locks are taken in one order in every transaction, on every instance: the batch's
+/// session rows by session id, then its course totals rows by (user, course). Two
+/// batches from different instances therefore never wait on each other in a cycle,
+/// however their posts overlap. Posts of the same session keep their arrival order
+/// (the sort is stable), and each sees the one before it.
+struct Batch(Db);
+
+impl Batched for Batch {
+    type Write = SessionPost;
+    type Outcome = Recorded;
+
+    async fn apply(&mut self, posts: &[SessionPost]) -> Result<Vec<Recorded>, sqlx::Error> {
+        let mut tx = self.0.begin_write().await?;
+        let mut order: Vec<usize> = (0..posts.len()).collect();
+        order.sort_by(|&a, &b| posts[a].session.cmp(&posts[b].session));
+        let mut outcomes = vec![Recorded::Stored; posts.len()];
+        let mut changes: BTreeMap<(&str, &str), SessionTotals> = BTreeMap::new();
+        for index in order {
+            let post = &posts[index];
+            let stored = match &mut tx {
+                Tx::Sqlite(tx) => sqlite::store_session(tx, post).await?,
+                Tx::Postgres(tx) => postgres::store_session(tx, post).await?,
+            };
+            match stored {
+                Stored::Taken => outcomes[index] = Recorded::Taken,
+                Stored::Replacing(previous) => {
+                    let change = changes.entry((&post.user, &post.course)).or_default();
+                    *change = change.plus(delta(post, previous.as_ref()));
+                }
+            }
         }
+        for ((user, course), change) in changes {
+            Sql::new(ADD_TO_TOTALS)
+                .bind(user)
+                .bind(course)
+                .bind(change.sessions)
+                .bind(change.modules)
+                .bind(change.time_ms)
+                .bind(change.weighted_score)
+                .bind(change.score_sum)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
     }
+}
+
+/// What storing one session did.
+enum Stored {
+    /// The session id belongs to another user or course; nothing was written.
+    Taken,
+    /// Stored, replacing what it had been (nothing, for a new session).
+    Replacing(Option<Previous>),
 }
 
 /// A stored session's owner and contribution, read before it is replaced.

@@ -60,8 +60,8 @@ impl StreamStore {
                     None,
                 )
             }
-            (StreamsBackend::Sql, Db::Sqlite(pool)) => {
-                let (store, task) = sqlite::SqliteStreams::spawn(pool.clone(), policy);
+            (StreamsBackend::Sql, Db::Sqlite(db)) => {
+                let (store, task) = sqlite::SqliteStreams::spawn(db.clone(), policy);
                 (StreamStore::Sqlite(store), Some(task))
             }
             (StreamsBackend::Sql, Db::Postgres(pool)) => (

@@ -1,4 +1,4 @@
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -7,7 +7,7 @@ use super::{
 };
 use crate::batch::{Batched, Batcher};
 use crate::clock::Micros;
-use crate::db::Db;
+use crate::db::{Db, SqliteDb};
 use crate::error::StoreError;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
 
@@ -18,7 +18,7 @@ const NOW: &str = "SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
 /// and insert cannot interleave with another's.
 #[derive(Clone, Debug)]
 pub struct SqliteStreams {
-    pool: SqlitePool,
+    db: SqliteDb,
     writer: Batcher<Op, Done>,
     policy: Policy,
 }
@@ -39,19 +39,12 @@ pub enum Done {
 }
 
 impl SqliteStreams {
-    pub fn spawn(pool: SqlitePool, policy: Policy) -> (SqliteStreams, JoinHandle<()>) {
+    pub fn spawn(db: SqliteDb, policy: Policy) -> (SqliteStreams, JoinHandle<()>) {
         let (writer, task) = Batcher::start(Batch {
-            pool: pool.clone(),
+            db: db.clone(),
             policy,
         });
-        (
-            SqliteStreams {
-                pool,
-                writer,
-                policy,
-            },
-            task,
-        )
+        (SqliteStreams { db, writer, policy }, task)
     }
 
     pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
@@ -99,7 +92,7 @@ impl SqliteStreams {
     }
 
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.db.pool.acquire().await?;
         let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *conn).await?;
         let rows: Vec<Stream> = sqlx::query_as(LIST)
             .bind(viewer)
@@ -119,13 +112,13 @@ impl SqliteStreams {
     /// The database, with the query that reads its clock, for the reads both SQL
     /// backends share.
     pub fn clocked(&self) -> (Db, &'static str) {
-        (Db::Sqlite(self.pool.clone()), NOW)
+        (Db::Sqlite(self.db.clone()), NOW)
     }
 }
 
 /// The operations that queued up together, applied in one transaction at one instant.
 struct Batch {
-    pool: SqlitePool,
+    db: SqliteDb,
     policy: Policy,
 }
 
@@ -133,41 +126,41 @@ impl Batched for Batch {
     type Write = Op;
     type Outcome = Done;
 
-    async fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Done>, sqlx::Error> {
-        apply(&self.pool, ops, self.policy).await
+    async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
+        apply(&self.db, ops, self.policy).await
     }
 }
 
-async fn apply(pool: &SqlitePool, ops: Vec<Op>, policy: Policy) -> Result<Vec<Done>, sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn apply(db: &SqliteDb, ops: &[Op], policy: Policy) -> Result<Vec<Done>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
     let now: i64 = sqlx::query_scalar(NOW).fetch_one(&mut *tx).await?;
     let mut done = Vec::with_capacity(ops.len());
     for op in ops {
         done.push(match op {
             Op::Start(viewer, request) => {
-                Done::Started(start(&mut tx, &viewer, &request, now, policy).await?)
+                Done::Started(start(&mut tx, viewer, request, now, policy).await?)
             }
             Op::Heartbeat(viewer, id) => {
-                Done::Renewed(renew(&mut tx, &viewer, &id, now, policy, NO_METADATA).await?)
+                Done::Renewed(renew(&mut tx, viewer, id, now, policy, NO_METADATA).await?)
             }
             Op::End(viewer, id) => {
                 let row: Option<Stream> = sqlx::query_as(END)
-                    .bind(&viewer)
-                    .bind(&id)
+                    .bind(viewer)
+                    .bind(id)
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
                 match row {
                     Some(row) => {
-                        Done::Ended(Some((row, counts(&mut tx, &viewer, now, policy).await?)))
+                        Done::Ended(Some((row, counts(&mut tx, viewer, now, policy).await?)))
                     }
                     None => Done::Ended(None),
                 }
             }
             Op::SetLimit(viewer, limit) => {
                 sqlx::query(SET_LIMIT)
-                    .bind(&viewer)
-                    .bind(limit)
+                    .bind(viewer)
+                    .bind(*limit)
                     .execute(&mut *tx)
                     .await?;
                 Done::LimitSet

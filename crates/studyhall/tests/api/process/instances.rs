@@ -305,3 +305,106 @@ async fn two_servers_and_a_worker_answer_as_one_server_does() {
     );
     assert_eq!(one["events via 0"], json!(11));
 }
+
+/// Deadlocks PostgreSQL has detected in the current database so far.
+async fn deadlocks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
+async fn two_servers_batching_the_same_sessions_in_opposite_orders_never_deadlock_or_drift() {
+    // Each server stores the posts that queue up together in one transaction. Server A
+    // receives the sessions in one order and server B in the reverse one, all at once,
+    // re-posted over and over across four shared courses: batches that locked rows in
+    // arrival order would wait on each other in a cycle. PostgreSQL would resolve each
+    // cycle by failing a transaction (counted in pg_stat_database), and the totals
+    // must still equal the sessions as finally stored.
+    let Some((url, _database)) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = start(url.expose()).await;
+    let b = start(url.expose()).await;
+    let user = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
+    let courses: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let sessions: Vec<String> = (0..60).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+    let deadlocks_before = deadlocks(&pool).await;
+    let mut posts = Vec::new();
+    for round in 0..5i64 {
+        for (n, session) in sessions.iter().enumerate() {
+            let n = n as i64;
+            let body = json!({
+                "sessionId": session,
+                "totalModulesStudied": (n + round) % 9,
+                "averageScore": ((n * 7 + round * 13) % 100) as f64 + 0.25,
+                "timeStudied": 1000 * round + n,
+            });
+            let course = &courses[(n % 4) as usize];
+            posts.push((format!("/courses/{course}"), body));
+        }
+    }
+    let reversed: Vec<_> = posts.iter().rev().cloned().collect();
+    let mut sent = Vec::new();
+    for (server, posts) in [(&a, posts), (&b, reversed)] {
+        for (path, body) in posts {
+            let url = format!("{}{path}", server.address);
+            sent.push(tokio::spawn(async move {
+                client()
+                    .post(url)
+                    .header("X-User-Id", user)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    for status in sent {
+        assert_eq!(status.await.unwrap(), 201);
+    }
+    let drift: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT t.course_id, t.session_count, COALESCE(s.sessions, 0)
+         FROM stats_course_totals t
+         LEFT JOIN (SELECT user_id, course_id, count(*) AS sessions, sum(total_modules) AS modules,
+                           sum(time_studied) AS time_studied, sum(score_units * total_modules) AS weighted,
+                           sum(score_units) AS score_sum
+                    FROM stats_sessions GROUP BY user_id, course_id) s
+           ON s.user_id = t.user_id AND s.course_id = t.course_id
+         WHERE s.sessions IS DISTINCT FROM t.session_count OR s.modules IS DISTINCT FROM t.total_modules
+            OR s.time_studied IS DISTINCT FROM t.time_studied OR s.weighted IS DISTINCT FROM t.weighted_score
+            OR s.score_sum IS DISTINCT FROM t.score_sum",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        drift.is_empty(),
+        "totals drifted from the sessions: {drift:?}"
+    );
+    let counted: i64 =
+        sqlx::query_scalar("SELECT CAST(sum(session_count) AS BIGINT) FROM stats_course_totals")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(counted, 60);
+    // Statistics reach pg_stat_database within about a second of a transaction ending.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        deadlocks(&pool).await - deadlocks_before,
+        0,
+        "batches deadlocked"
+    );
+}
