@@ -15,6 +15,7 @@ pub enum Param {
     Text(Option<String>),
     Int(Option<i64>),
     Bool(Option<bool>),
+    Float(Option<f64>),
 }
 
 impl From<&str> for Param {
@@ -77,6 +78,12 @@ impl From<Option<crate::clock::Micros>> for Param {
     }
 }
 
+impl From<f64> for Param {
+    fn from(value: f64) -> Self {
+        Param::Float(Some(value))
+    }
+}
+
 impl From<bool> for Param {
     fn from(value: bool) -> Self {
         Param::Bool(Some(value))
@@ -133,6 +140,7 @@ impl<'q> Sql<'q> {
         Option<String>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<i64>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<bool>: for<'a> Encode<'a, DB> + Type<DB>,
+        Option<f64>: for<'a> Encode<'a, DB> + Type<DB>,
     {
         let mut arguments = DB::Arguments::<'q>::default();
         for param in &self.params {
@@ -140,6 +148,7 @@ impl<'q> Sql<'q> {
                 Param::Text(value) => arguments.add(value.clone()),
                 Param::Int(value) => arguments.add(*value),
                 Param::Bool(value) => arguments.add(*value),
+                Param::Float(value) => arguments.add(*value),
             };
             added.map_err(sqlx::Error::Encode)?;
         }

@@ -3,11 +3,8 @@
 //! contribution, so reading it never scans sessions and a re-post never double-counts.
 //!
 //! Posts are group-committed on both backends (`crate::batch`): the posts that queued
-//! up together are stored in one transaction. Each backend stores a session its own
-//! way (`sqlite.rs`, `postgres.rs`); the totals are summed per course and added here.
-
-mod postgres;
-mod sqlite;
+//! up together are stored in one transaction, and their totals are summed per course
+//! and added once per course.
 
 use std::collections::BTreeMap;
 
@@ -119,11 +116,7 @@ impl Batched for Batch {
         let mut changes: BTreeMap<(&str, &str), SessionTotals> = BTreeMap::new();
         for index in order {
             let post = &posts[index];
-            let stored = match &mut tx {
-                Tx::Sqlite(tx) => sqlite::store_session(tx, post).await?,
-                Tx::Postgres(tx) => postgres::store_session(tx, post).await?,
-            };
-            match stored {
+            match store_session(&mut tx, post).await? {
                 Stored::Taken => outcomes[index] = Recorded::Taken,
                 Stored::Replacing(previous) => {
                     let change = changes.entry((&post.user, &post.course)).or_default();
@@ -154,6 +147,66 @@ enum Stored {
     Taken,
     /// Stored, replacing what it had been (nothing, for a new session).
     Replacing(Option<Previous>),
+}
+
+/// The posted session as a row; `ON CONFLICT (session_id)` and the caller's clause
+/// follow.
+const WRITE_SESSION: &str = "INSERT INTO stats_sessions
+    (session_id, user_id, course_id, total_modules, average_score, score_units, time_studied, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (session_id) ";
+
+/// Replaces the stored figures with the posted ones.
+const REPLACE: &str = "DO UPDATE SET
+    total_modules = excluded.total_modules, average_score = excluded.average_score,
+    score_units = excluded.score_units, time_studied = excluded.time_studied,
+    updated_at = excluded.updated_at";
+
+/// Stores one session inside the batch's transaction.
+///
+/// On SQLite the batch holds the one write lock, so reading what the session was and
+/// then writing it cannot interleave with another writer. On PostgreSQL a new session
+/// is inserted first (a concurrent insert of the same id from another instance waits
+/// for ours, then does nothing and falls through); a known one is read `FOR UPDATE`,
+/// which holds its row until the batch commits.
+async fn store_session(tx: &mut Tx, post: &SessionPost) -> Result<Stored, sqlx::Error> {
+    let postgres = matches!(tx, Tx::Postgres(_));
+    if postgres && write_session(tx, post, "DO NOTHING").await? == 1 {
+        return Ok(Stored::Replacing(None));
+    }
+    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let previous: Option<Previous> = Sql::new(&format!(
+        "SELECT user_id, course_id, total_modules, score_units, time_studied
+         FROM stats_sessions WHERE session_id = $1{lock}"
+    ))
+    .bind(&post.session)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if previous
+        .as_ref()
+        .is_some_and(|previous| !previous.owned_by(post))
+    {
+        return Ok(Stored::Taken);
+    }
+    write_session(tx, post, REPLACE).await?;
+    Ok(Stored::Replacing(previous))
+}
+
+async fn write_session(
+    tx: &mut Tx,
+    post: &SessionPost,
+    on_conflict: &str,
+) -> Result<u64, sqlx::Error> {
+    Sql::new(&format!("{WRITE_SESSION}{on_conflict}"))
+        .bind(&post.session)
+        .bind(&post.user)
+        .bind(&post.course)
+        .bind(post.modules)
+        .bind(post.score)
+        .bind(post.score_e4())
+        .bind(post.time_ms)
+        .bind(crate::clock::now_micros())
+        .execute(tx)
+        .await
 }
 
 /// A stored session's owner and contribution, read before it is replaced.
