@@ -13,7 +13,6 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 
 use crate::config::ServeSettings;
-use crate::db::Db;
 use crate::error::StoreError;
 use crate::events::model::NewEvent;
 use crate::grades::model::GradePost;
@@ -67,27 +66,18 @@ type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Sto
 
 pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
     let settings = &args.serve;
-    let db = Db::connect(
-        &settings.database.database_url,
-        settings.database.database_max_connections,
+    let (core, enqueuer) = crate::module::Core::open(
+        &settings.database,
+        settings.redis_url.as_ref(),
+        settings.jobs.job_max_attempts,
     )
     .await?;
-    db.migrate().await?;
-    let redis = match &settings.redis_url {
-        Some(url) => Some(crate::redis_handle::RedisHandle::connect(url).await?),
-        None => None,
-    };
-    let (queue, enqueuer) = crate::jobs::Queue::new(&db, settings.jobs.job_max_attempts);
-    let core = crate::module::Core {
-        db: db.clone(),
-        redis,
-        queue,
-    };
+    let db = core.db.clone();
     let mut tasks = crate::module::Tasks::upkeep(&db);
     tasks.writer(enqueuer);
     let write: WriteOnce = match args.write {
         Write::Events => {
-            let (writer, task) = crate::events::ceiling_writer(&core);
+            let (_, writer, task) = crate::events::writer(&core);
             tasks.writer(Some(task));
             Arc::new(move |task, n| {
                 let writer = writer.clone();
@@ -95,7 +85,7 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
             })
         }
         Write::Sessions => {
-            let (store, task) = crate::stats::ceiling_store(&core);
+            let (store, task) = crate::stats::store(&core);
             tasks.writer(task);
             let run = run_tag();
             Arc::new(move |task, n| {
@@ -117,7 +107,7 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
             })
         }
         Write::StreamPairs => {
-            let (store, task) = crate::streams::ceiling_store(&core, &settings.streams)?;
+            let (store, task) = crate::streams::store(&core, &settings.streams)?;
             tasks.writer(task);
             let run = run_tag();
             Arc::new(move |task, n| {

@@ -72,23 +72,14 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 /// registers a job kind.
 pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     settings.validate()?;
-    let db = Db::connect(
-        &settings.database.database_url,
-        settings.database.database_max_connections,
+    let (core, enqueuer) = Core::open(
+        &settings.database,
+        settings.redis_url.as_ref(),
+        settings.jobs.job_max_attempts,
     )
     .await?;
-    db.migrate().await?;
     http::telemetry::prometheus();
-    let redis = match &settings.redis_url {
-        Some(url) => Some(redis_handle::RedisHandle::connect(url).await?),
-        None => None,
-    };
-    let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
-    let core = Core {
-        db: db.clone(),
-        redis,
-        queue,
-    };
+    let db = core.db.clone();
     let mut tasks = Tasks::upkeep(&db);
     let selected: Vec<&Plugin> = MODULES
         .iter()
@@ -151,13 +142,8 @@ pub async fn work(
     settings: &config::WorkerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = Db::connect(
-        &settings.database.database_url,
-        settings.database.database_max_connections,
-    )
-    .await?;
-    db.migrate().await?;
-    let (queue, enqueuer) = jobs::Queue::new(&db, settings.jobs.job_max_attempts);
+    let (Core { db, queue, .. }, enqueuer) =
+        Core::open(&settings.database, None, settings.jobs.job_max_attempts).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Tasks::upkeep(&db);
     tasks.writer(enqueuer);

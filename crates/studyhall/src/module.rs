@@ -6,10 +6,11 @@ use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::config::ServeSettings;
+use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::Db;
 use crate::jobs::{Handlers, Queue};
 use crate::redis_handle::RedisHandle;
+use crate::sensitive::RedisUrl;
 
 /// What the modules share: the database, Redis when configured, and the job queue.
 #[derive(Clone, Debug)]
@@ -18,6 +19,25 @@ pub struct Core {
     pub redis: Option<RedisHandle>,
     /// Enqueue jobs of the kinds a module registers in [`Plugin::jobs`].
     pub queue: Queue,
+}
+
+impl Core {
+    /// Opens the database (applying migrations), Redis when a URL is given, and the job
+    /// queue; with the queue's enqueuer task, to drain at shutdown.
+    pub async fn open(
+        database: &DatabaseSettings,
+        redis_url: Option<&RedisUrl>,
+        job_max_attempts: u32,
+    ) -> anyhow::Result<(Core, Option<JoinHandle<()>>)> {
+        let db = Db::connect(&database.database_url, database.database_max_connections).await?;
+        db.migrate().await?;
+        let redis = match redis_url {
+            Some(url) => Some(RedisHandle::connect(url).await?),
+            None => None,
+        };
+        let (queue, enqueuer) = Queue::new(&db, job_max_attempts);
+        Ok((Core { db, redis, queue }, enqueuer))
+    }
 }
 
 /// A module as `lib.rs` lists it: what it is before it runs.

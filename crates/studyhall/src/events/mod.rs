@@ -35,8 +35,7 @@ pub const PLUGIN: Plugin = Plugin {
 };
 
 fn start(core: &Core) -> Module {
-    let store = EventStore::new(&core.db);
-    let (writer, writer_task) = Writer::start(store.clone());
+    let (store, writer, writer_task) = writer(core);
     let pruner = tokio::spawn(prune_keys(store.clone()));
     let routes = routes()
         .route("/api/healthz", get(routes::health))
@@ -53,9 +52,12 @@ fn routes() -> OpenApiRouter<Events> {
         .routes(routes!(routes::list, routes::create))
 }
 
-/// The events writer alone, for the store ceiling (`crate::ceiling`).
-pub(crate) fn ceiling_writer(core: &Core) -> (Writer, tokio::task::JoinHandle<()>) {
-    Writer::start(EventStore::new(&core.db))
+/// The store and its writer, for the module and for the store ceiling
+/// (`crate::ceiling`).
+pub(crate) fn writer(core: &Core) -> (EventStore, Writer, tokio::task::JoinHandle<()>) {
+    let store = EventStore::new(&core.db);
+    let (writer, task) = Writer::start(store.clone());
+    (store, writer, task)
 }
 
 async fn prune_keys(store: EventStore) {

@@ -27,12 +27,13 @@ pub const PLUGIN: Plugin = Plugin {
 };
 
 fn start(core: &Core) -> Module {
-    let (store, writer) = StatsStore::new(&core.db);
+    let (store, writer) = store(core);
     Module::new(routes().with_state(Stats { store })).with_writer(writer)
 }
 
-/// The store alone, for the store ceiling (`crate::ceiling`).
-pub(crate) fn ceiling_store(core: &Core) -> (StatsStore, Option<tokio::task::JoinHandle<()>>) {
+/// The store and its writer task, for the module and for the store ceiling
+/// (`crate::ceiling`).
+pub(crate) fn store(core: &Core) -> (StatsStore, Option<tokio::task::JoinHandle<()>>) {
     StatsStore::new(&core.db)
 }
 

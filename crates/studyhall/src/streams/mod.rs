@@ -30,13 +30,7 @@ pub const PLUGIN: Plugin = Plugin {
 };
 
 fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
-    let policy = Policy::from(settings);
-    let (store, writer) = StreamStore::new(
-        &core.db,
-        settings.streams_backend,
-        core.redis.as_ref(),
-        policy,
-    )?;
+    let (store, writer) = store(core, settings)?;
     let housekeeping = tokio::spawn(housekeeping(store.clone()));
     let routes = routes()
         .route("/api/v1/stream", post(routes::start).get(routes::list))
@@ -46,8 +40,9 @@ fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
         .with_housekeeping(housekeeping))
 }
 
-/// The store alone, for the store ceiling (`crate::ceiling`).
-pub(crate) fn ceiling_store(
+/// The store and its writer task, for the module and for the store ceiling
+/// (`crate::ceiling`).
+pub(crate) fn store(
     core: &Core,
     settings: &StreamSettings,
 ) -> anyhow::Result<(StreamStore, Option<tokio::task::JoinHandle<()>>)> {
