@@ -332,15 +332,25 @@ async fn insert_all(tx: &mut Tx, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
 /// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was
 /// lost (the lease expired and another worker took the job).
 pub async fn complete(tx: &mut Tx, job: &Claimed) -> Result<bool, sqlx::Error> {
-    let sql = "UPDATE jobs SET state = 'succeeded', finished_at = $3, lease_until = NULL, last_error = NULL
-               WHERE id = $1 AND attempts = $2 AND state = 'running'";
-    let changed = Sql::new(sql)
-        .bind(&job.id)
-        .bind(job.attempts)
-        .bind(now_micros())
-        .execute(tx)
-        .await?;
-    Ok(changed == 1)
+    Ok(complete_all(tx, &[job]).await? == 1)
+}
+
+/// Marks claimed jobs succeeded inside `tx` with one statement; how many still held
+/// their claim (fewer than `jobs` if some claim was lost).
+pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed]) -> Result<u64, sqlx::Error> {
+    let claims: Vec<String> = (0..jobs.len())
+        .map(|n| format!("(${}, ${})", 2 * n + 2, 2 * n + 3))
+        .collect();
+    let sql = format!(
+        "UPDATE jobs SET state = 'succeeded', finished_at = $1, lease_until = NULL, last_error = NULL
+         WHERE state = 'running' AND (id, attempts) IN ({})",
+        claims.join(", ")
+    );
+    let mut complete = Sql::new(&sql).bind(now_micros());
+    for job in jobs {
+        complete = complete.bind(&job.id).bind(job.attempts);
+    }
+    complete.execute(tx).await
 }
 
 /// Records a failure: retry after `retry_in_us`, or dead after the last attempt.

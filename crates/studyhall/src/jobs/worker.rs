@@ -117,7 +117,8 @@ impl Worker {
     }
 
     /// Claims one batch and runs it in one transaction. It runs first without
-    /// savepoints (two statements fewer per job); if a job fails or its claim was lost,
+    /// savepoints, completing its jobs with one statement at the end (three statements
+    /// fewer per job); if a job fails or its claim was lost,
     /// that run is rolled back and the batch runs again with each job's effect and
     /// completion in a savepoint of its own, so a failing job rolls back alone. A batch
     /// that meets a deadlock or serialization failure is rolled back and run again
@@ -207,7 +208,8 @@ impl Worker {
             let mut mine = Increments::default();
             let result = match failed.and_then(|failed| failed.get(&place)) {
                 Some(error) => Err(anyhow::anyhow!("{error}")),
-                None => apply(&mut tx, job, prepared, &mut mine).await,
+                // Without savepoints the jobs are completed together after the loop.
+                None => apply(&mut tx, job, prepared, &mut mine, isolated).await,
             };
             if !isolated && !matches!(result, Ok(true)) {
                 return Err(match result {
@@ -254,6 +256,13 @@ impl Worker {
                 }
             };
             labels.push((label, started.elapsed()));
+        }
+        if !isolated {
+            let all: Vec<&Claimed> = jobs.iter().map(|(job, _)| job).collect();
+            if store::complete_all(&mut tx, &all).await? < all.len() as u64 {
+                // A claim was lost: its effect must not commit.
+                return Err(BatchFailure::NeedsIsolation(None));
+            }
         }
         later.apply(&mut tx).await?;
         tx.commit().await?;
@@ -334,16 +343,18 @@ pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
 /// A claimed job ready to run, or why it cannot run.
 type Decoded = anyhow::Result<Box<dyn Prepared>>;
 
-/// Runs the job and marks it succeeded; `Ok(false)` if the claim was lost.
+/// Runs the job and, when `complete`, marks it succeeded; `Ok(false)` if the claim
+/// was lost.
 async fn apply(
     tx: &mut crate::db::Tx,
     job: &Claimed,
     prepared: &Decoded,
     later: &mut Increments,
+    complete: bool,
 ) -> anyhow::Result<bool> {
     let prepared = prepared
         .as_ref()
         .map_err(|err| anyhow::anyhow!("{err:#}"))?;
     prepared.run(tx, &job.id, later).await?;
-    Ok(store::complete(tx, job).await?)
+    Ok(!complete || store::complete(tx, job).await?)
 }
