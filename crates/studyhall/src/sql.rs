@@ -96,6 +96,12 @@ pub enum On<'a> {
     Tx(&'a mut Tx),
 }
 
+impl On<'_> {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, On::Db(Db::Postgres(_)) | On::Tx(Tx::Postgres(_)))
+    }
+}
+
 impl<'a> From<&'a Db> for On<'a> {
     fn from(db: &'a Db) -> Self {
         On::Db(db)

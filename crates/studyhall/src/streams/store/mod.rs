@@ -5,9 +5,8 @@
 //! SQLite has one writer, Redis runs one Lua script. Expiry is judged by the store's
 //! clock, never an instance's, so instances with skewed clocks agree.
 
-mod postgres;
 mod redis;
-mod sqlite;
+mod sql;
 
 use tokio::task::JoinHandle;
 
@@ -37,8 +36,7 @@ impl From<&StreamSettings> for Policy {
 
 #[derive(Clone, Debug)]
 pub enum StreamStore {
-    Sqlite(sqlite::SqliteStreams),
-    Postgres(postgres::PgStreams),
+    Sql(sql::SqlStreams),
     Redis(redis::RedisStreams),
 }
 
@@ -60,22 +58,17 @@ impl StreamStore {
                     None,
                 )
             }
-            (StreamsBackend::Sql, Db::Sqlite(db)) => {
-                let (store, task) = sqlite::SqliteStreams::spawn(db.clone(), policy);
-                (StreamStore::Sqlite(store), Some(task))
+            (StreamsBackend::Sql, db) => {
+                let (store, task) = sql::SqlStreams::spawn(db.clone(), policy);
+                (StreamStore::Sql(store), Some(task))
             }
-            (StreamsBackend::Sql, Db::Postgres(pool)) => (
-                StreamStore::Postgres(postgres::PgStreams::new(pool.clone(), policy)),
-                None,
-            ),
         })
     }
 
     #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
     pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         match self {
-            StreamStore::Sqlite(store) => Ok(store.start(viewer, request).await?),
-            StreamStore::Postgres(store) => Ok(store.start(viewer, request).await?),
+            StreamStore::Sql(store) => Ok(store.start(viewer, request).await?),
             StreamStore::Redis(store) => store.start(viewer, request).await,
         }
     }
@@ -83,8 +76,7 @@ impl StreamStore {
     #[tracing::instrument(skip(self))]
     pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         match self {
-            StreamStore::Sqlite(store) => Ok(store.heartbeat(viewer, id).await?),
-            StreamStore::Postgres(store) => Ok(store.heartbeat(viewer, id).await?),
+            StreamStore::Sql(store) => Ok(store.heartbeat(viewer, id).await?),
             StreamStore::Redis(store) => store.heartbeat(viewer, id).await,
         }
     }
@@ -96,8 +88,7 @@ impl StreamStore {
         id: &str,
     ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self {
-            StreamStore::Sqlite(store) => Ok(store.end(viewer, id).await?),
-            StreamStore::Postgres(store) => Ok(store.end(viewer, id).await?),
+            StreamStore::Sql(store) => Ok(store.end(viewer, id).await?),
             StreamStore::Redis(store) => store.end(viewer, id).await,
         }
     }
@@ -105,8 +96,7 @@ impl StreamStore {
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), StoreError> {
         match self {
-            StreamStore::Sqlite(store) => Ok(store.list(viewer).await?),
-            StreamStore::Postgres(store) => Ok(store.list(viewer).await?),
+            StreamStore::Sql(store) => Ok(store.list(viewer).await?),
             StreamStore::Redis(store) => store.list(viewer).await,
         }
     }
@@ -115,34 +105,34 @@ impl StreamStore {
     #[tracing::instrument(skip(self))]
     pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
         match self {
-            StreamStore::Sqlite(store) => Ok(store.set_limit(viewer, limit).await?),
-            StreamStore::Postgres(store) => Ok(store.set_limit(viewer, limit).await?),
+            StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit).await?),
             StreamStore::Redis(store) => store.set_limit(viewer, limit).await,
         }
     }
 
     /// Active streams of every viewer, for the `active_streams` gauge.
     pub async fn active_total(&self) -> anyhow::Result<i64> {
-        let (db, now) = match self {
-            StreamStore::Sqlite(store) => store.clocked(),
-            StreamStore::Postgres(store) => store.clocked(),
+        let store = match self {
+            StreamStore::Sql(store) => store,
             StreamStore::Redis(store) => return Ok(store.active_total().await?),
         };
-        let now: Option<i64> = Sql::new(now).fetch_scalar(&db).await?;
-        let active: Option<i64> = Sql::new(ACTIVE_TOTAL).bind(now).fetch_scalar(&db).await?;
+        let now = store.now().await?;
+        let active: Option<i64> = Sql::new(ACTIVE_TOTAL)
+            .bind(now)
+            .fetch_scalar(store.db())
+            .await?;
         Ok(active.unwrap_or_default())
     }
 
     /// Forgets streams that ended or expired over an hour ago (SQL backends; Redis
     /// expires its keys itself).
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
-        let (db, now) = match self {
-            StreamStore::Sqlite(store) => store.clocked(),
-            StreamStore::Postgres(store) => store.clocked(),
+        let store = match self {
+            StreamStore::Sql(store) => store,
             StreamStore::Redis(_) => return Ok(0),
         };
-        let now: Option<i64> = Sql::new(now).fetch_scalar(&db).await?;
-        Sql::new(PRUNE).bind(now).execute(&db).await
+        let now = store.now().await?;
+        Sql::new(PRUNE).bind(now).execute(store.db()).await
     }
 }
 

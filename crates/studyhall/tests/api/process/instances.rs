@@ -408,3 +408,71 @@ async fn two_servers_batching_the_same_sessions_in_opposite_orders_never_deadloc
         "batches deadlocked"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
+)]
+async fn two_servers_batching_starts_for_many_viewers_in_opposite_orders_keep_each_limit() {
+    // Each server applies the starts that queue up together in one transaction, each
+    // start holding its viewer's row lock until that commits. Server A receives the
+    // viewers in one order and server B in the reverse one, all at once: batches that
+    // locked viewers in arrival order would deadlock. Every viewer gets four starts,
+    // two through each server, and exactly its limit of three may succeed.
+    let Some((url, _database)) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = start(url.expose()).await;
+    let b = start(url.expose()).await;
+    let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+    let deadlocks_before = deadlocks(&pool).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let viewers: Vec<String> = (0..40).map(|n| format!("order-{run}-{n}")).collect();
+    let mut sent = Vec::new();
+    for round in 0..2 {
+        for (server, order) in [(&a, false), (&b, true)] {
+            let mut mine = viewers.clone();
+            if order {
+                mine.reverse();
+            }
+            for viewer in mine {
+                let url = format!("{}/api/v1/streams", server.address);
+                sent.push(tokio::spawn(async move {
+                    let status = client()
+                        .post(url)
+                        .header("X-User-Id", &viewer)
+                        .json(&json!({"stream_id": format!("{viewer}-{round}-{order}")}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16();
+                    (viewer, status)
+                }));
+            }
+        }
+    }
+    let mut allowed: std::collections::HashMap<String, usize> = Default::default();
+    for answer in sent {
+        let (viewer, status) = answer.await.unwrap();
+        match status {
+            201 => *allowed.entry(viewer).or_default() += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    for viewer in &viewers {
+        assert_eq!(allowed.get(viewer), Some(&3), "{viewer}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        deadlocks(&pool).await - deadlocks_before,
+        0,
+        "batches deadlocked"
+    );
+}
