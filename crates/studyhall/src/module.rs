@@ -75,7 +75,7 @@ impl Module {
 
     /// Adds a task that writes what requests handed it and ends once the routes are
     /// dropped and its queue is drained.
-    pub fn with_writer(mut self, writer: Option<JoinHandle<()>>) -> Module {
+    pub fn with_writer(mut self, writer: impl IntoIterator<Item = JoinHandle<()>>) -> Module {
         self.tasks.writer(writer);
         self
     }
@@ -118,8 +118,8 @@ impl Tasks {
         tasks
     }
 
-    pub fn writer(&mut self, task: Option<JoinHandle<()>>) {
-        self.writers.extend(task);
+    pub fn writer(&mut self, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+        self.writers.extend(tasks);
     }
 
     pub fn worker(&mut self, stop: tokio::sync::watch::Sender<bool>, task: JoinHandle<()>) {

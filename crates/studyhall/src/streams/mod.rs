@@ -45,7 +45,7 @@ fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
 pub(crate) fn store(
     core: &Core,
     settings: &StreamSettings,
-) -> anyhow::Result<(StreamStore, Option<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<(StreamStore, Vec<tokio::task::JoinHandle<()>>)> {
     StreamStore::new(
         &core.db,
         settings.streams_backend,

@@ -47,7 +47,7 @@ impl StreamStore {
         backend: StreamsBackend,
         redis: Option<&RedisHandle>,
         policy: Policy,
-    ) -> anyhow::Result<(StreamStore, Option<JoinHandle<()>>)> {
+    ) -> anyhow::Result<(StreamStore, Vec<JoinHandle<()>>)> {
         Ok(match (backend, db) {
             (StreamsBackend::Redis, _) => {
                 let redis = redis.ok_or_else(|| {
@@ -55,12 +55,12 @@ impl StreamStore {
                 })?;
                 (
                     StreamStore::Redis(redis::RedisStreams::new(redis.clone(), policy)),
-                    None,
+                    Vec::new(),
                 )
             }
             (StreamsBackend::Sql, db) => {
                 let (store, task) = sql::SqlStreams::spawn(db.clone(), policy);
-                (StreamStore::Sql(store), Some(task))
+                (StreamStore::Sql(store), task)
             }
         })
     }

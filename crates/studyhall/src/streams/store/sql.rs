@@ -2,6 +2,9 @@
 //!
 //! Every write goes through group commit (`crate::batch`): the operations that queued
 //! up together are applied in one transaction at one instant of the database's clock.
+//! On PostgreSQL, where a start is several round trips, viewers are spread over a few
+//! writers by a hash of their id, each with a batch of its own in flight on its own
+//! connection; a viewer's operations all go through one writer, in order.
 //! A start's count and insert cannot interleave with another start for the same
 //! viewer: on SQLite the batch holds the one write lock; on PostgreSQL every operation
 //! first locks its viewer's row, which it holds until the batch commits, so starts for
@@ -27,9 +30,12 @@ use crate::streams::model::{Counts, StartRequest, Started, Stream};
 #[derive(Clone, Debug)]
 pub struct SqlStreams {
     db: Db,
-    writer: Batcher<Op, Done>,
+    writers: Vec<Batcher<Op, Done>>,
     policy: Policy,
 }
+
+/// Writers on PostgreSQL (SQLite has one writer whatever the process does).
+const POSTGRES_WRITERS: usize = 4;
 
 #[derive(Debug)]
 pub enum Op {
@@ -59,17 +65,41 @@ pub enum Done {
 }
 
 impl SqlStreams {
-    pub fn spawn(db: Db, policy: Policy) -> (SqlStreams, JoinHandle<()>) {
-        let (writer, task) = Batcher::start(Batch {
-            db: db.clone(),
-            policy,
-        });
-        (SqlStreams { db, writer, policy }, task)
+    /// The store, and its writer tasks to await at shutdown.
+    pub fn spawn(db: Db, policy: Policy) -> (SqlStreams, Vec<JoinHandle<()>>) {
+        let writers = match db {
+            Db::Postgres(_) => POSTGRES_WRITERS,
+            Db::Sqlite(_) => 1,
+        };
+        let (writers, tasks) = (0..writers)
+            .map(|_| {
+                Batcher::start(Batch {
+                    db: db.clone(),
+                    policy,
+                })
+            })
+            .unzip();
+        (
+            SqlStreams {
+                db,
+                writers,
+                policy,
+            },
+            tasks,
+        )
+    }
+
+    /// The viewer's writer, with its operation.
+    async fn submit(&self, op: Op) -> Result<Done, StoreError> {
+        use std::hash::{Hash, Hasher};
+        let mut hash = std::collections::hash_map::DefaultHasher::new();
+        op.viewer().hash(&mut hash);
+        let writer = &self.writers[hash.finish() as usize % self.writers.len()];
+        writer.submit(op).await
     }
 
     pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         match self
-            .writer
             .submit(Op::Start(viewer.to_owned(), request.clone()))
             .await?
         {
@@ -80,7 +110,6 @@ impl SqlStreams {
 
     pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         match self
-            .writer
             .submit(Op::Heartbeat(viewer.to_owned(), id.to_owned()))
             .await?
         {
@@ -95,7 +124,6 @@ impl SqlStreams {
         id: &str,
     ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self
-            .writer
             .submit(Op::End(viewer.to_owned(), id.to_owned()))
             .await?
         {
@@ -105,11 +133,7 @@ impl SqlStreams {
     }
 
     pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
-        match self
-            .writer
-            .submit(Op::SetLimit(viewer.to_owned(), limit))
-            .await?
-        {
+        match self.submit(Op::SetLimit(viewer.to_owned(), limit)).await? {
             Done::LimitSet => Ok(()),
             other => Err(mismatched(&other)),
         }
