@@ -27,6 +27,10 @@ locals {
     STUDYHALL_STREAMS_BACKEND        = var.enable_redis ? "redis" : "sql"
     STUDYHALL_STREAM_LIMIT           = tostring(var.stream_limit)
     STUDYHALL_JWT_USER_CLAIM         = var.jwt_user_claim
+    # The event log holds e-mail addresses: only tokens granting events:read and
+    # events:write (or the admin token) read and post it.
+    STUDYHALL_EVENTS_READ  = "token"
+    STUDYHALL_EVENTS_WRITE = "token"
     }, var.cognito_user_pool_id == "" ? {} : {
     STUDYHALL_COGNITO_REGION  = split("_", var.cognito_user_pool_id)[0]
     STUDYHALL_COGNITO_POOL_ID = var.cognito_user_pool_id

@@ -33,6 +33,11 @@ output "admin_token_secret_arn" {
   value       = aws_secretsmanager_secret.task["admin_token"].arn
 }
 
+output "audit_key_secret_arn" {
+  description = "Secret holding STUDYHALL_AUDIT_SIGNING_KEY; with it, `studyhall audit public-key` prints the key auditors verify with."
+  value       = aws_secretsmanager_secret.task["audit_key"].arn
+}
+
 output "jwt_secret_arn" {
   description = "Secret holding the HS256 key (auth_mode = hs256), for whoever issues tokens."
   value       = try(aws_secretsmanager_secret.task["jwt_secret"].arn, null)

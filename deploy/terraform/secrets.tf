@@ -66,7 +66,8 @@ resource "aws_kms_alias" "main" {
 
 # --- The tasks' secrets, one per setting the tasks receive. -----------------------------
 #
-# The database password, admin token and hs256 key are two version-4 UUIDs each, 244
+# The database password, admin token, hs256 key and audit signing key are two version-4
+# UUIDs each, 244
 # random bits from Terraform's cryptographic random source, written only to their
 # destinations through write-only arguments, so they are never in the plan or the state.
 # Raise var.secrets_version to generate new ones. The Redis URL holds the AUTH token
@@ -77,6 +78,7 @@ locals {
     {
       database_url = { variable = "STUDYHALL_DATABASE_URL", about = "PostgreSQL URL with the generated password" }
       admin_token  = { variable = "STUDYHALL_ADMIN_TOKEN", about = "bearer token of the admin routes" }
+      audit_key    = { variable = "STUDYHALL_AUDIT_SIGNING_KEY", about = "Ed25519 seed that signs audit checkpoints" }
     },
     var.auth_mode != "hs256" ? {} : {
       jwt_secret = { variable = "STUDYHALL_JWT_SECRET", about = "HS256 key shared by every task" }
@@ -87,7 +89,7 @@ locals {
   )
 
   generated = {
-    for name in ["database_password", "admin_token", "jwt_secret"] :
+    for name in ["database_password", "admin_token", "jwt_secret", "audit_key"] :
     name => join("", [for _ in range(2) : replace(uuid(), "-", "")])
   }
 
@@ -95,6 +97,8 @@ locals {
     database_url = "postgres://${aws_db_instance.main.username}:${local.generated.database_password}@${aws_db_instance.main.address}:${aws_db_instance.main.port}/${aws_db_instance.main.db_name}?sslmode=require"
     admin_token  = local.generated.admin_token
     jwt_secret   = local.generated.jwt_secret
+    # 64 hex digits: an Ed25519 seed, as STUDYHALL_AUDIT_SIGNING_KEY accepts it.
+    audit_key = local.generated.audit_key
   }
 }
 

@@ -35,6 +35,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run background job workers only (deployments that scale them separately).
     Worker(WorkerArgs),
+    /// The audit log: print the public key, verify a store or an export, export.
+    #[command(subcommand)]
+    Audit(crate::audit::cli::AuditCommand),
     /// Measure a write path without HTTP (the benchmark's store ceiling).
     #[command(hide = true)]
     StoreCeiling(Box<crate::ceiling::CeilingArgs>),
@@ -83,6 +86,10 @@ pub struct TokenArgs {
     #[arg(long)]
     pub email: Option<String>,
 
+    /// The `scope` claim: what the token grants, space separated (e.g. `events:read`).
+    #[arg(long)]
+    pub scope: Option<String>,
+
     /// Lifetime: seconds, or a duration like 90s, 15m, 1h or 7d.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: std::time::Duration,
@@ -92,6 +99,15 @@ pub struct TokenArgs {
 
     #[command(flatten)]
     pub auth: AuthSettings,
+}
+
+/// A retention period: a duration of at least a second.
+fn parse_retention(text: &str) -> Result<std::time::Duration, String> {
+    let period = parse_ttl(text)?;
+    if period < std::time::Duration::from_secs(1) {
+        return Err(format!("`{text}` is shorter than a second"));
+    }
+    Ok(period)
 }
 
 /// A bare number of seconds, or a duration like `90s`, `15m`, `1h 30m` or `7d`.
@@ -224,6 +240,12 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub streams: StreamSettings,
 
+    #[command(flatten)]
+    pub audit: AuditSettings,
+
+    #[command(flatten)]
+    pub events: EventSettings,
+
     /// Redis (redis://[:PASSWORD@]HOST:PORT[/DB]) for the stream limiter's `redis` backend;
     /// `/ready` checks it when set.
     #[arg(long, env = "STUDYHALL_REDIS_URL")]
@@ -287,6 +309,63 @@ pub struct StreamSettings {
     /// Where stream leases live: `sql` (the database) or `redis` (needs STUDYHALL_REDIS_URL).
     #[arg(long, env = "STUDYHALL_STREAMS_BACKEND", value_enum, default_value_t = StreamsBackend::Sql)]
     pub streams_backend: StreamsBackend,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditSettings {
+    /// The Ed25519 key that signs audit checkpoints: a 32-byte seed in base64 (make one
+    /// with `studyhall audit new-key`). With SQLite and none set, one is generated beside
+    /// the database file; with PostgreSQL and none set, no checkpoints are signed.
+    #[arg(long, env = "STUDYHALL_AUDIT_SIGNING_KEY", hide_env_values = true)]
+    pub audit_signing_key: Option<Secret>,
+
+    /// Sign a checkpoint once this many events were chained since the last one…
+    #[arg(long, env = "STUDYHALL_AUDIT_CHECKPOINT_EVENTS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub audit_checkpoint_events: u32,
+
+    /// …or once this many seconds have passed since it, if any event was chained.
+    #[arg(long, env = "STUDYHALL_AUDIT_CHECKPOINT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub audit_checkpoint_secs: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EventSettings {
+    /// Who may list and export events: `open` (anyone), `token` (a token whose `scope` or
+    /// `cognito:groups` names `events:read`, or the admin token) or `admin`.
+    #[arg(long, env = "STUDYHALL_EVENTS_READ", value_enum, default_value_t = ReadAccess::Open)]
+    pub events_read: ReadAccess,
+
+    /// Who may post events: `open` (anyone) or `token` (a token whose `scope` or
+    /// `cognito:groups` names `events:write`, or the admin token).
+    #[arg(long, env = "STUDYHALL_EVENTS_WRITE", value_enum, default_value_t = WriteAccess::Open)]
+    pub events_write: WriteAccess,
+
+    /// Remove events older than this (e.g. `400d`, `12h`), in the background, each
+    /// removal leaving a signed marker so the log still verifies; kept forever when
+    /// unset. Needs a signing key.
+    #[arg(long, env = "STUDYHALL_EVENTS_RETENTION", value_parser = parse_retention)]
+    pub events_retention: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadAccess {
+    Open,
+    Token,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteAccess {
+    Open,
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@
 //! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
 //! integration tests call the same way on a port-0 listener.
 
+pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod ceiling;

@@ -109,6 +109,7 @@ async fn run() -> anyhow::Result<()> {
                 &args.auth.jwt_user_claim,
                 &args.sub,
                 args.email.as_deref(),
+                args.scope.as_deref(),
                 args.ttl,
             )?;
             println!("{token}");
@@ -117,6 +118,7 @@ async fn run() -> anyhow::Result<()> {
             studyhall::work(&args, studyhall::shutdown_signal()).await?;
             tracing::info!("worker stopped cleanly");
         }
+        Command::Audit(command) => studyhall::audit::cli::run(command).await?,
         Command::StoreCeiling(args) => studyhall::ceiling::print(&args).await?,
         Command::Openapi => {
             let doc = studyhall::openapi_document();

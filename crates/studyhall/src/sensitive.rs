@@ -148,6 +148,47 @@ fn hidden(text: &str) -> String {
     format!("{scheme}://*** (the URL does not parse; hidden as it may hold a password)")
 }
 
+/// The secret kept in `path`: read when the file exists, else made by `make` and
+/// written there, readable only by its owner. Two processes starting at once agree on
+/// one: the file is created exclusively, and the loser reads the winner's.
+pub fn kept_in_file(
+    path: &std::path::Path,
+    what: &str,
+    usable: impl Fn(&str) -> bool,
+    make: impl Fn() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    for _ in 0..2 {
+        match std::fs::read_to_string(path) {
+            Ok(kept) if usable(kept.trim()) => return Ok(kept.trim().to_owned()),
+            Ok(_) => anyhow::bail!(
+                "{} holds no usable {what}; delete it to have a new one generated",
+                path.display()
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+        let secret = make()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(mut file) => {
+                file.write_all(secret.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                tracing::info!(path = %path.display(), "generated {what}");
+                return Ok(secret);
+            }
+            // Another process created it first: use theirs.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(err).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+    anyhow::bail!("{} keeps appearing and vanishing", path.display())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

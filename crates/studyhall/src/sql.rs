@@ -16,6 +16,14 @@ pub enum Param {
     Int(Option<i64>),
     Bool(Option<bool>),
     Float(Option<f64>),
+    /// A native `uuid` on PostgreSQL, its hyphenated text on SQLite.
+    Uuid(Option<uuid::Uuid>),
+}
+
+impl From<uuid::Uuid> for Param {
+    fn from(value: uuid::Uuid) -> Self {
+        Param::Uuid(Some(value))
+    }
 }
 
 impl From<&str> for Param {
@@ -90,6 +98,26 @@ impl From<bool> for Param {
     }
 }
 
+/// The `VALUES` list of a multi-row INSERT: `rows` rows of `columns` parameters each,
+/// numbered on from `$1`, each row written by `row` from its parameters' names
+/// (`["$1", "$2"]` → `"($1, $2)"` by default, see [`tuple`]).
+pub fn values_rows(rows: usize, columns: usize, row: impl Fn(&[String]) -> String) -> String {
+    (0..rows)
+        .map(|n| {
+            let names: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", n * columns + c))
+                .collect();
+            row(&names)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, …)`: a row of [`values_rows`] that is its parameters in order.
+pub fn tuple(names: &[String]) -> String {
+    format!("({})", names.join(", "))
+}
+
 /// Where a statement runs.
 pub enum On<'a> {
     Db(&'a Db),
@@ -144,6 +172,7 @@ impl<'q> Sql<'q> {
     fn arguments<DB: Database>(&self) -> Result<DB::Arguments<'q>, sqlx::Error>
     where
         Option<String>: for<'a> Encode<'a, DB> + Type<DB>,
+        Option<uuid::Uuid>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<i64>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<bool>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<f64>: for<'a> Encode<'a, DB> + Type<DB>,
@@ -155,6 +184,10 @@ impl<'q> Sql<'q> {
                 Param::Int(value) => arguments.add(*value),
                 Param::Bool(value) => arguments.add(*value),
                 Param::Float(value) => arguments.add(*value),
+                Param::Uuid(value) if DB::NAME == "SQLite" => {
+                    arguments.add(value.map(|id| id.to_string()))
+                }
+                Param::Uuid(value) => arguments.add(*value),
             };
             added.map_err(sqlx::Error::Encode)?;
         }

@@ -142,21 +142,23 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
       STUDYHALL_STREAMS_BACKEND          = "redis"
       STUDYHALL_STREAM_LIMIT             = "3"
       STUDYHALL_JWT_USER_CLAIM           = "sub"
+      STUDYHALL_EVENTS_READ              = "token"
+      STUDYHALL_EVENTS_WRITE             = "token"
     }
-    error_message = "the API's settings"
+    error_message = "the API's settings (the event log read and written with tokens only)"
   }
 
   assert {
     condition = toset([
       for s in jsondecode(aws_ecs_task_definition.serve.container_definitions)[0].secrets : s.name
-    ]) == toset(["STUDYHALL_ADMIN_TOKEN", "STUDYHALL_DATABASE_URL", "STUDYHALL_JWT_SECRET", "STUDYHALL_REDIS_URL"])
+    ]) == toset(["STUDYHALL_ADMIN_TOKEN", "STUDYHALL_AUDIT_SIGNING_KEY", "STUDYHALL_DATABASE_URL", "STUDYHALL_JWT_SECRET", "STUDYHALL_REDIS_URL"])
     error_message = "the API's secrets come from Secrets Manager"
   }
 
   assert {
     condition = (
       aws_secretsmanager_secret.task["database_url"].name == "studyhall/database-url" &&
-      toset(keys(aws_secretsmanager_secret_version.generated)) == toset(["database_url", "admin_token", "jwt_secret"]) &&
+      toset(keys(aws_secretsmanager_secret_version.generated)) == toset(["database_url", "admin_token", "jwt_secret", "audit_key"]) &&
       length(aws_secretsmanager_secret_version.redis_url) == 1
     )
     error_message = "each task secret has its name; the generated ones are written write-only, the Redis URL from the token"
@@ -280,7 +282,7 @@ run "without_redis_stream_leases_stay_in_postgresql" {
   assert {
     condition = toset([
       for s in jsondecode(aws_ecs_task_definition.serve.container_definitions)[0].secrets : s.name
-    ]) == toset(["STUDYHALL_ADMIN_TOKEN", "STUDYHALL_DATABASE_URL"])
+    ]) == toset(["STUDYHALL_ADMIN_TOKEN", "STUDYHALL_AUDIT_SIGNING_KEY", "STUDYHALL_DATABASE_URL"])
     error_message = "no JWT secret with jwks, no Redis URL without Redis"
   }
 }

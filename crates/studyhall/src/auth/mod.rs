@@ -35,6 +35,35 @@ const LEEWAY_SECS: u64 = 60;
 pub struct AuthUser {
     pub id: String,
     pub email: Option<String>,
+    /// What the token grants: the words of its `scope` (OAuth 2.0: a space-separated
+    /// string, or a list) and its `cognito:groups`.
+    pub scopes: Vec<String>,
+}
+
+impl AuthUser {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|granted| granted == scope)
+    }
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone; a caller who identifies itself (the admin token, a valid token) is
+    /// known as such.
+    Open,
+    /// The admin token, or a token granting this scope.
+    Scoped(&'static str),
+    /// The admin token only.
+    Admin,
+}
+
+/// Who a [`Rule`] let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    Anyone,
+    Operator,
+    User(AuthUser),
 }
 
 enum Keys {
@@ -180,6 +209,65 @@ impl Auth {
         Ok(())
     }
 
+    /// Who `headers` show the caller to be, if `rule` lets them through. `what` says
+    /// what they are doing, for the refusal ("Reading events").
+    pub async fn grant(
+        &self,
+        headers: &HeaderMap,
+        rule: Rule,
+        what: &str,
+    ) -> Result<Grant, ApiError> {
+        let sent = bearer(headers);
+        let needs = match rule {
+            Rule::Open => String::new(),
+            Rule::Scoped(scope) => format!(
+                "{what} needs the admin token or a bearer token whose `scope` or `cognito:groups` names `{scope}`."
+            ),
+            Rule::Admin => format!("{what} needs the admin token."),
+        };
+        // An open route refuses no one: a caller whose token does not verify is simply
+        // not identified.
+        if rule == Rule::Open {
+            let Some(Some(token)) = sent else {
+                return Ok(Grant::Anyone);
+            };
+            if self
+                .admin_token
+                .as_ref()
+                .is_some_and(|admin| admin.matches(token))
+            {
+                return Ok(Grant::Operator);
+            }
+            return Ok(self.verify(token).await.map_or(Grant::Anyone, Grant::User));
+        }
+        let token = match sent {
+            None => return Err(unauthorized(&needs)),
+            Some(None) => {
+                return Err(unauthorized(
+                    "Send the token as `Authorization: Bearer TOKEN`.",
+                ))
+            }
+            Some(Some(token)) => token,
+        };
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|admin| admin.matches(token))
+        {
+            return Ok(Grant::Operator);
+        }
+        if rule == Rule::Admin {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, needs));
+        }
+        let user = self.verify(token).await?;
+        match rule {
+            Rule::Scoped(scope) if !user.has_scope(scope) => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, needs))
+            }
+            _ => Ok(Grant::User(user)),
+        }
+    }
+
     /// Checks a bearer token and returns its user.
     pub async fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
         if token.len() > MAX_TOKEN {
@@ -260,9 +348,22 @@ impl Auth {
             .get("email")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let mut scopes = Vec::new();
+        for claim in ["scope", "cognito:groups"] {
+            match claims.get(claim) {
+                Some(Value::String(words)) => {
+                    scopes.extend(words.split_whitespace().map(str::to_owned));
+                }
+                Some(Value::Array(words)) => {
+                    scopes.extend(words.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                _ => {}
+            }
+        }
         Ok(AuthUser {
             id: id.to_owned(),
             email,
+            scopes,
         })
     }
 }
@@ -316,6 +417,7 @@ pub fn mint_hs256(
         user_claim,
         sub,
         email,
+        None,
         ttl,
     )
 }
@@ -327,6 +429,7 @@ pub fn mint_hs256_with(
     user_claim: &str,
     sub: &str,
     email: Option<&str>,
+    scope: Option<&str>,
     ttl: Duration,
 ) -> anyhow::Result<String> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -346,6 +449,9 @@ pub fn mint_hs256_with(
     }
     if let Some(email) = email {
         claims.insert("email".into(), Value::String(email.to_owned()));
+    }
+    if let Some(scope) = scope {
+        claims.insert("scope".into(), Value::String(scope.to_owned()));
     }
     claims.insert("iat".into(), Value::from(now));
     claims.insert(
@@ -456,22 +562,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0);
-        let token = match parts.headers.get(header::AUTHORIZATION) {
+        let token = match bearer(&parts.headers) {
             None => None,
-            Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|value| {
-                        value
-                            .strip_prefix("Bearer ")
-                            .or_else(|| value.strip_prefix("bearer "))
-                    })
-                    .map(str::trim)
-                    .ok_or_else(|| {
-                        unauthorized("Send the token as `Authorization: Bearer TOKEN`.")
-                    })?;
-                Some(auth.verify(token).await?)
+            Some(sent) => {
+                let token = sent.ok_or_else(|| {
+                    unauthorized("Send the token as `Authorization: Bearer TOKEN`.")
+                })?;
+                // The admin token is no user's: the operator is an unnamed caller here
+                // (routes that need the operator check it with `Admin` or a `Rule`).
+                if auth
+                    .admin_token
+                    .as_ref()
+                    .is_some_and(|admin| admin.matches(token))
+                {
+                    None
+                } else {
+                    Some(auth.verify(token).await?)
+                }
             }
         };
         let caller = Caller::new(token, &parts.headers, &auth.trust, peer);
@@ -490,7 +597,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-fn auth_of(parts: &Parts) -> Result<&Arc<Auth>, ApiError> {
+/// The `Authorization` header's bearer token: `None` without the header, `Some(None)`
+/// when it holds something else.
+fn bearer(headers: &HeaderMap) -> Option<Option<&str>> {
+    headers.get(header::AUTHORIZATION).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+    })
+}
+
+pub(crate) fn auth_of(parts: &Parts) -> Result<&Arc<Auth>, ApiError> {
     parts
         .extensions
         .get::<Arc<Auth>>()
@@ -557,7 +680,8 @@ mod tests {
             user,
             AuthUser {
                 id: "alice".into(),
-                email: Some("a@x.io".into())
+                email: Some("a@x.io".into()),
+                scopes: Vec::new(),
             }
         );
         assert!(hs256("another-secret-entirely")

@@ -1,9 +1,6 @@
 //! The hs256 secret: configured, or generated once beside the SQLite file.
 
-use std::io::Write;
 use std::path::PathBuf;
-
-use anyhow::Context;
 
 use crate::config::AuthSettings;
 use crate::sensitive::DatabaseUrl;
@@ -20,36 +17,18 @@ pub fn hs256_secret(
     let Some(path) = secret_path(database) else {
         return Ok(None);
     };
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if secret.trim().len() >= 32 => return Ok(Some(secret.trim().to_owned())),
-        Ok(_) => anyhow::bail!(
-            "{} holds no usable secret; delete it to have a new one generated",
-            path.display()
-        ),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|err| anyhow::anyhow!("no randomness for a secret: {err}"))?;
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated the hs256 token secret");
-            Ok(Some(secret))
-        }
-        // Another process created it first: use theirs.
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
-            hs256_secret(settings, database)
-        }
-        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
-    }
+    crate::sensitive::kept_in_file(
+        &path,
+        "the hs256 token secret",
+        |secret| secret.len() >= 32,
+        || {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|err| anyhow::anyhow!("no randomness for a secret: {err}"))?;
+            Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        },
+    )
+    .map(Some)
 }
 
 /// `sqlite://dir/studyhall.db?mode=rwc` → `dir/studyhall.db.jwt-secret`.

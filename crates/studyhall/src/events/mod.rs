@@ -13,6 +13,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::key::AuditKey;
+use crate::audit::Cadence;
+use crate::auth::Rule;
+use crate::config::{ReadAccess, ServeSettings, WriteAccess};
 use crate::module::{self, Core, Module, Plugin};
 use store::EventStore;
 use writer::Writer;
@@ -24,6 +28,12 @@ const KEY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub struct Events {
     store: EventStore,
     writer: Writer,
+    /// The key that verifies checkpoints, base64; none when none are signed.
+    public_key: Option<String>,
+    /// Who may list, export and read checkpoints (`STUDYHALL_EVENTS_READ`).
+    read: Rule,
+    /// Who may post (`STUDYHALL_EVENTS_WRITE`).
+    write: Rule,
 }
 
 pub const PLUGIN: Plugin = Plugin {
@@ -31,25 +41,61 @@ pub const PLUGIN: Plugin = Plugin {
     api: || module::document(routes()),
     aliases: ALIASES,
     jobs: module::no_jobs,
-    start: |core, _| Ok(start(core)),
+    start,
 };
 
-fn start(core: &Core) -> Module {
+fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
+    let audit = &settings.audit;
+    let key = AuditKey::load(
+        audit.audit_signing_key.as_ref(),
+        &settings.database.database_url,
+    )?;
+    if key.is_none() {
+        if settings.events.events_retention.is_some() {
+            anyhow::bail!("STUDYHALL_EVENTS_RETENTION needs STUDYHALL_AUDIT_SIGNING_KEY: each removal leaves a signed marker");
+        }
+        tracing::warn!(
+            "no STUDYHALL_AUDIT_SIGNING_KEY: the audit chain is kept but no checkpoints are signed"
+        );
+    }
     let (store, writer, writer_task) = writer(core);
     let pruner = tokio::spawn(prune_keys(store.clone()));
+    let cadence = Cadence {
+        events: i64::from(audit.audit_checkpoint_events),
+        every: Duration::from_secs(u64::from(audit.audit_checkpoint_secs)),
+        retention: settings.events.events_retention,
+    };
+    let public_key = key.as_ref().map(AuditKey::public_text);
+    let sealer = tokio::spawn(crate::audit::seal(core.db.clone(), key, cadence));
     let routes = routes()
         .route("/api/healthz", get(routes::health))
         .route("/api/events/", get(routes::list).post(routes::create))
-        .with_state(Events { store, writer });
-    Module::new(routes)
+        .with_state(Events {
+            store,
+            writer,
+            public_key,
+            read: match settings.events.events_read {
+                ReadAccess::Open => Rule::Open,
+                ReadAccess::Token => Rule::Scoped("events:read"),
+                ReadAccess::Admin => Rule::Admin,
+            },
+            write: match settings.events.events_write {
+                WriteAccess::Open => Rule::Open,
+                WriteAccess::Token => Rule::Scoped("events:write"),
+            },
+        });
+    Ok(Module::new(routes)
         .with_writer(Some(writer_task))
         .with_housekeeping(pruner)
+        .with_housekeeping(sealer))
 }
 
 fn routes() -> OpenApiRouter<Events> {
     OpenApiRouter::with_openapi(Api::openapi())
         .routes(routes!(routes::health))
         .routes(routes!(routes::list, routes::create))
+        .routes(routes!(routes::checkpoints))
+        .routes(routes!(routes::export))
 }
 
 /// The store and its writer, for the module and for the store ceiling

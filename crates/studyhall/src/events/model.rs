@@ -11,6 +11,7 @@ use time::{Date, OffsetDateTime};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::audit::store::Filter;
 use crate::clock::Micros;
 use crate::error::ApiError;
 use crate::page;
@@ -237,10 +238,10 @@ pub fn is_valid_email(email: &str) -> bool {
     local_ok && domain_ok
 }
 
-/// Query parameters of `GET /api/events`, as sent.
+/// The filters of `GET /api/events` and `GET /api/events/export`, as sent.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub struct FilterParams {
     /// Exact email.
     pub email: Option<String>,
     /// Exact environment.
@@ -253,6 +254,38 @@ pub struct ListParams {
     pub from_date: Option<String>,
     /// Events created before: same formats as `from_date`.
     pub to_date: Option<String>,
+}
+
+impl FilterParams {
+    /// The filter, with every invalid parameter named in `errors`.
+    fn parse(self, errors: &mut Map<String, Value>) -> Filter {
+        let from = parse_instant(errors, "from_date", self.from_date.as_deref());
+        let to = parse_instant(errors, "to_date", self.to_date.as_deref());
+        if let (Some(from), Some(to)) = (from, to) {
+            if from >= to {
+                fail::<()>(
+                    errors,
+                    "to_date",
+                    "to_date must be later than from_date.".into(),
+                );
+            }
+        }
+        let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
+        Filter {
+            email: non_empty(self.email),
+            environment: non_empty(self.environment),
+            component: non_empty(self.component),
+            message: non_empty(self.message),
+            from,
+            to,
+        }
+    }
+}
+
+/// The paging parameters of `GET /api/events`, as sent.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
     /// Page size, 1 to 1000; default 100.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
@@ -296,24 +329,16 @@ impl Cursor {
 /// A validated list request.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
-    pub email: Option<String>,
-    pub environment: Option<String>,
-    pub component: Option<String>,
-    pub message: Option<String>,
-    /// Inclusive, Unix microseconds.
-    pub from: Option<i64>,
-    /// Exclusive, Unix microseconds.
-    pub to: Option<i64>,
+    pub filter: Filter,
     pub limit: u32,
     pub after: Option<Cursor>,
     pub descending: bool,
 }
 
 impl ListQuery {
-    pub fn parse(params: ListParams) -> Result<ListQuery, ApiError> {
+    pub fn parse(filter: FilterParams, params: ListParams) -> Result<ListQuery, ApiError> {
         let mut errors = Map::new();
-        let from = parse_instant(&mut errors, "from_date", params.from_date.as_deref());
-        let to = parse_instant(&mut errors, "to_date", params.to_date.as_deref());
+        let filter = filter.parse(&mut errors);
         let asked = params.limit.as_deref().map(str::trim);
         let limit = match asked.map(|text| text.parse::<i64>().map_err(|_| page::LIMIT_RULE)) {
             None => page::limit(None),
@@ -342,31 +367,137 @@ impl ListQuery {
                 )
             }),
         };
-        if let (Some(from), Some(to)) = (from, to) {
-            if from >= to {
-                fail::<()>(
-                    &mut errors,
-                    "to_date",
-                    "to_date must be later than from_date.".into(),
-                );
-            }
-        }
         if !errors.is_empty() {
             return Err(validation_error(errors));
         }
-        let non_empty = |value: Option<String>| value.filter(|v| !v.is_empty());
         Ok(ListQuery {
-            email: non_empty(params.email),
-            environment: non_empty(params.environment),
-            component: non_empty(params.component),
-            message: non_empty(params.message),
-            from,
-            to,
+            filter,
             limit,
             after,
             descending,
         })
     }
+}
+
+/// The options of `GET /api/events/export`, as sent (its filters are [`FilterParams`]).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportParams {
+    /// `ndjson` (default) or `csv`.
+    #[param(pattern = "^(ndjson|csv)$")]
+    pub format: Option<String>,
+    /// Resume after this chain position: the `position` of the last event received.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<String>,
+}
+
+/// A validated export request.
+#[derive(Debug, Clone)]
+pub struct ExportQuery {
+    pub filter: Filter,
+    pub format: crate::audit::export::Format,
+    pub after: i64,
+}
+
+impl ExportQuery {
+    pub fn parse(filter: FilterParams, params: ExportParams) -> Result<ExportQuery, ApiError> {
+        use crate::audit::export::Format;
+        let mut errors = Map::new();
+        let filter = filter.parse(&mut errors);
+        let format = match params.format.as_deref().map(str::trim) {
+            None | Some("") | Some("ndjson") => Format::Ndjson,
+            Some("csv") => Format::Csv,
+            Some(_) => fail(
+                &mut errors,
+                "format",
+                "format must be `ndjson` or `csv`.".into(),
+            )
+            .unwrap_or_default(),
+        };
+        let after = match params.after.as_deref().map(str::trim) {
+            None | Some("") => 0,
+            Some(text) => text.parse::<i64>().ok().filter(|after| *after >= 0).or_else(|| {
+                fail(
+                    &mut errors,
+                    "after",
+                    "after must be a chain position (a whole number, 0 or more): the `position` of the last event received.".into(),
+                )
+            }).unwrap_or(0),
+        };
+        if !errors.is_empty() {
+            return Err(validation_error(errors));
+        }
+        Ok(ExportQuery {
+            filter,
+            format,
+            after,
+        })
+    }
+}
+
+/// Query parameters of `GET /api/events/checkpoints`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointParams {
+    /// Statements after this position (default 0: from the start).
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub after: Option<String>,
+    /// Page size, 1 to 1000; default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+}
+
+impl CheckpointParams {
+    /// (after, limit), validated.
+    pub fn parse(&self) -> Result<(i64, u32), ApiError> {
+        let mut errors = Map::new();
+        let after = match self.after.as_deref().map(str::trim) {
+            None | Some("") => 0,
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .or_else(|| {
+                    fail(
+                        &mut errors,
+                        "after",
+                        "after must be a chain position (a whole number, 0 or more).".into(),
+                    )
+                })
+                .unwrap_or(0),
+        };
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None | Some("") => page::limit(None),
+            Some(text) => text
+                .parse::<i64>()
+                .map_err(|_| page::LIMIT_RULE)
+                .and_then(|n| page::limit(Some(n))),
+        }
+        .unwrap_or_else(|rule| {
+            fail(&mut errors, "limit", rule.into()).unwrap_or(page::DEFAULT_LIMIT)
+        });
+        if !errors.is_empty() {
+            return Err(validation_error(errors));
+        }
+        Ok((after, limit))
+    }
+}
+
+/// The chain's state and a page of its signed statements.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointPage {
+    /// The last chained position and its hash.
+    pub head: crate::audit::store::Head,
+    /// Events stored but not chained yet (listed all the same; chained within seconds).
+    pub unchained: i64,
+    /// The Ed25519 public key that verifies the signatures (base64); null when this
+    /// deployment signs no checkpoints (PostgreSQL without STUDYHALL_AUDIT_SIGNING_KEY).
+    pub public_key: Option<String>,
+    /// Checkpoints and retention markers, by position.
+    #[schema(value_type = Vec<Object>)]
+    pub checkpoints: Vec<crate::audit::key::Statement>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_after: Option<i64>,
 }
 
 fn parse_instant(errors: &mut Map<String, Value>, field: &str, value: Option<&str>) -> Option<i64> {
@@ -525,20 +656,23 @@ mod tests {
     #[test]
     fn list_parameters_are_bounded() {
         let parse = |limit: &str| {
-            ListQuery::parse(ListParams {
-                limit: Some(limit.into()),
-                ..Default::default()
-            })
+            ListQuery::parse(
+                FilterParams::default(),
+                ListParams {
+                    limit: Some(limit.into()),
+                    ..Default::default()
+                },
+            )
         };
         assert_eq!(parse("1000").unwrap().limit, 1000);
         for bad in ["0", "1001", "-1", "ten", "1.5"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        let reversed = ListParams {
+        let reversed = FilterParams {
             from_date: Some("2021-04-17".into()),
             to_date: Some("2021-04-16".into()),
             ..Default::default()
         };
-        assert!(ListQuery::parse(reversed).is_err());
+        assert!(ListQuery::parse(reversed, ListParams::default()).is_err());
     }
 }

@@ -1,16 +1,86 @@
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::model::{health_body, Event, EventBody, EventPage, ListParams, ListQuery, NewEvent};
+use super::model::{
+    health_body, CheckpointPage, CheckpointParams, Event, EventBody, EventPage, ExportParams,
+    ExportQuery, FilterParams, ListParams, ListQuery, NewEvent,
+};
 use super::store::{Inserted, KeyClaim};
 use super::Events;
-use crate::auth::Caller;
+use crate::audit::store::Filter;
+use crate::audit::{Actor, Decision};
+use crate::auth::{Caller, Grant, Rule};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppJson, AppQuery};
+use serde_json::Value;
 
 const MAX_KEY: usize = 255;
+
+/// A caller `STUDYHALL_EVENTS_READ` lets read.
+pub struct Reader(Grant);
+
+impl FromRequestParts<Events> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, events: &Events) -> Result<Self, ApiError> {
+        let auth = crate::auth::auth_of(parts)?;
+        let grant = auth
+            .grant(&parts.headers, events.read, "Reading events")
+            .await?;
+        Ok(Reader(grant))
+    }
+}
+
+/// A caller `STUDYHALL_EVENTS_WRITE` lets post.
+pub struct Poster;
+
+impl FromRequestParts<Events> for Poster {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, events: &Events) -> Result<Self, ApiError> {
+        if events.write == Rule::Open {
+            return Ok(Poster);
+        }
+        let auth = crate::auth::auth_of(parts)?;
+        auth.grant(&parts.headers, events.write, "Posting events")
+            .await?;
+        Ok(Poster)
+    }
+}
+
+/// Records that an identified caller read the log (`message`), and how they filtered
+/// it, before they are answered. Anonymous reads (`STUDYHALL_EVENTS_READ=open`) are not
+/// recorded: there is no one to record.
+async fn record_read(
+    events: &Events,
+    reader: &Reader,
+    message: &'static str,
+    filter: &Filter,
+    extra: Value,
+) -> Result<(), ApiError> {
+    let Some(actor) = Actor::of(&reader.0) else {
+        return Ok(());
+    };
+    let mut data = serde_json::json!({
+        "filter": {
+            "email": filter.email, "environment": filter.environment, "component": filter.component,
+            "message": filter.message, "from_us": filter.from, "to_us": filter.to,
+        },
+    });
+    if let (Value::Object(data), Value::Object(extra)) = (&mut data, extra) {
+        data.extend(extra);
+    }
+    let event = Decision::new("studyhall.events", message, actor, data)
+        .event()
+        .map_err(anyhow::Error::from)?;
+    match events.writer.insert(event, None).await? {
+        Inserted::Created(_) => Ok(()),
+        Inserted::KeyTaken => Err(anyhow::anyhow!("key conflict without a key").into()),
+    }
+}
 
 /// Liveness, in the activity_service's shape.
 #[utoipa::path(get, path = "/api/health", tag = "events", operation_id = "events_health",
@@ -34,6 +104,7 @@ pub async fn health() -> Json<serde_json::Value> {
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(events): State<Events>,
+    _: Poster,
     caller: Caller,
     headers: HeaderMap,
     AppJson(body): AppJson<EventBody>,
@@ -108,7 +179,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 ///
 /// Following `next_cursor` until it is null visits every matching event exactly once,
 /// even while new events are being stored.
-#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events_list", params(ListParams),
+#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events_list", params(FilterParams, ListParams),
     responses(
         (status = 200, description = "A page of matching events", body = EventPage),
         (status = 400, description = "Invalid date, limit, order or cursor; `message` names it", body = Problem, content_type = "application/problem+json"),
@@ -116,9 +187,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(events): State<Events>,
+    reader: Reader,
+    AppQuery(filter): AppQuery<FilterParams>,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<EventPage>, ApiError> {
-    let query = ListQuery::parse(params)?;
+    let query = ListQuery::parse(filter, params)?;
+    record_read(
+        &events,
+        &reader,
+        "events.read",
+        &query.filter,
+        serde_json::json!({}),
+    )
+    .await?;
     // One extra row tells whether another page follows.
     let rows = events.store.list(&query, query.limit + 1).await?;
     let (events, next_cursor) = crate::page::page(rows, query.limit as usize, |event| {
@@ -132,4 +213,82 @@ pub async fn list(
         events,
         next_cursor,
     }))
+}
+
+/// The audit chain's head and its signed checkpoints and retention markers.
+///
+/// A checkpoint signs the chain hash at its position with the deployment's Ed25519 key
+/// (`studyhall audit public-key`); `studyhall audit verify` checks them offline.
+#[utoipa::path(get, path = "/api/events/checkpoints", tag = "events", operation_id = "events_checkpoints", params(CheckpointParams),
+    responses(
+        (status = 200, description = "The head and a page of statements", body = CheckpointPage),
+        (status = 400, description = "Invalid `after` or `limit`", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn checkpoints(
+    State(events): State<Events>,
+    _: Reader,
+    AppQuery(params): AppQuery<CheckpointParams>,
+) -> Result<Json<CheckpointPage>, ApiError> {
+    use crate::audit::store;
+    let (after, limit) = params.parse()?;
+    let db = events.store.db();
+    let head = store::head(&db).await?;
+    let unchained = store::unchained(&db).await?;
+    let mut checkpoints = store::statements(&db, after, i64::MAX, i64::from(limit) + 1).await?;
+    let next_after = (checkpoints.len() > limit as usize).then(|| {
+        checkpoints.truncate(limit as usize);
+        checkpoints.last().map(|statement| statement.position())
+    });
+    Ok(Json(CheckpointPage {
+        head,
+        unchained,
+        public_key: events.public_key.clone(),
+        checkpoints,
+        next_after: next_after.flatten(),
+    }))
+}
+
+/// Every matching event, streamed in chain order as NDJSON (default) or CSV.
+///
+/// Takes the list route's filters. Without filters the export includes the signed
+/// checkpoints and retention markers, so the file verifies on its own
+/// (`studyhall audit verify --file`). An interrupted download resumes with
+/// `after` = the `position` of the last event received.
+#[utoipa::path(get, path = "/api/events/export", tag = "events", operation_id = "events_export", params(FilterParams, ExportParams),
+    responses(
+        (status = 200, description = "The export, streamed", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Invalid filter, format or `after`", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(skip_all)]
+pub async fn export(
+    State(events): State<Events>,
+    reader: Reader,
+    AppQuery(filter): AppQuery<FilterParams>,
+    AppQuery(params): AppQuery<ExportParams>,
+) -> Result<Response, ApiError> {
+    let query = ExportQuery::parse(filter, params)?;
+    let format = serde_json::json!({"format": query.format.extension(), "after": query.after});
+    record_read(&events, &reader, "events.exported", &query.filter, format).await?;
+    let stream =
+        crate::audit::export::export(events.store.db(), query.filter, query.after, query.format);
+    let body = axum::body::Body::from_stream(stream);
+    let disposition = format!(
+        "attachment; filename=\"events.{}\"",
+        query.format.extension()
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                query.format.content_type().to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -299,24 +299,16 @@ async fn insert_in(tx: &mut Tx, job: &NewJob) -> Result<(), sqlx::Error> {
 }
 
 async fn insert_all(tx: &mut Tx, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
-    let mut sql = String::from(
-        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at) VALUES ",
+    let values = crate::sql::values_rows(jobs.len(), 5, |p| {
+        // `now` is both when the job may run and when it was made.
+        format!(
+            "({}, {}, {}, 'queued', 0, {}, {}, {})",
+            p[0], p[1], p[2], p[3], p[4], p[4]
+        )
+    });
+    let sql = format!(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at) VALUES {values}"
     );
-    for n in 0..jobs.len() {
-        let p = n * 5;
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, 'queued', 0, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 5
-        ));
-    }
     let mut insert = Sql::new(&sql);
     for job in jobs {
         insert = insert

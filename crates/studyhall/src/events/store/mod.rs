@@ -7,8 +7,10 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
 use super::model::{Event, ListQuery, NewEvent};
+use crate::audit::chain::Entry;
 use crate::clock::Micros;
 use crate::db::Db;
+use crate::sql::Sql;
 
 pub(crate) const COLUMNS: &str =
     "events.id, events.component, events.data, events.email, events.environment, events.message, events.created_at";
@@ -46,6 +48,20 @@ pub enum Inserted {
 }
 
 impl Pending<'_> {
+    fn entry(&self) -> Entry<'_> {
+        let event = self.event;
+        Entry {
+            position: 0,
+            id: self.id,
+            created_at: self.created_at,
+            component: &event.component,
+            environment: &event.environment,
+            email: &event.email,
+            message: &event.message,
+            data: event.data.get(),
+        }
+    }
+
     fn stored(&self) -> Event {
         Event {
             id: self.id,
@@ -73,13 +89,45 @@ impl EventStore {
         }
     }
 
-    /// Stores a batch in one transaction: all of it or none of it.
+    pub fn db(&self) -> Db {
+        match self {
+            EventStore::Sqlite(store) => Db::Sqlite(store.db.clone()),
+            EventStore::Postgres(store) => Db::Postgres(store.pool.clone()),
+        }
+    }
+
+    /// Stores a batch in one transaction, at the end of the audit chain: all of it or
+    /// none of it. An event whose idempotency key another request holds is not stored;
+    /// the key's foreign key to its event is checked at commit.
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
     pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
-        match self {
-            EventStore::Sqlite(store) => store.insert_batch(batch).await,
-            EventStore::Postgres(store) => store.insert_batch(batch).await,
+        let mut tx = self.db().begin_write().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        for pending in batch {
+            if let Some(claim) = pending.claim {
+                let claimed = Sql::new(
+                    "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&claim.scope)
+                .bind(&claim.key)
+                .bind(&claim.fingerprint)
+                .bind(pending.id)
+                .bind(pending.created_at)
+                .execute(&mut tx)
+                .await?;
+                if claimed == 0 {
+                    outcomes.push(Inserted::KeyTaken);
+                    continue;
+                }
+            }
+            outcomes.push(Inserted::Created(pending.stored()));
+            entries.push(pending.entry());
         }
+        crate::audit::store::append(&mut tx, &entries).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 
     #[tracing::instrument(skip(self))]
@@ -126,9 +174,9 @@ where
 {
     qb.push(" WHERE TRUE");
     let exact = [
-        ("email", &query.email),
-        ("environment", &query.environment),
-        ("component", &query.component),
+        ("email", &query.filter.email),
+        ("environment", &query.filter.environment),
+        ("component", &query.filter.component),
     ];
     for (column, value) in exact {
         if let Some(value) = value {
@@ -136,10 +184,10 @@ where
                 .push_bind(value.as_str());
         }
     }
-    if let Some(from) = query.from {
+    if let Some(from) = query.filter.from {
         qb.push(" AND events.created_at >= ").push_bind(from);
     }
-    if let Some(to) = query.to {
+    if let Some(to) = query.filter.to {
         qb.push(" AND events.created_at < ").push_bind(to);
     }
 }

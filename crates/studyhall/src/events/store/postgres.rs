@@ -2,71 +2,17 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{decode_event, page_order, push_filters, Inserted, KeyRecord, Pending, COLUMNS};
+use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
 use crate::events::model::{Event, ListQuery};
 
 #[derive(Clone, Debug)]
 pub struct PgEvents {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgEvents {
     pub fn new(pool: PgPool) -> Self {
         PgEvents { pool }
-    }
-
-    pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        // Claim idempotency keys first: an event whose key another request holds is not
-        // stored. The key's foreign key to the event is checked at commit.
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for pending in batch {
-            let Some(claim) = pending.claim else {
-                outcomes.push(Inserted::Created(pending.stored()));
-                continue;
-            };
-            let claimed = sqlx::query(
-                "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(&claim.fingerprint)
-            .bind(pending.id)
-            .bind(pending.created_at)
-            .execute(&mut *tx)
-            .await?;
-            outcomes.push(if claimed.rows_affected() == 0 {
-                Inserted::KeyTaken
-            } else {
-                Inserted::Created(pending.stored())
-            });
-        }
-        let rows = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Inserted::Created(_)))
-            .map(|(pending, _)| pending);
-        // One multi-row INSERT for the whole batch (at most 256 rows × 7 parameters).
-        let mut insert = QueryBuilder::<Postgres>::new(
-            "INSERT INTO events (id, component, data, email, environment, message, created_at) ",
-        );
-        let mut any = false;
-        insert.push_values(rows.inspect(|_| any = true), |mut row, pending| {
-            let event = &pending.event;
-            row.push_bind(pending.id)
-                .push_bind(event.component.clone())
-                .push_bind(event.data.get().to_owned())
-                .push_bind(event.email.clone())
-                .push_bind(event.environment.clone())
-                .push_bind(event.message.clone())
-                .push_bind(pending.created_at);
-        });
-        if any {
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(outcomes)
     }
 
     pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
@@ -95,7 +41,7 @@ impl PgEvents {
     pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
         let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events"));
         push_filters(&mut qb, query);
-        if let Some(message) = &query.message {
+        if let Some(message) = &query.filter.message {
             // Case-sensitive LIKE, as the seed; the pg_trgm GIN index serves it.
             qb.push(" AND message LIKE ")
                 .push_bind(format!("%{}%", like_escape(message)));

@@ -2,7 +2,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::{decode_event, page_order, push_filters, Inserted, KeyRecord, Pending, COLUMNS};
+use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
 use crate::db::SqliteDb;
 use crate::events::model::{Event, ListQuery};
 
@@ -20,66 +20,12 @@ enum Shape<'a> {
 
 #[derive(Clone, Debug)]
 pub struct SqliteEvents {
-    db: SqliteDb,
+    pub(super) db: SqliteDb,
 }
 
 impl SqliteEvents {
     pub fn new(db: SqliteDb) -> Self {
         SqliteEvents { db }
-    }
-
-    pub async fn insert_batch(&self, batch: &[Pending<'_>]) -> Result<Vec<Inserted>, sqlx::Error> {
-        let mut tx = self.db.begin_write().await?;
-        // Claim idempotency keys first: an event whose key another request holds is not
-        // stored. The key's foreign key to the event is checked at commit.
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for pending in batch {
-            let Some(claim) = pending.claim else {
-                outcomes.push(Inserted::Created(pending.stored()));
-                continue;
-            };
-            let claimed = sqlx::query(
-                "INSERT INTO event_idempotency_keys (scope, key, fingerprint, event_id, created_at)
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .bind(&claim.fingerprint)
-            .bind(pending.id.to_string())
-            .bind(pending.created_at)
-            .execute(&mut *tx)
-            .await?;
-            outcomes.push(if claimed.rows_affected() == 0 {
-                Inserted::KeyTaken
-            } else {
-                Inserted::Created(pending.stored())
-            });
-        }
-        let rows = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Inserted::Created(_)))
-            .map(|(pending, _)| pending);
-        // One multi-row INSERT for the whole batch (at most 256 rows × 7 parameters).
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, component, data, email, environment, message, created_at) ",
-        );
-        let mut any = false;
-        insert.push_values(rows.inspect(|_| any = true), |mut row, pending| {
-            let event = &pending.event;
-            row.push_bind(pending.id.to_string())
-                .push_bind(event.component.clone())
-                .push_bind(event.data.get().to_owned())
-                .push_bind(event.email.clone())
-                .push_bind(event.environment.clone())
-                .push_bind(event.message.clone())
-                .push_bind(pending.created_at);
-        });
-        if any {
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(outcomes)
     }
 
     pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
@@ -109,15 +55,16 @@ impl SqliteEvents {
     }
 
     pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
-        let Some(message) = &query.message else {
+        let Some(message) = &query.filter.message else {
             return self.fetch(Shape::Plain, query, limit).await;
         };
         let pattern = format!("*{}*", glob_escape(message));
         // With an exact filter that leaves few candidates (counted on its index alone,
         // up to a bound), testing each candidate's message is cheapest and complete.
         // Otherwise walk the trigram index.
-        let exact =
-            query.email.is_some() || query.environment.is_some() || query.component.is_some();
+        let exact = query.filter.email.is_some()
+            || query.filter.environment.is_some()
+            || query.filter.component.is_some();
         if exact && self.candidates(query).await? < SCAN_WINDOW {
             return self.fetch(Shape::Window(&pattern), query, limit).await;
         }

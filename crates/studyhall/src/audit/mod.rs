@@ -1,0 +1,232 @@
+//! The audit log's core: the events table is one hash chain (`chain`), signed at
+//! intervals with an Ed25519 key (`key`) by the sealer below, readable back in chain
+//! order (`store`, `export`) and checkable offline (`verify`, `cli`).
+
+pub mod chain;
+pub mod cli;
+pub mod export;
+pub mod key;
+pub mod store;
+pub mod verify;
+
+use std::time::Duration;
+
+use crate::clock::Micros;
+use crate::db::Db;
+use key::{AuditKey, Statement};
+
+/// Events chained per transaction when giving older events their positions.
+const CHAIN_BATCH: i64 = 5000;
+
+/// Events removed per transaction by the retention policy.
+const RETENTION_BATCH: i64 = 1000;
+
+/// When checkpoints are due, and how long events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// After this many newly chained events…
+    pub events: i64,
+    /// …or this long after the last checkpoint, if anything was chained since.
+    pub every: Duration,
+    /// Events older than this are removed (`STUDYHALL_EVENTS_RETENTION`).
+    pub retention: Option<Duration>,
+}
+
+/// Chains what is unchained, removes what the retention policy no longer keeps, and
+/// signs checkpoints when due, until the task is stopped.
+/// Any number of instances may run it: chaining takes the chain's lock, and a second
+/// checkpoint for the same position is dropped.
+pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence) {
+    let mut tick = tokio::time::interval(cadence.every.min(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = seal_once(&db, key.as_ref(), cadence).await {
+            tracing::warn!(error = %err, "sealing the audit chain failed; retrying");
+        }
+    }
+}
+
+/// One round of [`seal`]: the checkpoint it signed, if one was due.
+pub async fn seal_once(
+    db: &Db,
+    key: Option<&AuditKey>,
+    cadence: Cadence,
+) -> Result<Option<Statement>, sqlx::Error> {
+    let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
+    if chained > 0 {
+        tracing::info!(chained, "gave stored events their place in the audit chain");
+    }
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    if let Some(retention) = cadence.retention {
+        let cutoff = Micros::now().plus(-i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
+        let removed = store::remove_before(db, key, cutoff, RETENTION_BATCH).await?;
+        if removed > 0 {
+            metrics::counter!("audit_events_removed_total").increment(removed);
+            tracing::info!(
+                removed,
+                "removed events past the retention period, leaving signed markers"
+            );
+        }
+    }
+    let head = store::head(db).await?;
+    metrics::gauge!("audit_chain_position").set(head.position as f64);
+    if head.position == 0 {
+        return Ok(None);
+    }
+    let now = Micros::now();
+    let due = match store::last_checkpoint(db).await? {
+        None => true,
+        Some((position, at)) => {
+            let waited = Duration::from_micros(now.0.saturating_sub(at.0).max(0) as u64);
+            head.position > position
+                && (head.position - position >= cadence.events || waited >= cadence.every)
+        }
+    };
+    if !due {
+        return Ok(None);
+    }
+    let checkpoint = key.checkpoint(head.position, &head.hash, now);
+    store::insert_statement(db, &checkpoint).await?;
+    Ok(Some(checkpoint))
+}
+
+/// Who made a decision the log records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Actor {
+    /// `operator` (the admin token), `user` (a verified token), `viewer` (a stream
+    /// viewer as the deployment identifies them) or `system` (the service itself).
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Actor {
+    /// The caller a rule let through, if they identified themselves.
+    pub fn of(grant: &crate::auth::Grant) -> Option<Actor> {
+        use crate::auth::Grant;
+        match grant {
+            Grant::Anyone => None,
+            Grant::Operator => Some(Actor::operator()),
+            Grant::User(user) => Some(Actor {
+                kind: "user",
+                id: Some(user.id.clone()),
+                email: user.email.clone(),
+            }),
+        }
+    }
+
+    pub fn operator() -> Actor {
+        Actor {
+            kind: "operator",
+            id: None,
+            email: None,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            kind: "system",
+            id: None,
+            email: None,
+        }
+    }
+
+    pub fn user(id: Option<String>, email: Option<String>) -> Actor {
+        Actor {
+            kind: if id.is_some() { "user" } else { "anonymous" },
+            id,
+            email,
+        }
+    }
+
+    /// The event's `email`: the actor's own, else `KIND@studyhall.invalid` (a domain
+    /// that never receives mail).
+    fn email_field(&self) -> String {
+        self.email
+            .clone()
+            .filter(|email| crate::events::model::is_valid_email(email))
+            .unwrap_or_else(|| format!("{}@studyhall.invalid", self.kind))
+    }
+}
+
+/// The `environment` of every event the service records about itself.
+pub const ENVIRONMENT: &str = "studyhall";
+
+/// A decision a module records in the audit log: component `studyhall.MODULE`, a
+/// message from the README's vocabulary, who, and what (`data`, an object to which
+/// the actor is added).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub component: &'static str,
+    pub message: &'static str,
+    pub actor: Actor,
+    pub data: serde_json::Value,
+}
+
+impl Decision {
+    pub fn new(
+        component: &'static str,
+        message: &'static str,
+        actor: Actor,
+        data: serde_json::Value,
+    ) -> Decision {
+        Decision {
+            component,
+            message,
+            actor,
+            data,
+        }
+    }
+
+    /// The event that records it.
+    pub fn event(&self) -> Result<crate::events::model::NewEvent, serde_json::Error> {
+        let mut data = match &self.data {
+            serde_json::Value::Object(fields) => fields.clone(),
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("value".to_owned(), other.clone())]),
+        };
+        data.insert("actor".into(), serde_json::to_value(&self.actor)?);
+        Ok(crate::events::model::NewEvent {
+            component: self.component.to_owned(),
+            data: serde_json::value::to_raw_value(&data)?,
+            email: self.actor.email_field(),
+            environment: ENVIRONMENT.to_owned(),
+            message: self.message.to_owned(),
+        })
+    }
+}
+
+/// Records `decisions` inside `tx`, the transaction of the decision itself, at the
+/// end of the chain; the caller commits.
+pub async fn record(tx: &mut crate::db::Tx, decisions: &[Decision]) -> Result<(), sqlx::Error> {
+    let events = decisions
+        .iter()
+        .map(Decision::event)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    let mut at = Micros::now();
+    let mut stamped = Vec::with_capacity(events.len());
+    for event in &events {
+        stamped.push((uuid::Uuid::now_v7(), at, event));
+        at = at.plus(1);
+    }
+    let entries: Vec<chain::Entry<'_>> = stamped
+        .iter()
+        .map(|(id, at, event)| chain::Entry {
+            position: 0,
+            id: *id,
+            created_at: *at,
+            component: &event.component,
+            environment: &event.environment,
+            email: &event.email,
+            message: &event.message,
+            data: event.data.get(),
+        })
+        .collect();
+    store::append(tx, &entries).await
+}

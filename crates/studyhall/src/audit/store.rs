@@ -1,0 +1,453 @@
+//! The chain in the database: appending events at its end inside the caller's
+//! transaction, chaining events stored without a position, signed statements, and
+//! reading the log back in chain order.
+//!
+//! One chain on every backend and any number of instances: the last position and
+//! hash live in one row (`event_chain_head`) that each appending transaction locks
+//! (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time) after its other
+//! writes, so appenders never wait on each other in another order, and holds until it
+//! commits. Writers already group-commit, so one lock turn carries a whole batch.
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::chain::Entry;
+use super::key::Statement;
+use crate::clock::Micros;
+use crate::db::{Db, Tx};
+use crate::sql::{On, Sql};
+
+/// Rows per multi-row INSERT (× 9 parameters, far below either backend's limit).
+const INSERT_CHUNK: usize = 500;
+
+/// The end of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Head {
+    /// The last position given out; 0 before the first event.
+    pub position: i64,
+    pub hash: String,
+}
+
+/// A stored event with its place in the chain.
+#[derive(Debug, Clone)]
+pub struct ChainedEvent {
+    pub position: i64,
+    pub hash: String,
+    pub id: Uuid,
+    pub created_at: Micros,
+    pub component: String,
+    pub environment: String,
+    pub email: String,
+    pub message: String,
+    pub data: Box<RawValue>,
+}
+
+impl ChainedEvent {
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            position: self.position,
+            id: self.id,
+            created_at: self.created_at,
+            component: &self.component,
+            environment: &self.environment,
+            email: &self.email,
+            message: &self.message,
+            data: self.data.get(),
+        }
+    }
+}
+
+fn decode_error(err: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(err))
+}
+
+const HEAD: &str = "SELECT position, hash FROM event_chain_head WHERE id = 1";
+
+/// The head, locked until `tx` ends.
+async fn lock_head(tx: &mut Tx) -> Result<Head, sqlx::Error> {
+    let text = match tx {
+        Tx::Postgres(_) => "SELECT position, hash FROM event_chain_head WHERE id = 1 FOR UPDATE",
+        // The write transaction already excludes every other writer.
+        Tx::Sqlite(_) => HEAD,
+    };
+    let (position, hash) = Sql::new(text).fetch_one::<(i64, String)>(tx).await?;
+    Ok(Head { position, hash })
+}
+
+async fn move_head(tx: &mut Tx, head: &Head) -> Result<(), sqlx::Error> {
+    Sql::new("UPDATE event_chain_head SET position = $1, hash = $2 WHERE id = 1")
+        .bind(head.position)
+        .bind(&head.hash)
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
+/// The committed head.
+pub async fn head(db: &Db) -> Result<Head, sqlx::Error> {
+    let (position, hash) = Sql::new(HEAD).fetch_one::<(i64, String)>(db).await?;
+    Ok(Head { position, hash })
+}
+
+/// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
+/// here); the caller commits. Take this last among the transaction's locks.
+pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut head = lock_head(tx).await?;
+    let mut chained = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = Entry {
+            position: head.position + 1,
+            ..*entry
+        };
+        head = Head {
+            position: entry.position,
+            hash: entry.link(&head.hash).map_err(decode_error)?,
+        };
+        chained.push((entry, head.hash.clone()));
+    }
+    for chunk in chained.chunks(INSERT_CHUNK) {
+        let text = format!(
+            "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
+            crate::sql::values_rows(chunk.len(), 9, crate::sql::tuple)
+        );
+        let mut insert = Sql::new(&text);
+        for (entry, hash) in chunk {
+            insert = insert
+                .bind(entry.id)
+                .bind(entry.component)
+                .bind(entry.data)
+                .bind(entry.email)
+                .bind(entry.environment)
+                .bind(entry.message)
+                .bind(entry.created_at)
+                .bind(entry.position)
+                .bind(hash);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    move_head(tx, &head).await
+}
+
+const CHAINED_COLUMNS: &str =
+    "position, hash, CAST(id AS TEXT), created_at, component, environment, email, message, data";
+
+type ChainedRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn chained_from_row(row: ChainedRow) -> Result<ChainedEvent, sqlx::Error> {
+    let (position, hash, id, created_at, component, environment, email, message, data) = row;
+    Ok(ChainedEvent {
+        position,
+        hash,
+        id: Uuid::try_parse(&id).map_err(decode_error)?,
+        created_at: Micros(created_at),
+        component,
+        environment,
+        email,
+        message,
+        data: RawValue::from_string(data).map_err(decode_error)?,
+    })
+}
+
+/// Gives events stored without a position (before the chain existed, or by an older
+/// version of the service during a rolling deploy) their place at the end of the
+/// chain, in (created_at, id) order, `batch` per transaction. How many it chained.
+pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut chained = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
+            "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
+             FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
+        )
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(chained);
+        }
+        let mut head = lock_head(&mut tx).await?;
+        let update = if matches!(tx, Tx::Postgres(_)) {
+            "UPDATE events SET position = $1, hash = $2 WHERE id = CAST($3 AS uuid)"
+        } else {
+            "UPDATE events SET position = $1, hash = $2 WHERE id = $3"
+        };
+        for (id, created_at, component, environment, email, message, data) in &rows {
+            let entry = Entry {
+                position: head.position + 1,
+                id: Uuid::try_parse(id).map_err(decode_error)?,
+                created_at: Micros(*created_at),
+                component,
+                environment,
+                email,
+                message,
+                data,
+            };
+            head = Head {
+                position: entry.position,
+                hash: entry.link(&head.hash).map_err(decode_error)?,
+            };
+            Sql::new(update)
+                .bind(head.position)
+                .bind(&head.hash)
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+        }
+        move_head(&mut tx, &head).await?;
+        tx.commit().await?;
+        chained += rows.len() as u64;
+    }
+}
+
+/// Events not chained yet (they are stored and listed all the same).
+pub async fn unchained(db: &Db) -> Result<i64, sqlx::Error> {
+    Ok(
+        Sql::new("SELECT count(*) FROM events WHERE position IS NULL")
+            .fetch_scalar::<i64>(db)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// Exact filters of an export; `None` everywhere is the whole log.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub email: Option<String>,
+    pub environment: Option<String>,
+    pub component: Option<String>,
+    pub message: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Filter {
+    pub fn is_everything(&self) -> bool {
+        self.email.is_none()
+            && self.environment.is_none()
+            && self.component.is_none()
+            && self.message.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+}
+
+/// Up to `limit` chained events after `after`, in chain order, matching `filter`.
+pub async fn chained_after(
+    db: &Db,
+    after: i64,
+    limit: i64,
+    filter: &Filter,
+) -> Result<Vec<ChainedEvent>, sqlx::Error> {
+    let mut text = format!("SELECT {CHAINED_COLUMNS} FROM events WHERE position > $1");
+    let mut params: Vec<crate::sql::Param> = vec![after.into()];
+    let mut clause = |sql: &str, value: crate::sql::Param| {
+        params.push(value);
+        text.push_str(&sql.replace('?', &format!("${}", params.len())));
+    };
+    for (column, value) in [
+        ("email", &filter.email),
+        ("environment", &filter.environment),
+        ("component", &filter.component),
+    ] {
+        if let Some(value) = value {
+            clause(&format!(" AND {column} = ?"), value.into());
+        }
+    }
+    if let Some(message) = &filter.message {
+        // Case-sensitive, like the list route; an export walks the chain anyway.
+        let test = if matches!(db, Db::Postgres(_)) {
+            " AND strpos(message, ?) > 0"
+        } else {
+            " AND instr(message, ?) > 0"
+        };
+        clause(test, message.into());
+    }
+    if let Some(from) = filter.from {
+        clause(" AND created_at >= ?", from.into());
+    }
+    if let Some(to) = filter.to {
+        clause(" AND created_at < ?", to.into());
+    }
+    params.push(limit.into());
+    text.push_str(&format!(" ORDER BY position LIMIT ${}", params.len()));
+    let mut query = Sql::new(&text);
+    for param in params {
+        query = query.bind(param);
+    }
+    query
+        .fetch_all::<ChainedRow>(db)
+        .await?
+        .into_iter()
+        .map(chained_from_row)
+        .collect()
+}
+
+type StatementRow = (String, i64, Option<i64>, String, i64, String);
+
+const STATEMENT_COLUMNS: &str = "kind, position, first_position, hash, signed_at, signature";
+
+fn statement_from_row(row: StatementRow) -> Result<Statement, sqlx::Error> {
+    let (kind, position, first_position, hash, signed_at, signature) = row;
+    let signed_at_us = Micros(signed_at);
+    match (kind.as_str(), first_position) {
+        ("checkpoint", _) => Ok(Statement::Checkpoint {
+            position,
+            hash,
+            signed_at_us,
+            signature,
+        }),
+        ("retention", Some(first_position)) => Ok(Statement::Retention {
+            first_position,
+            position,
+            hash,
+            signed_at_us,
+            signature,
+        }),
+        _ => Err(sqlx::Error::Decode(
+            format!("event_checkpoints holds an unknown statement `{kind}` at {position}").into(),
+        )),
+    }
+}
+
+/// Stores a signed statement; a second one for the same position (another instance
+/// got there first) is dropped.
+pub async fn insert_statement<'a>(
+    on: impl Into<On<'a>>,
+    statement: &Statement,
+) -> Result<(), sqlx::Error> {
+    let (kind, first) = match statement {
+        Statement::Checkpoint { .. } => ("checkpoint", None),
+        Statement::Retention { first_position, .. } => ("retention", Some(*first_position)),
+    };
+    let (signed_at, signature) = match statement {
+        Statement::Checkpoint {
+            signed_at_us,
+            signature,
+            ..
+        }
+        | Statement::Retention {
+            signed_at_us,
+            signature,
+            ..
+        } => (*signed_at_us, signature),
+    };
+    Sql::new(
+        "INSERT INTO event_checkpoints (kind, position, first_position, hash, signed_at, signature)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind)
+    .bind(statement.position())
+    .bind(first)
+    .bind(statement.hash())
+    .bind(signed_at)
+    .bind(signature)
+    .execute(on)
+    .await
+    .map(drop)
+}
+
+/// Statements with `after < position <= through`, by position (a retention marker
+/// before a checkpoint at the same position).
+pub async fn statements(
+    db: &Db,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> Result<Vec<Statement>, sqlx::Error> {
+    Sql::new(&format!(
+        "SELECT {STATEMENT_COLUMNS} FROM event_checkpoints
+         WHERE position > $1 AND position <= $2 ORDER BY position, kind DESC LIMIT $3"
+    ))
+    .bind(after)
+    .bind(through)
+    .bind(limit)
+    .fetch_all::<StatementRow>(db)
+    .await?
+    .into_iter()
+    .map(statement_from_row)
+    .collect()
+}
+
+/// The newest checkpoint's position and signing time.
+pub async fn last_checkpoint(db: &Db) -> Result<Option<(i64, Micros)>, sqlx::Error> {
+    let row: Option<(i64, i64)> = Sql::new(
+        "SELECT position, signed_at FROM event_checkpoints WHERE kind = 'checkpoint'
+         ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(position, at)| (position, Micros(at))))
+}
+
+/// Removes chained events created before `cutoff`, oldest first, `batch` per
+/// transaction, each transaction leaving a retention marker signed by `key` for the
+/// range it removed. Stops at the first event not old enough (positions follow commit
+/// order, close to time order), so a late old event waits for the ones before it. How
+/// many it removed.
+pub async fn remove_before(
+    db: &Db,
+    key: &super::key::AuditKey,
+    cutoff: Micros,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        let rows: Vec<(i64, String, i64)> = Sql::new(
+            "SELECT position, hash, created_at FROM events WHERE position IS NOT NULL
+             ORDER BY position LIMIT $1",
+        )
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+        let old: Vec<&(i64, String, i64)> = rows
+            .iter()
+            .take_while(|(_, _, created_at)| *created_at < cutoff.0)
+            .collect();
+        let (Some(first), Some(last)) = (old.first(), old.last()) else {
+            return Ok(removed);
+        };
+        let (first, (last, hash)) = (first.0, (last.0, &last.1));
+        Sql::new(
+            "DELETE FROM event_idempotency_keys WHERE event_id IN
+               (SELECT id FROM events WHERE position >= $1 AND position <= $2)",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut tx)
+        .await?;
+        let gone = Sql::new("DELETE FROM events WHERE position >= $1 AND position <= $2")
+            .bind(first)
+            .bind(last)
+            .execute(&mut tx)
+            .await?;
+        // A checkpoint inside the removed range covers events no longer there; the
+        // marker now speaks for them.
+        Sql::new("DELETE FROM event_checkpoints WHERE kind = 'checkpoint' AND position <= $1")
+            .bind(last)
+            .execute(&mut tx)
+            .await?;
+        let marker = key.retention(first, last, hash, Micros::now());
+        insert_statement(&mut tx, &marker).await?;
+        tx.commit().await?;
+        removed += gone;
+        if old.len() < rows.len() || (rows.len() as i64) < batch {
+            return Ok(removed);
+        }
+        // Let writers in between batches.
+        tokio::task::yield_now().await;
+    }
+}

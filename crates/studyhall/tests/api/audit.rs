@@ -1,0 +1,515 @@
+//! The audit log: the chain, its checkpoints, exports, and verification that finds
+//! every kind of tampering done behind the service's back, on every backend.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use studyhall::audit::chain::Entry;
+use studyhall::audit::cli::{verify_file, verify_store};
+use studyhall::audit::key::{parse_public, AuditKey};
+use studyhall::clock::Micros;
+use studyhall::config::ServeSettings;
+use studyhall::db::Db;
+use studyhall::sql::Sql;
+
+use crate::helpers::{json, TestApp};
+use crate::on_every_backend_with;
+
+/// A key every test server signs with (PostgreSQL generates none), checkpoints after
+/// every event and every second.
+fn audited(settings: &mut ServeSettings) {
+    let key = AuditKey::generate().unwrap();
+    settings.audit.audit_signing_key = Some(key.private_text().parse().unwrap());
+    settings.audit.audit_checkpoint_events = 1;
+    settings.audit.audit_checkpoint_secs = 1;
+}
+
+fn event(n: usize) -> Value {
+    json!({"component": "billing", "data": {"n": n, "note": "naïve ✓"}, "email": "ade@gmail.com",
+           "environment": "production", "message": format!("invoice {n} paid")})
+}
+
+/// Posts `n` events one after another.
+async fn post_events(app: &TestApp, n: usize) {
+    for i in 1..=n {
+        let (status, body) = json(app.post_json("/api/events", &event(i)).await).await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// Waits until a checkpoint covers the chain's head at `position`; the public key.
+async fn checkpointed(app: &TestApp, position: i64) -> ed25519_dalek::VerifyingKey {
+    for _ in 0..100 {
+        let (status, page) = json(app.get("/api/events/checkpoints?limit=1000").await).await;
+        assert_eq!(status, 200, "{page}");
+        let signed = page["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "checkpoint" && c["position"] == position);
+        if signed {
+            assert_eq!(page["head"]["position"], position, "{page}");
+            return parse_public(page["public_key"].as_str().unwrap()).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no checkpoint reached position {position}");
+}
+
+async fn db(app: &TestApp) -> Db {
+    Db::connect(&app.database_url, 1).await.unwrap()
+}
+
+/// Runs one statement behind the service's back.
+async fn tamper(app: &TestApp, statement: &str) {
+    let db = db(app).await;
+    let changed = Sql::new(statement).execute(&db).await.unwrap();
+    assert!(changed > 0, "the tampering changed nothing: {statement}");
+    db.close().await;
+}
+
+/// The first broken position verification reports.
+async fn broken_at(app: &TestApp, key: &ed25519_dalek::VerifyingKey) -> i64 {
+    let err = verify_store(&app.database_url, key)
+        .await
+        .expect_err("verification passed a tampered log");
+    let broken = err
+        .downcast_ref::<studyhall::audit::verify::Broken>()
+        .unwrap_or_else(|| panic!("not a broken chain: {err:#}"));
+    broken.position
+}
+
+async fn export(app: &TestApp, query: &str) -> String {
+    let response = app.get(&format!("/api/events/export{query}")).await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+on_every_backend_with! {
+    audited;
+
+    async fn an_untouched_log_verifies_with_the_public_key_alone(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        let verified = verify_store(&app.database_url, &key).await.unwrap();
+        assert_eq!((verified.events, verified.first, verified.last), (5, Some(1), Some(5)));
+        assert!(verified.checkpoints >= 1);
+        assert_eq!(verified.unsigned, 0);
+        // Another key does not verify it.
+        let stranger = AuditKey::generate().unwrap().public();
+        assert!(verify_store(&app.database_url, &stranger).await.is_err());
+    }
+
+    async fn a_changed_message_is_found_at_its_position(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        tamper(&app, "UPDATE events SET message = 'invoice 3 refunded' WHERE position = 3").await;
+        assert_eq!(broken_at(&app, &key).await, 3);
+    }
+
+    async fn a_deleted_event_is_found_at_its_position(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        tamper(&app, "DELETE FROM events WHERE position = 2").await;
+        assert_eq!(broken_at(&app, &key).await, 2);
+    }
+
+    async fn two_swapped_events_are_found(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        tamper(&app, "UPDATE events SET position = -2 WHERE position = 2").await;
+        tamper(&app, "UPDATE events SET position = 2 WHERE position = 4").await;
+        tamper(&app, "UPDATE events SET position = 4 WHERE position = -2").await;
+        assert_eq!(broken_at(&app, &key).await, 2);
+    }
+
+    async fn a_forged_or_altered_checkpoint_is_found(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        // A checkpoint signed by someone else's key, at a position not yet signed.
+        let forger = AuditKey::generate().unwrap();
+        let db = db(&app).await;
+        let (hash,): (String,) = Sql::new("SELECT hash FROM events WHERE position = 2")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        Sql::new("DELETE FROM event_checkpoints WHERE position = 2").execute(&db).await.unwrap();
+        let forged = forger.checkpoint(2, &hash, Micros::now());
+        studyhall::audit::store::insert_statement(&db, &forged).await.unwrap();
+        db.close().await;
+        assert_eq!(broken_at(&app, &key).await, 2);
+        tamper(&app, "DELETE FROM event_checkpoints WHERE position = 2").await;
+        verify_store(&app.database_url, &key).await.unwrap();
+        // A real checkpoint whose signed hash was edited.
+        tamper(
+            &app,
+            "UPDATE event_checkpoints SET hash = CASE WHEN substr(hash, 1, 1) = 'f' THEN '0' ELSE 'f' END || substr(hash, 2)
+             WHERE position = 5",
+        )
+        .await;
+        assert_eq!(broken_at(&app, &key).await, 5);
+    }
+
+    async fn a_rewritten_and_rehashed_chain_is_caught_by_its_checkpoint(app) {
+        // Whoever can write the database can recompute every hash after a change; the
+        // signed checkpoint is what they cannot recompute.
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        let db = db(&app).await;
+        let mut previous: String = Sql::new("SELECT hash FROM events WHERE position = 2")
+            .fetch_scalar(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        type Row = (i64, String, i64, String, String, String, String, String);
+        let rows: Vec<Row> = Sql::new(
+            "SELECT position, CAST(id AS TEXT), created_at, component, environment, email, message, data
+             FROM events WHERE position >= 3 ORDER BY position",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        for (position, id, created_at, component, environment, email, message, data) in rows {
+            let message = if position == 3 { "invoice 3 refunded".to_owned() } else { message };
+            let hash = Entry {
+                position,
+                id: id.parse().unwrap(),
+                created_at: Micros(created_at),
+                component: &component,
+                environment: &environment,
+                email: &email,
+                message: &message,
+                data: &data,
+            }
+            .link(&previous)
+            .unwrap();
+            Sql::new("UPDATE events SET message = $1, hash = $2 WHERE position = $3")
+                .bind(&message)
+                .bind(&hash)
+                .bind(position)
+                .execute(&db)
+                .await
+                .unwrap();
+            previous = hash;
+        }
+        Sql::new("UPDATE event_chain_head SET hash = $1").bind(&previous).execute(&db).await.unwrap();
+        db.close().await;
+        let position = broken_at(&app, &key).await;
+        assert!((1..=3).contains(&position), "reported {position}, the change is at 3");
+    }
+
+    async fn events_removed_from_the_end_are_found(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        tamper(&app, "DELETE FROM events WHERE position = 5").await;
+        assert_eq!(broken_at(&app, &key).await, 5);
+    }
+
+    async fn an_export_verifies_on_its_own_and_an_edited_one_does_not(app) {
+        post_events(&app, 7).await;
+        let key = checkpointed(&app, 7).await;
+        let dir = tempfile::tempdir().unwrap();
+        for format in ["ndjson", "csv"] {
+            let text = export(&app, &format!("?format={format}")).await;
+            let file = dir.path().join(format!("events.{format}"));
+            std::fs::write(&file, &text).unwrap();
+            let verified = verify_file(&file, &key).unwrap();
+            assert_eq!(verified.events, 7, "{format}");
+            assert!(verified.checkpoints >= 1, "{format}");
+            let edited = text.replacen("invoice 4 paid", "invoice 4 void", 1);
+            assert_ne!(edited, text);
+            std::fs::write(&file, &edited).unwrap();
+            let err = verify_file(&file, &key).unwrap_err();
+            let broken = err.downcast_ref::<studyhall::audit::verify::Broken>().unwrap();
+            assert_eq!(broken.position, 4, "{format}: {err}");
+            // A line removed is a gap.
+            let lines: Vec<&str> = text.lines().filter(|line| !line.contains("invoice 6 paid")).collect();
+            std::fs::write(&file, lines.join("\n")).unwrap();
+            let err = verify_file(&file, &key).unwrap_err();
+            assert_eq!(err.downcast_ref::<studyhall::audit::verify::Broken>().unwrap().position, 6, "{format}");
+        }
+    }
+
+    async fn an_export_carries_each_event_as_listed_and_resumes_after_a_position(app) {
+        post_events(&app, 12).await;
+        let key = checkpointed(&app, 12).await;
+        let text = export(&app, "").await;
+        let records: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        let events: Vec<&Value> = records.iter().filter(|r| r["kind"] == "event").collect();
+        assert_eq!(events.len(), 12);
+        let (_, listed) = json(app.get("/api/events?order=asc&limit=100").await).await;
+        for (exported, listed) in events.iter().zip(listed["events"].as_array().unwrap()) {
+            for field in ["id", "component", "data", "email", "environment", "message", "created_at"] {
+                assert_eq!(exported[field], listed[field], "{field}");
+            }
+        }
+        let positions: Vec<i64> = events.iter().map(|e| e["position"].as_i64().unwrap()).collect();
+        assert_eq!(positions, (1..=12).collect::<Vec<_>>());
+        // Interrupted after position 5: the rest, and the two pieces verify as one file.
+        let rest = export(&app, "?after=5").await;
+        let rest_events: Vec<Value> = rest
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|r| r["kind"] == "event")
+            .collect();
+        assert_eq!(rest_events.first().unwrap()["position"], 6);
+        assert_eq!(rest_events.len(), 7);
+        let head: Vec<&str> = text.lines().take_while(|line| !line.contains("\"position\":6,")).collect();
+        let joined = format!("{}\n{rest}", head.join("\n"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("joined.ndjson");
+        std::fs::write(&file, joined).unwrap();
+        assert_eq!(verify_file(&file, &key).unwrap().events, 12);
+    }
+
+    async fn a_filtered_export_holds_the_matches_and_no_statements(app) {
+        post_events(&app, 3).await;
+        let other = json!({"component": "auth", "data": null, "email": "kim@example.com",
+                           "environment": "staging", "message": "login"});
+        assert_eq!(app.post_json("/api/events", &other).await.status(), 201);
+        checkpointed(&app, 4).await;
+        let text = export(&app, "?component=auth").await;
+        let records: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(records.len(), 1, "{text}");
+        assert_eq!(records[0]["email"], "kim@example.com");
+        assert_eq!(records[0]["data"], Value::Null);
+        let text = export(&app, "?message=invoice%202&format=csv").await;
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert!(rows[0].starts_with("kind,position,hash,id,"), "{text}");
+        assert!(rows[1].contains("invoice 2 paid"), "{text}");
+    }
+
+    async fn bad_export_and_checkpoint_parameters_are_refused_by_name(app) {
+        for (query, field) in [
+            ("/api/events/export?format=xml", "format"),
+            ("/api/events/export?after=-1", "after"),
+            ("/api/events/export?after=ten", "after"),
+            ("/api/events/export?from_date=yesterday", "from_date"),
+            ("/api/events/checkpoints?limit=0", "limit"),
+            ("/api/events/checkpoints?after=x", "after"),
+        ] {
+            let (status, problem) = json(app.get(query).await).await;
+            assert_eq!(status, 400, "{query}: {problem}");
+            assert!(problem["errors"][field].is_string(), "{query}: {problem}");
+        }
+    }
+}
+
+/// Who may read and post.
+mod access {
+    use super::*;
+    use crate::on_every_backend_each;
+
+    const SECRET: &str = "audit-test-secret-0123456789abcdef";
+    const ADMIN: &str = "audit-admin-token-0123456789";
+
+    /// A token for `sub` whose claims add `extra` (a `scope`, `cognito:groups`…).
+    fn token_with(sub: &str, extra: Value) -> String {
+        let mut claims =
+            json!({"sub": sub, "email": format!("{sub}@example.com"), "exp": 4_102_444_800i64});
+        if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
+            claims.extend(extra);
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn with_tokens(settings: &mut ServeSettings) {
+        settings.auth.jwt_secret = Some(SECRET.parse().unwrap());
+        settings.admin_token = Some(ADMIN.parse().unwrap());
+    }
+
+    fn reads_by_token(settings: &mut ServeSettings) {
+        with_tokens(settings);
+        settings.events.events_read = studyhall::config::ReadAccess::Token;
+    }
+
+    fn reads_by_admin(settings: &mut ServeSettings) {
+        with_tokens(settings);
+        settings.events.events_read = studyhall::config::ReadAccess::Admin;
+    }
+
+    fn writes_by_token(settings: &mut ServeSettings) {
+        with_tokens(settings);
+        settings.events.events_write = studyhall::config::WriteAccess::Token;
+    }
+
+    const READ_ROUTES: [&str; 3] = [
+        "/api/events",
+        "/api/events/export",
+        "/api/events/checkpoints",
+    ];
+
+    async fn get_as(app: &TestApp, path: &str, token: Option<&str>) -> u16 {
+        let mut request = app.client.get(app.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+
+    /// Events the service recorded about itself with `message`.
+    async fn recorded(app: &TestApp, message: &str) -> Vec<Value> {
+        let response = app
+            .client
+            .get(app.url("/api/events?component=studyhall.events&limit=1000"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        let (status, page) = json(response).await;
+        assert_eq!(status, 200, "{page}");
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    on_every_backend_each! {
+        async fn with_token_reads_each_claim_is_needed_and_the_admin_token_passes(app, reads_by_token) {
+            post_events(&app, 2).await;
+            let reader = token_with("reader", json!({"scope": "profile events:read"}));
+            let grouped = token_with("grouped", json!({"cognito:groups": ["events:read", "staff"]}));
+            let plain = token_with("plain", json!({}));
+            let writer = token_with("writer", json!({"scope": "events:write"}));
+            let expired = {
+                let mut claims = json!({"sub": "late", "scope": "events:read", "exp": 1_000_000_000i64});
+                claims["email"] = json!("late@example.com");
+                jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+            };
+            for path in READ_ROUTES {
+                assert_eq!(get_as(&app, path, None).await, 401, "{path} without a token");
+                assert_eq!(get_as(&app, path, Some("not.a.token")).await, 401, "{path}");
+                assert_eq!(get_as(&app, path, Some(&expired)).await, 401, "{path} expired");
+                assert_eq!(get_as(&app, path, Some(&plain)).await, 403, "{path} without the scope");
+                assert_eq!(get_as(&app, path, Some(&writer)).await, 403, "{path} with another scope");
+                assert_eq!(get_as(&app, path, Some(&reader)).await, 200, "{path} with scope");
+                assert_eq!(get_as(&app, path, Some(&grouped)).await, 200, "{path} with the group");
+                assert_eq!(get_as(&app, path, Some(ADMIN)).await, 200, "{path} as admin");
+            }
+            let response = app.client.get(app.url("/api/events")).send().await.unwrap();
+            let (_, problem) = json(response).await;
+            assert!(problem["message"].as_str().unwrap().contains("events:read"), "{problem}");
+            // Posting stays open.
+            assert_eq!(app.post_json("/api/events", &event(9)).await.status(), 201);
+        }
+
+        async fn reads_and_exports_by_an_identified_caller_are_recorded(app, reads_by_token) {
+            post_events(&app, 2).await;
+            let reader = token_with("reader", json!({"scope": "events:read"}));
+            assert_eq!(get_as(&app, "/api/events?component=billing", Some(&reader)).await, 200);
+            assert_eq!(get_as(&app, "/api/events/export?format=csv", Some(&reader)).await, 200);
+            let reads = recorded(&app, "events.read").await;
+            let by_reader: Vec<&Value> = reads.iter().filter(|e| e["data"]["actor"]["id"] == "reader").collect();
+            assert_eq!(by_reader.len(), 1, "{reads:?}");
+            assert_eq!(by_reader[0]["email"], "reader@example.com");
+            assert_eq!(by_reader[0]["data"]["filter"]["component"], "billing");
+            assert_eq!(by_reader[0]["data"]["actor"]["kind"], "user");
+            let exports = recorded(&app, "events.exported").await;
+            assert_eq!(exports.len(), 1, "{exports:?}");
+            assert_eq!(exports[0]["data"]["format"], "csv");
+            // The admin's own reads are recorded too, as the operator's.
+            let reads = recorded(&app, "events.read").await;
+            assert!(reads.iter().any(|e| e["data"]["actor"]["kind"] == "operator" && e["email"] == "operator@studyhall.invalid"), "{reads:?}");
+        }
+
+        async fn with_admin_reads_only_the_admin_token_reads(app, reads_by_admin) {
+            let reader = token_with("reader", json!({"scope": "events:read"}));
+            for path in READ_ROUTES {
+                assert_eq!(get_as(&app, path, None).await, 401, "{path}");
+                assert_eq!(get_as(&app, path, Some(&reader)).await, 403, "{path}");
+                assert_eq!(get_as(&app, path, Some("wrong-admin-token")).await, 403, "{path}");
+                assert_eq!(get_as(&app, path, Some(ADMIN)).await, 200, "{path}");
+            }
+        }
+
+        async fn with_token_writes_a_post_needs_the_write_scope_and_a_refusal_stores_nothing(app, writes_by_token) {
+            let post = |token: Option<String>| {
+                let mut request = app.client.post(app.url("/api/events")).json(&event(1));
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                async move { request.send().await.unwrap().status().as_u16() }
+            };
+            assert_eq!(post(None).await, 401);
+            assert_eq!(post(Some(token_with("r", json!({"scope": "events:read"})))).await, 403);
+            assert_eq!(post(Some("garbage".into())).await, 401);
+            let (_, page) = json(app.get("/api/events").await).await;
+            assert_eq!(page["events"].as_array().unwrap().len(), 0, "a refused post stored something");
+            assert_eq!(post(Some(token_with("w", json!({"scope": "events:write"})))).await, 201);
+            assert_eq!(post(Some(ADMIN.into())).await, 201);
+            let (_, page) = json(app.get("/api/events").await).await;
+            assert_eq!(page["events"].as_array().unwrap().len(), 2);
+        }
+
+        async fn open_reads_by_anonymous_callers_are_not_recorded(app, with_tokens) {
+            post_events(&app, 1).await;
+            assert_eq!(get_as(&app, "/api/events", None).await, 200);
+            // A token that does not verify identifies no one on an open route.
+            assert_eq!(get_as(&app, "/api/events", Some("not.a.token")).await, 200);
+            let (_, page) = json(app.get("/api/events?component=studyhall.events").await).await;
+            assert_eq!(page["events"].as_array().unwrap().len(), 0, "{page}");
+        }
+    }
+}
+
+/// The retention policy.
+mod retention {
+    use super::*;
+
+    fn kept_two_seconds(settings: &mut ServeSettings) {
+        audited(settings);
+        settings.events.events_retention = Some(Duration::from_secs(2));
+    }
+
+    async fn listed(app: &TestApp) -> usize {
+        let (_, page) = json(app.get("/api/events?limit=1000").await).await;
+        page["events"].as_array().unwrap().len()
+    }
+
+    on_every_backend_with! {
+        kept_two_seconds;
+
+        async fn events_past_retention_go_under_a_signed_marker_and_the_rest_still_verifies(app) {
+            post_events(&app, 5).await;
+            checkpointed(&app, 5).await;
+            tokio::time::sleep(Duration::from_millis(2200)).await;
+            post_events(&app, 2).await;
+            for _ in 0..60 {
+                if listed(&app).await == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(listed(&app).await, 2, "the old events were not removed");
+            let key = checkpointed(&app, 7).await;
+            let verified = verify_store(&app.database_url, &key).await.unwrap();
+            assert_eq!((verified.removed, verified.events, verified.first), (5, 2, Some(6)));
+            let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+            let markers: Vec<&Value> = page["checkpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["kind"] == "retention")
+                .collect();
+            assert_eq!(markers.len(), 1, "{page}");
+            assert_eq!((markers[0]["first_position"].as_i64(), markers[0]["position"].as_i64()), (Some(1), Some(5)));
+            // The export carries the marker and verifies alone.
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("events.ndjson");
+            std::fs::write(&file, export(&app, "").await).unwrap();
+            assert_eq!(verify_file(&file, &key).unwrap().removed, 5);
+            // Without the marker, the removal is tampering.
+            tamper(&app, "DELETE FROM event_checkpoints WHERE kind = 'retention'").await;
+            assert_eq!(broken_at(&app, &key).await, 1);
+        }
+    }
+}
