@@ -70,6 +70,7 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
         &settings.database,
         settings.redis_url.as_ref(),
         settings.jobs.job_max_attempts,
+        &settings.audit.modules,
     )
     .await?;
     let db = core.db.clone();

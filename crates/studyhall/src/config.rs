@@ -49,6 +49,9 @@ pub struct WorkerArgs {
     pub database: DatabaseSettings,
 
     #[command(flatten)]
+    pub audit: AuditModules,
+
+    #[command(flatten)]
     pub jobs: JobSettings,
 }
 
@@ -328,6 +331,32 @@ pub struct AuditSettings {
     #[arg(long, env = "STUDYHALL_AUDIT_CHECKPOINT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub audit_checkpoint_secs: u32,
+
+    #[command(flatten)]
+    pub modules: AuditModules,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditModules {
+    /// Modules whose decisions are recorded in the event log (comma separated):
+    /// `streams`, `social`, `jobs`, `auth`, or `none`.
+    #[arg(long, env = "STUDYHALL_AUDIT_MODULES", value_delimiter = ',',
+          default_value = "streams,social,jobs,auth",
+          value_parser = clap::builder::PossibleValuesParser::new(["streams", "social", "jobs", "auth", "none"]))]
+    pub audit_modules: Vec<String>,
+}
+
+impl AuditModules {
+    /// Whether `module`'s decisions are recorded.
+    pub fn audits(&self, module: &str) -> bool {
+        self.audit_modules.iter().any(|name| name == module)
+    }
+}
+
+impl Default for AuditModules {
+    fn default() -> Self {
+        defaults()
+    }
 }
 
 impl Default for AuditSettings {

@@ -77,6 +77,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         &settings.database,
         settings.redis_url.as_ref(),
         settings.jobs.job_max_attempts,
+        &settings.audit.modules,
     )
     .await?;
     http::telemetry::prometheus();
@@ -109,6 +110,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
             tasks.worker(stop, tokio::spawn(worker));
         }
     }
+    let refusals = core.audited.audits("auth").then(|| core.recorder.clone());
     // The enqueuer drains once the last queue handle (the routes', the worker's) is gone.
     drop(core);
     tasks.writer(enqueuer);
@@ -125,7 +127,8 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
                 headers: settings.identity.trust_identity_headers,
                 peer_addr: settings.identity.trust_peer_addr,
             })
-            .with_admin_token(settings.admin_token.clone()),
+            .with_admin_token(settings.admin_token.clone())
+            .recording_refusals(refusals),
     );
     let router = router
         .layer(http::ops::document_route(document))
@@ -143,8 +146,13 @@ pub async fn work(
     settings: &config::WorkerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (Core { db, queue, .. }, enqueuer) =
-        Core::open(&settings.database, None, settings.jobs.job_max_attempts).await?;
+    let (Core { db, queue, .. }, enqueuer) = Core::open(
+        &settings.database,
+        None,
+        settings.jobs.job_max_attempts,
+        &settings.audit,
+    )
+    .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Tasks::upkeep(&db);
     tasks.writer(enqueuer);

@@ -6,37 +6,53 @@ use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::config::{DatabaseSettings, ServeSettings};
+use crate::audit::Recorder;
+use crate::config::{AuditModules, DatabaseSettings, ServeSettings};
 use crate::db::Db;
 use crate::jobs::{Handlers, Queue};
 use crate::redis_handle::RedisHandle;
 use crate::sensitive::RedisUrl;
 
-/// What the modules share: the database, Redis when configured, and the job queue.
+/// What the modules share: the database, Redis when configured, the job queue, and
+/// the audit log's recorder with the modules whose decisions it records.
 #[derive(Clone, Debug)]
 pub struct Core {
     pub db: Db,
     pub redis: Option<RedisHandle>,
     /// Enqueue jobs of the kinds a module registers in [`Plugin::jobs`].
     pub queue: Queue,
+    /// Records decisions that are not a database write (see [`Recorder`]); a module
+    /// records its database writes' decisions in their own transaction.
+    pub recorder: Recorder,
+    /// `STUDYHALL_AUDIT_MODULES`.
+    pub audited: AuditModules,
 }
 
 impl Core {
-    /// Opens the database (applying migrations), Redis when a URL is given, and the job
-    /// queue; with the queue's enqueuer task, to drain at shutdown.
+    /// Opens the database (applying migrations), Redis when a URL is given, the job
+    /// queue and the recorder; with their group-commit tasks, to drain at shutdown.
     pub async fn open(
         database: &DatabaseSettings,
         redis_url: Option<&RedisUrl>,
         job_max_attempts: u32,
-    ) -> anyhow::Result<(Core, Option<JoinHandle<()>>)> {
+        audited: &AuditModules,
+    ) -> anyhow::Result<(Core, Vec<JoinHandle<()>>)> {
         let db = Db::connect(&database.database_url, database.database_max_connections).await?;
         db.migrate().await?;
         let redis = match redis_url {
             Some(url) => Some(RedisHandle::connect(url).await?),
             None => None,
         };
-        let (queue, enqueuer) = Queue::new(&db, job_max_attempts);
-        Ok((Core { db, redis, queue }, enqueuer))
+        let (queue, enqueuer) = Queue::new(&db, job_max_attempts, audited.audits("jobs"));
+        let (recorder, recording) = Recorder::start(&db);
+        let core = Core {
+            db,
+            redis,
+            queue,
+            recorder,
+            audited: audited.clone(),
+        };
+        Ok((core, enqueuer.into_iter().chain([recording]).collect()))
     }
 }
 

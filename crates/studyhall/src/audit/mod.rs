@@ -230,3 +230,37 @@ pub async fn record(tx: &mut crate::db::Tx, decisions: &[Decision]) -> Result<()
         .collect();
     store::append(tx, &entries).await
 }
+
+/// Records decisions in transactions of their own, group-committed: for decisions that
+/// are not a database write of this service (a Redis stream lease, a refused token).
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    batcher: crate::batch::Batcher<Decision, ()>,
+}
+
+struct RecordBatch(Db);
+
+impl crate::batch::Batched for RecordBatch {
+    type Write = Decision;
+    type Outcome = ();
+
+    async fn apply(&mut self, decisions: &[Decision]) -> Result<Vec<()>, sqlx::Error> {
+        let mut tx = self.0.begin_write().await?;
+        record(&mut tx, decisions).await?;
+        tx.commit().await?;
+        Ok(vec![(); decisions.len()])
+    }
+}
+
+impl Recorder {
+    /// The recorder, and its task to await at shutdown.
+    pub fn start(db: &Db) -> (Recorder, tokio::task::JoinHandle<()>) {
+        let (batcher, task) = crate::batch::Batcher::start(RecordBatch(db.clone()));
+        (Recorder { batcher }, task)
+    }
+
+    /// Records `decision` once it is durable.
+    pub async fn record(&self, decision: Decision) -> Result<(), crate::error::StoreError> {
+        self.batcher.submit(decision).await
+    }
+}

@@ -88,6 +88,56 @@ pub struct Auth {
     /// The operators' credential (`STUDYHALL_ADMIN_TOKEN`); without one the operator
     /// routes are refused.
     admin_token: Option<Secret>,
+    /// Where refused tokens are recorded (`STUDYHALL_AUDIT_MODULES` names `auth`).
+    refusals: Option<Refusals>,
+}
+
+/// Refused tokens recorded in the audit log: at most [`Refusals::PER_MINUTE`] a
+/// minute, so a flood of bad tokens cannot flood the log; the next record counts the
+/// refusals left out before it.
+struct Refusals {
+    recorder: crate::audit::Recorder,
+    /// The minute's start, the refusals recorded in it, and those left out since the
+    /// last record.
+    window: std::sync::Mutex<(std::time::Instant, u32, u64)>,
+}
+
+impl Refusals {
+    const PER_MINUTE: u32 = 10;
+
+    fn note(&self, reason: &str) {
+        let suppressed = {
+            let Ok(mut window) = self.window.lock() else {
+                return;
+            };
+            let (started, recorded, suppressed) = &mut *window;
+            if started.elapsed() >= Duration::from_secs(60) {
+                *started = std::time::Instant::now();
+                *recorded = 0;
+            }
+            if *recorded >= Self::PER_MINUTE {
+                *suppressed += 1;
+                metrics::counter!("audit_refusals_suppressed_total").increment(1);
+                return;
+            }
+            *recorded += 1;
+            std::mem::take(suppressed)
+        };
+        let data = serde_json::json!({"reason": reason, "suppressed_before": suppressed});
+        let decision = crate::audit::Decision::new(
+            "studyhall.auth",
+            "token.refused",
+            crate::audit::Actor::user(None, None),
+            data,
+        );
+        let recorder = self.recorder.clone();
+        // The refusal is answered at once; its record follows.
+        tokio::spawn(async move {
+            if let Err(err) = recorder.record(decision).await {
+                tracing::warn!(error = %err, "recording a refused token failed");
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -169,6 +219,7 @@ impl Auth {
             user_claim: settings.jwt_user_claim.clone(),
             trust: IdentityTrust::default(),
             admin_token: None,
+            refusals: None,
         })
     }
 
@@ -179,6 +230,15 @@ impl Auth {
 
     pub fn with_admin_token(mut self, token: Option<Secret>) -> Auth {
         self.admin_token = token;
+        self
+    }
+
+    /// Records refused tokens (their reason, never the token) with `recorder`.
+    pub fn recording_refusals(mut self, recorder: Option<crate::audit::Recorder>) -> Auth {
+        self.refusals = recorder.map(|recorder| Refusals {
+            recorder,
+            window: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)),
+        });
         self
     }
 
@@ -268,8 +328,18 @@ impl Auth {
         }
     }
 
-    /// Checks a bearer token and returns its user.
+    /// Checks a bearer token and returns its user; a refusal is recorded (see
+    /// [`Refusals`]).
     pub async fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let verified = self.check(token).await;
+        if let (Err(ApiError::Refused { detail, .. }), Some(refusals)) = (&verified, &self.refusals)
+        {
+            refusals.note(detail);
+        }
+        verified
+    }
+
+    async fn check(&self, token: &str) -> Result<AuthUser, ApiError> {
         if token.len() > MAX_TOKEN {
             return Err(unauthorized("The token is larger than 8 KiB."));
         }
@@ -659,6 +729,7 @@ mod tests {
             user_claim: "sub".into(),
             trust: IdentityTrust::default(),
             admin_token: None,
+            refusals: None,
         }
     }
 

@@ -101,7 +101,7 @@ pub async fn retry(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
-    match queue.retry(&id).await? {
+    match queue.retry(&id, crate::audit::Actor::operator()).await? {
         Retried::Queued(job) => Ok(Json(job)),
         Retried::NotFound => Err(not_found()),
         Retried::NotDead(state) => Err(ApiError::new(

@@ -3,6 +3,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::JobKind;
+use crate::audit::{Actor, Decision};
 use crate::batch::{Batched, Batcher};
 use crate::clock::{now_micros, Micros};
 use crate::db::{Db, Tx};
@@ -130,18 +131,25 @@ pub enum Retried {
 pub struct Queue {
     db: Db,
     max_attempts: i64,
+    /// Dead jobs and retries are recorded in the audit log (`STUDYHALL_AUDIT_MODULES`).
+    pub(crate) audited: bool,
     /// Enqueues are group-committed: the jobs enqueued together are one INSERT.
     batcher: Batcher<NewJob, ()>,
 }
 
 impl Queue {
     /// The queue, and its group-commit task to await at shutdown.
-    pub fn new(db: &Db, max_attempts: u32) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
+    pub fn new(
+        db: &Db,
+        max_attempts: u32,
+        audited: bool,
+    ) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
         let (batcher, task) = Batcher::start(Batch(db.clone()));
         (
             Queue {
                 db: db.clone(),
                 max_attempts: i64::from(max_attempts),
+                audited,
                 batcher,
             },
             Some(task),
@@ -212,15 +220,23 @@ impl Queue {
         Ok(rows.into_iter().map(job).collect())
     }
 
-    /// Requeues a dead job with fresh attempts.
-    pub async fn retry(&self, id: &str) -> Result<Retried, StoreError> {
+    /// Requeues a dead job with fresh attempts, recording that `by` did.
+    pub async fn retry(&self, id: &str, by: Actor) -> Result<Retried, StoreError> {
         let sql = "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $2, lease_until = NULL, finished_at = NULL
-                   WHERE id = $1 AND state = 'dead'";
-        let changed = Sql::new(sql)
+                   WHERE id = $1 AND state = 'dead' RETURNING kind, last_error";
+        let mut tx = self.db.begin_write().await?;
+        let retried: Option<(String, Option<String>)> = Sql::new(sql)
             .bind(id)
             .bind(now_micros())
-            .execute(&self.db)
+            .fetch_optional(&mut tx)
             .await?;
+        if let (Some((kind, error)), true) = (&retried, self.audited) {
+            let data = serde_json::json!({"job": id, "kind": kind, "last_error": error});
+            let decision = Decision::new("studyhall.jobs", "job.retried", by, data);
+            crate::audit::record(&mut tx, &[decision]).await?;
+        }
+        tx.commit().await?;
+        let changed = u64::from(retried.is_some());
         Ok(match (changed, self.get(id).await?) {
             (_, None) => Retried::NotFound,
             (0, Some(job)) => Retried::NotDead(job.state),

@@ -110,7 +110,7 @@ impl Fixture {
             .await
             .map(drop)
             .unwrap();
-        let (queue, _) = Queue::new(&db, 3);
+        let (queue, _) = Queue::new(&db, 3, true);
         Fixture {
             db,
             queue,
@@ -224,10 +224,34 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
         0,
         "a dead job is not run again by itself"
     );
-    let Retried::Queued(retried) = fx.queue.retry(&id).await.unwrap() else {
+    let Retried::Queued(retried) = fx
+        .queue
+        .retry(&id, crate::audit::Actor::operator())
+        .await
+        .unwrap()
+    else {
         panic!("a dead job is retried");
     };
     assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
+    // The death and the retry are in the audit log, each once, committed with the
+    // transition itself.
+    let recorded: Vec<(String, String)> = crate::sql::Sql::new(
+        "SELECT message, data FROM events WHERE component = 'studyhall.jobs' ORDER BY position",
+    )
+    .fetch_all(fx.queue.db())
+    .await
+    .unwrap();
+    let messages: Vec<&str> = recorded.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(messages, ["job.dead", "job.retried"]);
+    let dead: serde_json::Value = serde_json::from_str(&recorded[0].1).unwrap();
+    assert_eq!(dead["job"], id.as_str());
+    assert_eq!(dead["attempts"], 3);
+    assert!(dead["error"]
+        .as_str()
+        .unwrap()
+        .contains("planned failure 3"));
+    let retry: serde_json::Value = serde_json::from_str(&recorded[1].1).unwrap();
+    assert_eq!(retry["actor"]["kind"], "operator");
     assert_eq!(
         worker.run_batch().await.unwrap().failed,
         1,
@@ -241,13 +265,19 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     assert_eq!(fx.effects().await, (1, 1));
     assert!(
         matches!(
-            fx.queue.retry(&id).await.unwrap(),
+            fx.queue
+                .retry(&id, crate::audit::Actor::operator())
+                .await
+                .unwrap(),
             Retried::NotDead(JobState::Succeeded)
         ),
         "only dead jobs can be retried"
     );
     assert!(matches!(
-        fx.queue.retry("no-such-job").await.unwrap(),
+        fx.queue
+            .retry("no-such-job", crate::audit::Actor::operator())
+            .await
+            .unwrap(),
         Retried::NotFound
     ));
     fx.close().await;

@@ -199,6 +199,7 @@ impl Worker {
         let mut outcome = Outcome::default();
         let mut labels = Vec::with_capacity(jobs.len());
         let mut later = Increments::default();
+        let mut dead = Vec::new();
         let mut tx = self.queue.begin().await?;
         for (place, (job, prepared)) in jobs.iter().enumerate() {
             let started = Instant::now();
@@ -246,6 +247,16 @@ impl Worker {
                     {
                         JobState::Dead => {
                             outcome.dead += 1;
+                            let data = serde_json::json!({
+                                "job": job.id, "kind": job.kind, "attempts": job.attempts,
+                                "error": message.chars().take(2000).collect::<String>(),
+                            });
+                            dead.push(crate::audit::Decision::new(
+                                "studyhall.jobs",
+                                "job.dead",
+                                crate::audit::Actor::system(),
+                                data,
+                            ));
                             "dead"
                         }
                         _ => {
@@ -265,6 +276,9 @@ impl Worker {
             }
         }
         later.apply(&mut tx).await?;
+        if self.queue.audited {
+            crate::audit::record(&mut tx, &dead).await?;
+        }
         tx.commit().await?;
         Ok((outcome, labels))
     }

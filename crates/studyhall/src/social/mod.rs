@@ -16,7 +16,10 @@ pub const PLUGIN: Plugin = Plugin {
     api: || module::document(routes()),
     aliases: &[],
     jobs: module::no_jobs,
-    start: |core, _| Ok(Module::new(routes().with_state(SocialStore::new(&core.db)))),
+    start: |core, _| {
+        let store = SocialStore::new(&core.db, core.audited.audits("social"));
+        Ok(Module::new(routes().with_state(store)))
+    },
 };
 
 fn routes() -> OpenApiRouter<SocialStore> {

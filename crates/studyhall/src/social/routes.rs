@@ -496,7 +496,7 @@ pub async fn unfriend(
             "You can only end your own friendships",
         ));
     }
-    if !store.unfriend(&a, &b).await? {
+    if !store.unfriend(&a, &b, &me.id).await? {
         return Err(detail(StatusCode::NOT_FOUND, "Friendship not found"));
     }
     Ok(success())

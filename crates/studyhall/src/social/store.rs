@@ -2,7 +2,10 @@
 //! features), so each query is written once and run on whichever pool there is; only
 //! the migrations differ (the pair index, trigram indexes on PostgreSQL).
 
+use serde_json::json;
+
 use super::model::{Friendship, FriendshipRow, UserFriendRequest, UserRow};
+use crate::audit::{Actor, Decision};
 use crate::clock::now_micros;
 use crate::db::Db;
 use crate::error::StoreError;
@@ -48,6 +51,11 @@ fn user_columns() -> &'static str {
 const ORDER: &str = " ORDER BY u.first_name, u.last_name, u.user_id";
 const PAIR: &str = "((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))";
 
+/// A user as the audit log names them (their email is on their profile).
+fn user(id: &str) -> Actor {
+    Actor::user(Some(id.to_owned()), None)
+}
+
 fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -72,11 +80,34 @@ pub struct Search<'a> {
 #[derive(Clone, Debug)]
 pub struct SocialStore {
     db: Db,
+    /// Profiles created and friendships changed are recorded in the audit log.
+    audited: bool,
 }
 
+const COMPONENT: &str = "studyhall.social";
+
 impl SocialStore {
-    pub fn new(db: &Db) -> Self {
-        SocialStore { db: db.clone() }
+    pub fn new(db: &Db, audited: bool) -> Self {
+        SocialStore {
+            db: db.clone(),
+            audited,
+        }
+    }
+
+    /// Runs `statement` in a transaction of its own, recording `decision` in it when
+    /// the statement changed something; how many rows it changed.
+    async fn write(
+        &self,
+        statement: Sql<'_>,
+        decision: impl FnOnce() -> Decision,
+    ) -> Result<u64, sqlx::Error> {
+        let mut tx = self.db.begin_write().await?;
+        let changed = statement.execute(&mut tx).await?;
+        if changed > 0 && self.audited {
+            crate::audit::record(&mut tx, &[decision()]).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     #[tracing::instrument(skip(self))]
@@ -101,13 +132,17 @@ impl SocialStore {
         last_name: &str,
     ) -> Result<bool, sqlx::Error> {
         let sql = "INSERT INTO social_users (user_id, email, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5)";
-        let done = Sql::new(sql)
+        let insert = Sql::new(sql)
             .bind(id)
             .bind(email)
             .bind(first_name)
             .bind(last_name)
-            .bind(now_micros())
-            .execute(&self.db)
+            .bind(now_micros());
+        let done = self
+            .write(insert, || {
+                let actor = Actor::user(Some(id.to_owned()), Some(email.to_owned()));
+                Decision::new(COMPONENT, "profile.created", actor, json!({"user": id}))
+            })
             .await
             .map(drop);
         match done {
@@ -316,11 +351,12 @@ impl SocialStore {
             }
             let sql =
                 "INSERT INTO friendships (user_id1, user_id2, requested_at) VALUES ($1, $2, $3)";
-            let inserted = Sql::new(sql)
-                .bind(caller)
-                .bind(other)
-                .bind(now_micros())
-                .execute(&self.db)
+            let insert = Sql::new(sql).bind(caller).bind(other).bind(now_micros());
+            let inserted = self
+                .write(insert, || {
+                    let data = json!({"from": caller, "to": other});
+                    Decision::new(COMPONENT, "friend.requested", user(caller), data)
+                })
                 .await
                 .map(drop);
             match inserted {
@@ -337,11 +373,12 @@ impl SocialStore {
     /// Accepts `from`'s pending request to the caller; false if there is none.
     pub async fn accept(&self, caller: &str, from: &str) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE friendships SET accepted_at = $3 WHERE user_id1 = $2 AND user_id2 = $1 AND accepted_at IS NULL";
-        let done = Sql::new(sql)
-            .bind(caller)
-            .bind(from)
-            .bind(now_micros())
-            .execute(&self.db)
+        let update = Sql::new(sql).bind(caller).bind(from).bind(now_micros());
+        let done = self
+            .write(update, || {
+                let data = json!({"from": from, "to": caller});
+                Decision::new(COMPONENT, "friend.accepted", user(caller), data)
+            })
             .await?;
         Ok(done > 0)
     }
@@ -349,13 +386,26 @@ impl SocialStore {
     /// Deletes the pending request between two users (declined or withdrawn).
     pub async fn drop_request(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
         let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NULL");
-        let done = Sql::new(&sql).bind(a).bind(b).execute(&self.db).await?;
+        let delete = Sql::new(&sql).bind(a).bind(b);
+        let done = self
+            .write(delete, || {
+                let data = json!({"by": a, "other": b});
+                Decision::new(COMPONENT, "friend.request_removed", user(a), data)
+            })
+            .await?;
         Ok(done > 0)
     }
 
-    pub async fn unfriend(&self, a: &str, b: &str) -> Result<bool, sqlx::Error> {
+    /// Ends the friendship of `a` and `b`, at the request of `by`.
+    pub async fn unfriend(&self, a: &str, b: &str, by: &str) -> Result<bool, sqlx::Error> {
         let sql = format!("DELETE FROM friendships WHERE {PAIR} AND accepted_at IS NOT NULL");
-        let done = Sql::new(&sql).bind(a).bind(b).execute(&self.db).await?;
+        let delete = Sql::new(&sql).bind(a).bind(b);
+        let done = self
+            .write(delete, || {
+                let data = json!({"users": [a, b]});
+                Decision::new(COMPONENT, "friend.removed", user(by), data)
+            })
+            .await?;
         Ok(done > 0)
     }
 

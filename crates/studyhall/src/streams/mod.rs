@@ -51,6 +51,9 @@ pub(crate) fn store(
         settings.streams_backend,
         core.redis.as_ref(),
         Policy::from(settings),
+        core.audited
+            .audits("streams")
+            .then(|| core.recorder.clone()),
     )
 }
 
@@ -62,8 +65,9 @@ fn routes() -> OpenApiRouter<Streams> {
         .routes(routes!(routes::set_limit, routes::reset_limit))
 }
 
-/// Keeps the `active_streams` gauge current (every second, on every backend) and
-/// forgets old leases (SQL backends, every five minutes).
+/// Keeps the `active_streams` gauge current (every second, on every backend), records
+/// expired leases (SQL backends, every second) and forgets old leases (SQL backends,
+/// every five minutes).
 async fn housekeeping(store: StreamStore) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 0;
@@ -75,6 +79,11 @@ async fn housekeeping(store: StreamStore) {
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "counting active streams failed")
             }
+        }
+        match store.sweep_expired().await {
+            Ok(0) => {}
+            Ok(swept) => tracing::debug!(swept, "recorded expired stream leases"),
+            Err(err) => tracing::warn!(error = %err, "recording expired stream leases failed"),
         }
         if ticks.is_multiple_of(300) {
             if let Err(err) = store.prune().await {

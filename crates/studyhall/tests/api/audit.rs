@@ -353,11 +353,16 @@ mod access {
         request.send().await.unwrap().status().as_u16()
     }
 
-    /// Events the service recorded about itself with `message`.
+    /// Events the service recorded about its event log with `message`.
     async fn recorded(app: &TestApp, message: &str) -> Vec<Value> {
+        recorded_in(app, "studyhall.events", message).await
+    }
+
+    /// Events the service recorded with `component` and `message`.
+    async fn recorded_in(app: &TestApp, component: &str, message: &str) -> Vec<Value> {
         let response = app
             .client
-            .get(app.url("/api/events?component=studyhall.events&limit=1000"))
+            .get(app.url(&format!("/api/events?component={component}&limit=1000")))
             .bearer_auth(ADMIN)
             .send()
             .await
@@ -442,12 +447,40 @@ mod access {
             assert_eq!(post(None).await, 401);
             assert_eq!(post(Some(token_with("r", json!({"scope": "events:read"})))).await, 403);
             assert_eq!(post(Some("garbage".into())).await, 401);
-            let (_, page) = json(app.get("/api/events").await).await;
+            let (_, page) = json(app.get("/api/events?component=billing").await).await;
             assert_eq!(page["events"].as_array().unwrap().len(), 0, "a refused post stored something");
             assert_eq!(post(Some(token_with("w", json!({"scope": "events:write"})))).await, 201);
             assert_eq!(post(Some(ADMIN.into())).await, 201);
-            let (_, page) = json(app.get("/api/events").await).await;
+            let (_, page) = json(app.get("/api/events?component=billing").await).await;
             assert_eq!(page["events"].as_array().unwrap().len(), 2);
+        }
+
+        async fn refused_tokens_are_recorded_by_reason_at_most_ten_a_minute(app, with_tokens) {
+            let expired = {
+                let claims = json!({"sub": "late", "exp": 1_000_000_000i64});
+                jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+            };
+            for n in 0..15 {
+                let token = if n % 2 == 0 { expired.clone() } else { format!("garbage-{n}") };
+                let response = app.client.post(app.url("/api/events")).bearer_auth(&token).json(&event(n)).send().await.unwrap();
+                assert_eq!(response.status(), 401);
+            }
+            let mut refused = Vec::new();
+            for _ in 0..50 {
+                refused = recorded_in(&app, "studyhall.auth", "token.refused").await;
+                if refused.len() >= 10 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let refused_now = recorded_in(&app, "studyhall.auth", "token.refused").await;
+            assert_eq!((refused.len(), refused_now.len()), (10, 10), "the flood was not held to ten a minute");
+            let reasons: Vec<&str> = refused_now.iter().map(|e| e["data"]["reason"].as_str().unwrap()).collect();
+            assert!(reasons.contains(&"The token has expired."), "{reasons:?}");
+            assert!(reasons.contains(&"The token is malformed."), "{reasons:?}");
+            let text = serde_json::to_string(&refused_now).unwrap();
+            assert!(!text.contains(&expired) && !text.contains("garbage-"), "a token reached the log");
         }
 
         async fn open_reads_by_anonymous_callers_are_not_recorded(app, with_tokens) {

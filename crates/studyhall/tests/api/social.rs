@@ -312,3 +312,56 @@ on_every_backend_with! {
         assert_eq!(ids(&get(&app, &ada, "/users/search/name/love").await.1).len(), 4);
     }
 }
+
+/// What the module records in the audit log.
+mod audited {
+    use super::*;
+    use crate::on_every_backend_each;
+
+    /// The log's record of the social module's decisions, oldest first.
+    async fn recorded(app: &TestApp) -> Vec<Value> {
+        let (status, page) = json(
+            app.get("/api/events?component=studyhall.social&order=asc&limit=1000")
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        page["events"].as_array().unwrap().clone()
+    }
+
+    fn unaudited(settings: &mut ServeSettings) {
+        with_secret(settings);
+        settings.audit.modules.audit_modules = vec!["streams".into(), "jobs".into()];
+    }
+
+    on_every_backend_each! {
+        async fn each_profile_and_friendship_decision_is_recorded_once(app, with_secret) {
+            let ada = signed_up(&app, "ada", "Ada", "Lovelace").await;
+            let bob = signed_up(&app, "bob", "Bob", "B").await;
+            // A second sign-up of the same user is refused and decides nothing.
+            let (status, _) = post(&app, &ada, "/users/me", json!({"first_name": "A", "last_name": "B"})).await;
+            assert_eq!(status, 400);
+            assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 200);
+            assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 200);
+            let (status, body) = post(&app, &bob, "/friendship/delete", json!({"user_id1": ada.id, "user_id2": bob.id})).await;
+            assert_eq!(status, 200, "{body}");
+            let events = recorded(&app).await;
+            let messages: Vec<&str> = events.iter().map(|e| e["message"].as_str().unwrap()).collect();
+            assert_eq!(messages, ["profile.created", "profile.created", "friend.requested", "friend.accepted", "friend.removed"]);
+            assert_eq!(events[0]["data"]["user"], ada.id.as_str());
+            assert_eq!(events[0]["email"], format!("{}@Example.com", ada.id));
+            assert_eq!(events[2]["data"]["from"], ada.id.as_str());
+            assert_eq!(events[2]["data"]["to"], bob.id.as_str());
+            assert_eq!(events[3]["data"]["actor"]["id"], bob.id.as_str());
+            assert_eq!(events[4]["data"]["actor"]["id"], bob.id.as_str());
+            assert!(events.iter().all(|e| e["environment"] == "studyhall"));
+        }
+
+        async fn with_social_auditing_off_nothing_is_recorded(app, unaudited) {
+            let ada = signed_up(&app, "ada", "Ada", "Lovelace").await;
+            let bob = signed_up(&app, "bob", "Bob", "B").await;
+            assert_eq!(post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await.0, 200);
+            assert!(recorded(&app).await.is_empty());
+        }
+    }
+}

@@ -356,3 +356,116 @@ on_every_stream_backend! {
 fn rand_octet() -> u8 {
     (uuid::Uuid::new_v4().as_u128() % 250) as u8 + 1
 }
+
+/// What the module records in the audit log.
+mod audited {
+    use super::*;
+    use crate::on_every_backend_each;
+
+    fn audited_short_lease(settings: &mut ServeSettings) {
+        with_admin(settings);
+        short_lease(settings);
+    }
+
+    fn unaudited(settings: &mut ServeSettings) {
+        settings.audit.modules.audit_modules = vec!["none".into()];
+    }
+
+    /// The log's record of `user`'s streams, oldest first.
+    async fn recorded(app: &TestApp, user: &str) -> Vec<Value> {
+        let (status, page) = json(
+            app.get("/api/events?component=studyhall.streams&order=asc&limit=1000")
+                .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        let viewer = format!("user:{user}");
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|event| event["data"]["viewer"] == viewer.as_str())
+            .cloned()
+            .collect()
+    }
+
+    fn messages(events: &[Value]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    on_every_stream_backend! {
+        async fn each_start_refusal_end_and_limit_change_is_recorded_with_its_counts(app, audited_short_lease) {
+            let user = viewer();
+            let path = app.url(&format!("/api/v1/viewers/user:{user}/limit"));
+            assert_eq!(app.client.put(&path).bearer_auth(ADMIN).json(&json!({"limit": 2})).send().await.unwrap().status(), 200);
+            let first = started_id(start(&app, &user, None).await).await;
+            started_id(start(&app, &user, None).await).await;
+            assert_eq!(start(&app, &user, None).await.status(), 429);
+            assert_eq!(end(&app, &user, &first).await, 204);
+            let events = recorded(&app, &user).await;
+            assert_eq!(
+                messages(&events),
+                ["stream.limit_changed", "stream.started", "stream.started", "stream.refused", "stream.ended"]
+            );
+            assert_eq!(events[0]["data"]["limit"], 2);
+            assert_eq!(events[0]["data"]["actor"]["kind"], "operator");
+            assert_eq!((events[2]["data"]["active"].as_i64(), events[2]["data"]["limit"].as_i64()), (Some(2), Some(2)));
+            assert_eq!((events[3]["data"]["active"].as_i64(), events[3]["data"]["limit"].as_i64()), (Some(2), Some(2)));
+            assert!(events[3]["data"]["retry_after_us"].as_i64().unwrap() > 0);
+            assert_eq!(events[4]["data"]["stream"], first.as_str());
+            assert_eq!(events[4]["data"]["active"], 1);
+            assert_eq!(events[1]["data"]["actor"]["id"], format!("user:{user}"));
+        }
+
+        async fn concurrent_starts_leave_exactly_one_record_per_decision(app, defaults) {
+            // Twenty starts at once against the default limit of three: whatever order they
+            // are decided in, the log holds three allowed and seventeen refused.
+            let user = viewer();
+            let starts: Vec<_> = (0..20).map(|_| start(&app, &user, None)).collect();
+            let statuses: Vec<u16> = futures_util::future::join_all(starts)
+                .await
+                .iter()
+                .map(|r| r.status().as_u16())
+                .collect();
+            assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
+            let events = recorded(&app, &user).await;
+            let started = events.iter().filter(|e| e["message"] == "stream.started").count();
+            let refused = events.iter().filter(|e| e["message"] == "stream.refused").count();
+            assert_eq!((started, refused), (3, 17));
+        }
+
+        async fn with_streams_auditing_off_nothing_is_recorded(app, unaudited) {
+            let user = viewer();
+            started_id(start(&app, &user, None).await).await;
+            assert!(recorded(&app, &user).await.is_empty());
+        }
+    }
+
+    /// Expiry is seen by the SQL backends only.
+    mod expiry {
+        use super::*;
+
+        on_every_backend_each! {
+            async fn a_lease_that_expires_unended_is_recorded_as_expired(app, short_lease) {
+                let user = viewer();
+                let id = started_id(start(&app, &user, None).await).await;
+                for _ in 0..50 {
+                    if messages(&recorded(&app, &user).await).contains(&"stream.expired".to_owned()) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let events = recorded(&app, &user).await;
+                assert_eq!(messages(&events), ["stream.started", "stream.expired"]);
+                assert_eq!(events[1]["data"]["stream"], id.as_str());
+                assert_eq!(events[1]["data"]["actor"]["kind"], "system");
+                // An expired lease stays expired: it cannot be ended, and its slot is free.
+                assert_eq!(end(&app, &user, &id).await, 404);
+                assert_eq!(active(&app, &user).await.0.len(), 0);
+            }
+        }
+    }
+}

@@ -11,6 +11,9 @@ mod sql;
 use tokio::task::JoinHandle;
 
 use super::model::{Counts, StartRequest, Started, Stream};
+use serde_json::json;
+
+use crate::audit::{Actor, Decision, Recorder};
 use crate::config::{StreamSettings, StreamsBackend};
 use crate::db::Db;
 use crate::error::StoreError;
@@ -36,17 +39,66 @@ impl From<&StreamSettings> for Policy {
 
 #[derive(Clone, Debug)]
 pub enum StreamStore {
+    /// Decisions are recorded in the transaction that makes them (when audited).
     Sql(sql::SqlStreams),
-    Redis(redis::RedisStreams),
+    /// Decisions are recorded right after Redis made them, by the recorder (when
+    /// audited): a crash between the two loses the record, never the decision.
+    Redis(redis::RedisStreams, Option<Recorder>),
+}
+
+/// The audit log's record of what a start did.
+fn started(viewer: &str, started: &Started) -> Decision {
+    let (message, data) = match started {
+        Started::Created(stream, counts) | Started::Renewed(stream, counts) => (
+            "stream.started",
+            json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
+                   "renewed": matches!(started, Started::Renewed(..))}),
+        ),
+        Started::Refused {
+            counts,
+            retry_after_us,
+        } => (
+            "stream.refused",
+            json!({"viewer": viewer, "active": counts.active, "limit": counts.limit, "retry_after_us": retry_after_us}),
+        ),
+    };
+    Decision::new(COMPONENT, message, viewer_actor(viewer), data)
+}
+
+fn ended(viewer: &str, stream: &Stream, counts: &Counts) -> Decision {
+    let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit});
+    Decision::new(COMPONENT, "stream.ended", viewer_actor(viewer), data)
+}
+
+fn limit_changed(viewer: &str, limit: Option<i64>) -> Decision {
+    let data = json!({"viewer": viewer, "limit": limit});
+    Decision::new(COMPONENT, "stream.limit_changed", Actor::operator(), data)
+}
+
+fn expired(viewer: &str, stream: &str, at: i64) -> Decision {
+    let data = json!({"viewer": viewer, "stream": stream, "expired_at_us": at});
+    Decision::new(COMPONENT, "stream.expired", Actor::system(), data)
+}
+
+const COMPONENT: &str = "studyhall.streams";
+
+fn viewer_actor(viewer: &str) -> Actor {
+    Actor {
+        kind: "viewer",
+        id: Some(viewer.to_owned()),
+        email: None,
+    }
 }
 
 impl StreamStore {
     /// The store, and on SQLite the group-commit task to await at shutdown.
+    /// `recorder`: record decisions, with it where they are not a database write.
     pub fn new(
         db: &Db,
         backend: StreamsBackend,
         redis: Option<&RedisHandle>,
         policy: Policy,
+        recorder: Option<Recorder>,
     ) -> anyhow::Result<(StreamStore, Vec<JoinHandle<()>>)> {
         Ok(match (backend, db) {
             (StreamsBackend::Redis, _) => {
@@ -54,22 +106,37 @@ impl StreamStore {
                     anyhow::anyhow!("the redis streams backend needs STUDYHALL_REDIS_URL")
                 })?;
                 (
-                    StreamStore::Redis(redis::RedisStreams::new(redis.clone(), policy)),
+                    StreamStore::Redis(redis::RedisStreams::new(redis.clone(), policy), recorder),
                     Vec::new(),
                 )
             }
             (StreamsBackend::Sql, db) => {
-                let (store, task) = sql::SqlStreams::spawn(db.clone(), policy);
+                let (store, task) = sql::SqlStreams::spawn(db.clone(), policy, recorder.is_some());
                 (StreamStore::Sql(store), task)
             }
         })
+    }
+
+    /// Records a decision Redis made (a no-op when unaudited).
+    async fn recorded(
+        recorder: &Option<Recorder>,
+        decision: impl FnOnce() -> Decision,
+    ) -> Result<(), StoreError> {
+        match recorder {
+            Some(recorder) => recorder.record(decision()).await,
+            None => Ok(()),
+        }
     }
 
     #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
     pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.start(viewer, request).await?),
-            StreamStore::Redis(store) => store.start(viewer, request).await,
+            StreamStore::Redis(store, recorder) => {
+                let done = store.start(viewer, request).await?;
+                StreamStore::recorded(recorder, || started(viewer, &done)).await?;
+                Ok(done)
+            }
         }
     }
 
@@ -77,7 +144,7 @@ impl StreamStore {
     pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.heartbeat(viewer, id).await?),
-            StreamStore::Redis(store) => store.heartbeat(viewer, id).await,
+            StreamStore::Redis(store, _) => store.heartbeat(viewer, id).await,
         }
     }
 
@@ -89,7 +156,13 @@ impl StreamStore {
     ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.end(viewer, id).await?),
-            StreamStore::Redis(store) => store.end(viewer, id).await,
+            StreamStore::Redis(store, recorder) => {
+                let done = store.end(viewer, id).await?;
+                if let Some((stream, counts)) = &done {
+                    StreamStore::recorded(recorder, || ended(viewer, stream, counts)).await?;
+                }
+                Ok(done)
+            }
         }
     }
 
@@ -97,7 +170,7 @@ impl StreamStore {
     pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.list(viewer).await?),
-            StreamStore::Redis(store) => store.list(viewer).await,
+            StreamStore::Redis(store, _) => store.list(viewer).await,
         }
     }
 
@@ -106,7 +179,10 @@ impl StreamStore {
     pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit).await?),
-            StreamStore::Redis(store) => store.set_limit(viewer, limit).await,
+            StreamStore::Redis(store, recorder) => {
+                store.set_limit(viewer, limit).await?;
+                StreamStore::recorded(recorder, || limit_changed(viewer, limit)).await
+            }
         }
     }
 
@@ -114,7 +190,7 @@ impl StreamStore {
     pub async fn active_total(&self) -> anyhow::Result<i64> {
         let store = match self {
             StreamStore::Sql(store) => store,
-            StreamStore::Redis(store) => return Ok(store.active_total().await?),
+            StreamStore::Redis(store, _) => return Ok(store.active_total().await?),
         };
         let now = store.now().await?;
         let active: Option<i64> = Sql::new(ACTIVE_TOTAL)
@@ -129,10 +205,18 @@ impl StreamStore {
     pub async fn prune(&self) -> Result<u64, sqlx::Error> {
         let store = match self {
             StreamStore::Sql(store) => store,
-            StreamStore::Redis(_) => return Ok(0),
+            StreamStore::Redis(..) => return Ok(0),
         };
         let now = store.now().await?;
         Sql::new(PRUNE).bind(now).execute(store.db()).await
+    }
+    /// Records the leases that expired since the last sweep (SQL backends, when
+    /// audited; Redis expires its leases unseen). How many.
+    pub async fn sweep_expired(&self) -> Result<u64, sqlx::Error> {
+        match self {
+            StreamStore::Sql(store) => store.sweep_expired().await,
+            StreamStore::Redis(..) => Ok(0),
+        }
     }
 }
 

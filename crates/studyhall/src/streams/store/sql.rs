@@ -32,6 +32,8 @@ pub struct SqlStreams {
     db: Db,
     writers: Vec<Batcher<Op, Done>>,
     policy: Policy,
+    /// Decisions are recorded in the audit log, in their own transaction.
+    audited: bool,
 }
 
 /// Writers on PostgreSQL (SQLite has one writer whatever the process does).
@@ -66,7 +68,7 @@ pub enum Done {
 
 impl SqlStreams {
     /// The store, and its writer tasks to await at shutdown.
-    pub fn spawn(db: Db, policy: Policy) -> (SqlStreams, Vec<JoinHandle<()>>) {
+    pub fn spawn(db: Db, policy: Policy, audited: bool) -> (SqlStreams, Vec<JoinHandle<()>>) {
         let writers = match db {
             Db::Postgres(_) => POSTGRES_WRITERS,
             Db::Sqlite(_) => 1,
@@ -76,6 +78,7 @@ impl SqlStreams {
                 Batcher::start(Batch {
                     db: db.clone(),
                     policy,
+                    audited,
                 })
             })
             .unzip();
@@ -84,6 +87,7 @@ impl SqlStreams {
                 db,
                 writers,
                 policy,
+                audited,
             },
             tasks,
         )
@@ -157,6 +161,37 @@ impl SqlStreams {
         Ok((rows, counts))
     }
 
+    /// Marks leases that expired unended as ended at their expiry, recording each, in
+    /// one transaction; nothing when unaudited (an expired lease counts for nothing
+    /// either way). Rows another instance is sweeping are skipped, not waited for.
+    pub async fn sweep_expired(&self) -> Result<u64, sqlx::Error> {
+        if !self.audited {
+            return Ok(0);
+        }
+        let mut tx = self.db.begin_write().await?;
+        let now = now(&mut tx).await?;
+        let lock = if matches!(tx, Tx::Postgres(_)) {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sweep = format!(
+            "UPDATE streams SET ended_at = expires_at WHERE (viewer, id) IN
+               (SELECT viewer, id FROM streams WHERE ended_at IS NULL AND expires_at <= $1
+                ORDER BY viewer, id LIMIT 1000{lock})
+             RETURNING viewer, id, expires_at"
+        );
+        let swept: Vec<(String, String, i64)> =
+            Sql::new(&sweep).bind(now).fetch_all(&mut tx).await?;
+        let decisions: Vec<_> = swept
+            .iter()
+            .map(|(viewer, id, at)| super::expired(viewer, id, *at))
+            .collect();
+        crate::audit::record(&mut tx, &decisions).await?;
+        tx.commit().await?;
+        Ok(swept.len() as u64)
+    }
+
     /// The database, for the reads outside a batch.
     pub fn db(&self) -> &Db {
         &self.db
@@ -184,6 +219,7 @@ async fn now<'a>(on: impl Into<crate::sql::On<'a>>) -> Result<i64, sqlx::Error> 
 struct Batch {
     db: Db,
     policy: Policy,
+    audited: bool,
 }
 
 impl Batched for Batch {
@@ -198,6 +234,7 @@ impl Batched for Batch {
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by(|&a, &b| ops[a].viewer().cmp(ops[b].viewer()));
         let mut done: Vec<Option<Done>> = ops.iter().map(|_| None).collect();
+        let mut decisions = Vec::new();
         for index in order {
             let op = &ops[index];
             if lock_viewers {
@@ -233,9 +270,26 @@ impl Batched for Batch {
                     Done::LimitSet
                 }
             });
+            if self.audited {
+                decisions.extend(decision(op, done[index].as_ref()));
+            }
         }
+        // The chain's lock last, after every viewer's (see `crate::audit::store`).
+        crate::audit::record(&mut tx, &decisions).await?;
         tx.commit().await?;
         Ok(done.into_iter().flatten().collect())
+    }
+}
+
+/// The audit log's record of an operation's outcome, if it decided anything.
+fn decision(op: &Op, done: Option<&Done>) -> Option<crate::audit::Decision> {
+    match (op, done?) {
+        (Op::Start(viewer, _), Done::Started(started)) => Some(super::started(viewer, started)),
+        (Op::End(viewer, _), Done::Ended(Some((stream, counts)))) => {
+            Some(super::ended(viewer, stream, counts))
+        }
+        (Op::SetLimit(viewer, limit), Done::LimitSet) => Some(super::limit_changed(viewer, *limit)),
+        _ => None,
     }
 }
 
