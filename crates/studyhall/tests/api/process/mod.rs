@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod audit;
 mod durability;
 mod instances;
 mod redis_outage;
