@@ -1,9 +1,12 @@
 """Bulk-load N events straight into a migrated studyhall SQLite file (server stopped).
 
-The FTS5 trigram index is kept in step by the schema's own triggers, so the data is
-exactly what the server would have written.
+The FTS5 trigram index is kept in step by the schema's own triggers, and the events
+are chained as the README's "Audit log" defines it, so the data is exactly what the
+server would have written.
 """
+import hashlib
 import sqlite3
+import struct
 import sys
 
 path, count = sys.argv[1], int(sys.argv[2])
@@ -39,6 +42,25 @@ for start in range(0, count, batch):
     )
     db.commit()
     print(f"  seeded {start + n} events", file=sys.stderr)
+# The audit chain, in (created_at, id) order, after whatever is chained already.
+position, previous = db.execute("SELECT position, hash FROM event_chain_head WHERE id = 1").fetchone()
+rows = db.execute(
+    "SELECT seq, id, created_at, component, environment, email, message, data FROM events "
+    "WHERE position IS NULL ORDER BY created_at, id").fetchall()
+updates = []
+for seq, *fields in rows:
+    position += 1
+    digest = hashlib.sha256(bytes.fromhex(previous))
+    for field in [str(position), fields[0], str(fields[1]), *fields[2:]]:
+        data = field.encode()
+        digest.update(struct.pack(">I", len(data)))
+        digest.update(data)
+    previous = digest.hexdigest()
+    updates.append((position, previous, seq))
+db.executemany("UPDATE events SET position = ?, hash = ? WHERE seq = ?", updates)
+db.execute("UPDATE event_chain_head SET position = ?, hash = ? WHERE id = 1", (position, previous))
+db.commit()
+print(f"  chained {len(updates)} events", file=sys.stderr)
 db.execute("ANALYZE")
 db.commit()
 db.close()

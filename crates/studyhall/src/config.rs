@@ -344,6 +344,12 @@ pub struct AuditModules {
           default_value = "streams,social,jobs,auth",
           value_parser = clap::builder::PossibleValuesParser::new(["streams", "social", "jobs", "auth", "none"]))]
     pub audit_modules: Vec<String>,
+
+    /// Chain events as they are stored (the default). `false` stores them outside the
+    /// chain and leaves them there: for the benchmark's chain-off measurement only.
+    #[arg(long, env = "STUDYHALL_AUDIT_CHAIN", default_value_t = true, hide = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub audit_chain: bool,
 }
 
 impl AuditModules {

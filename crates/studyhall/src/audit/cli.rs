@@ -107,9 +107,9 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let key = AuditKey::load(args.audit_signing_key.as_ref(), database)?.context(
                 "no audit signing key: set STUDYHALL_AUDIT_SIGNING_KEY (generated ones exist only with SQLite)",
             )?;
-            println!("{}", key.public_text());
+            print(&key.public_text())?;
         }
-        AuditCommand::NewKey => println!("{}", AuditKey::generate()?.private_text()),
+        AuditCommand::NewKey => print(&AuditKey::generate()?.private_text())?,
         AuditCommand::Verify(args) => {
             let public = public_key(&args.public_key)?;
             let verified = match (&args.database_url, &args.file) {
@@ -117,11 +117,22 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 (None, Some(file)) => verify_file(file, &public)?,
                 (None, None) => anyhow::bail!("give --database-url or --file"),
             };
-            println!("{}", describe(&verified));
+            print(&describe(&verified))?;
         }
         AuditCommand::Export(args) => export_to(&args).await?,
     }
     Ok(())
+}
+
+/// A line on standard output; a reader that stops early (`| head`) is not an error.
+fn print(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("writing to standard output")
+        }
+        _ => Ok(()),
+    }
 }
 
 fn public_key(text: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {

@@ -36,7 +36,12 @@ pub struct Cadence {
 /// signs checkpoints when due, until the task is stopped.
 /// Any number of instances may run it: chaining takes the chain's lock, and a second
 /// checkpoint for the same position is dropped.
-pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence) {
+/// With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves unchained events as they are.
+pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, chain: bool) {
+    if !chain {
+        tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
+        return;
+    }
     let mut tick = tokio::time::interval(cadence.every.min(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

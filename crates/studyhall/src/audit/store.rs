@@ -106,9 +106,23 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
             position: entry.position,
             hash: entry.link(&head.hash).map_err(decode_error)?,
         };
-        chained.push((entry, head.hash.clone()));
+        chained.push((entry, Some(head.hash.clone())));
     }
-    for chunk in chained.chunks(INSERT_CHUNK) {
+    insert(tx, &chained).await?;
+    move_head(tx, &head).await
+}
+
+/// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
+/// benchmark): no position, no hash, no lock.
+pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    let rows: Vec<(Entry<'_>, Option<String>)> =
+        entries.iter().map(|entry| (*entry, None)).collect();
+    insert(tx, &rows).await
+}
+
+/// Inserts events; a row without a hash goes in without a position too.
+async fn insert(tx: &mut Tx, rows: &[(Entry<'_>, Option<String>)]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
         let text = format!(
             "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
             crate::sql::values_rows(chunk.len(), 9, crate::sql::tuple)
@@ -123,12 +137,12 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
                 .bind(entry.environment)
                 .bind(entry.message)
                 .bind(entry.created_at)
-                .bind(entry.position)
-                .bind(hash);
+                .bind(hash.as_ref().map(|_| entry.position))
+                .bind(hash.clone());
         }
         insert.execute(&mut *tx).await?;
     }
-    move_head(tx, &head).await
+    Ok(())
 }
 
 const CHAINED_COLUMNS: &str =

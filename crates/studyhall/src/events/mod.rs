@@ -66,7 +66,12 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         retention: settings.events.events_retention,
     };
     let public_key = key.as_ref().map(AuditKey::public_text);
-    let sealer = tokio::spawn(crate::audit::seal(core.db.clone(), key, cadence));
+    let sealer = tokio::spawn(crate::audit::seal(
+        core.db.clone(),
+        key,
+        cadence,
+        core.audited.audit_chain,
+    ));
     let routes = routes()
         .route("/api/healthz", get(routes::health))
         .route("/api/events/", get(routes::list).post(routes::create))
@@ -101,7 +106,7 @@ fn routes() -> OpenApiRouter<Events> {
 /// The store and its writer, for the module and for the store ceiling
 /// (`crate::ceiling`).
 pub(crate) fn writer(core: &Core) -> (EventStore, Writer, tokio::task::JoinHandle<()>) {
-    let store = EventStore::new(&core.db);
+    let store = EventStore::new(&core.db, core.audited.audit_chain);
     let (writer, task) = Writer::start(store.clone());
     (store, writer, task)
 }

@@ -76,23 +76,31 @@ impl Pending<'_> {
 }
 
 #[derive(Clone, Debug)]
-pub enum EventStore {
+pub struct EventStore {
+    backend: Backend,
+    /// Events are chained as they are stored (`STUDYHALL_AUDIT_CHAIN`).
+    chain: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
     Sqlite(sqlite::SqliteEvents),
     Postgres(postgres::PgEvents),
 }
 
 impl EventStore {
-    pub fn new(db: &Db) -> EventStore {
-        match db {
-            Db::Sqlite(db) => EventStore::Sqlite(sqlite::SqliteEvents::new(db.clone())),
-            Db::Postgres(pool) => EventStore::Postgres(postgres::PgEvents::new(pool.clone())),
-        }
+    pub fn new(db: &Db, chain: bool) -> EventStore {
+        let backend = match db {
+            Db::Sqlite(db) => Backend::Sqlite(sqlite::SqliteEvents::new(db.clone())),
+            Db::Postgres(pool) => Backend::Postgres(postgres::PgEvents::new(pool.clone())),
+        };
+        EventStore { backend, chain }
     }
 
     pub fn db(&self) -> Db {
-        match self {
-            EventStore::Sqlite(store) => Db::Sqlite(store.db.clone()),
-            EventStore::Postgres(store) => Db::Postgres(store.pool.clone()),
+        match &self.backend {
+            Backend::Sqlite(store) => Db::Sqlite(store.db.clone()),
+            Backend::Postgres(store) => Db::Postgres(store.pool.clone()),
         }
     }
 
@@ -125,41 +133,45 @@ impl EventStore {
             outcomes.push(Inserted::Created(pending.stored()));
             entries.push(pending.entry());
         }
-        crate::audit::store::append(&mut tx, &entries).await?;
+        if self.chain {
+            crate::audit::store::append(&mut tx, &entries).await?;
+        } else {
+            crate::audit::store::append_unchained(&mut tx, &entries).await?;
+        }
         tx.commit().await?;
         Ok(outcomes)
     }
 
     #[tracing::instrument(skip(self))]
     pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
-        match self {
-            EventStore::Sqlite(store) => store.find_key(scope, key).await,
-            EventStore::Postgres(store) => store.find_key(scope, key).await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.find_key(scope, key).await,
+            Backend::Postgres(store) => store.find_key(scope, key).await,
         }
     }
 
     #[tracing::instrument(skip(self))]
     pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
-        match self {
-            EventStore::Sqlite(store) => store.get(id).await,
-            EventStore::Postgres(store) => store.get(id).await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.get(id).await,
+            Backend::Postgres(store) => store.get(id).await,
         }
     }
 
     /// Up to `query.limit` matching events after the cursor, in the requested order.
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
-        match self {
-            EventStore::Sqlite(store) => store.list(query, limit).await,
-            EventStore::Postgres(store) => store.list(query, limit).await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.list(query, limit).await,
+            Backend::Postgres(store) => store.list(query, limit).await,
         }
     }
 
     /// Forgets idempotency keys stored before `before` (Unix microseconds).
     pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
-        match self {
-            EventStore::Sqlite(store) => store.prune_keys(before).await,
-            EventStore::Postgres(store) => store.prune_keys(before).await,
+        match &self.backend {
+            Backend::Sqlite(store) => store.prune_keys(before).await,
+            Backend::Postgres(store) => store.prune_keys(before).await,
         }
     }
 }
