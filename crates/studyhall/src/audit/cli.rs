@@ -150,9 +150,12 @@ fn describe(verified: &Verified) -> String {
         (Some(first), Some(last)) => format!(" (positions {first}–{last})"),
         _ => String::new(),
     };
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     let mut text = format!(
-        "verified: {} events{range}, {} checkpoints, {} positions removed by the retention policy",
-        verified.events, verified.checkpoints, verified.removed
+        "verified: {}{range}, {}, {} removed by the retention policy",
+        plural(verified.events, "event", "events"),
+        plural(verified.checkpoints, "checkpoint", "checkpoints"),
+        plural(verified.removed.max(0) as u64, "position", "positions"),
     );
     if verified.unsigned > 0 {
         text.push_str(&format!(

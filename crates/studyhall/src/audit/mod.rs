@@ -16,7 +16,7 @@ use crate::db::Db;
 use key::{AuditKey, Statement};
 
 /// Events chained per transaction when giving older events their positions.
-const CHAIN_BATCH: i64 = 5000;
+const CHAIN_BATCH: i64 = 500;
 
 /// Events removed per transaction by the retention policy.
 const RETENTION_BATCH: i64 = 1000;

@@ -193,11 +193,7 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
             return Ok(chained);
         }
         let mut head = lock_head(&mut tx).await?;
-        let update = if matches!(tx, Tx::Postgres(_)) {
-            "UPDATE events SET position = $1, hash = $2 WHERE id = CAST($3 AS uuid)"
-        } else {
-            "UPDATE events SET position = $1, hash = $2 WHERE id = $3"
-        };
+        let mut chained_rows = Vec::with_capacity(rows.len());
         for (id, created_at, component, environment, email, message, data) in &rows {
             let entry = Entry {
                 position: head.position + 1,
@@ -213,13 +209,23 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
                 position: entry.position,
                 hash: entry.link(&head.hash).map_err(decode_error)?,
             };
-            Sql::new(update)
-                .bind(head.position)
-                .bind(&head.hash)
-                .bind(id)
-                .execute(&mut tx)
-                .await?;
+            chained_rows.push((head.position, head.hash.clone(), id));
         }
+        // One statement for the batch, so the chain's lock is held briefly.
+        let id = if matches!(tx, Tx::Postgres(_)) {
+            "CAST(v.column3 AS uuid)"
+        } else {
+            "v.column3"
+        };
+        let text = format!(
+            "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v WHERE events.id = {id}",
+            crate::sql::values_rows(chained_rows.len(), 3, crate::sql::tuple)
+        );
+        let mut update = Sql::new(&text);
+        for (position, hash, id) in &chained_rows {
+            update = update.bind(*position).bind(hash).bind(*id);
+        }
+        update.execute(&mut tx).await?;
         move_head(&mut tx, &head).await?;
         tx.commit().await?;
         chained += rows.len() as u64;

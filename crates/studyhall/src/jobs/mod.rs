@@ -179,7 +179,7 @@ pub fn routes(queue: Queue) -> OpenApiRouter {
 fn api_routes() -> OpenApiRouter<Queue> {
     OpenApiRouter::with_openapi(Api::openapi())
         .routes(routes!(routes::list))
-        .routes(routes!(routes::get))
+        .routes(routes!(routes::get, routes::delete))
         .routes(routes!(routes::retry))
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::store::{Job, JobState, Queue, Retried};
+use super::store::{Deletion, Job, JobState, Queue, Retried};
 use crate::auth::Admin;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppQuery;
@@ -110,6 +110,29 @@ pub async fn retry(
                 "Only dead jobs can be retried; this one is {}.",
                 state.as_str()
             ),
+        )),
+    }
+}
+
+/// Delete a job no worker holds (queued, failed, dead or succeeded).
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", operation_id = "jobs_delete", params(("id" = String, Path)),
+    security(("admin_token" = [])),
+    responses((status = 204, description = "Deleted"),
+              (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
+              (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "A worker is running the job", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(queue): State<Queue>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match queue.delete(&id, crate::audit::Actor::operator()).await? {
+        Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
+        Deletion::NotFound => Err(not_found()),
+        Deletion::Running => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "A worker is running this job; delete it once it has finished or failed.",
         )),
     }
 }

@@ -126,6 +126,15 @@ pub enum Retried {
     NotDead(JobState),
 }
 
+/// What a delete did.
+#[derive(Debug)]
+pub enum Deletion {
+    Deleted,
+    NotFound,
+    /// A worker holds the job; it cannot be deleted under it.
+    Running,
+}
+
 /// The queue: enqueue, inspect, retry, and the worker's claim/complete/fail.
 #[derive(Clone, Debug)]
 pub struct Queue {
@@ -241,6 +250,27 @@ impl Queue {
             (_, None) => Retried::NotFound,
             (0, Some(job)) => Retried::NotDead(job.state),
             (_, Some(job)) => Retried::Queued(job),
+        })
+    }
+
+    /// Deletes a job that no worker holds, recording that `by` did. A worker that
+    /// claims it a moment later finds nothing; one whose claim was taken first keeps it.
+    pub async fn delete(&self, id: &str, by: Actor) -> Result<Deletion, StoreError> {
+        let sql = "DELETE FROM jobs WHERE id = $1 AND state <> 'running' RETURNING kind, state, last_error";
+        let mut tx = self.db.begin_write().await?;
+        let deleted: Option<(String, String, Option<String>)> =
+            Sql::new(sql).bind(id).fetch_optional(&mut tx).await?;
+        if let (Some((kind, state, error)), true) = (&deleted, self.audited) {
+            let data =
+                serde_json::json!({"job": id, "kind": kind, "state": state, "last_error": error});
+            let decision = Decision::new("studyhall.jobs", "job.deleted", by, data);
+            crate::audit::record(&mut tx, &[decision]).await?;
+        }
+        tx.commit().await?;
+        Ok(match (deleted, self.get(id).await?) {
+            (Some(_), _) => Deletion::Deleted,
+            (None, None) => Deletion::NotFound,
+            (None, Some(_)) => Deletion::Running,
         })
     }
 

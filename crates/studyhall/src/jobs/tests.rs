@@ -280,6 +280,30 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
             .unwrap(),
         Retried::NotFound
     ));
+
+    // A finished job can be deleted, once; the deletion is recorded.
+    assert!(matches!(
+        fx.queue
+            .delete(&id, crate::audit::Actor::operator())
+            .await
+            .unwrap(),
+        super::store::Deletion::Deleted
+    ));
+    assert!(fx.queue.get(&id).await.unwrap().is_none());
+    assert!(matches!(
+        fx.queue
+            .delete(&id, crate::audit::Actor::operator())
+            .await
+            .unwrap(),
+        super::store::Deletion::NotFound
+    ));
+    let deleted: Option<i64> = crate::sql::Sql::new(
+        "SELECT count(*) FROM events WHERE component = 'studyhall.jobs' AND message = 'job.deleted'",
+    )
+    .fetch_scalar(fx.queue.db())
+    .await
+    .unwrap();
+    assert_eq!(deleted, Some(1));
     fx.close().await;
 }
 

@@ -280,6 +280,27 @@ on_every_backend_with! {
         assert!(rows[1].contains("invoice 2 paid"), "{text}");
     }
 
+    async fn events_stored_outside_the_chain_are_chained_in_the_background(app) {
+        // As an older version's instance would store them during a rolling deploy.
+        post_events(&app, 2).await;
+        let db = db(&app).await;
+        for n in 0..700i64 {
+            Sql::new("INSERT INTO events (id, component, data, email, environment, message, created_at) VALUES ($1, 'legacy', '{}', 'old@example.com', 'production', $2, $3)")
+                .bind(uuid::Uuid::now_v7())
+                .bind(format!("legacy {n}"))
+                .bind(Micros::now().0)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+        db.close().await;
+        let key = checkpointed(&app, 702).await;
+        let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+        assert_eq!(page["unchained"], 0, "{page}");
+        let verified = verify_store(&app.database_url, &key).await.unwrap();
+        assert_eq!(verified.events, 702);
+    }
+
     async fn bad_export_and_checkpoint_parameters_are_refused_by_name(app) {
         for (query, field) in [
             ("/api/events/export?format=xml", "format"),

@@ -374,6 +374,12 @@ on_every_backend_with! {
         assert_eq!(operator(&app, "/jobs/no-such-job").await.status(), 404);
         let retry = app.client.post(app.url(&format!("/jobs/{id}/retry"))).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(retry.status(), 409);
+        let path = app.url(&format!("/jobs/{id}"));
+        assert_eq!(app.client.delete(&path).send().await.unwrap().status(), 401);
+        assert_eq!(app.client.delete(&path).bearer_auth("not-the-admin-token-at-all").send().await.unwrap().status(), 403);
+        assert_eq!(app.client.delete(&path).bearer_auth(ADMIN).send().await.unwrap().status(), 204);
+        assert_eq!(operator(&app, &format!("/jobs/{id}")).await.status(), 404);
+        assert_eq!(app.client.delete(&path).bearer_auth(ADMIN).send().await.unwrap().status(), 404);
     }
 }
 

@@ -73,8 +73,9 @@ on_every_backend! {
             ("/stats/course/{course_id}/average", "get"), ("/stats/course/{course_id}/task/{task_id}/averages", "get"),
             ("/stats/student/{student_id}/course/{course_id}/task/average", "get"),
             ("/stats/course/{course_id}/on_time_percentage", "get"),
+            ("/api/events/export", "get"), ("/api/events/checkpoints", "get"),
             ("/stats/course/{course_id}/student/{student_id}/on_time_percentage", "get"),
-            ("/jobs", "get"), ("/jobs/{id}", "get"), ("/jobs/{id}/retry", "post"),
+            ("/jobs", "get"), ("/jobs/{id}", "get"), ("/jobs/{id}", "delete"), ("/jobs/{id}/retry", "post"),
         ];
         for (path, method) in routes {
             let operation = &doc["paths"][path][method];
