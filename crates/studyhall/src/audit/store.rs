@@ -4,9 +4,9 @@
 //!
 //! One chain on every backend and any number of instances: the last position and
 //! hash live in one row (`event_chain_head`) that each appending transaction locks
-//! (`FOR UPDATE` on PostgreSQL; SQLite has one writer at a time) after its other
-//! writes, so appenders never wait on each other in another order, and holds until it
-//! commits. Writers already group-commit, so one lock turn carries a whole batch.
+//! after its other writes, by the `UPDATE … RETURNING` that reserves its positions
+//! (SQLite has one writer at a time anyway), so appenders never wait on each other in
+//! another order, and holds until it commits. Writers already group-commit, so one lock turn carries a whole batch.
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -63,21 +63,23 @@ fn decode_error(err: impl std::error::Error + Send + Sync + 'static) -> sqlx::Er
 
 const HEAD: &str = "SELECT position, hash FROM event_chain_head WHERE id = 1";
 
-/// The head, locked until `tx` ends.
-async fn lock_head(tx: &mut Tx) -> Result<Head, sqlx::Error> {
-    let text = match tx {
-        Tx::Postgres(_) => "SELECT position, hash FROM event_chain_head WHERE id = 1 FOR UPDATE",
-        // The write transaction already excludes every other writer.
-        Tx::Sqlite(_) => HEAD,
-    };
-    let (position, hash) = Sql::new(text).fetch_one::<(i64, String)>(tx).await?;
+/// Takes the next `count` positions: the head before them, its row locked until `tx`
+/// ends (SQLite's write transaction already excludes every other writer). One
+/// statement, one round trip.
+async fn reserve(tx: &mut Tx, count: usize) -> Result<Head, sqlx::Error> {
+    let (position, hash) = Sql::new(
+        "UPDATE event_chain_head SET position = position + $1 WHERE id = 1 RETURNING position - $1, hash",
+    )
+    .bind(count as i64)
+    .fetch_one::<(i64, String)>(tx)
+    .await?;
     Ok(Head { position, hash })
 }
 
-async fn move_head(tx: &mut Tx, head: &Head) -> Result<(), sqlx::Error> {
-    Sql::new("UPDATE event_chain_head SET position = $1, hash = $2 WHERE id = 1")
-        .bind(head.position)
-        .bind(&head.hash)
+/// Writes the hash at the end of the reserved positions.
+async fn seal_head(tx: &mut Tx, hash: &str) -> Result<(), sqlx::Error> {
+    Sql::new("UPDATE event_chain_head SET hash = $1 WHERE id = 1")
+        .bind(hash)
         .execute(tx)
         .await
         .map(drop)
@@ -95,7 +97,7 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
     if entries.is_empty() {
         return Ok(());
     }
-    let mut head = lock_head(tx).await?;
+    let mut head = reserve(tx, entries.len()).await?;
     let mut chained = Vec::with_capacity(entries.len());
     for entry in entries {
         let entry = Entry {
@@ -108,8 +110,7 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
         };
         chained.push((entry, Some(head.hash.clone())));
     }
-    insert(tx, &chained).await?;
-    move_head(tx, &head).await
+    insert(tx, &chained, Some(&head.hash)).await
 }
 
 /// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
@@ -117,14 +118,31 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
 pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
     let rows: Vec<(Entry<'_>, Option<String>)> =
         entries.iter().map(|entry| (*entry, None)).collect();
-    insert(tx, &rows).await
+    insert(tx, &rows, None).await
 }
 
-/// Inserts events; a row without a hash goes in without a position too.
-async fn insert(tx: &mut Tx, rows: &[(Entry<'_>, Option<String>)]) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
+/// Inserts events (a row without a hash goes in without a position too), then writes
+/// `head_hash` as the chain's end: on PostgreSQL in the last INSERT's own statement, to
+/// save a round trip while the head is locked.
+async fn insert(
+    tx: &mut Tx,
+    rows: &[(Entry<'_>, Option<String>)],
+    head_hash: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let chunks = rows.chunks(INSERT_CHUNK).count();
+    let postgres = matches!(tx, Tx::Postgres(_));
+    for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+        let with_head = postgres && head_hash.is_some() && n + 1 == chunks;
+        let head = if with_head {
+            format!(
+                "WITH head AS (UPDATE event_chain_head SET hash = ${} WHERE id = 1) ",
+                chunk.len() * 9 + 1
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
+            "{head}INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
             crate::sql::values_rows(chunk.len(), 9, crate::sql::tuple)
         );
         let mut insert = Sql::new(&text);
@@ -140,9 +158,15 @@ async fn insert(tx: &mut Tx, rows: &[(Entry<'_>, Option<String>)]) -> Result<(),
                 .bind(hash.as_ref().map(|_| entry.position))
                 .bind(hash.clone());
         }
+        if with_head {
+            insert = insert.bind(head_hash);
+        }
         insert.execute(&mut *tx).await?;
     }
-    Ok(())
+    match head_hash {
+        Some(hash) if !postgres => seal_head(tx, hash).await,
+        _ => Ok(()),
+    }
 }
 
 const CHAINED_COLUMNS: &str =
@@ -192,7 +216,7 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
         if rows.is_empty() {
             return Ok(chained);
         }
-        let mut head = lock_head(&mut tx).await?;
+        let mut head = reserve(&mut tx, rows.len()).await?;
         let mut chained_rows = Vec::with_capacity(rows.len());
         for (id, created_at, component, environment, email, message, data) in &rows {
             let entry = Entry {
@@ -226,7 +250,7 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
             update = update.bind(*position).bind(hash).bind(*id);
         }
         update.execute(&mut tx).await?;
-        move_head(&mut tx, &head).await?;
+        seal_head(&mut tx, &head.hash).await?;
         tx.commit().await?;
         chained += rows.len() as u64;
     }

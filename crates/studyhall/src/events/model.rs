@@ -405,7 +405,7 @@ impl ExportQuery {
         let mut errors = Map::new();
         let filter = filter.parse(&mut errors);
         let format = match params.format.as_deref().map(str::trim) {
-            None | Some("") | Some("ndjson") => Format::Ndjson,
+            None | Some("ndjson") => Format::Ndjson,
             Some("csv") => Format::Csv,
             Some(_) => fail(
                 &mut errors,
@@ -415,7 +415,7 @@ impl ExportQuery {
             .unwrap_or_default(),
         };
         let after = match params.after.as_deref().map(str::trim) {
-            None | Some("") => 0,
+            None => 0,
             Some(text) => text.parse::<i64>().ok().filter(|after| *after >= 0).or_else(|| {
                 fail(
                     &mut errors,
@@ -452,7 +452,7 @@ impl CheckpointParams {
     pub fn parse(&self) -> Result<(i64, u32), ApiError> {
         let mut errors = Map::new();
         let after = match self.after.as_deref().map(str::trim) {
-            None | Some("") => 0,
+            None => 0,
             Some(text) => text
                 .parse::<i64>()
                 .ok()
@@ -467,7 +467,7 @@ impl CheckpointParams {
                 .unwrap_or(0),
         };
         let limit = match self.limit.as_deref().map(str::trim) {
-            None | Some("") => page::limit(None),
+            None => page::limit(None),
             Some(text) => text
                 .parse::<i64>()
                 .map_err(|_| page::LIMIT_RULE)

@@ -304,6 +304,9 @@ on_every_backend_with! {
     async fn bad_export_and_checkpoint_parameters_are_refused_by_name(app) {
         for (query, field) in [
             ("/api/events/export?format=xml", "format"),
+            ("/api/events/export?format=", "format"),
+            ("/api/events/export?after=", "after"),
+            ("/api/events/checkpoints?limit=", "limit"),
             ("/api/events/export?after=-1", "after"),
             ("/api/events/export?after=ten", "after"),
             ("/api/events/export?from_date=yesterday", "from_date"),
