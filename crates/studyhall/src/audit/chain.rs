@@ -68,7 +68,8 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_hex(text: &str) -> Result<[u8; 32], BadHash> {
+/// 64 hex digits as the 32 bytes they spell.
+pub(crate) fn decode_hex(text: &str) -> Result<[u8; 32], BadHash> {
     let bad = || BadHash(text.chars().take(80).collect());
     if text.len() != 64 || !text.is_ascii() {
         return Err(bad());

@@ -189,12 +189,8 @@ impl AuditKey {
 /// digits (what a secret generator without base64 makes).
 fn parse_private(text: &str) -> Result<AuditKey, String> {
     let text = text.trim();
-    let hex = text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit());
-    let bytes = if hex {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| "is not hex".to_owned())?
+    let bytes = if let Ok(seed) = super::chain::decode_hex(text) {
+        seed.to_vec()
     } else {
         STANDARD.decode(text).map_err(|_| {
             "is neither base64 nor 64 hex digits (make one with `studyhall audit new-key`)"

@@ -76,10 +76,8 @@ async fn record_read(
     let event = Decision::new("studyhall.events", message, actor, data)
         .event()
         .map_err(anyhow::Error::from)?;
-    match events.writer.insert(event, None).await? {
-        Inserted::Created(_) => Ok(()),
-        Inserted::KeyTaken => Err(anyhow::anyhow!("key conflict without a key").into()),
-    }
+    events.writer.store(event).await?;
+    Ok(())
 }
 
 /// Liveness, in the activity_service's shape.
@@ -112,10 +110,7 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let event = NewEvent::parse(body)?;
     let Some(key) = key else {
-        return match events.writer.insert(event, None).await? {
-            Inserted::Created(event) => Ok(created(event, false)),
-            Inserted::KeyTaken => Err(anyhow::anyhow!("key conflict without a key").into()),
-        };
+        return Ok(created(events.writer.store(event).await?, false));
     };
     let claim = KeyClaim {
         scope: caller.user_id().unwrap_or_default(),

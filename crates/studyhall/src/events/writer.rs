@@ -4,7 +4,7 @@
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::model::NewEvent;
+use super::model::{Event, NewEvent};
 use super::store::{EventStore, Inserted, KeyClaim, Pending};
 use crate::batch::{Batched, Batcher};
 use crate::clock::Micros;
@@ -22,6 +22,16 @@ impl Writer {
             clock: MonotonicClock::default(),
         });
         (Writer { batcher }, task)
+    }
+
+    /// Stores an event without an idempotency key (nothing can take it first).
+    pub async fn store(&self, event: NewEvent) -> Result<Event, StoreError> {
+        match self.batcher.submit((event, None)).await? {
+            Inserted::Created(event) => Ok(event),
+            Inserted::KeyTaken => Err(StoreError::Failed(anyhow::anyhow!(
+                "the events writer reported a key conflict for an event without a key"
+            ))),
+        }
     }
 
     pub async fn insert(

@@ -168,6 +168,17 @@ impl SqlStreams {
         if !self.audited {
             return Ok(0);
         }
+        // A read first, so a quiet second does not take the write lock.
+        let now_outside = self.now().await?;
+        let due: Option<i64> = Sql::new(
+            "SELECT expires_at FROM streams WHERE ended_at IS NULL AND expires_at <= $1 LIMIT 1",
+        )
+        .bind(now_outside)
+        .fetch_scalar(&self.db)
+        .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.db.begin_write().await?;
         let now = now(&mut tx).await?;
         let lock = if matches!(tx, Tx::Postgres(_)) {
