@@ -26,13 +26,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Apply database migrations and exit.
     Migrate(DatabaseSettings),
     /// Print the OpenAPI 3.1 document.
     Openapi,
     /// Mint a development token signed with the hs256 secret (configured or generated).
-    Token(TokenArgs),
+    Token(Box<TokenArgs>),
     /// Run background job workers only (deployments that scale them separately).
     Worker(WorkerArgs),
     /// The audit log: print the public key, verify a store or an export, export.
@@ -249,6 +249,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub events: EventSettings,
 
+    #[command(flatten)]
+    pub console: ConsoleSettings,
+
     /// Redis (redis://[:PASSWORD@]HOST:PORT[/DB]) for the stream limiter's `redis` backend;
     /// `/ready` checks it when set.
     #[arg(long, env = "STUDYHALL_REDIS_URL")]
@@ -263,6 +266,38 @@ pub struct ServeSettings {
     /// `https://app.example.com`, or `*` for any); none when unset.
     #[arg(long, env = "STUDYHALL_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+}
+
+/// Who may log in to the console at `/console`, and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleSettings {
+    /// How long a console login lasts (e.g. `8h`, `30m`).
+    #[arg(long, env = "STUDYHALL_CONSOLE_SESSION_TTL", default_value = "8h", value_parser = parse_retention)]
+    pub console_session_ttl: std::time::Duration,
+
+    /// A bearer token whose `cognito:groups` or `scope` names this group logs in to the
+    /// console as an operator (the admin token always does).
+    #[arg(
+        long,
+        env = "STUDYHALL_CONSOLE_OPERATOR_GROUP",
+        default_value = "studyhall-operators"
+    )]
+    pub console_operator_group: String,
+
+    /// A bearer token whose `cognito:groups` or `scope` names this group logs in to the
+    /// console read-only: it sees every page and changes nothing.
+    #[arg(
+        long,
+        env = "STUDYHALL_CONSOLE_READER_GROUP",
+        default_value = "studyhall-readers"
+    )]
+    pub console_reader_group: String,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        defaults()
+    }
 }
 
 /// `*`, or `scheme://host[:port]` with nothing after it.
@@ -339,10 +374,10 @@ pub struct AuditSettings {
 #[derive(Debug, Clone, Args)]
 pub struct AuditModules {
     /// Modules whose decisions are recorded in the event log (comma separated):
-    /// `streams`, `social`, `jobs`, `auth`, or `none`.
+    /// `streams`, `social`, `jobs`, `auth`, `console` (logins and logouts), or `none`.
     #[arg(long, env = "STUDYHALL_AUDIT_MODULES", value_delimiter = ',',
-          default_value = "streams,social,jobs,auth",
-          value_parser = clap::builder::PossibleValuesParser::new(["streams", "social", "jobs", "auth", "none"]))]
+          default_value = "streams,social,jobs,auth,console",
+          value_parser = clap::builder::PossibleValuesParser::new(["streams", "social", "jobs", "auth", "console", "none"]))]
     pub audit_modules: Vec<String>,
 
     /// Chain events as they are stored (the default). `false` stores them outside the

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod ceiling;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod events;
@@ -45,6 +46,7 @@ pub const MODULES: &[Plugin] = &[
     streams::PLUGIN,
     social::PLUGIN,
     grades::PLUGIN,
+    console::PLUGIN,
 ];
 
 /// A built application: the router plus the background tasks to stop when it stops.

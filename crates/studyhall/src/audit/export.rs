@@ -197,6 +197,23 @@ struct Cursor {
     done: bool,
 }
 
+/// [`export`] as a file download: NDJSON or CSV with its name.
+pub fn download(db: Db, filter: Filter, after: i64, format: Format) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let disposition = format!("attachment; filename=\"events.{}\"", format.extension());
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(export(db, filter, after, format)),
+    )
+        .into_response()
+}
+
 /// The export as chunks of text, one page of events (with the statements up to its
 /// last position) per chunk. `after`: resume after this event position.
 pub fn export(

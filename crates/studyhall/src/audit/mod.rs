@@ -133,6 +133,15 @@ impl Actor {
         }
     }
 
+    /// An operator known by name (a console session).
+    pub fn operator_named(name: &str) -> Actor {
+        Actor {
+            kind: "operator",
+            id: Some(name.to_owned()),
+            email: None,
+        }
+    }
+
     pub fn system() -> Actor {
         Actor {
             kind: "system",
@@ -267,5 +276,63 @@ impl Recorder {
     /// Records `decision` once it is durable.
     pub async fn record(&self, decision: Decision) -> Result<(), crate::error::StoreError> {
         self.batcher.submit(decision).await
+    }
+}
+
+/// Records one kind of refusal (a bad token, a refused console login) at most
+/// [`Throttled::PER_MINUTE`] times a minute, so a flood cannot flood the log; the next
+/// record counts the refusals left out before it (`suppressed_before`). The refusal is
+/// answered at once and its record follows.
+pub struct Throttled {
+    recorder: Recorder,
+    component: &'static str,
+    message: &'static str,
+    /// The minute's start, the refusals recorded in it, and those left out since the
+    /// last record.
+    window: std::sync::Mutex<(std::time::Instant, u32, u64)>,
+}
+
+impl Throttled {
+    pub const PER_MINUTE: u32 = 10;
+
+    pub fn new(recorder: Recorder, component: &'static str, message: &'static str) -> Throttled {
+        Throttled {
+            recorder,
+            component,
+            message,
+            window: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)),
+        }
+    }
+
+    /// Records a refusal of `actor` with `data` (an object), unless this minute's
+    /// records are spent.
+    pub fn note(&self, actor: Actor, mut data: serde_json::Value) {
+        let suppressed = {
+            let Ok(mut window) = self.window.lock() else {
+                return;
+            };
+            let (started, recorded, suppressed) = &mut *window;
+            if started.elapsed() >= std::time::Duration::from_secs(60) {
+                *started = std::time::Instant::now();
+                *recorded = 0;
+            }
+            if *recorded >= Self::PER_MINUTE {
+                *suppressed += 1;
+                metrics::counter!("audit_refusals_suppressed_total").increment(1);
+                return;
+            }
+            *recorded += 1;
+            std::mem::take(suppressed)
+        };
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("suppressed_before".into(), serde_json::json!(suppressed));
+        }
+        let decision = Decision::new(self.component, self.message, actor, data);
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(err) = recorder.record(decision).await {
+                tracing::warn!(error = %err, "recording a refusal failed");
+            }
+        });
     }
 }

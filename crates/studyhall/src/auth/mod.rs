@@ -89,55 +89,7 @@ pub struct Auth {
     /// routes are refused.
     admin_token: Option<Secret>,
     /// Where refused tokens are recorded (`STUDYHALL_AUDIT_MODULES` names `auth`).
-    refusals: Option<Refusals>,
-}
-
-/// Refused tokens recorded in the audit log: at most [`Refusals::PER_MINUTE`] a
-/// minute, so a flood of bad tokens cannot flood the log; the next record counts the
-/// refusals left out before it.
-struct Refusals {
-    recorder: crate::audit::Recorder,
-    /// The minute's start, the refusals recorded in it, and those left out since the
-    /// last record.
-    window: std::sync::Mutex<(std::time::Instant, u32, u64)>,
-}
-
-impl Refusals {
-    const PER_MINUTE: u32 = 10;
-
-    fn note(&self, reason: &str) {
-        let suppressed = {
-            let Ok(mut window) = self.window.lock() else {
-                return;
-            };
-            let (started, recorded, suppressed) = &mut *window;
-            if started.elapsed() >= Duration::from_secs(60) {
-                *started = std::time::Instant::now();
-                *recorded = 0;
-            }
-            if *recorded >= Self::PER_MINUTE {
-                *suppressed += 1;
-                metrics::counter!("audit_refusals_suppressed_total").increment(1);
-                return;
-            }
-            *recorded += 1;
-            std::mem::take(suppressed)
-        };
-        let data = serde_json::json!({"reason": reason, "suppressed_before": suppressed});
-        let decision = crate::audit::Decision::new(
-            "studyhall.auth",
-            "token.refused",
-            crate::audit::Actor::user(None, None),
-            data,
-        );
-        let recorder = self.recorder.clone();
-        // The refusal is answered at once; its record follows.
-        tokio::spawn(async move {
-            if let Err(err) = recorder.record(decision).await {
-                tracing::warn!(error = %err, "recording a refused token failed");
-            }
-        });
-    }
+    refusals: Option<crate::audit::Throttled>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -235,11 +187,23 @@ impl Auth {
 
     /// Records refused tokens (their reason, never the token) with `recorder`.
     pub fn recording_refusals(mut self, recorder: Option<crate::audit::Recorder>) -> Auth {
-        self.refusals = recorder.map(|recorder| Refusals {
-            recorder,
-            window: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)),
+        self.refusals = recorder.map(|recorder| {
+            crate::audit::Throttled::new(recorder, "studyhall.auth", "token.refused")
         });
         self
+    }
+
+    /// Whether an admin token is configured (without one the operator routes and the
+    /// console are off).
+    pub fn admin_configured(&self) -> bool {
+        self.admin_token.is_some()
+    }
+
+    /// Whether `token` is the admin token (compared in constant time).
+    pub fn is_admin_token(&self, token: &str) -> bool {
+        self.admin_token
+            .as_ref()
+            .is_some_and(|admin| admin.matches(token))
     }
 
     /// Checks the operators' bearer token.
@@ -329,12 +293,13 @@ impl Auth {
     }
 
     /// Checks a bearer token and returns its user; a refusal is recorded (see
-    /// [`Refusals`]).
+    /// [`crate::audit::Throttled`]).
     pub async fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
         let verified = self.check(token).await;
         if let (Err(ApiError::Refused { detail, .. }), Some(refusals)) = (&verified, &self.refusals)
         {
-            refusals.note(detail);
+            let anonymous = crate::audit::Actor::user(None, None);
+            refusals.note(anonymous, serde_json::json!({"reason": detail}));
         }
         verified
     }

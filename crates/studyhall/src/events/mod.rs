@@ -4,6 +4,7 @@
 pub mod model;
 mod routes;
 mod store;
+pub use store::EventStore;
 mod writer;
 
 use std::time::Duration;
@@ -18,7 +19,6 @@ use crate::audit::Cadence;
 use crate::auth::Rule;
 use crate::config::{ReadAccess, ServeSettings, WriteAccess};
 use crate::module::{self, Core, Module, Plugin};
-use store::EventStore;
 use writer::Writer;
 
 /// Idempotency keys are kept at least this long.

@@ -268,22 +268,10 @@ pub async fn export(
     let query = ExportQuery::parse(filter, params)?;
     let format = serde_json::json!({"format": query.format.extension(), "after": query.after});
     record_read(&events, &reader, "events.exported", &query.filter, format).await?;
-    let stream =
-        crate::audit::export::export(events.store.db(), query.filter, query.after, query.format);
-    let body = axum::body::Body::from_stream(stream);
-    let disposition = format!(
-        "attachment; filename=\"events.{}\"",
-        query.format.extension()
-    );
-    Ok((
-        [
-            (
-                axum::http::header::CONTENT_TYPE,
-                query.format.content_type().to_owned(),
-            ),
-            (axum::http::header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(crate::audit::export::download(
+        events.store.db(),
+        query.filter,
+        query.after,
+        query.format,
+    ))
 }

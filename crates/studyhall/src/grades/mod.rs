@@ -4,6 +4,7 @@
 pub mod model;
 mod routes;
 mod store;
+pub use store::{GradeStore, Subject};
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -11,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::jobs::{Handlers, Queue};
 use crate::module::{self, Core, Module, Plugin};
-use store::{GradeStore, StoreGrades};
+use store::StoreGrades;
 
 pub use store::{CourseGrade, TaskGrade};
 

@@ -2,6 +2,7 @@
 
 pub mod extract;
 pub mod ops;
+pub mod recent;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;

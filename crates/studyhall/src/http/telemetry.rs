@@ -81,6 +81,11 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         ("route", route),
         ("status", response.status().as_str().to_owned()),
     ];
+    super::recent::record(
+        &labels[1].1,
+        response.status().is_server_error(),
+        started.elapsed(),
+    );
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());

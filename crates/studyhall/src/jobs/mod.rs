@@ -14,6 +14,7 @@
 //! ([`Increments`]). A batch that still meets a deadlock or serialization failure is
 //! rolled back and run again whole, without counting as a failure of its jobs.
 
+pub mod admin;
 mod increments;
 mod routes;
 mod store;
@@ -33,7 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use increments::{Increments, KeyPart};
-pub use store::{Job, JobState, Queue, Retried};
+pub use store::{Deletion, Job, JobState, Queue, Retried};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
 use crate::db::Tx;

@@ -32,6 +32,19 @@ impl JobState {
         }
     }
 
+    /// The state of this name, if it is one.
+    pub fn from_name(text: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Dead,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+
     fn parse(text: &str) -> JobState {
         match text {
             "running" => JobState::Running,
@@ -102,6 +115,9 @@ pub struct Claimed {
     pub payload: String,
     pub attempts: i64,
     pub max_attempts: i64,
+    /// When it became due, and when this attempt claimed it (Unix µs).
+    pub run_at: i64,
+    pub started_at: i64,
 }
 
 /// Jobs enqueued together, inserted in one transaction.
@@ -144,6 +160,8 @@ pub struct Queue {
     pub(crate) audited: bool,
     /// Enqueues are group-committed: the jobs enqueued together are one INSERT.
     batcher: Batcher<NewJob, ()>,
+    /// This process as a lease holder (`host:pid:random`), shown with a running job.
+    holder: std::sync::Arc<str>,
 }
 
 impl Queue {
@@ -160,6 +178,7 @@ impl Queue {
                 max_attempts: i64::from(max_attempts),
                 audited,
                 batcher,
+                holder: holder_name().into(),
             },
             Some(task),
         )
@@ -260,6 +279,12 @@ impl Queue {
         let mut tx = self.db.begin_write().await?;
         let deleted: Option<(String, String, Option<String>)> =
             Sql::new(sql).bind(id).fetch_optional(&mut tx).await?;
+        if deleted.is_some() {
+            Sql::new("DELETE FROM job_errors WHERE job_id = $1")
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+        }
         if let (Some((kind, state, error)), true) = (&deleted, self.audited) {
             let data =
                 serde_json::json!({"job": id, "kind": kind, "state": state, "last_error": error});
@@ -285,8 +310,8 @@ impl Queue {
         // the two would be a bitmap scan that visits every dead row version of a busy
         // queue on PostgreSQL; an index scan skips those it has seen dead before).
         let selections = [
-            "state = 'running' AND lease_until < $1 ORDER BY lease_until",
-            "state IN ('queued', 'failed') AND run_at <= $1 ORDER BY run_at",
+            "state = 'running' AND lease_until < $1 AND kind NOT IN (SELECT kind FROM job_kinds_paused) ORDER BY lease_until",
+            "state IN ('queued', 'failed') AND run_at <= $1 AND kind NOT IN (SELECT kind FROM job_kinds_paused) ORDER BY run_at",
         ];
         let now = now_micros();
         // A read first: an idle worker polls often, and an UPDATE would take SQLite's
@@ -312,14 +337,16 @@ impl Queue {
                 break;
             }
             let sql = format!(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $1 + $2,
+                    started_at = $1, lease_holder = $4
                  WHERE id IN (SELECT id FROM jobs WHERE {selection} LIMIT $3{lock})
-                 RETURNING id, kind, payload, attempts, max_attempts"
+                 RETURNING id, kind, payload, attempts, max_attempts, run_at, started_at"
             );
             let more: Vec<Claimed> = Sql::new(&sql)
                 .bind(now)
                 .bind(lease_us)
                 .bind(room)
+                .bind(&*self.holder)
                 .fetch_all(&mut tx)
                 .await?;
             claimed.extend(more);
@@ -408,6 +435,18 @@ pub async fn fail(
         JobState::Failed
     };
     let error: String = error.chars().take(2000).collect();
+    Sql::new(
+        "INSERT INTO job_errors (job_id, at, attempt, holder, error)
+         SELECT id, $2, attempts, lease_holder, $3 FROM jobs
+         WHERE id = $1 AND attempts = $4 AND state = 'running'
+         ON CONFLICT (job_id, at) DO NOTHING",
+    )
+    .bind(&job.id)
+    .bind(now)
+    .bind(&error)
+    .bind(job.attempts)
+    .execute(&mut *tx)
+    .await?;
     Sql::new(sql)
         .bind(&job.id)
         .bind(job.attempts)
@@ -433,4 +472,17 @@ pub struct Depth {
 pub async fn depth(db: &Db) -> Result<Vec<Depth>, sqlx::Error> {
     let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) AS jobs FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
     Sql::new(sql).fetch_all(db).await
+}
+
+/// This process's name as a lease holder: the host, the process id and a random
+/// suffix (two containers may share a host name and a pid).
+fn holder_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let suffix = getrandom::u32().unwrap_or_default() % 0x10000;
+    format!("{host}:{}:{suffix:04x}", std::process::id())
 }

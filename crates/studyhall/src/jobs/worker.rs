@@ -266,6 +266,9 @@ impl Worker {
                     }
                 }
             };
+            if label != "lost" {
+                super::admin::time(&mut later, job, label, started.elapsed());
+            }
             labels.push((label, started.elapsed()));
         }
         if !isolated {

@@ -3,13 +3,13 @@
 pub mod model;
 mod routes;
 mod store;
+pub use store::{Match, Search, SocialStore};
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::module::{self, Module, Plugin};
-use store::SocialStore;
 
 pub const PLUGIN: Plugin = Plugin {
     name: "social",

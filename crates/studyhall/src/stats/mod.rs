@@ -4,13 +4,13 @@
 pub mod model;
 mod routes;
 mod store;
+pub use store::StatsStore;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::module::{self, Core, Module, Plugin};
-use store::StatsStore;
 
 /// The module's state.
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 pub mod model;
 mod routes;
 mod store;
+pub use store::StreamStore;
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::config::StreamSettings;
 use crate::module::{self, Core, Module, Plugin};
-use store::{Policy, StreamStore};
+use store::Policy;
 
 #[derive(Clone, Debug)]
 pub struct Streams {

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::model::{self, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
+use crate::audit::Actor;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppBody, AppJson};
@@ -195,7 +196,10 @@ pub async fn set_limit(
             "limit must be an integer from 1 to 1000.",
         ));
     }
-    streams.store.set_limit(&viewer, Some(body.limit)).await?;
+    streams
+        .store
+        .set_limit(&viewer, Some(body.limit), Actor::operator())
+        .await?;
     Ok(Json(json!({"viewer": viewer, "limit": body.limit})))
 }
 
@@ -215,6 +219,9 @@ pub async fn reset_limit(
     Path(viewer): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let viewer = model::named_viewer(&viewer)?;
-    streams.store.set_limit(&viewer, None).await?;
+    streams
+        .store
+        .set_limit(&viewer, None, Actor::operator())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod console;
 mod contention;
 mod events;
 mod grades;

@@ -15,6 +15,11 @@ fn short_lease(settings: &mut ServeSettings) {
     settings.streams.stream_lease_secs = 1;
 }
 
+/// Long enough that a heartbeat every half second survives a loaded machine's stalls.
+fn three_second_lease(settings: &mut ServeSettings) {
+    settings.streams.stream_lease_secs = 3;
+}
+
 fn with_admin(settings: &mut ServeSettings) {
     settings.admin_token = Some(ADMIN.parse().unwrap());
 }
@@ -194,26 +199,27 @@ on_every_stream_backend! {
             started_id(start(&app, &user, None).await).await;
         }
         assert_eq!(start(&app, &user, None).await.status(), 429, "leases count until they expire");
-        // The lease is 1 s: the slot must be free again within lease + 1 s.
+        // The lease is 1 s: the slot must be free again soon after (the bound is loose
+        // so a loaded machine's stalls do not fail it; early expiry is checked below).
         loop {
             let status = start(&app, &user, None).await.status();
             if status == 201 {
                 break;
             }
             assert_eq!(status, 429);
-            assert!(begun.elapsed() < Duration::from_secs(2), "no slot freed within lease + 1 s");
+            assert!(begun.elapsed() < Duration::from_secs(6), "no slot freed within lease + 5 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(begun.elapsed() >= Duration::from_millis(900), "a lease expired early: {:?}", begun.elapsed());
     }
 
-    async fn heartbeats_keep_a_stream_alive_and_an_expired_one_must_start_again(app, short_lease) {
+    async fn heartbeats_keep_a_stream_alive_and_an_expired_one_must_start_again(app, three_second_lease) {
         let user = viewer();
         let kept = started_id(start(&app, &user, None).await).await;
         let dropped = started_id(start(&app, &user, None).await).await;
-        let until = Instant::now() + Duration::from_millis(1800);
+        let until = Instant::now() + Duration::from_millis(4500);
         while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             assert_eq!(heartbeat(&app, &user, &kept).await, 200);
         }
         assert_eq!(active(&app, &user).await.0, [kept]);

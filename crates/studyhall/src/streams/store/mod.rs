@@ -65,14 +65,14 @@ fn started(viewer: &str, started: &Started) -> Decision {
     Decision::new(COMPONENT, message, viewer_actor(viewer), data)
 }
 
-fn ended(viewer: &str, stream: &Stream, counts: &Counts) -> Decision {
+fn ended(viewer: &str, stream: &Stream, counts: &Counts, by: Actor) -> Decision {
     let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit});
-    Decision::new(COMPONENT, "stream.ended", viewer_actor(viewer), data)
+    Decision::new(COMPONENT, "stream.ended", by, data)
 }
 
-fn limit_changed(viewer: &str, limit: Option<i64>) -> Decision {
+fn limit_changed(viewer: &str, limit: Option<i64>, by: Actor) -> Decision {
     let data = json!({"viewer": viewer, "limit": limit});
-    Decision::new(COMPONENT, "stream.limit_changed", Actor::operator(), data)
+    Decision::new(COMPONENT, "stream.limit_changed", by, data)
 }
 
 fn expired(viewer: &str, stream: &str, at: i64) -> Decision {
@@ -154,12 +154,23 @@ impl StreamStore {
         viewer: &str,
         id: &str,
     ) -> Result<Option<(Stream, Counts)>, StoreError> {
+        self.end_by(viewer, id, viewer_actor(viewer)).await
+    }
+
+    /// Ends a viewer's stream for them (`by`: an operator).
+    #[tracing::instrument(skip(self))]
+    pub async fn end_by(
+        &self,
+        viewer: &str,
+        id: &str,
+        by: Actor,
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self {
-            StreamStore::Sql(store) => Ok(store.end(viewer, id).await?),
+            StreamStore::Sql(store) => Ok(store.end(viewer, id, by).await?),
             StreamStore::Redis(store, recorder) => {
                 let done = store.end(viewer, id).await?;
                 if let Some((stream, counts)) = &done {
-                    StreamStore::recorded(recorder, || ended(viewer, stream, counts)).await?;
+                    StreamStore::recorded(recorder, || ended(viewer, stream, counts, by)).await?;
                 }
                 Ok(done)
             }
@@ -176,13 +187,41 @@ impl StreamStore {
 
     /// Sets (or with `None` resets) a viewer's limit.
     #[tracing::instrument(skip(self))]
-    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
+    pub async fn set_limit(
+        &self,
+        viewer: &str,
+        limit: Option<i64>,
+        by: Actor,
+    ) -> Result<(), StoreError> {
         match self {
-            StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit).await?),
+            StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit, by).await?),
             StreamStore::Redis(store, recorder) => {
                 store.set_limit(viewer, limit).await?;
-                StreamStore::recorded(recorder, || limit_changed(viewer, limit)).await
+                StreamStore::recorded(recorder, || limit_changed(viewer, limit, by)).await
             }
+        }
+    }
+
+    /// Every viewer's active streams, by viewer (up to `limit`), on the SQL backends;
+    /// `None` with Redis, which keeps leases by viewer only.
+    pub async fn active_by_viewer(&self, limit: i64) -> Result<Option<Vec<Stream>>, sqlx::Error> {
+        let StreamStore::Sql(store) = self else {
+            return Ok(None);
+        };
+        let now = store.now().await?;
+        let streams = Sql::new(ACTIVE_BY_VIEWER)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(store.db())
+            .await?;
+        Ok(Some(streams))
+    }
+
+    /// The default limit, for viewers without their own.
+    pub fn default_limit(&self) -> i64 {
+        match self {
+            StreamStore::Sql(store) => store.policy().default_limit,
+            StreamStore::Redis(store, _) => store.policy().default_limit,
         }
     }
 
@@ -254,6 +293,9 @@ const SET_LIMIT: &str = "INSERT INTO stream_viewers (viewer, stream_limit) VALUE
     ON CONFLICT (viewer) DO UPDATE SET stream_limit = excluded.stream_limit";
 
 const VIEWER_LIMIT: &str = "SELECT stream_limit FROM stream_viewers WHERE viewer = $1";
+
+const ACTIVE_BY_VIEWER: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+    WHERE ended_at IS NULL AND expires_at > $1 ORDER BY viewer, started_at, id LIMIT $2";
 
 const ACTIVE_TOTAL: &str =
     "SELECT count(*) FROM streams WHERE ended_at IS NULL AND expires_at > $1";

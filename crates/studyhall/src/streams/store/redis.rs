@@ -54,6 +54,10 @@ impl RedisStreams {
         RedisStreams { redis, policy }
     }
 
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
     /// The viewer's keys, sharing one hash slot.
     fn keys(viewer: &str) -> [String; 4] {
         let base = format!("studyhall:streams:{{{viewer}}}");

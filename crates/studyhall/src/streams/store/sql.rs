@@ -20,6 +20,7 @@ use super::{
     decide, Active, Policy, ACTIVE, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA, RENEW,
     SET_LIMIT, VIEWER_LIMIT,
 };
+use crate::audit::Actor;
 use crate::batch::{Batched, Batcher};
 use crate::clock::Micros;
 use crate::db::{Db, Tx};
@@ -43,8 +44,9 @@ const POSTGRES_WRITERS: usize = 4;
 pub enum Op {
     Start(String, StartRequest),
     Heartbeat(String, String),
-    End(String, String),
-    SetLimit(String, Option<i64>),
+    /// Who ends it (the viewer, or an operator).
+    End(String, String, Actor),
+    SetLimit(String, Option<i64>, Actor),
 }
 
 impl Op {
@@ -52,8 +54,8 @@ impl Op {
         match self {
             Op::Start(viewer, _)
             | Op::Heartbeat(viewer, _)
-            | Op::End(viewer, _)
-            | Op::SetLimit(viewer, _) => viewer,
+            | Op::End(viewer, _, _)
+            | Op::SetLimit(viewer, _, _) => viewer,
         }
     }
 }
@@ -126,9 +128,10 @@ impl SqlStreams {
         &self,
         viewer: &str,
         id: &str,
+        by: Actor,
     ) -> Result<Option<(Stream, Counts)>, StoreError> {
         match self
-            .submit(Op::End(viewer.to_owned(), id.to_owned()))
+            .submit(Op::End(viewer.to_owned(), id.to_owned(), by))
             .await?
         {
             Done::Ended(ended) => Ok(ended),
@@ -136,8 +139,16 @@ impl SqlStreams {
         }
     }
 
-    pub async fn set_limit(&self, viewer: &str, limit: Option<i64>) -> Result<(), StoreError> {
-        match self.submit(Op::SetLimit(viewer.to_owned(), limit)).await? {
+    pub async fn set_limit(
+        &self,
+        viewer: &str,
+        limit: Option<i64>,
+        by: Actor,
+    ) -> Result<(), StoreError> {
+        match self
+            .submit(Op::SetLimit(viewer.to_owned(), limit, by))
+            .await?
+        {
             Done::LimitSet => Ok(()),
             other => Err(mismatched(&other)),
         }
@@ -203,6 +214,10 @@ impl SqlStreams {
         Ok(swept.len() as u64)
     }
 
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
     /// The database, for the reads outside a batch.
     pub fn db(&self) -> &Db {
         &self.db
@@ -258,7 +273,7 @@ impl Batched for Batch {
                 Op::Heartbeat(viewer, id) => {
                     Done::Renewed(renew(&mut tx, viewer, id, now, policy, NO_METADATA).await?)
                 }
-                Op::End(viewer, id) => {
+                Op::End(viewer, id, _) => {
                     let row: Option<Stream> = Sql::new(END)
                         .bind(viewer)
                         .bind(id)
@@ -272,7 +287,7 @@ impl Batched for Batch {
                         None => Done::Ended(None),
                     }
                 }
-                Op::SetLimit(viewer, limit) => {
+                Op::SetLimit(viewer, limit, _) => {
                     Sql::new(SET_LIMIT)
                         .bind(viewer)
                         .bind(*limit)
@@ -296,10 +311,12 @@ impl Batched for Batch {
 fn decision(op: &Op, done: Option<&Done>) -> Option<crate::audit::Decision> {
     match (op, done?) {
         (Op::Start(viewer, _), Done::Started(started)) => Some(super::started(viewer, started)),
-        (Op::End(viewer, _), Done::Ended(Some((stream, counts)))) => {
-            Some(super::ended(viewer, stream, counts))
+        (Op::End(viewer, _, by), Done::Ended(Some((stream, counts)))) => {
+            Some(super::ended(viewer, stream, counts, by.clone()))
         }
-        (Op::SetLimit(viewer, limit), Done::LimitSet) => Some(super::limit_changed(viewer, *limit)),
+        (Op::SetLimit(viewer, limit, by), Done::LimitSet) => {
+            Some(super::limit_changed(viewer, *limit, by.clone()))
+        }
         _ => None,
     }
 }

@@ -1,0 +1,349 @@
+//! What an operator sees of the queue and does to it beyond one job: counts, search,
+//! every error of a job, dead jobs grouped by cause, retrying many dead jobs at once,
+//! pausing a kind, and each kind's outcomes and timings by minute.
+
+use std::time::Duration;
+
+use super::increments::{Increments, KeyPart};
+use super::store::{Claimed, JobState, Queue};
+use crate::audit::{Actor, Decision};
+use crate::clock::{now_micros, Micros};
+use crate::db::Db;
+use crate::sql::Sql;
+
+/// Which jobs: a state, a kind, and text that their payload or last error contains
+/// (ASCII letters in any case).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    pub text: Option<String>,
+}
+
+impl JobFilter {
+    /// The condition on `$1` (state), `$2` (kind) and `$3` (text), bound by [`bind`].
+    fn condition(db: &Db) -> &'static str {
+        match db {
+            Db::Postgres(_) => {
+                "($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
+                 OR strpos(lower(payload), lower($3)) > 0 OR strpos(lower(coalesce(last_error, '')), lower($3)) > 0)"
+            }
+            Db::Sqlite(_) => {
+                "($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
+                 OR instr(lower(payload), lower($3)) > 0 OR instr(lower(coalesce(last_error, '')), lower($3)) > 0)"
+            }
+        }
+    }
+
+    fn bind<'q>(&self, sql: Sql<'q>) -> Sql<'q> {
+        sql.bind(self.state.map_or("", JobState::as_str))
+            .bind(self.kind.as_deref().unwrap_or(""))
+            .bind(self.text.as_deref().unwrap_or(""))
+    }
+
+    /// The same jobs, dead ones only.
+    pub fn dead(&self) -> JobFilter {
+        JobFilter {
+            state: Some(JobState::Dead),
+            ..self.clone()
+        }
+    }
+}
+
+/// A job with everything an operator may need to see about it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobDetail {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: Micros,
+    pub lease_until: Option<Micros>,
+    pub lease_holder: Option<String>,
+    pub started_at: Option<Micros>,
+    pub last_error: Option<String>,
+    pub created_at: Micros,
+    pub finished_at: Option<Micros>,
+}
+
+/// One failed attempt of a job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobError {
+    pub at: Micros,
+    pub attempt: i64,
+    pub holder: Option<String>,
+    pub error: String,
+}
+
+/// Dead jobs of one kind that died of the same error.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeadGroup {
+    pub kind: String,
+    pub error: String,
+    pub jobs: i64,
+    pub last: Micros,
+}
+
+/// How many jobs of a kind are in a state.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StateCount {
+    pub kind: String,
+    pub state: String,
+    pub jobs: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PausedKind {
+    pub kind: String,
+    pub paused_by: String,
+    pub paused_at: Micros,
+}
+
+/// One row of `job_minutes`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MinuteCount {
+    pub kind: String,
+    pub minute: i64,
+    pub metric: String,
+    pub bucket: i64,
+    pub jobs: i64,
+}
+
+const DETAIL: &str = "SELECT id, kind, state, payload, attempts, max_attempts, run_at, lease_until,
+    lease_holder, started_at, last_error, created_at, finished_at FROM jobs";
+
+/// Selects a page newest first; `$4`/`$5` the cursor (created_at, id), `$6` the limit.
+const PAGE: &str = "ORDER BY created_at DESC, id DESC LIMIT $6";
+
+impl Queue {
+    pub async fn detail(&self, id: &str) -> Result<Option<JobDetail>, sqlx::Error> {
+        Sql::new(&format!("{DETAIL} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db())
+            .await
+    }
+
+    /// Every failed attempt of a job, oldest first.
+    pub async fn errors(&self, id: &str) -> Result<Vec<JobError>, sqlx::Error> {
+        Sql::new("SELECT at, attempt, holder, error FROM job_errors WHERE job_id = $1 ORDER BY at")
+            .bind(id)
+            .fetch_all(self.db())
+            .await
+    }
+
+    /// Jobs matching `filter`, newest first, before the cursor (created_at, id).
+    pub async fn search(
+        &self,
+        filter: &JobFilter,
+        before: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<JobDetail>, sqlx::Error> {
+        let (time, id) = before.unwrap_or((i64::MAX, String::new()));
+        let sql = format!(
+            "{DETAIL} WHERE {} AND (created_at < $4 OR (created_at = $4 AND id < $5)) {PAGE}",
+            JobFilter::condition(self.db())
+        );
+        filter
+            .bind(Sql::new(&sql))
+            .bind(time)
+            .bind(&id)
+            .bind(limit)
+            .fetch_all(self.db())
+            .await
+    }
+
+    /// How many jobs match `filter`.
+    pub async fn count(&self, filter: &JobFilter) -> Result<i64, sqlx::Error> {
+        let sql = format!(
+            "SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE {}",
+            JobFilter::condition(self.db())
+        );
+        let count: Option<i64> = filter.bind(Sql::new(&sql)).fetch_scalar(self.db()).await?;
+        Ok(count.unwrap_or_default())
+    }
+
+    /// Requeues every dead job matching `filter` with fresh attempts, in one
+    /// transaction, recording once that `by` did and how many; the number requeued.
+    pub async fn retry_matching(&self, filter: &JobFilter, by: Actor) -> Result<u64, sqlx::Error> {
+        let filter = filter.dead();
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $4, lease_until = NULL, finished_at = NULL
+             WHERE {}",
+            JobFilter::condition(self.db())
+        );
+        let mut tx = self.db().begin_write().await?;
+        let retried = filter
+            .bind(Sql::new(&sql))
+            .bind(now_micros())
+            .execute(&mut tx)
+            .await?;
+        if self.audited && retried > 0 {
+            let data = serde_json::json!({
+                "kind": filter.kind, "text": filter.text, "jobs": retried,
+            });
+            let decision = Decision::new("studyhall.jobs", "job.bulk_retried", by, data);
+            crate::audit::record(&mut tx, &[decision]).await?;
+        }
+        tx.commit().await?;
+        Ok(retried)
+    }
+
+    /// Jobs by kind and state; succeeded jobs are counted in total only (they are
+    /// most of a queue's rows: their count by kind comes from [`Queue::minutes`]).
+    pub async fn state_counts(&self) -> Result<(Vec<StateCount>, i64), sqlx::Error> {
+        let counts = Sql::new(
+            "SELECT kind, state, CAST(count(*) AS BIGINT) AS jobs FROM jobs
+             WHERE state IN ('queued', 'running', 'failed', 'dead') GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(self.db())
+        .await?;
+        let succeeded: Option<i64> =
+            Sql::new("SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE state = 'succeeded'")
+                .fetch_scalar(self.db())
+                .await?;
+        Ok((counts, succeeded.unwrap_or_default()))
+    }
+
+    /// Dead jobs grouped by kind and error, the largest group first.
+    pub async fn dead_groups(&self, limit: i64) -> Result<Vec<DeadGroup>, sqlx::Error> {
+        Sql::new(
+            "SELECT kind, coalesce(last_error, '') AS error, CAST(count(*) AS BIGINT) AS jobs,
+                    max(coalesce(finished_at, created_at)) AS last
+             FROM jobs WHERE state = 'dead' GROUP BY kind, coalesce(last_error, '')
+             ORDER BY jobs DESC, last DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db())
+        .await
+    }
+
+    /// Pauses `kind` (workers claim none of its jobs; those running finish) or resumes
+    /// it, recording that `by` did; false if it was so already.
+    pub async fn set_paused(
+        &self,
+        kind: &str,
+        paused: bool,
+        by: Actor,
+    ) -> Result<bool, sqlx::Error> {
+        let mut tx = self.db().begin_write().await?;
+        let change = if paused {
+            Sql::new(
+                "INSERT INTO job_kinds_paused (kind, paused_by, paused_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind) DO NOTHING",
+            )
+            .bind(kind)
+            .bind(by.id.as_deref().unwrap_or(by.kind))
+            .bind(now_micros())
+        } else {
+            Sql::new("DELETE FROM job_kinds_paused WHERE kind = $1").bind(kind)
+        };
+        let changed = change.execute(&mut tx).await? == 1;
+        if changed && self.audited {
+            let message = if paused {
+                "job.kind_paused"
+            } else {
+                "job.kind_resumed"
+            };
+            let data = serde_json::json!({"kind": kind});
+            let decision = Decision::new("studyhall.jobs", message, by, data);
+            crate::audit::record(&mut tx, &[decision]).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub async fn paused(&self) -> Result<Vec<PausedKind>, sqlx::Error> {
+        Sql::new("SELECT kind, paused_by, paused_at FROM job_kinds_paused ORDER BY kind")
+            .fetch_all(self.db())
+            .await
+    }
+
+    /// Outcomes and timing buckets from `since` (Unix minutes) on.
+    pub async fn minutes(&self, since: i64) -> Result<Vec<MinuteCount>, sqlx::Error> {
+        Sql::new(
+            "SELECT kind, minute, metric, bucket, jobs FROM job_minutes WHERE minute >= $1
+             ORDER BY kind, minute",
+        )
+        .bind(since)
+        .fetch_all(self.db())
+        .await
+    }
+
+    /// Forgets minutes before `before` (Unix minutes).
+    pub async fn prune_minutes(&self, before: i64) -> Result<u64, sqlx::Error> {
+        Sql::new("DELETE FROM job_minutes WHERE minute < $1")
+            .bind(before)
+            .execute(self.db())
+            .await
+    }
+}
+
+/// Adds a finished attempt to its kind's minute: its outcome, how long it waited once
+/// due, and how long it ran.
+pub(super) fn time(later: &mut Increments, job: &Claimed, outcome: &'static str, ran: Duration) {
+    let now = now_micros();
+    let minute = now.div_euclid(60_000_000);
+    let waited = job.started_at.saturating_sub(job.run_at);
+    let ran = i64::try_from(ran.as_micros()).unwrap_or(i64::MAX);
+    for (metric, bucket) in [(outcome, 0), ("wait", bucket(waited)), ("run", bucket(ran))] {
+        let key = vec![
+            ("kind", KeyPart::Text(job.kind.clone())),
+            ("minute", KeyPart::Int(minute)),
+            ("metric", KeyPart::Text(metric.to_owned())),
+            ("bucket", KeyPart::Int(bucket)),
+        ];
+        later.add("job_minutes", key, &[("jobs", 1)]);
+    }
+}
+
+/// The bucket of a duration in µs: quarter octaves, so a bucket spans about 19 %.
+pub fn bucket(micros: i64) -> i64 {
+    if micros <= 1 {
+        return 0;
+    }
+    (4.0 * (micros as f64).log2()).floor() as i64
+}
+
+/// The largest duration (µs) in `bucket`.
+pub fn bucket_upper(bucket: i64) -> f64 {
+    2f64.powf((bucket + 1) as f64 / 4.0)
+}
+
+/// The `q` quantile (0–1) of counts by bucket, as its bucket's upper bound in µs.
+pub fn quantile(buckets: &[(i64, i64)], q: f64) -> Option<f64> {
+    let total: i64 = buckets.iter().map(|(_, jobs)| jobs).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut sorted = buckets.to_vec();
+    sorted.sort_unstable();
+    let rank = (q * total as f64).ceil().max(1.0) as i64;
+    let mut seen = 0;
+    for (bucket, jobs) in sorted {
+        seen += jobs;
+        if seen >= rank {
+            return Some(bucket_upper(bucket));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_quarter_octaves_and_quantiles_pick_the_bucket_holding_the_rank() {
+        assert_eq!(bucket(0), 0);
+        assert_eq!(bucket(1024), 40);
+        assert!(bucket_upper(bucket(1500)) >= 1500.0);
+        assert!(bucket_upper(bucket(1500)) < 1500.0 * 1.2);
+        // 90 fast jobs (~1 ms) and 10 slow ones (~1 s): p50 is fast, p95 and p99 slow.
+        let counts = [(bucket(1000), 90), (bucket(1_000_000), 10)];
+        assert!(quantile(&counts, 0.5).unwrap() < 1300.0);
+        assert!(quantile(&counts, 0.95).unwrap() > 1_000_000.0);
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}
