@@ -144,7 +144,7 @@ pub async fn list(
                         }
                     }
                 }
-                p.muted { (succeeded) " jobs succeeded in all." }
+                p.muted { "Succeeded in all: " (succeeded) "." }
             }
             section.card {
                 h2 { "Find jobs" }

@@ -91,7 +91,7 @@ pub async fn health() -> Json<serde_json::Value> {
 ///
 /// A 201 means the event is on disk. With `Idempotency-Key`, a retry with the same body
 /// returns the first response and stores nothing; the same key with another body is 422.
-#[utoipa::path(post, path = "/api/events", tag = "events", operation_id = "events_create", request_body = EventBody,
+#[utoipa::path(post, path = "/api/events", tag = "events", operation_id = "events_create", security((), ("bearer" = []), ("admin_token" = [])), request_body = EventBody,
     params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = "^[\\t\\x20-\\x7E]*[\\x21-\\x7E][\\t\\x20-\\x7E]*$", description = "Up to 255 visible ASCII characters; kept at least 24 h.")),
     responses(
         (status = 201, description = "Stored", body = Event),
@@ -174,7 +174,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 ///
 /// Following `next_cursor` until it is null visits every matching event exactly once,
 /// even while new events are being stored.
-#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events_list", params(FilterParams, ListParams),
+#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events_list", security((), ("bearer" = []), ("admin_token" = [])), params(FilterParams, ListParams),
     responses(
         (status = 200, description = "A page of matching events", body = EventPage),
         (status = 400, description = "Invalid date, limit, order or cursor; `message` names it", body = Problem, content_type = "application/problem+json"),
@@ -214,7 +214,7 @@ pub async fn list(
 ///
 /// A checkpoint signs the chain hash at its position with the deployment's Ed25519 key
 /// (`studyhall audit public-key`); `studyhall audit verify` checks them offline.
-#[utoipa::path(get, path = "/api/events/checkpoints", tag = "events", operation_id = "events_checkpoints", params(CheckpointParams),
+#[utoipa::path(get, path = "/api/events/checkpoints", tag = "events", operation_id = "events_checkpoints", security((), ("bearer" = []), ("admin_token" = [])), params(CheckpointParams),
     responses(
         (status = 200, description = "The head and a page of statements", body = CheckpointPage),
         (status = 400, description = "Invalid `after` or `limit`", body = Problem, content_type = "application/problem+json"),
@@ -250,7 +250,7 @@ pub async fn checkpoints(
 /// checkpoints and retention markers, so the file verifies on its own
 /// (`studyhall audit verify --file`). An interrupted download resumes with
 /// `after` = the `position` of the last event received.
-#[utoipa::path(get, path = "/api/events/export", tag = "events", operation_id = "events_export", params(FilterParams, ExportParams),
+#[utoipa::path(get, path = "/api/events/export", tag = "events", operation_id = "events_export", security((), ("bearer" = []), ("admin_token" = [])), params(FilterParams, ExportParams),
     responses(
         (status = 200, description = "The export, streamed", content(
             (String = "application/x-ndjson"),

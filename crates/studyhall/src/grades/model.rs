@@ -454,6 +454,102 @@ pub struct StudentAverage {
     pub task_count: Option<i64>,
 }
 
+/// `GET /stats/health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GradesHealth {
+    #[schema(example = "OK")]
+    pub status: &'static str,
+}
+
+/// A grade accepted for processing: the job that stores it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GradeQueued {
+    /// The job; `GET /jobs/{id}` follows it (the `Location` header names it too).
+    pub job_id: String,
+    /// The original's sentence (its misspelling on course grades included).
+    #[schema(
+        example = "Task task:add_student_grade queued sucessfully (Expected time to be processed: 0.00 minutes)"
+    )]
+    pub result: String,
+    /// Always 200, as the original wrote it.
+    #[schema(example = 200)]
+    pub status: u16,
+}
+
+/// A student's figures in one course.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseFigures {
+    /// Task grades the student has in the course.
+    pub assignments_completed: i64,
+    /// Mean of the course grades.
+    pub average_grade: f64,
+    pub grade_count: i64,
+    /// Share of the task grades handed in on time, 0 to 100.
+    pub on_time_percentage: f64,
+    /// Always 0 (the original's placeholder).
+    pub tbd: i64,
+}
+
+/// `GET /stats/student/{student_id}/course/{course_id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StudentCourse {
+    pub course_id: String,
+    pub result: CourseFigures,
+    pub student_id: String,
+}
+
+/// Course-grade averages by period, of a student or of a course.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Averages {
+    pub averages: Vec<AveragePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_id: Option<String>,
+    /// `day`, `week`, `month` or `year`.
+    pub group_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+    pub time_range: TimeRange,
+}
+
+/// The on-time share of task grades by period, of a course or of a student in one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OnTime {
+    pub course_id: String,
+    pub data: Vec<OnTimePoint>,
+    /// `day`, `week`, `month`, `year`, or empty for one `all_time` row.
+    pub group_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+    pub time_range: TimeRange,
+}
+
+/// `GET /stats/course/{course_id}/task/{task_id}/averages`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskAverages {
+    pub course_id: String,
+    /// Mean of every student's grade for the task.
+    pub group_average: f64,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+    /// Best first.
+    pub students: Vec<StudentAverage>,
+    pub task_id: String,
+}
+
+/// `GET /stats/student/{student_id}/course/{course_id}/task/average`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StudentTaskAverage {
+    pub course_id: String,
+    pub next_cursor: Option<String>,
+    /// The other students of the course, best first.
+    pub other_students: Vec<StudentAverage>,
+    pub student_average: f64,
+    pub student_id: String,
+    /// Present when the student has no task grade in the course.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

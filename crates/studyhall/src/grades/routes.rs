@@ -3,12 +3,13 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::model::{
-    self, any_id, bad, code, path_id, AveragePoint, CourseGradeBody, GroupBy, OnTimePoint, Series,
-    SeriesParams, TaskGradeBody, TimeRange,
+    self, any_id, bad, code, path_id, AveragePoint, Averages, CourseFigures, CourseGradeBody,
+    GradeQueued, GradesHealth, GroupBy, OnTime, OnTimePoint, Series, SeriesParams, StudentCourse,
+    StudentTaskAverage, TaskAverages, TaskGradeBody, TimeRange,
 };
 use super::store::{decode_cursor, After, CourseGrade, Subject, TaskGrade};
 use super::Grades;
@@ -21,10 +22,11 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// The original's text for a path id it did not check but that cannot be empty.
 const INVALID_IDS: &str = "Invalid course_id or task_id format";
 
+/// Liveness, in the ClassConnect service's shape.
 #[utoipa::path(get, path = "/stats/health", tag = "grades", operation_id = "grades_health",
-    responses((status = 200, description = "Up", body = Object, example = json!({"status": "OK"}))))]
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "OK"}))
+    responses((status = 200, description = "Up", body = GradesHealth)))]
+pub async fn health() -> Json<GradesHealth> {
+    Json(GradesHealth { status: "OK" })
 }
 
 /// The original's queue names, which its success text quotes.
@@ -52,7 +54,11 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
         "Task {} queued {queued} (Expected time to be processed: 0.00 minutes)",
         original_task_type(task)
     );
-    let body = json!({"result": result, "status": 200, "job_id": job_id});
+    let body = GradeQueued {
+        job_id,
+        result,
+        status: 200,
+    };
     Ok(([(header::LOCATION, location)], Json(body)).into_response())
 }
 
@@ -60,7 +66,7 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
 #[utoipa::path(post, path = "/stats/student/grade", tag = "grades", operation_id = "grades_post_grade",
     request_body = CourseGradeBody,
     responses(
-        (status = 200, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Task task:add_student_grade queued sucessfully (Expected time to be processed: 0.00 minutes)", "status": 200, "job_id": "0191…"})),
+        (status = 200, description = "Queued; `Location` is the job", body = GradeQueued),
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
@@ -72,7 +78,7 @@ pub async fn post_grade(State(grades): State<Grades>, AppBody(body): AppBody) ->
 #[utoipa::path(post, path = "/stats/student/task/grade", tag = "grades", operation_id = "grades_post_task_grade",
     request_body = TaskGradeBody,
     responses(
-        (status = 200, description = "Queued; `Location` is the job", body = Object, example = json!({"result": "Task task:add_student_grade_task queued successfully (Expected time to be processed: 0.00 minutes)", "status": 200, "job_id": "0191…"})),
+        (status = 200, description = "Queued; `Location` is the job", body = GradeQueued),
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
@@ -87,14 +93,14 @@ pub async fn post_task_grade(
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}", tag = "grades", operation_id = "grades_student_course",
     params(("student_id" = String, Path), ("course_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`")),
     responses(
-        (status = 200, description = "Figures", body = Object, example = json!({"result": {"average_grade": 7.5, "tbd": 0, "grade_count": 2, "assignments_completed": 3, "on_time_percentage": 66.67}, "course_id": "c1", "student_id": "123"})),
+        (status = 200, description = "Figures", body = StudentCourse),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn student_course(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<StudentCourse>> {
     let student = any_id("student_id", &student, "Missing student_id query parameter")?;
     let course = code(
         "course_id",
@@ -115,13 +121,17 @@ pub async fn student_course(
         .store
         .total(Subject::CourseStudentTasks(&course, &student))
         .await?;
-    Ok(Json(json!({
-        "result": {
-            "average_grade": total.average(), "tbd": 0, "grade_count": total.grade_count,
-            "assignments_completed": tasks.grade_count, "on_time_percentage": tasks.on_time_percentage(),
+    Ok(Json(StudentCourse {
+        course_id: course,
+        result: CourseFigures {
+            assignments_completed: tasks.grade_count,
+            average_grade: total.average(),
+            grade_count: total.grade_count,
+            on_time_percentage: tasks.on_time_percentage(),
+            tbd: 0,
         },
-        "course_id": course, "student_id": student,
-    })))
+        student_id: student,
+    }))
 }
 
 /// A subject's daily tallies in the requested range, rolled up into periods and mapped
@@ -174,64 +184,80 @@ async fn on_time(
     Ok((points, parsed.time_range(), parsed.group_by_name()))
 }
 
+/// A student's course-grade average per period.
 #[utoipa::path(get, path = "/stats/student/{student_id}/average", tag = "grades", operation_id = "grades_student_average",
     params(("student_id" = String, Path), SeriesParams),
-    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Object),
+    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Averages),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_average(
     State(grades): State<Grades>,
     Path(student): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Averages>> {
     let student = path_id("student_id", &student, "Invalid student_id format")?;
     let (points, series) = averages(&grades, Subject::Student(&student), &params).await?;
-    Ok(Json(
-        json!({"student_id": student, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
-    ))
+    Ok(Json(Averages {
+        averages: points,
+        course_id: None,
+        group_by: series.group_by_name(),
+        student_id: Some(student),
+        time_range: series.time_range(),
+    }))
 }
 
+/// A course's course-grade average per period.
 #[utoipa::path(get, path = "/stats/course/{course_id}/average", tag = "grades", operation_id = "grades_course_average",
     params(("course_id" = String, Path), SeriesParams),
-    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Object),
+    responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Averages),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn course_average(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Averages>> {
     let course = path_id("course_id", &course, "Invalid course_id format")?;
     let (points, series) = averages(&grades, Subject::Course(&course), &params).await?;
-    Ok(Json(
-        json!({"course_id": course, "averages": points, "time_range": series.time_range(), "group_by": series.group_by_name()}),
-    ))
+    Ok(Json(Averages {
+        averages: points,
+        course_id: Some(course),
+        group_by: series.group_by_name(),
+        student_id: None,
+        time_range: series.time_range(),
+    }))
 }
 
+/// The share of a course's task grades handed in on time, per period.
 #[utoipa::path(get, path = "/stats/course/{course_id}/on_time_percentage", tag = "grades", operation_id = "grades_course_on_time",
     params(("course_id" = String, Path), SeriesParams),
-    responses((status = 200, description = "On-time share of task grades per period; without group_by one `all_time` row", body = Object),
+    responses((status = 200, description = "On-time share of task grades per period; without group_by one `all_time` row", body = OnTime),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn course_on_time(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<OnTime>> {
     let course = path_id("course_id", &course, "Invalid course_id format")?;
     let (points, range, group_by) =
         on_time(&grades, Subject::CourseTasks(&course), &params).await?;
-    Ok(Json(
-        json!({"course_id": course, "data": points, "time_range": range, "group_by": group_by}),
-    ))
+    Ok(Json(OnTime {
+        course_id: course,
+        data: points,
+        group_by,
+        student_id: None,
+        time_range: range,
+    }))
 }
 
+/// The share of a student's task grades in a course handed in on time, per period.
 #[utoipa::path(get, path = "/stats/course/{course_id}/student/{student_id}/on_time_percentage", tag = "grades", operation_id = "grades_student_on_time",
     params(("course_id" = String, Path), ("student_id" = String, Path), SeriesParams),
-    responses((status = 200, description = "On-time share of the student's task grades per period; without group_by one `all_time` row", body = Object),
+    responses((status = 200, description = "On-time share of the student's task grades per period; without group_by one `all_time` row", body = OnTime),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_on_time(
     State(grades): State<Grades>,
     Path((course, student)): Path<(String, String)>,
     AppQuery(params): AppQuery<SeriesParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<OnTime>> {
     let course = path_id("course_id", &course, "Invalid course_id format")?;
     let student = path_id("student_id", &student, "Invalid student_id format")?;
     let (points, range, group_by) = on_time(
@@ -240,9 +266,13 @@ pub async fn student_on_time(
         &params,
     )
     .await?;
-    Ok(Json(
-        json!({"course_id": course, "student_id": student, "data": points, "time_range": range, "group_by": group_by}),
-    ))
+    Ok(Json(OnTime {
+        course_id: course,
+        data: points,
+        group_by,
+        student_id: Some(student),
+        time_range: range,
+    }))
 }
 
 /// `limit` (1–1000, default 100) and `cursor` for student lists.
@@ -268,15 +298,16 @@ impl ListParams {
     }
 }
 
+/// Every student's grade for one task, best first, with the group's average.
 #[utoipa::path(get, path = "/stats/course/{course_id}/task/{task_id}/averages", tag = "grades", operation_id = "grades_task_averages",
     params(("course_id" = String, Path), ("task_id" = String, Path), ListParams),
-    responses((status = 200, description = "Per-student grades, best first, and the group average (an empty list when there are none)", body = Object),
+    responses((status = 200, description = "Per-student grades, best first, and the group average (an empty list when there are none)", body = TaskAverages),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn task_averages(
     State(grades): State<Grades>,
     Path((course, task)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<TaskAverages>> {
     let course = any_id("course_id", &course, INVALID_IDS)?;
     let task = any_id("task_id", &task, INVALID_IDS)?;
     let (limit, after) = params.parse()?;
@@ -284,21 +315,25 @@ pub async fn task_averages(
         .store
         .task_students(&course, &task, after.as_ref(), limit)
         .await?;
-    Ok(Json(json!({
-        "course_id": course, "task_id": task, "group_average": total.average(),
-        "students": page.students, "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(TaskAverages {
+        course_id: course,
+        group_average: total.average(),
+        next_cursor: page.next_cursor,
+        students: page.students,
+        task_id: task,
+    }))
 }
 
+/// A student's task average in a course beside the other students'.
 #[utoipa::path(get, path = "/stats/student/{student_id}/course/{course_id}/task/average", tag = "grades", operation_id = "grades_student_task_average",
     params(("student_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ("course_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ListParams),
-    responses((status = 200, description = "The student's task average and the other students', best first; a `warning` when the student has none", body = Object),
+    responses((status = 200, description = "The student's task average and the other students', best first; a `warning` when the student has none", body = StudentTaskAverage),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
 pub async fn student_task_average(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
-) -> Result<Json<Value>> {
+) -> Result<Json<StudentTaskAverage>> {
     let student = code("student_id", &student, "Invalid student_id format")?;
     let course = code("course_id", &course, "Invalid course_id format")?;
     let (limit, after) = params.parse()?;
@@ -306,12 +341,12 @@ pub async fn student_task_average(
         .store
         .task_peers(&course, &student, after.as_ref(), limit)
         .await?;
-    let mut body = json!({
-        "student_id": student, "course_id": course, "student_average": mine.average(),
-        "other_students": others.students, "next_cursor": others.next_cursor,
-    });
-    if mine.grade_count == 0 {
-        body["warning"] = json!("No grades found for the requested student");
-    }
-    Ok(Json(body))
+    Ok(Json(StudentTaskAverage {
+        course_id: course,
+        next_cursor: others.next_cursor,
+        other_students: others.students,
+        student_average: mine.average(),
+        student_id: student,
+        warning: (mine.grade_count == 0).then_some("No grades found for the requested student"),
+    }))
 }

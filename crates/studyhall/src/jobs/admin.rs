@@ -270,14 +270,18 @@ impl Queue {
         .fetch_all(self.db())
         .await
     }
+}
 
-    /// Forgets minutes before `before` (Unix minutes).
-    pub async fn prune_minutes(&self, before: i64) -> Result<u64, sqlx::Error> {
-        Sql::new("DELETE FROM job_minutes WHERE minute < $1")
-            .bind(before)
-            .execute(self.db())
-            .await
-    }
+/// How long per-minute outcomes and timings are kept.
+pub const MINUTES_KEPT: i64 = 24 * 60;
+
+/// Forgets minutes older than [`MINUTES_KEPT`].
+pub async fn prune_minutes(db: &Db) -> Result<u64, sqlx::Error> {
+    let before = now_micros().div_euclid(60_000_000) - MINUTES_KEPT;
+    Sql::new("DELETE FROM job_minutes WHERE minute < $1")
+        .bind(before)
+        .execute(db)
+        .await
 }
 
 /// Adds a finished attempt to its kind's minute: its outcome, how long it waited once

@@ -32,6 +32,7 @@ fn not_found() -> ApiError {
     ApiError::not_found("No such job.")
 }
 
+/// One job: its state, attempts and last error.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", operation_id = "jobs_get", params(("id" = String, Path)),
     security(("admin_token" = [])),
     responses((status = 200, description = "The job", body = Job),

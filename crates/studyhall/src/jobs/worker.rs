@@ -331,11 +331,20 @@ impl Worker {
 
 /// Keeps the `job_queue_depth{state,kind}` gauge current for every known kind and every
 /// unfinished state, zero included, so a kind that drains reads 0 (not its last count)
-/// and one never queued is there too.
+/// and one never queued is there too. It also forgets the console's per-minute job
+/// outcomes once they are a day old.
 pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
     let mut every = tokio::time::interval(Duration::from_secs(2));
+    let mut ticks: u64 = 0;
     loop {
         every.tick().await;
+        ticks += 1;
+        // Every ten minutes, the per-minute outcomes older than a day go.
+        if ticks % 300 == 1 {
+            if let Err(err) = super::admin::prune_minutes(&db).await {
+                tracing::warn!(error = %err, "forgetting old job minutes failed");
+            }
+        }
         match store::depth(&db).await {
             Ok(rows) => {
                 let mut all: std::collections::BTreeSet<String> =

@@ -34,6 +34,7 @@ fn success() -> Json<Value> {
     Json(json!({"success": true}))
 }
 
+/// Liveness, in the user-api's shape.
 #[utoipa::path(get, path = "/ping", tag = "social", operation_id = "social_ping",
     responses((status = 200, description = "Alive", body = String, content_type = "application/json", example = json!("pong"))))]
 pub async fn ping() -> Json<&'static str> {
@@ -68,6 +69,7 @@ pub async fn create_me(
     Ok(Json(my_profile(&store, &me).await?.private()))
 }
 
+/// The caller's own profile, private fields included.
 #[utoipa::path(get, path = "/users/me", tag = "social", operation_id = "social_get_me", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's profile", body = UserPrivate),
@@ -141,7 +143,7 @@ pub async fn set_domains(
 }
 
 /// A user's public profile (no token needed; with one, `friendship_state` is relative to the caller).
-#[utoipa::path(get, path = "/users/id/{user_id}", tag = "social", operation_id = "social_user",
+#[utoipa::path(get, path = "/users/id/{user_id}", tag = "social", operation_id = "social_user", security((), ("bearer" = [])),
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")),
     responses(
         (status = 200, description = "Public profile", body = UserPublic),
@@ -159,7 +161,7 @@ pub async fn user(
 }
 
 /// Public profiles of up to 100 comma-separated ids; unknown ids are left out.
-#[utoipa::path(get, path = "/users/ids/{ids}", tag = "social", operation_id = "social_users",
+#[utoipa::path(get, path = "/users/ids/{ids}", tag = "social", operation_id = "social_users", security((), ("bearer" = [])),
     params(("ids" = String, Path, description = "Comma-separated user ids, at most 100")),
     responses(
         (status = 200, description = "Profiles that exist", body = Vec<UserPublic>),
@@ -216,6 +218,7 @@ async fn friend_count(
     Ok(Json(store.friend_count(&me.id, &id, mutual).await?))
 }
 
+/// A user's friends, a page at a time.
 #[utoipa::path(get, path = "/users/id/{user_id}/friends", tag = "social", operation_id = "social_friends",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$"), Page), security(("bearer" = [])),
     responses(
@@ -232,6 +235,7 @@ pub async fn friends(
     friend_list(&store, caller, &id, false, page).await
 }
 
+/// How many friends a user has.
 #[utoipa::path(get, path = "/users/id/{user_id}/friends/count", tag = "social", operation_id = "social_friend_count",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "How many friends", body = i64, content_type = "application/json"),
@@ -244,6 +248,7 @@ pub async fn friends_count(
     friend_count(&store, caller, &id, false).await
 }
 
+/// The friends a user and the caller have in common.
 #[utoipa::path(get, path = "/users/id/{user_id}/mutual-friends", tag = "social", operation_id = "social_mutual_friends",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$"), Page), security(("bearer" = [])),
     responses(
@@ -260,6 +265,7 @@ pub async fn mutual_friends(
     friend_list(&store, caller, &id, true, page).await
 }
 
+/// How many friends a user and the caller have in common.
 #[utoipa::path(get, path = "/users/id/{user_id}/mutual-friends/count", tag = "social", operation_id = "social_mutual_count",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "How many mutual friends", body = i64, content_type = "application/json"),
@@ -300,6 +306,7 @@ async fn search(
     Ok(Json(rows.iter().map(model::UserRow::summary).collect()))
 }
 
+/// Users whose email contains a text (any case).
 #[utoipa::path(get, path = "/users/search/email/{email}", tag = "social", operation_id = "social_search_email",
     params(("email" = String, Path, description = "Text the email contains (any case)"), Page), security(("bearer" = [])),
     responses((status = 200, description = "Matching users other than the caller", body = Vec<UserSummary>),
@@ -314,6 +321,7 @@ pub async fn search_email(
     search(&store, caller, Match::Email, &text, false, page, 15).await
 }
 
+/// Users whose name contains a text (any case).
 #[utoipa::path(get, path = "/users/search/name/{name}", tag = "social", operation_id = "social_search_name",
     params(("name" = String, Path, description = "Text the first name, last name or \"first last\" contains"), Page), security(("bearer" = [])),
     responses((status = 200, description = "Matching users other than the caller", body = Vec<UserSummary>),
@@ -328,6 +336,7 @@ pub async fn search_name(
     search(&store, caller, Match::Name, &text, false, page, 15).await
 }
 
+/// The caller's friends whose email contains a text.
 #[utoipa::path(get, path = "/friendship/search/email/{email}", tag = "social", operation_id = "social_friends_by_email",
     params(("email" = String, Path), Page), security(("bearer" = [])),
     responses((status = 200, description = "The caller's matching friends", body = Vec<UserSummary>),
@@ -341,6 +350,7 @@ pub async fn friends_by_email(
     search(&store, caller, Match::Email, &text, true, page, 10).await
 }
 
+/// The caller's friends whose name contains a text.
 #[utoipa::path(get, path = "/friendship/search/name/{name}", tag = "social", operation_id = "social_friends_by_name",
     params(("name" = String, Path), Page), security(("bearer" = [])),
     responses((status = 200, description = "The caller's matching friends", body = Vec<UserSummary>),
@@ -354,6 +364,7 @@ pub async fn friends_by_name(
     search(&store, caller, Match::Name, &text, true, page, 10).await
 }
 
+/// The friendship row between the caller and a user, if any.
 #[utoipa::path(get, path = "/friendship/check/{user_id}", tag = "social", operation_id = "social_check",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The row between the caller and the user, or null", body = Option<Friendship>),
@@ -403,6 +414,7 @@ pub async fn request(
     }
 }
 
+/// Friend requests the caller has received and not answered.
 #[utoipa::path(get, path = "/friendship/requests", tag = "social", operation_id = "social_received", security(("bearer" = [])),
     responses((status = 200, description = "Pending requests received, newest first", body = Vec<UserFriendRequest>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
@@ -414,6 +426,7 @@ pub async fn received(
     Ok(Json(store.received(&me.id).await?))
 }
 
+/// The caller's pending request to a user, if any.
 #[utoipa::path(get, path = "/friendship/requests/{user_id}", tag = "social", operation_id = "social_sent",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The caller's pending request to the user, or null", body = Option<Friendship>),
@@ -447,6 +460,7 @@ pub async fn decline(
     Ok(success())
 }
 
+/// Accept a friend request sent to the caller.
 #[utoipa::path(post, path = "/friendship/accept", tag = "social", operation_id = "social_accept", request_body = AcceptBody,
     security(("bearer" = [])),
     responses((status = 200, description = "Now friends", body = Object, example = json!({"success": true})),
@@ -467,6 +481,7 @@ pub async fn accept(
     Ok(success())
 }
 
+/// End a friendship (either friend may).
 #[utoipa::path(post, path = "/friendship/delete", tag = "social", operation_id = "social_unfriend", request_body = UnfriendBody,
     security(("bearer" = [])),
     responses((status = 200, description = "No longer friends", body = Object, example = json!({"success": true})),
@@ -502,6 +517,7 @@ pub async fn unfriend(
     Ok(success())
 }
 
+/// Every friend of the caller, as ids.
 #[utoipa::path(get, path = "/friendship/all", tag = "social", operation_id = "social_all_friends", security(("bearer" = [])),
     responses((status = 200, description = "Every friend of the caller", body = Vec<Object>, example = json!([{"user_id": "bob"}])),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]

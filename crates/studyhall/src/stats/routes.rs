@@ -16,7 +16,7 @@ use crate::http::extract::AppBody;
 ///
 /// Re-posting a session id of the same user and course replaces that session's stats
 /// (and its share of the course aggregate) and answers 201 again.
-#[utoipa::path(post, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_post_session",
+#[utoipa::path(post, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_post_session", security((), ("bearer" = [])),
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("X-User-Id" = String, Header, format = "uuid", description = "Identifies the user"),
@@ -50,7 +50,7 @@ pub async fn post_session(
 }
 
 /// Fetch the user's lifetime statistics for a course.
-#[utoipa::path(get, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_get_course",
+#[utoipa::path(get, path = "/courses/{courseId}", tag = "stats", operation_id = "stats_get_course", security((), ("bearer" = [])),
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("X-User-Id" = String, Header, format = "uuid", description = "Identifies the user"),
@@ -77,7 +77,7 @@ pub async fn get_course(
 }
 
 /// Fetch a single study session.
-#[utoipa::path(get, path = "/courses/{courseId}/sessions/{sessionId}", tag = "stats", operation_id = "stats_get_session",
+#[utoipa::path(get, path = "/courses/{courseId}/sessions/{sessionId}", tag = "stats", operation_id = "stats_get_session", security((), ("bearer" = [])),
     params(
         ("courseId" = String, Path, format = "uuid", description = "Identifies the course"),
         ("sessionId" = String, Path, format = "uuid", description = "Identifies the study session"),

@@ -23,7 +23,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 ///
 /// Starting a `stream_id` that is already active for this viewer renews its lease and
 /// counts once.
-#[utoipa::path(post, path = "/api/v1/streams", tag = "streams", operation_id = "streams_start",
+#[utoipa::path(post, path = "/api/v1/streams", tag = "streams", operation_id = "streams_start", security((), ("bearer" = [])),
     params(
         ("X-User-Id" = Option<String>, Header, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$", description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
@@ -97,7 +97,7 @@ fn not_active() -> ApiError {
 }
 
 /// The viewer's active streams, oldest first.
-#[utoipa::path(get, path = "/api/v1/streams", tag = "streams", operation_id = "streams_list",
+#[utoipa::path(get, path = "/api/v1/streams", tag = "streams", operation_id = "streams_list", security((), ("bearer" = [])),
     params(
         ("X-User-Id" = Option<String>, Header, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$", description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
@@ -122,7 +122,7 @@ pub async fn list(
 }
 
 /// Renew a stream's lease.
-#[utoipa::path(post, path = "/api/v1/streams/{id}/heartbeat", tag = "streams", operation_id = "streams_heartbeat",
+#[utoipa::path(post, path = "/api/v1/streams/{id}/heartbeat", tag = "streams", operation_id = "streams_heartbeat", security((), ("bearer" = [])),
     params(("id" = String, Path, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The stream id")),
     responses(
         (status = 200, description = "Renewed", body = StreamResponse),
@@ -148,7 +148,7 @@ pub async fn heartbeat(
 }
 
 /// End a stream; its slot is free at once.
-#[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams", operation_id = "streams_end",
+#[utoipa::path(delete, path = "/api/v1/streams/{id}", tag = "streams", operation_id = "streams_end", security((), ("bearer" = [])),
     params(("id" = String, Path, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The stream id")),
     responses(
         (status = 204, description = "Ended"),

@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod auth;
+mod browser;
 mod console;
 mod contention;
 mod events;

@@ -216,3 +216,56 @@ async fn browser_origins_are_allowed_only_when_configured() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     open.stop().await;
 }
+
+/// What a reader of `/docs` needs: every operation summarised, every grades response
+/// with its fields, and every route that reads a bearer token saying so.
+#[test]
+fn the_document_summarises_every_operation_and_declares_its_tokens() {
+    let doc = serde_json::to_value(studyhall::openapi_document()).unwrap();
+    let mut bearer_routes = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(
+                operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{method} {path} has no summary"
+            );
+            let schemes: Vec<&str> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|requirement| requirement.as_object())
+                .flat_map(|requirement| requirement.keys().map(String::as_str))
+                .collect();
+            let text = operation.to_string();
+            if text.contains("No or bad token") || text.contains("admin token") {
+                assert!(
+                    !schemes.is_empty(),
+                    "{method} {path} reads a token but declares no security"
+                );
+            }
+            bearer_routes += usize::from(schemes.contains(&"bearer"));
+            if path.starts_with("/stats/") {
+                let schema =
+                    &operation["responses"]["200"]["content"]["application/json"]["schema"];
+                assert!(
+                    schema["$ref"].is_string(),
+                    "{method} {path} answers a bare {schema}"
+                );
+            }
+        }
+    }
+    for optional in [
+        "/api/v1/streams",
+        "/courses/{courseId}",
+        "/users/id/{user_id}",
+        "/api/events",
+    ] {
+        let security = &doc["paths"][optional]["get"]["security"];
+        assert_eq!(
+            security[0],
+            serde_json::json!({}),
+            "{optional}: the token is optional"
+        );
+    }
+    assert!(bearer_routes >= 30, "{bearer_routes}");
+}
