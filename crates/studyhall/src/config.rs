@@ -162,6 +162,16 @@ pub struct AuthSettings {
     #[arg(long, env = "STUDYHALL_JWT_USER_CLAIM", default_value = "sub")]
     pub jwt_user_claim: String,
 
+    /// The claim listing the caller's groups, which grant like `scope` words do (the
+    /// console's groups, `events:read`…): `cognito:groups`, or e.g. `groups` or `roles`
+    /// for other identity providers.
+    #[arg(
+        long,
+        env = "STUDYHALL_JWT_GROUPS_CLAIM",
+        default_value = "cognito:groups"
+    )]
+    pub jwt_groups_claim: String,
+
     /// Least seconds between JWKS refetches caused by tokens with an unknown `kid`.
     #[arg(long, env = "STUDYHALL_JWKS_REFRESH_SECS", default_value_t = 30)]
     pub jwks_refresh_secs: u64,

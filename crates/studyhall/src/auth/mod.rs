@@ -36,7 +36,7 @@ pub struct AuthUser {
     pub id: String,
     pub email: Option<String>,
     /// What the token grants: the words of its `scope` (OAuth 2.0: a space-separated
-    /// string, or a list) and its `cognito:groups`.
+    /// string, or a list) and of its groups claim (`cognito:groups` by default).
     pub scopes: Vec<String>,
 }
 
@@ -82,6 +82,8 @@ pub struct Auth {
     audience: Option<String>,
     token_use: Option<String>,
     user_claim: String,
+    /// The claim that lists the caller's groups (read beside `scope`).
+    groups_claim: String,
     /// How far gateway headers and peer addresses may speak for a caller; when headers
     /// may, a token and a header naming someone else are refused on every route.
     trust: IdentityTrust,
@@ -169,6 +171,7 @@ impl Auth {
             audience: required.audience,
             token_use: required.token_use,
             user_claim: settings.jwt_user_claim.clone(),
+            groups_claim: settings.jwt_groups_claim.clone(),
             trust: IdentityTrust::default(),
             admin_token: None,
             refusals: None,
@@ -384,7 +387,7 @@ impl Auth {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let mut scopes = Vec::new();
-        for claim in ["scope", "cognito:groups"] {
+        for claim in ["scope", self.groups_claim.as_str()] {
             match claims.get(claim) {
                 Some(Value::String(words)) => {
                     scopes.extend(words.split_whitespace().map(str::to_owned));
@@ -692,6 +695,7 @@ mod tests {
             audience: None,
             token_use: None,
             user_claim: "sub".into(),
+            groups_claim: "cognito:groups".into(),
             trust: IdentityTrust::default(),
             admin_token: None,
             refusals: None,

@@ -43,7 +43,7 @@ impl ListParams {
         Ok(JobFilter {
             state,
             kind: layout::field(self.kind.as_deref(), "kind")?,
-            text: layout::field(self.q.as_deref(), "search text")?,
+            text: search(self.q.as_deref())?,
         })
     }
 
@@ -144,7 +144,7 @@ pub async fn list(
                         }
                     }
                 }
-                p.muted { "Succeeded in all: " (succeeded) "." }
+                p.muted { "Succeeded over the last 24 hours: " (succeeded) "." }
             }
             section.card {
                 h2 { "Find jobs" }
@@ -182,13 +182,14 @@ pub async fn list(
                             thead { tr { th { "Kind" } th { "Error" } th.num { "Jobs" } th { "Last" } th {} } }
                             tbody {
                                 @for group in &groups {
-                                    @let filter = JobFilter { state: Some(JobState::Dead), kind: Some(group.kind.clone()), text: None };
+                                    @let text = Some(search_text(&group.error)).filter(|text| text.chars().count() >= admin::MIN_TEXT);
+                                    @let filter = JobFilter { state: Some(JobState::Dead), kind: Some(group.kind.clone()), text };
                                     tr {
                                         td { (group.kind) }
                                         td { code { (group.error) } }
                                         td.num { a href={"/console/jobs?" (query(&filter, &[]))} { (group.jobs) } }
                                         td { (layout::at(group.last)) }
-                                        td { a href={"/console/jobs/retry-dead?" (query(&filter, &[("q", &search_text(&group.error))]))} { "Retry these…" } }
+                                        td { @if filter.text.is_some() { a href={"/console/jobs/retry-dead?" (query(&filter, &[]))} { "Retry these…" } } }
                                     }
                                 }
                             }
@@ -209,6 +210,18 @@ pub async fn list(
             }
         },
     ))
+}
+
+/// The search text, if any: long enough for the index.
+fn search(text: Option<&str>) -> Result<Option<String>, Failure> {
+    let text = layout::field(text, "search text")?;
+    match text {
+        Some(text) if text.chars().count() < admin::MIN_TEXT => Err(Failure::bad_request(format!(
+            "Search for at least {} characters: “{text}” is shorter.",
+            admin::MIN_TEXT
+        ))),
+        text => Ok(text),
+    }
 }
 
 /// A search text that finds one error: its first line, cut to what a filter takes.
@@ -514,7 +527,7 @@ pub async fn bulk_retry(
     let filter = JobFilter {
         state: Some(JobState::Dead),
         kind: layout::field(form.kind.as_deref(), "kind")?,
-        text: layout::field(form.q.as_deref(), "search text")?,
+        text: search(form.q.as_deref())?,
     };
     let retried = console
         .queue

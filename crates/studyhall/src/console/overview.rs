@@ -81,7 +81,7 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
                 div.value class=(if total("dead") > 0 { "bad" } else { "" }) {
                     a href="/console/jobs?state=dead" { (total("dead")) }
                 }
-                div.muted { (succeeded) " succeeded in all" }
+                div.muted { (succeeded) " succeeded in 24 h" }
             }
             @if let Some(active) = streams {
                 div.stat { div.label { "Active streams" } div.value { (active) } }

@@ -12,7 +12,7 @@ use crate::db::Db;
 use crate::sql::Sql;
 
 /// Which jobs: a state, a kind, and text that their payload or last error contains
-/// (ASCII letters in any case).
+/// (ASCII letters in any case; at least [`MIN_TEXT`] characters, as its index needs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     pub state: Option<JobState>,
@@ -20,17 +20,22 @@ pub struct JobFilter {
     pub text: Option<String>,
 }
 
+/// The shortest search text: the trigram indexes find nothing shorter.
+pub const MIN_TEXT: usize = 3;
+
 impl JobFilter {
-    /// The condition on `$1` (state), `$2` (kind) and `$3` (text), bound by [`bind`].
+    /// The condition on `$1` (state), `$2` (kind) and `$3` (a `LIKE` pattern), bound by
+    /// [`JobFilter::bind`]. On PostgreSQL the pattern is served by the trigram indexes;
+    /// on SQLite it is checked on the rows of the state (see [`Queue::search`]).
     fn condition(db: &Db) -> &'static str {
         match db {
             Db::Postgres(_) => {
-                "($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
-                 OR strpos(lower(payload), lower($3)) > 0 OR strpos(lower(coalesce(last_error, '')), lower($3)) > 0)"
+                r"($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
+                 OR lower(payload) LIKE $3 ESCAPE '\' OR lower(coalesce(last_error, '')) LIKE $3 ESCAPE '\')"
             }
             Db::Sqlite(_) => {
-                "($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
-                 OR instr(lower(payload), lower($3)) > 0 OR instr(lower(coalesce(last_error, '')), lower($3)) > 0)"
+                r"($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
+                 OR payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')"
             }
         }
     }
@@ -38,7 +43,31 @@ impl JobFilter {
     fn bind<'q>(&self, sql: Sql<'q>) -> Sql<'q> {
         sql.bind(self.state.map_or("", JobState::as_str))
             .bind(self.kind.as_deref().unwrap_or(""))
-            .bind(self.text.as_deref().unwrap_or(""))
+            .bind(self.pattern())
+    }
+
+    /// The text as a `LIKE` pattern matching it anywhere, lower case; empty without.
+    fn pattern(&self) -> String {
+        let Some(text) = self.text.as_deref() else {
+            return String::new();
+        };
+        let mut pattern = String::from("%");
+        for c in text.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
+
+    /// The text as a full-text phrase: every character literal.
+    fn phrase(&self) -> String {
+        format!(
+            "\"{}\"",
+            self.text.as_deref().unwrap_or("").replace('"', "\"\"")
+        )
     }
 
     /// The same jobs, dead ones only.
@@ -133,7 +162,7 @@ impl Queue {
             .await
     }
 
-    /// Jobs matching `filter`, newest first, before the cursor (created_at, id).
+    /// Jobs matching `filter`, newest first, after the job `before` (its created_at, id).
     pub async fn search(
         &self,
         filter: &JobFilter,
@@ -141,6 +170,10 @@ impl Queue {
         limit: i64,
     ) -> Result<Vec<JobDetail>, sqlx::Error> {
         let (time, id) = before.unwrap_or((i64::MAX, String::new()));
+        let every_state = matches!(filter.state, None | Some(JobState::Succeeded));
+        if filter.text.is_some() && every_state && matches!(self.db(), Db::Sqlite(_)) {
+            return self.search_text(filter, &id, limit).await;
+        }
         let sql = format!(
             "{DETAIL} WHERE {} AND (created_at < $4 OR (created_at = $4 AND id < $5)) {PAGE}",
             JobFilter::condition(self.db())
@@ -149,6 +182,35 @@ impl Queue {
             .bind(Sql::new(&sql))
             .bind(time)
             .bind(&id)
+            .bind(limit)
+            .fetch_all(self.db())
+            .await
+    }
+
+    /// A text search on SQLite over most of the queue (every state, or the succeeded
+    /// jobs): driven by the trigram index in rowid order (the jobs' order of insertion,
+    /// which is their order of creation), so a page reads only the index entries it
+    /// shows. The other states hold a queue's few unfinished jobs, whose rows
+    /// [`JobFilter::condition`] checks faster than the index would be walked. The text
+    /// is checked again on each row, so the page never shows a job the text is not in.
+    async fn search_text(
+        &self,
+        filter: &JobFilter,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<JobDetail>, sqlx::Error> {
+        const SQL: &str = r"SELECT j.* FROM jobs_text t CROSS JOIN jobs j ON j.rowid = t.rowid
+             WHERE t.jobs_text MATCH $4 AND ($1 = '' OR j.state = $1) AND ($2 = '' OR j.kind = $2)
+               AND (j.payload LIKE $3 ESCAPE '\' OR j.last_error LIKE $3 ESCAPE '\')
+               AND t.rowid < coalesce((SELECT rowid FROM jobs WHERE id = $5), $6)
+             ORDER BY t.rowid DESC LIMIT $7";
+        // A first page starts at the newest job; a page after a job since deleted
+        // starts again from the newest.
+        filter
+            .bind(Sql::new(SQL))
+            .bind(filter.phrase())
+            .bind(after)
+            .bind(i64::MAX)
             .bind(limit)
             .fetch_all(self.db())
             .await
@@ -190,8 +252,9 @@ impl Queue {
         Ok(retried)
     }
 
-    /// Jobs by kind and state; succeeded jobs are counted in total only (they are
-    /// most of a queue's rows: their count by kind comes from [`Queue::minutes`]).
+    /// Unfinished and dead jobs by kind and state, from the state index, and the jobs
+    /// that succeeded over the last day, from the workers' minutes: succeeded jobs are
+    /// most of a queue's rows, and counting them would walk them all.
     pub async fn state_counts(&self) -> Result<(Vec<StateCount>, i64), sqlx::Error> {
         let counts = Sql::new(
             "SELECT kind, state, CAST(count(*) AS BIGINT) AS jobs FROM jobs
@@ -199,10 +262,12 @@ impl Queue {
         )
         .fetch_all(self.db())
         .await?;
-        let succeeded: Option<i64> =
-            Sql::new("SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE state = 'succeeded'")
-                .fetch_scalar(self.db())
-                .await?;
+        let succeeded: Option<i64> = Sql::new(
+            "SELECT CAST(coalesce(sum(jobs), 0) AS BIGINT) FROM job_minutes WHERE metric = 'succeeded' AND minute >= $1",
+        )
+        .bind(now_micros().div_euclid(60_000_000) - MINUTES_KEPT)
+        .fetch_scalar(self.db())
+        .await?;
         Ok((counts, succeeded.unwrap_or_default()))
     }
 

@@ -60,47 +60,74 @@ impl Increments {
         self.rows.is_empty()
     }
 
-    /// Applies every change in (table, key) order, skipping rows whose changes cancel out.
+    /// Applies every change in (table, key) order, skipping rows whose changes cancel
+    /// out: one statement for each run of rows of the same table and columns.
     pub async fn apply(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
-        for (row, values) in self.rows {
-            if values.iter().all(|(_, value)| *value == 0) {
-                continue;
+        let rows: Vec<(Row, Vec<(&'static str, i64)>)> = self
+            .rows
+            .into_iter()
+            .filter(|(_, values)| values.iter().any(|(_, value)| *value != 0))
+            .collect();
+        for run in rows.chunk_by(|(a, a_values), (b, b_values)| {
+            a.table == b.table && same_columns(&a.key, &b.key) && same_columns(a_values, b_values)
+        }) {
+            for statement in run.chunks(ROWS_PER_STATEMENT) {
+                let sql = upsert(statement);
+                let mut query = Sql::new(&sql);
+                for (row, values) in statement {
+                    for (_, part) in &row.key {
+                        query = match part {
+                            KeyPart::Text(text) => query.bind(text.as_str()),
+                            KeyPart::Int(number) => query.bind(*number),
+                        };
+                    }
+                    for (_, value) in values {
+                        query = query.bind(*value);
+                    }
+                }
+                query.execute(&mut *tx).await?;
             }
-            let sql = upsert(&row, &values);
-            let mut query = Sql::new(&sql);
-            for (_, part) in &row.key {
-                query = match part {
-                    KeyPart::Text(text) => query.bind(text.as_str()),
-                    KeyPart::Int(number) => query.bind(*number),
-                };
-            }
-            for (_, value) in &values {
-                query = query.bind(*value);
-            }
-            query.execute(&mut *tx).await?;
         }
         Ok(())
     }
 }
 
-/// `INSERT … ON CONFLICT (key) DO UPDATE SET column = table.column + excluded.column`,
-/// the same on SQLite and PostgreSQL.
-fn upsert(row: &Row, values: &[(&'static str, i64)]) -> String {
-    let table = row.table;
-    let keys: Vec<&str> = row.key.iter().map(|(column, _)| *column).collect();
+/// Rows per statement, well under both backends' limits on bound values.
+const ROWS_PER_STATEMENT: usize = 200;
+
+fn same_columns<T>(a: &[(&'static str, T)], b: &[(&'static str, T)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((x, _), (y, _))| x == y)
+}
+
+/// `INSERT … VALUES (…), (…) ON CONFLICT (key) DO UPDATE SET column = table.column +
+/// excluded.column` for rows of one table and the same columns, the same on SQLite and
+/// PostgreSQL. The rows' keys are distinct (a statement may change a row once), and
+/// both backends take the rows in the order written.
+fn upsert(rows: &[(Row, Vec<(&'static str, i64)>)]) -> String {
+    let Some((first, values)) = rows.first() else {
+        return String::new();
+    };
+    let table = first.table;
+    let keys: Vec<&str> = first.key.iter().map(|(column, _)| *column).collect();
     let columns: Vec<&str> = values.iter().map(|(column, _)| *column).collect();
-    let placeholders: Vec<String> = (1..=keys.len() + columns.len())
-        .map(|n| format!("${n}"))
+    let width = keys.len() + columns.len();
+    let tuples: Vec<String> = (0..rows.len())
+        .map(|row| {
+            let placeholders: Vec<String> = (1..=width)
+                .map(|n| format!("${}", row * width + n))
+                .collect();
+            format!("({})", placeholders.join(", "))
+        })
         .collect();
     let sums: Vec<String> = columns
         .iter()
         .map(|column| format!("{column} = {table}.{column} + excluded.{column}"))
         .collect();
     format!(
-        "INSERT INTO {table} ({keys}, {columns}) VALUES ({placeholders}) ON CONFLICT ({keys}) DO UPDATE SET {sums}",
+        "INSERT INTO {table} ({keys}, {columns}) VALUES {tuples} ON CONFLICT ({keys}) DO UPDATE SET {sums}",
         keys = keys.join(", "),
         columns = columns.join(", "),
-        placeholders = placeholders.join(", "),
+        tuples = tuples.join(", "),
         sums = sums.join(", "),
     )
 }
@@ -138,9 +165,14 @@ mod tests {
             ("t_a", &KeyPart::Text("c9".into()))
         );
         assert_eq!(rows[2].1, &vec![("n", 2), ("sum", 15)]);
+        let rows: Vec<_> = batch.rows.into_iter().collect();
         assert_eq!(
-            upsert(rows[2].0, rows[2].1),
+            upsert(&rows[2..]),
             "INSERT INTO t_b (course_id, day, n, sum) VALUES ($1, $2, $3, $4) ON CONFLICT (course_id, day) DO UPDATE SET n = t_b.n + excluded.n, sum = t_b.sum + excluded.sum"
+        );
+        assert_eq!(
+            upsert(&rows[..2]),
+            "INSERT INTO t_a (course_id, day, n) VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT (course_id, day) DO UPDATE SET n = t_a.n + excluded.n"
         );
     }
 }

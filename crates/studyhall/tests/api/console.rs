@@ -33,8 +33,23 @@ fn with_two_attempts(settings: &mut ServeSettings) {
 
 /// A bearer token for `sub` in `groups`.
 fn token_in(sub: &str, groups: &[&str]) -> String {
-    let claims = json!({"sub": sub, "email": format!("{sub}@example.com"), "exp": 4_102_444_800i64,
-                        "cognito:groups": groups});
+    token_with(
+        sub,
+        json!({"email": format!("{sub}@example.com"), "cognito:groups": groups}),
+    )
+}
+
+fn with_roles_claim(settings: &mut ServeSettings) {
+    with_admin(settings);
+    settings.auth.jwt_groups_claim = "roles".into();
+}
+
+/// A bearer token for `sub` whose claims add `extra`.
+fn token_with(sub: &str, extra: Value) -> String {
+    let mut claims = json!({"sub": sub, "exp": 4_102_444_800i64});
+    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        claims.extend(extra.clone());
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -127,7 +142,10 @@ async fn login(app: &TestApp, token: &str) -> Login {
 
 fn form_token(page: &str) -> String {
     let marker = r#"name="csrf" value=""#;
-    let start = page.find(marker).expect("a form token on the page") + marker.len();
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("a form token on the page: {page}"))
+        + marker.len();
     page[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -372,6 +390,22 @@ on_every_backend_each! {
         assert_eq!(done.headers()["location"], "/console/jobs/job-csrf?done=retried");
     }
 
+    async fn the_groups_claim_that_names_console_roles_is_configurable(app, with_roles_claim) {
+        for (extra, what) in [
+            (json!({"cognito:groups": ["studyhall-operators"]}), "the default claim, no longer read"),
+            (json!({"roles": "studyhall-operatorsX"}), "a near miss"),
+            (json!({"roles": {"studyhall-operators": true}}), "an object, not a list"),
+        ] {
+            assert_eq!(try_login(&app, &token_with("gus", extra)).await.status(), 401, "{what}");
+        }
+        let operator = login(&app, &token_with("olga", json!({"roles": ["staff", "studyhall-operators"]}))).await;
+        assert!(!operator.page(&app, "/console").await.contains("read-only"));
+        let reader = login(&app, &token_with("rita", json!({"roles": "studyhall-readers"}))).await;
+        assert!(reader.page(&app, "/console").await.contains("read-only"));
+        // `scope` still grants beside the configured claim.
+        login(&app, &token_with("sam", json!({"scope": "openid studyhall-operators"}))).await;
+    }
+
     async fn a_read_only_session_sees_every_page_and_changes_nothing(app, with_admin) {
         broken_job(&app, "job-reader").await;
         wait_for_state(&app, "job-reader", "dead").await;
@@ -419,7 +453,8 @@ on_every_backend_each! {
         // The three died of one error: one row of the grouping, counting 3.
         let grouped = session.page(&app, "/console/jobs").await;
         assert!(grouped.contains("Dead jobs by error"));
-        assert!(grouped.contains(r#"<td class="num"><a href="/console/jobs?state=dead&amp;kind=grades.course_grade">3</a></td>"#), "{grouped}");
+        assert!(grouped.contains(r#"<td class="num"><a href="/console/jobs?state=dead&amp;kind=grades.course_grade&amp;q="#), "{grouped}");
+        assert!(grouped.contains(">3</a></td>"), "{grouped}");
         let searched = session.page(&app, "/console/jobs?q=job-bulk-1").await;
         assert!(!searched.contains("/console/jobs/job-bulk-1\""), "ids are not payload: nothing matches");
         let by_error = session.page(&app, "/console/jobs?q=GRADE").await;
@@ -451,6 +486,68 @@ on_every_backend_each! {
         }
         assert_eq!(session.get(&app, "/console/jobs?state=exploded").await.status(), 400);
         assert_eq!(session.get(&app, "/console/jobs/no-such-job").await.status(), 404);
+    }
+
+    async fn the_job_search_finds_text_in_payloads_and_errors_through_its_index_and_pages(app, with_admin) {
+        let session = login(&app, ADMIN).await;
+        // A paused kind keeps the jobs queued as written.
+        assert_eq!(session.post(&app, "/console/jobs/kinds/grades.course_grade/pause", &[]).await.status(), 303);
+        let db = db(&app).await;
+        let now = studyhall::clock::now_micros();
+        for n in 0..130i64 {
+            let (payload, error) = match n % 2 {
+                0 => (format!(r#"{{"note": "NeedLe-{n}"}}"#), None),
+                _ if n == 1 => (r#"{"note": "100%_done"}"#.to_owned(), Some("Connection RESET by peer")),
+                _ => (format!(r#"{{"note": "hay-{n} 100 done"}}"#), None),
+            };
+            // Some share a creation time, as a batch's jobs do.
+            Sql::new("INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, last_error)
+                      VALUES ($1, 'grades.course_grade', $2, 'queued', 0, 1, $3, $3, $4)")
+                .bind(format!("job-search-{n:03}")).bind(payload).bind(now - 1000 + n / 3).bind(error)
+                .execute(&db).await.unwrap();
+        }
+        let ids = |page: &str| -> Vec<String> {
+            page.match_indices(r#"href="/console/jobs/job-search-"#)
+                .map(|(at, _)| page[at + 20..at + 34].to_owned())
+                .collect()
+        };
+        let next = |page: &str| -> Option<String> {
+            let at = page[..page.find("before=")?].rfind(r#"href=""#)?;
+            Some(page[at + 6..].split('"').next()?.replace("&amp;", "&"))
+        };
+        for first in ["/console/jobs?q=needle-", "/console/jobs?state=queued&q=NEEDLE-", "/console/jobs?state=queued&kind=grades.course_grade&q=needle"] {
+            let mut found = Vec::new();
+            let mut path = Some(first.to_owned());
+            while let Some(at) = path {
+                let page = session.page(&app, &at).await;
+                found.extend(ids(&page));
+                path = next(&page).filter(|_| found.len() < 200);
+            }
+            let mut expected: Vec<String> = (0..130).step_by(2).map(|n| format!("job-search-{n:03}")).collect();
+            expected.reverse();
+            assert_eq!(found, expected, "{first}: every match once, newest first, over pages");
+        }
+        let only = |page: &str| ids(page);
+        // The pattern's own characters are literal: `%` and `_` match themselves.
+        assert_eq!(only(&session.page(&app, "/console/jobs?q=100%25_").await), vec!["job-search-001"]);
+        assert_eq!(only(&session.page(&app, "/console/jobs?state=queued&q=0%25_d").await), vec!["job-search-001"]);
+        assert_eq!(only(&session.page(&app, "/console/jobs?q=reset+BY").await), vec!["job-search-001"], "error text");
+        assert!(only(&session.page(&app, "/console/jobs?q=nothing-like-it").await).is_empty());
+        // A text changed or removed behind the console is found as it is now.
+        Sql::new("UPDATE jobs SET payload = '{\"note\": \"moved\"}', last_error = 'Timed out' WHERE id = 'job-search-001'")
+            .execute(&db).await.unwrap();
+        Sql::new("DELETE FROM jobs WHERE id = 'job-search-128'").execute(&db).await.unwrap();
+        assert!(only(&session.page(&app, "/console/jobs?q=reset+by").await).is_empty(), "the old error");
+        assert_eq!(only(&session.page(&app, "/console/jobs?q=timed+OUT").await), vec!["job-search-001"]);
+        assert_eq!(only(&session.page(&app, "/console/jobs?q=MOVED").await), vec!["job-search-001"]);
+        assert_eq!(only(&session.page(&app, "/console/jobs?q=needle-12").await),
+                   vec!["job-search-126", "job-search-124", "job-search-122", "job-search-120", "job-search-012"]);
+        db.close().await;
+        // Too short a text is a clear 400, for the list and for a bulk retry alike.
+        let short = session.get(&app, "/console/jobs?q=ne").await;
+        assert_eq!(short.status(), 400);
+        assert!(short.text().await.unwrap().contains("at least 3 characters"));
+        assert_eq!(session.get(&app, "/console/jobs/retry-dead?q=ne").await.status(), 400);
     }
 
     async fn a_jobs_detail_shows_every_failed_attempt_with_its_worker(app, with_two_attempts) {
