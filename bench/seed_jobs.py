@@ -21,7 +21,7 @@ for n in range(N):
     kind = KINDS[n % 2]
     payload = f'{{"student_id": "student-{n % 5000}", "course_id": "course-{n % 300}", "units": {n % 10001}}}'
     if n % 100 == 7:
-        state, error = "dead", ERRORS[n % 5]
+        state, error = "dead", ERRORS[(n // 100) % 5]
         errors.append((f"seed-job-{n}", created + 1000, 5, "bench-host:1:0001", error))
     elif n % 100 in (8, 9, 10):
         state, error = ("queued", None) if n % 100 != 10 else ("failed", ERRORS[n % 5])
@@ -30,10 +30,16 @@ for n in range(N):
     finished = created + 5000 if state in ("succeeded", "dead") else None
     rows.append((f"seed-job-{n}", kind, payload, state, 1 if state != "queued" else 0, 5,
                  created, error, created, finished, created + 100, "bench-host:1:0001"))
-db.executemany(
-    """INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, last_error,
-                         created_at, finished_at, started_at, lease_holder)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", rows)
+# Many rows to a statement, as the service enqueues a batch: the search index's trigger
+# then writes once per statement rather than once per job.
+CHUNK = 500
+for start in range(0, len(rows), CHUNK):
+    chunk = rows[start:start + CHUNK]
+    db.execute(
+        """INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, last_error,
+                             created_at, finished_at, started_at, lease_holder)
+           VALUES """ + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+        [value for row in chunk for value in row])
 db.executemany("INSERT INTO job_errors (job_id, at, attempt, holder, error) VALUES (?, ?, ?, ?, ?)", errors)
 minute = NOW // 60_000_000
 minutes = []

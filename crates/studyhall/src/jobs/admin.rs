@@ -25,19 +25,29 @@ pub const MIN_TEXT: usize = 3;
 
 impl JobFilter {
     /// The condition on `$1` (state), `$2` (kind) and `$3` (a `LIKE` pattern), bound by
-    /// [`JobFilter::bind`]. On PostgreSQL the pattern is served by the trigram indexes;
-    /// on SQLite it is checked on the rows of the state (see [`Queue::search`]).
-    fn condition(db: &Db) -> &'static str {
-        match db {
-            Db::Postgres(_) => {
-                r"($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
-                 OR lower(payload) LIKE $3 ESCAPE '\' OR lower(coalesce(last_error, '')) LIKE $3 ESCAPE '\')"
+    /// [`JobFilter::bind`]: a test of each part the filter sets, so the planner sees
+    /// `state = $1` and takes the state's index; a part it leaves unset is a constant
+    /// (`$1 = ''`). On PostgreSQL the pattern is served by the trigram indexes; on SQLite
+    /// it is checked on the rows of the state (see [`Queue::search`]).
+    fn condition(&self, db: &Db) -> String {
+        let state = if self.state.is_some() {
+            "state = $1"
+        } else {
+            "$1 = ''"
+        };
+        let kind = if self.kind.is_some() {
+            "kind = $2"
+        } else {
+            "$2 = ''"
+        };
+        let text = match (self.text.is_some(), db) {
+            (false, _) => "$3 = ''",
+            (true, Db::Postgres(_)) => {
+                r"(lower(payload) LIKE $3 ESCAPE '\' OR lower(coalesce(last_error, '')) LIKE $3 ESCAPE '\')"
             }
-            Db::Sqlite(_) => {
-                r"($1 = '' OR state = $1) AND ($2 = '' OR kind = $2) AND ($3 = ''
-                 OR payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')"
-            }
-        }
+            (true, Db::Sqlite(_)) => r"(payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')",
+        };
+        format!("{state} AND {kind} AND {text}")
     }
 
     fn bind<'q>(&self, sql: Sql<'q>) -> Sql<'q> {
@@ -176,7 +186,7 @@ impl Queue {
         }
         let sql = format!(
             "{DETAIL} WHERE {} AND (created_at < $4 OR (created_at = $4 AND id < $5)) {PAGE}",
-            JobFilter::condition(self.db())
+            filter.condition(self.db())
         );
         filter
             .bind(Sql::new(&sql))
@@ -220,7 +230,7 @@ impl Queue {
     pub async fn count(&self, filter: &JobFilter) -> Result<i64, sqlx::Error> {
         let sql = format!(
             "SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE {}",
-            JobFilter::condition(self.db())
+            filter.condition(self.db())
         );
         let count: Option<i64> = filter.bind(Sql::new(&sql)).fetch_scalar(self.db()).await?;
         Ok(count.unwrap_or_default())
@@ -233,7 +243,7 @@ impl Queue {
         let sql = format!(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $4, lease_until = NULL, finished_at = NULL
              WHERE {}",
-            JobFilter::condition(self.db())
+            filter.condition(self.db())
         );
         let mut tx = self.db().begin_write().await?;
         let retried = filter
@@ -276,7 +286,7 @@ impl Queue {
         Sql::new(
             "SELECT kind, coalesce(last_error, '') AS error, CAST(count(*) AS BIGINT) AS jobs,
                     max(coalesce(finished_at, created_at)) AS last
-             FROM jobs WHERE state = 'dead' GROUP BY kind, coalesce(last_error, '')
+             FROM jobs WHERE state = 'dead' GROUP BY kind, last_error
              ORDER BY jobs DESC, last DESC LIMIT $1",
         )
         .bind(limit)
