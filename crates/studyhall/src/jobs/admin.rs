@@ -45,7 +45,9 @@ impl JobFilter {
             (true, Db::Postgres(_)) => {
                 r"(lower(payload) LIKE $3 ESCAPE '\' OR lower(coalesce(last_error, '')) LIKE $3 ESCAPE '\')"
             }
-            (true, Db::Sqlite(_)) => r"(payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')",
+            (true, Db::Sqlite(_)) => {
+                r"(payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')"
+            }
         };
         format!("{state} AND {kind} AND {text}")
     }
