@@ -211,15 +211,18 @@ impl Queue {
         after: &str,
         limit: i64,
     ) -> Result<Vec<JobDetail>, sqlx::Error> {
-        const SQL: &str = r"SELECT j.* FROM jobs_text t CROSS JOIN jobs j ON j.rowid = t.rowid
-             WHERE t.jobs_text MATCH $4 AND ($1 = '' OR j.state = $1) AND ($2 = '' OR j.kind = $2)
-               AND (j.payload LIKE $3 ESCAPE '\' OR j.last_error LIKE $3 ESCAPE '\')
-               AND t.rowid < coalesce((SELECT rowid FROM jobs WHERE id = $5), $6)
-             ORDER BY t.rowid DESC LIMIT $7";
+        // The index's hits in rowid order, each job's row tested by the one filter
+        // condition (which checks the text again).
+        let sql = format!(
+            "SELECT jobs.* FROM (SELECT rowid AS hit FROM jobs_text WHERE jobs_text MATCH $4
+                 AND rowid < coalesce((SELECT rowid FROM jobs WHERE id = $5), $6) ORDER BY rowid DESC)
+             CROSS JOIN jobs ON jobs.rowid = hit WHERE {} ORDER BY hit DESC LIMIT $7",
+            filter.condition(self.db())
+        );
         // A first page starts at the newest job; a page after a job since deleted
         // starts again from the newest.
         filter
-            .bind(Sql::new(SQL))
+            .bind(Sql::new(&sql))
             .bind(filter.phrase())
             .bind(after)
             .bind(i64::MAX)

@@ -328,19 +328,8 @@ mod access {
     const SECRET: &str = "audit-test-secret-0123456789abcdef";
     const ADMIN: &str = "audit-admin-token-0123456789";
 
-    /// A token for `sub` whose claims add `extra` (a `scope`, `cognito:groups`…).
     fn token_with(sub: &str, extra: Value) -> String {
-        let mut claims =
-            json!({"sub": sub, "email": format!("{sub}@example.com"), "exp": 4_102_444_800i64});
-        if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
-            claims.extend(extra);
-        }
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
+        crate::helpers::token_with(SECRET, sub, extra)
     }
 
     fn with_tokens(settings: &mut ServeSettings) {

@@ -33,10 +33,7 @@ fn with_two_attempts(settings: &mut ServeSettings) {
 
 /// A bearer token for `sub` in `groups`.
 fn token_in(sub: &str, groups: &[&str]) -> String {
-    token_with(
-        sub,
-        json!({"email": format!("{sub}@example.com"), "cognito:groups": groups}),
-    )
+    token_with(sub, json!({"cognito:groups": groups}))
 }
 
 fn with_roles_claim(settings: &mut ServeSettings) {
@@ -44,18 +41,8 @@ fn with_roles_claim(settings: &mut ServeSettings) {
     settings.auth.jwt_groups_claim = "roles".into();
 }
 
-/// A bearer token for `sub` whose claims add `extra`.
 fn token_with(sub: &str, extra: Value) -> String {
-    let mut claims = json!({"sub": sub, "exp": 4_102_444_800i64});
-    if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
-        claims.extend(extra.clone());
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    crate::helpers::token_with(SECRET, sub, extra)
 }
 
 /// A browser: follows no redirect, so each answer is seen as sent.

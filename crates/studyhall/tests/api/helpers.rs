@@ -301,3 +301,18 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// An hs256 token signed with `secret` for `sub` (e-mail `sub@example.com`, expiring in
+/// 2100) whose claims add `extra` (a `scope`, `cognito:groups`…).
+pub fn token_with(secret: &str, sub: &str, extra: Value) -> String {
+    let mut claims = serde_json::json!({"sub": sub, "email": format!("{sub}@example.com"), "exp": 4_102_444_800i64});
+    if let (Value::Object(claims), Value::Object(extra)) = (&mut claims, extra) {
+        claims.extend(extra);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
