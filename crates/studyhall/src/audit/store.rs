@@ -91,13 +91,57 @@ pub async fn head(db: &Db) -> Result<Head, sqlx::Error> {
     Ok(Head { position, hash })
 }
 
+/// Where this process last saw the chain end. On PostgreSQL a batch appends after it
+/// in one statement whose guard (the head row still holds it, checked under the row's
+/// lock) lets the insert through; if another transaction or instance moved the head,
+/// nothing is written and the batch takes the reservation's round trip. The guard is
+/// checked on the database written to, so a stale hint, or one seen on another
+/// database, costs that round trip and never a wrong link.
+static HEAD_HINT: std::sync::Mutex<Option<Head>> = std::sync::Mutex::new(None);
+
+fn hint() -> Option<Head> {
+    HEAD_HINT.lock().ok().and_then(|hint| hint.clone())
+}
+
+fn remember(head: &Head) {
+    if let Ok(mut hint) = HEAD_HINT.lock() {
+        *hint = Some(head.clone());
+    }
+}
+
 /// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
 /// here); the caller commits. Take this last among the transaction's locks.
 pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
     }
-    let mut head = reserve(tx, entries.len()).await?;
+    let postgres = matches!(tx, Tx::Postgres(_));
+    if postgres && entries.len() <= INSERT_CHUNK {
+        if let Some(seen) = hint() {
+            let (chained, head) = link(&seen, entries)?;
+            if append_after(tx, &seen, &chained, &head).await? {
+                metrics::counter!("audit_chain_appends_total", "head" => "seen").increment(1);
+                remember(&head);
+                return Ok(());
+            }
+        }
+    }
+    metrics::counter!("audit_chain_appends_total", "head" => "reserved").increment(1);
+    let start = reserve(tx, entries.len()).await?;
+    let (chained, head) = link(&start, entries)?;
+    insert(tx, &chained, Some(&head.hash)).await?;
+    if postgres {
+        remember(&head);
+    }
+    Ok(())
+}
+
+/// An event to insert, with its hash (`None` outside the chain).
+type Row<'a> = (Entry<'a>, Option<String>);
+
+/// `entries` at the positions after `start`, each with its hash; and the new head.
+fn link<'a>(start: &Head, entries: &[Entry<'a>]) -> Result<(Vec<Row<'a>>, Head), sqlx::Error> {
+    let mut head = start.clone();
     let mut chained = Vec::with_capacity(entries.len());
     for entry in entries {
         let entry = Entry {
@@ -110,25 +154,65 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
         };
         chained.push((entry, Some(head.hash.clone())));
     }
-    insert(tx, &chained, Some(&head.hash)).await
+    Ok((chained, head))
+}
+
+/// On PostgreSQL, inserts `rows` and moves the head from `seen` to `head` in one
+/// statement, if the chain still ends at `seen`; whether it did.
+async fn append_after(
+    tx: &mut Tx,
+    seen: &Head,
+    rows: &[Row<'_>],
+    head: &Head,
+) -> Result<bool, sqlx::Error> {
+    let guard = rows.len() * 9;
+    let text = format!(
+        "WITH head AS (UPDATE event_chain_head SET position = ${}, hash = ${} \
+           WHERE id = 1 AND position = ${} AND hash = ${} RETURNING 1) \
+         INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) \
+         SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+        guard + 1,
+        guard + 2,
+        guard + 3,
+        guard + 4,
+        crate::sql::values_rows(rows.len(), 9, crate::sql::tuple)
+    );
+    let insert = bind_rows(Sql::new(&text), rows)
+        .bind(head.position)
+        .bind(&head.hash)
+        .bind(seen.position)
+        .bind(&seen.hash);
+    Ok(insert.execute(&mut *tx).await? == rows.len() as u64)
+}
+
+/// Binds each row's nine columns, in the order of the INSERTs' column lists.
+fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
+    for (entry, hash) in rows {
+        insert = insert
+            .bind(entry.id)
+            .bind(entry.component)
+            .bind(entry.data)
+            .bind(entry.email)
+            .bind(entry.environment)
+            .bind(entry.message)
+            .bind(entry.created_at)
+            .bind(hash.as_ref().map(|_| entry.position))
+            .bind(hash.clone());
+    }
+    insert
 }
 
 /// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
 /// benchmark): no position, no hash, no lock.
 pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
-    let rows: Vec<(Entry<'_>, Option<String>)> =
-        entries.iter().map(|entry| (*entry, None)).collect();
+    let rows: Vec<Row<'_>> = entries.iter().map(|entry| (*entry, None)).collect();
     insert(tx, &rows, None).await
 }
 
 /// Inserts events (a row without a hash goes in without a position too), then writes
 /// `head_hash` as the chain's end: on PostgreSQL in the last INSERT's own statement, to
 /// save a round trip while the head is locked.
-async fn insert(
-    tx: &mut Tx,
-    rows: &[(Entry<'_>, Option<String>)],
-    head_hash: Option<&str>,
-) -> Result<(), sqlx::Error> {
+async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Result<(), sqlx::Error> {
     let chunks = rows.chunks(INSERT_CHUNK).count();
     let postgres = matches!(tx, Tx::Postgres(_));
     for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
@@ -145,19 +229,7 @@ async fn insert(
             "{head}INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
             crate::sql::values_rows(chunk.len(), 9, crate::sql::tuple)
         );
-        let mut insert = Sql::new(&text);
-        for (entry, hash) in chunk {
-            insert = insert
-                .bind(entry.id)
-                .bind(entry.component)
-                .bind(entry.data)
-                .bind(entry.email)
-                .bind(entry.environment)
-                .bind(entry.message)
-                .bind(entry.created_at)
-                .bind(hash.as_ref().map(|_| entry.position))
-                .bind(hash.clone());
-        }
+        let mut insert = bind_rows(Sql::new(&text), chunk);
         if with_head {
             insert = insert.bind(head_hash);
         }
@@ -206,6 +278,13 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
     let mut chained = 0;
     loop {
         let mut tx = db.begin_write().await?;
+        // The chain's lock before the read, so two instances chaining at once cannot
+        // both pick the same events (SQLite's write transaction already excludes).
+        if matches!(tx, Tx::Postgres(_)) {
+            Sql::new("SELECT position FROM event_chain_head WHERE id = 1 FOR UPDATE")
+                .execute(&mut tx)
+                .await?;
+        }
         let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
             "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
              FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",

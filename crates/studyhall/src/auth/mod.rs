@@ -248,7 +248,8 @@ impl Auth {
         let needs = match rule {
             Rule::Open => String::new(),
             Rule::Scoped(scope) => format!(
-                "{what} needs the admin token or a bearer token whose `scope` or `cognito:groups` names `{scope}`."
+                "{what} needs the admin token or a bearer token whose `scope` or `{}` names `{scope}`.",
+                self.groups_claim
             ),
             Rule::Admin => format!("{what} needs the admin token."),
         };

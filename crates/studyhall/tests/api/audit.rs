@@ -342,6 +342,11 @@ mod access {
         settings.events.events_read = studyhall::config::ReadAccess::Token;
     }
 
+    fn reads_by_token_in_roles(settings: &mut ServeSettings) {
+        reads_by_token(settings);
+        settings.auth.jwt_groups_claim = "roles".into();
+    }
+
     fn reads_by_admin(settings: &mut ServeSettings) {
         with_tokens(settings);
         settings.events.events_read = studyhall::config::ReadAccess::Admin;
@@ -418,6 +423,17 @@ mod access {
             assert!(problem["message"].as_str().unwrap().contains("events:read"), "{problem}");
             // Posting stays open.
             assert_eq!(app.post_json("/api/events", &event(9)).await.status(), 201);
+        }
+
+        async fn a_configured_groups_claim_grants_and_the_refusal_names_it(app, reads_by_token_in_roles) {
+            let roles = token_with("roles", json!({"roles": ["events:read"]}));
+            let cognito = token_with("cognito", json!({"cognito:groups": ["events:read"]}));
+            assert_eq!(get_as(&app, "/api/events", Some(&roles)).await, 200);
+            let response = app.client.get(app.url("/api/events")).bearer_auth(&cognito).send().await.unwrap();
+            let (status, problem) = json(response).await;
+            assert_eq!(status, 403, "{problem}");
+            let message = problem["message"].as_str().unwrap();
+            assert!(message.contains("`roles`") && !message.contains("cognito"), "{message}");
         }
 
         async fn reads_and_exports_by_an_identified_caller_are_recorded(app, reads_by_token) {

@@ -264,6 +264,19 @@ on_every_backend! {
         let messages: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
         assert_eq!(messages, ["needle 7007", "needle 7"]);
         assert_eq!(all_pages(&app, "message=hay&limit=1000").await.len(), 10_039);
+        // Pages in either order hold every match once, newest or oldest first.
+        let mut oldest_first = all_pages(&app, "message=needle&limit=3&order=asc").await;
+        oldest_first.reverse();
+        assert_eq!(oldest_first, found);
+        // Text whose first trigrams are in every message and a later one in few.
+        let (_, page) = list(&app, "message=hay%205005").await;
+        let messages: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+        assert_eq!(messages, ["hay 5005"]);
+        // Rare trigrams in the text, but not the text itself; and case counts.
+        assert!(all_pages(&app, "message=needle%207%20hay").await.is_empty());
+        assert!(all_pages(&app, "message=Needle").await.is_empty());
+        // Quotes and GLOB's metacharacters in the text are literal.
+        assert!(all_pages(&app, "message=ne%22e*dle").await.is_empty());
     }
 
     async fn date_filters_accept_the_three_formats(app) {

@@ -226,7 +226,7 @@ async fn starting_with_redis_down_says_so_and_names_each_backend() {
 }
 
 /// The value of the metric line `name{…}` whose labels include every one of `labels`.
-async fn metric(server: &Server, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) async fn metric(server: &Server, name: &str, labels: &[&str]) -> Option<f64> {
     let text = client()
         .get(format!("{}/metrics", server.address))
         .send()

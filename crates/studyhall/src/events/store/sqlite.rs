@@ -10,12 +10,24 @@ use crate::events::model::{Event, ListQuery};
 /// rather than walk the trigram index.
 const SCAN_WINDOW: i64 = 10_000;
 
+/// A trigram found in fewer index entries than this is rare: matching on it alone
+/// bounds the rows a search reads, where intersecting it with common trigrams would
+/// read their long entry lists in full.
+const RARE_TRIGRAM: i64 = 1_000;
+
+/// Trigrams of the searched text probed for a rare one, spread over the text.
+const TRIGRAM_PROBES: usize = 12;
+
 /// How a page is selected: by the filters alone, with the message tested over a
-/// bounded window of the page order, or by walking the trigram index.
+/// bounded window of the page order, or by walking the trigram index — on every
+/// trigram of the pattern, or on a rare one with the pattern tested on each match.
 enum Shape<'a> {
     Plain,
     Window(&'a str),
-    Trigram(&'a str),
+    Trigram {
+        pattern: &'a str,
+        rare: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -68,7 +80,30 @@ impl SqliteEvents {
         if exact && self.candidates(query).await? < SCAN_WINDOW {
             return self.fetch(Shape::Window(&pattern), query, limit).await;
         }
-        self.fetch(Shape::Trigram(&pattern), query, limit).await
+        let rare = self.rare_trigram(message).await?;
+        let shape = Shape::Trigram {
+            pattern: &pattern,
+            rare,
+        };
+        self.fetch(shape, query, limit).await
+    }
+
+    /// The first of the text's probed trigrams that fewer than `RARE_TRIGRAM` messages
+    /// contain, as an FTS5 phrase; each probe stops counting at the bound.
+    async fn rare_trigram(&self, text: &str) -> Result<Option<String>, sqlx::Error> {
+        for phrase in probed_trigrams(text) {
+            let found: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM (SELECT rowid FROM events_message \
+                 WHERE events_message MATCH ? LIMIT {RARE_TRIGRAM})"
+            ))
+            .bind(&phrase)
+            .fetch_one(&self.db.pool)
+            .await?;
+            if found < RARE_TRIGRAM {
+                return Ok(Some(phrase));
+            }
+        }
+        Ok(None)
     }
 
     /// Candidates for the window, counted up to `SCAN_WINDOW`.
@@ -106,16 +141,24 @@ impl SqliteEvents {
                 .push_bind(pattern.to_owned())
                 .push(&order);
             }
-            Shape::Trigram(pattern) => {
+            Shape::Trigram { pattern, rare } => {
                 // Walk the trigram index in rowid order and stop after `limit` matches:
                 // no match list is built or sorted. Rowid (`seq`) order is (created_at, id)
                 // order because one writer assigns both in step, so the cursor's event
                 // gives the rowid to continue from. GLOB is case-sensitive like the seed's
-                // LIKE, and the case-sensitive trigram index serves it.
+                // LIKE, and the case-sensitive trigram index serves it: on every trigram
+                // of the pattern, or on a rare one's short entry list with GLOB testing
+                // each stored message it leads to.
                 qb.push("events_message JOIN events ON events.seq = events_message.rowid");
                 push_filters(&mut qb, query);
-                qb.push(" AND events_message.message GLOB ")
-                    .push_bind(pattern.to_owned());
+                match rare {
+                    Some(trigram) => qb
+                        .push(" AND events_message MATCH ")
+                        .push_bind(trigram)
+                        .push(" AND events.message GLOB "),
+                    None => qb.push(" AND events_message.message GLOB "),
+                };
+                qb.push_bind(pattern.to_owned());
                 if let Some(cursor) = &query.after {
                     qb.push(format_args!(
                         " AND events_message.rowid {op} (SELECT seq FROM events WHERE id = "
@@ -149,6 +192,23 @@ fn push_cursor<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &'a ListQuery) {
             .push_bind(cursor.id.to_string())
             .push(")");
     }
+}
+
+/// Up to `TRIGRAM_PROBES` distinct trigrams of `text` (in characters, as the tokenizer
+/// counts them), spread from its start to its end, each quoted as an FTS5 phrase.
+fn probed_trigrams(text: &str) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let windows: Vec<&[char]> = chars.windows(3).collect();
+    let step = windows.len().div_ceil(TRIGRAM_PROBES).max(1);
+    let mut phrases: Vec<String> = Vec::new();
+    for window in windows.iter().step_by(step) {
+        let trigram: String = window.iter().collect();
+        let phrase = format!("\"{}\"", trigram.replace('"', "\"\""));
+        if !phrases.contains(&phrase) {
+            phrases.push(phrase);
+        }
+    }
+    phrases
 }
 
 /// Makes `*`, `?` and `[` literal inside a GLOB pattern.
@@ -188,5 +248,20 @@ mod tests {
     #[test]
     fn glob_metacharacters_are_literal() {
         assert_eq!(super::glob_escape("a*b?c[d]"), "a[*]b[?]c[[]d]");
+    }
+
+    #[test]
+    fn probed_trigrams_are_quoted_phrases_spread_over_the_text() {
+        assert_eq!(super::probed_trigrams("ab"), Vec::<String>::new());
+        assert_eq!(
+            super::probed_trigrams("a\"bc"),
+            ["\"a\"\"b\"", "\"\"\"bc\""]
+        );
+        assert_eq!(super::probed_trigrams("ééé"), ["\"ééé\""]);
+        let long = "x".repeat(10) + &"0123456789".repeat(10);
+        let probes = super::probed_trigrams(&long);
+        assert!(probes.len() <= super::TRIGRAM_PROBES);
+        assert_eq!(probes[0], "\"xxx\"");
+        assert!(probes.iter().any(|p| p.contains('9')), "{probes:?}");
     }
 }

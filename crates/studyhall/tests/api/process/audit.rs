@@ -80,8 +80,10 @@ async fn verify(database_url: &str, public_key: &str) -> (bool, String, String) 
 )]
 async fn two_servers_appending_at_once_keep_one_chain() {
     // Both servers append events and stream decisions to one database at once, each
-    // in its own batches: the chain's one row lock makes them one sequence, with no
-    // position given twice or skipped.
+    // in its own batches and each after the head it last saw (stale as soon as the
+    // other appends), while both chain events an older instance stored outside the
+    // chain: the chain's one row lock makes them one sequence, with no position given
+    // twice or skipped.
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
     };
@@ -93,25 +95,50 @@ async fn two_servers_appending_at_once_keep_one_chain() {
     ];
     let a = start_with(url.expose(), &env).await;
     let b = start_with(url.expose(), &env).await;
+    let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, component, data, email, environment, message, created_at)
+         SELECT gen_random_uuid(), 'legacy', '{}', '', 'production', 'legacy ' || n, n
+         FROM generate_series(1, 3000) AS n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let (first, second) = tokio::join!(load(&a.address, 400, "a"), load(&b.address, 400, "b"));
     assert_eq!((first, second), (400, 400));
     let page = checkpointed(&a).await;
     let public_key = page["public_key"].as_str().unwrap().to_owned();
     let (verified, out, err) = verify(url.expose(), &public_key).await;
     assert!(verified, "{out}{err}");
-    let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
     let (count, lowest, highest): (i64, i64, i64) =
         sqlx::query_as("SELECT count(*), min(position), max(position) FROM events")
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert!(count >= 800, "{count}");
+    assert!(count >= 3800, "{count}");
     assert_eq!(
         (lowest, highest),
         (1, count),
         "positions are not one gapless sequence"
     );
     assert!(out.contains(&format!("verified: {count} events")), "{out}");
+    // Each instance appended after the head it had seen, in one statement, and found
+    // it moved by the other and reserved.
+    for server in [&a, &b] {
+        let seen =
+            crate::observability::metric(server, "audit_chain_appends_total", &["head=\"seen\""])
+                .await;
+        let reserved = crate::observability::metric(
+            server,
+            "audit_chain_appends_total",
+            &["head=\"reserved\""],
+        )
+        .await;
+        assert!(
+            seen.unwrap_or(0.0) >= 1.0 && reserved.unwrap_or(0.0) >= 1.0,
+            "{seen:?} {reserved:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
