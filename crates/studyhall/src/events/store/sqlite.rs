@@ -10,23 +10,29 @@ use crate::events::model::{Event, ListQuery};
 /// rather than walk the trigram index.
 const SCAN_WINDOW: i64 = 10_000;
 
-/// A trigram found in fewer index entries than this is rare: matching on it alone
-/// bounds the rows a search reads, where intersecting it with common trigrams would
-/// read their long entry lists in full.
+/// Index entries the probes of one search may read together: each trigram counts up
+/// to its share (at most `COMMON_TRIGRAM`), and a trigram that reaches it is common,
+/// where matching on it would read about as much as the full pattern does.
+const PROBE_BUDGET: i64 = 120_000;
+
+/// The most a probe counts to.
+const COMMON_TRIGRAM: i64 = 20_000;
+
+/// A trigram found in fewer messages than this bounds a search's reads on its own.
 const RARE_TRIGRAM: i64 = 1_000;
 
-/// Trigrams of the searched text probed for a rare one, spread over the text.
+/// Trigrams of the searched text probed for how common they are, spread over the text.
 const TRIGRAM_PROBES: usize = 12;
 
 /// How a page is selected: by the filters alone, with the message tested over a
 /// bounded window of the page order, or by walking the trigram index — on every
-/// trigram of the pattern, or on a rare one with the pattern tested on each match.
+/// trigram of the pattern, or on its less common ones with the pattern tested on each match.
 enum Shape<'a> {
     Plain,
     Window(&'a str),
     Trigram {
         pattern: &'a str,
-        rare: Option<String>,
+        selective: Option<String>,
     },
 }
 
@@ -80,30 +86,40 @@ impl SqliteEvents {
         if exact && self.candidates(query).await? < SCAN_WINDOW {
             return self.fetch(Shape::Window(&pattern), query, limit).await;
         }
-        let rare = self.rare_trigram(message).await?;
+        let selective = self.selective_trigrams(message).await?;
         let shape = Shape::Trigram {
             pattern: &pattern,
-            rare,
+            selective,
         };
         self.fetch(shape, query, limit).await
     }
 
-    /// The first of the text's probed trigrams that fewer than `RARE_TRIGRAM` messages
-    /// contain, as an FTS5 phrase; each probe stops counting at the bound.
-    async fn rare_trigram(&self, text: &str) -> Result<Option<String>, sqlx::Error> {
-        for phrase in probed_trigrams(text) {
-            let found: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM (SELECT rowid FROM events_message \
-                 WHERE events_message MATCH ? LIMIT {RARE_TRIGRAM})"
-            ))
-            .bind(&phrase)
-            .fetch_one(&self.db.pool)
-            .await?;
+    /// What to match a search for `text` on, as an FTS5 query, when it reads less
+    /// than the whole pattern would: the first probed trigram that is rare, or else
+    /// every probed trigram that is not common (their intersection is short even when
+    /// each is not).
+    async fn selective_trigrams(&self, text: &str) -> Result<Option<String>, sqlx::Error> {
+        let probes = probed_trigrams(text);
+        let common =
+            (PROBE_BUDGET / probes.len().max(1) as i64).clamp(RARE_TRIGRAM, COMMON_TRIGRAM);
+        let count = format!(
+            "SELECT count(*) FROM (SELECT rowid FROM events_message \
+             WHERE events_message MATCH ? LIMIT {common})"
+        );
+        let mut uncommon = Vec::new();
+        for phrase in probes {
+            let found: i64 = sqlx::query_scalar(&count)
+                .bind(&phrase)
+                .fetch_one(&self.db.pool)
+                .await?;
             if found < RARE_TRIGRAM {
                 return Ok(Some(phrase));
             }
+            if found < common {
+                uncommon.push(phrase);
+            }
         }
-        Ok(None)
+        Ok((!uncommon.is_empty()).then(|| uncommon.join(" AND ")))
     }
 
     /// Candidates for the window, counted up to `SCAN_WINDOW`.
@@ -141,20 +157,20 @@ impl SqliteEvents {
                 .push_bind(pattern.to_owned())
                 .push(&order);
             }
-            Shape::Trigram { pattern, rare } => {
+            Shape::Trigram { pattern, selective } => {
                 // Walk the trigram index in rowid order and stop after `limit` matches:
                 // no match list is built or sorted. Rowid (`seq`) order is (created_at, id)
                 // order because one writer assigns both in step, so the cursor's event
                 // gives the rowid to continue from. GLOB is case-sensitive like the seed's
                 // LIKE, and the case-sensitive trigram index serves it: on every trigram
-                // of the pattern, or on a rare one's short entry list with GLOB testing
-                // each stored message it leads to.
+                // of the pattern, or on the short entry lists of its less common ones
+                // with GLOB testing each stored message they lead to.
                 qb.push("events_message JOIN events ON events.seq = events_message.rowid");
                 push_filters(&mut qb, query);
-                match rare {
-                    Some(trigram) => qb
+                match selective {
+                    Some(trigrams) => qb
                         .push(" AND events_message MATCH ")
-                        .push_bind(trigram)
+                        .push_bind(trigrams)
                         .push(" AND events.message GLOB "),
                     None => qb.push(" AND events_message.message GLOB "),
                 };
