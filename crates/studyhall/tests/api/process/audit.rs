@@ -122,23 +122,33 @@ async fn two_servers_appending_at_once_keep_one_chain() {
         "positions are not one gapless sequence"
     );
     assert!(out.contains(&format!("verified: {count} events")), "{out}");
-    // Each instance appended after the head it had seen, in one statement, and found
-    // it moved by the other and reserved.
+    // Each instance's first batch, with no head seen yet, reserved; once the other
+    // stops appending, an instance's batches append after the head it saw, in one
+    // statement, and the chain still verifies.
     for server in [&a, &b] {
-        let seen =
-            crate::observability::metric(server, "audit_chain_appends_total", &["head=\"seen\""])
-                .await;
-        let reserved = crate::observability::metric(
-            server,
-            "audit_chain_appends_total",
-            &["head=\"reserved\""],
-        )
-        .await;
-        assert!(
-            seen.unwrap_or(0.0) >= 1.0 && reserved.unwrap_or(0.0) >= 1.0,
-            "{seen:?} {reserved:?}"
-        );
+        assert!(appends(server, "reserved").await >= 1.0);
     }
+    let before = appends(&a, "seen").await;
+    for n in 0..3 {
+        let response = client()
+            .post(format!("{}/api/events", a.address))
+            .json(&event(n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    assert!(appends(&a, "seen").await >= before + 2.0);
+    let (verified, out, err) = verify(url.expose(), &public_key).await;
+    assert!(verified, "{out}{err}");
+}
+
+/// How many batches `server` appended to the chain by the `head` path.
+async fn appends(server: &Server, head: &str) -> f64 {
+    let label = format!("head=\"{head}\"");
+    crate::observability::metric(server, "audit_chain_appends_total", &[&label])
+        .await
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
