@@ -169,8 +169,7 @@ async fn append_after(
     let text = format!(
         "WITH head AS (UPDATE event_chain_head SET position = ${}, hash = ${} \
            WHERE id = 1 AND position = ${} AND hash = ${} RETURNING 1) \
-         INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) \
-         SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+         {INSERT_EVENTS} SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
         guard + 1,
         guard + 2,
         guard + 3,
@@ -185,7 +184,11 @@ async fn append_after(
     Ok(insert.execute(&mut *tx).await? == rows.len() as u64)
 }
 
-/// Binds each row's nine columns, in the order of the INSERTs' column lists.
+/// The INSERT both appends begin with; [`bind_rows`] binds its columns in this order.
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash)";
+
+/// Binds each row's nine columns, in the order of [`INSERT_EVENTS`].
 fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
     for (entry, hash) in rows {
         insert = insert
@@ -226,7 +229,7 @@ async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Resul
             String::new()
         };
         let text = format!(
-            "{head}INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash) VALUES {}",
+            "{head}{INSERT_EVENTS} VALUES {}",
             crate::sql::values_rows(chunk.len(), 9, crate::sql::tuple)
         );
         let mut insert = bind_rows(Sql::new(&text), chunk);
