@@ -18,8 +18,6 @@ pub mod admin;
 mod increments;
 mod routes;
 mod store;
-#[cfg(test)]
-mod tests;
 mod worker;
 
 use std::collections::HashMap;
@@ -34,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use increments::{Increments, KeyPart};
-pub use store::{Deletion, Job, JobState, Queue, Retried};
+pub use store::{complete, Claimed, Deletion, Job, JobState, Queue, Retried};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
 use crate::db::Tx;

@@ -142,7 +142,6 @@ async fn assert_refused(app: &TestApp, token: &str, why: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_rs256_and_es256_tokens_identify_the_caller() {
     let (rsa, ec) = (Key::rsa("rsa-1", "rsa-1.pem"), Key::ec("ec-1", "ec-1.pem"));
     let server = JwksServer::start(vec![rsa.jwk(), ec.jwk()]).await;
@@ -165,8 +164,8 @@ async fn valid_rs256_and_es256_tokens_identify_the_caller() {
     );
     app.stop().await;
 }
+crate::case!(valid_rs256_and_es256_tokens_identify_the_caller);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_are_401_with_a_detail() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
@@ -255,8 +254,8 @@ async fn bad_tokens_are_401_with_a_detail() {
     assert_eq!(basic.status(), 401);
     app.stop().await;
 }
+crate::case!(bad_tokens_are_401_with_a_detail);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_in_key_is_accepted_without_restart() {
     let (old, new) = (
         Key::rsa("rsa-1", "rsa-1.pem"),
@@ -277,8 +276,8 @@ async fn a_rotated_in_key_is_accepted_without_restart() {
     );
     app.stop().await;
 }
+crate::case!(a_rotated_in_key_is_accepted_without_restart);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kids_refetch_the_keys_at_most_once_per_interval() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
@@ -300,8 +299,8 @@ async fn unknown_kids_refetch_the_keys_at_most_once_per_interval() {
     );
     app.stop().await;
 }
+crate::case!(unknown_kids_refetch_the_keys_at_most_once_per_interval);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_and_an_x_user_id_that_disagree_are_refused_with_403() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
@@ -362,8 +361,8 @@ async fn a_token_and_an_x_user_id_that_disagree_are_refused_with_403() {
     assert_eq!(stream.status(), 403);
     app.stop().await;
 }
+crate::case!(a_token_and_an_x_user_id_that_disagree_are_refused_with_403);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_off_no_token_is_accepted() {
     let app = TestApp::sqlite_with(|settings| settings.auth.auth = AuthMode::Off).await;
     let token = studyhall::auth::mint_hs256(
@@ -377,8 +376,8 @@ async fn with_auth_off_no_token_is_accepted() {
     assert_refused(&app, &token, "auth off").await;
     app.stop().await;
 }
+crate::case!(with_auth_off_no_token_is_accepted);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studyhall_token_mints_a_token_the_server_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
@@ -405,8 +404,8 @@ async fn studyhall_token_mints_a_token_the_server_accepts() {
     assert_refused(&app, &tampered, "signature changed").await;
     app.stop().await;
 }
+crate::case!(studyhall_token_mints_a_token_the_server_accepts);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_required_token_use_refuses_the_other_kind_of_token() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
@@ -439,6 +438,7 @@ async fn a_required_token_use_refuses_the_other_kind_of_token() {
     assert_refused(&app, &rsa.sign(&nameless), "no user claim").await;
     app.stop().await;
 }
+crate::case!(a_required_token_use_refuses_the_other_kind_of_token);
 
 /// Each required-claim setting in turn: the environment `studyhall token` and the server
 /// share, and how the server's settings say it.
@@ -520,19 +520,18 @@ async fn minted_tokens_carry_each_required_claim(postgres: bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn studyhall_token_puts_in_the_claims_the_sqlite_server_requires() {
     minted_tokens_carry_each_required_claim(false).await;
 }
+crate::case!(studyhall_token_puts_in_the_claims_the_sqlite_server_requires);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn studyhall_token_puts_in_the_claims_the_postgres_server_requires() {
     minted_tokens_carry_each_required_claim(true).await;
 }
+crate::case!(
+    studyhall_token_puts_in_the_claims_the_postgres_server_requires,
+    needs = [Postgres]
+);
 
 /// In `jwks` mode (issuer and audience configured), a token lacking `claim` is refused
 /// while the same token with it is accepted.
@@ -550,27 +549,26 @@ async fn jwks_refuses_a_token_without(claim: &str) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwks_mode_a_token_without_iss_is_refused() {
     jwks_refuses_a_token_without("iss").await;
 }
+crate::case!(in_jwks_mode_a_token_without_iss_is_refused);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwks_mode_a_token_without_aud_is_refused() {
     jwks_refuses_a_token_without("aud").await;
 }
+crate::case!(in_jwks_mode_a_token_without_aud_is_refused);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwks_mode_a_token_without_exp_is_refused() {
     jwks_refuses_a_token_without("exp").await;
 }
+crate::case!(in_jwks_mode_a_token_without_exp_is_refused);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwks_mode_a_token_without_sub_is_refused() {
     jwks_refuses_a_token_without("sub").await;
 }
+crate::case!(in_jwks_mode_a_token_without_sub_is_refused);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_jwks_mode_a_critical_header_extension_is_refused() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
@@ -589,3 +587,4 @@ async fn in_jwks_mode_a_critical_header_extension_is_refused() {
     assert_refused(&app, &format!("{signing_input}.{signature}"), "crit").await;
     app.stop().await;
 }
+crate::case!(in_jwks_mode_a_critical_header_extension_is_refused);

@@ -3,8 +3,8 @@
 //! new event arrive in the live tail, ends a stream and logs out. A screenshot of each
 //! page is saved under `target/console-screenshots/`.
 //!
-//! Built as ignored unless `chromedriver` was on the PATH (see `build.rs`); CI sets
-//! `STUDYHALL_TEST_BROWSER=required`, so there a missing browser fails instead.
+//! Listed as ignored unless chromium and `chromedriver` are on the PATH when the tests
+//! run; CI sets `STUDYHALL_TEST_BROWSER=required`, so there a missing browser fails.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -133,11 +133,6 @@ async fn job_state(app: &TestApp, id: &str) -> Option<String> {
     state
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(browser_tests),
-    ignore = "needs chromium and chromedriver on the PATH (not found when the tests were built)"
-)]
 async fn an_operator_fixes_a_dead_job_watches_the_tail_ends_a_stream_and_logs_out() {
     let app = TestApp::sqlite_with(settings).await;
     let driver = Driver::start().await;
@@ -288,3 +283,7 @@ async fn an_operator_fixes_a_dead_job_watches_the_tail_ends_a_stream_and_logs_ou
     drop(driver.child);
     app.stop().await;
 }
+crate::case!(
+    an_operator_fixes_a_dead_job_watches_the_tail_ends_a_stream_and_logs_out,
+    needs = [Browser]
+);

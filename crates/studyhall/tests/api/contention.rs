@@ -249,11 +249,6 @@ async fn loaded(url: &str, seed: u64) -> (Server, PgPool, Expected) {
     (server, pool, expected)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn three_worker_processes_on_hot_rows_drain_without_a_failure_and_add_up() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -277,12 +272,11 @@ async fn three_worker_processes_on_hot_rows_drain_without_a_failure_and_add_up()
     );
     assert_routes_add_up(&server, &expected).await;
 }
+crate::case!(
+    three_worker_processes_on_hot_rows_drain_without_a_failure_and_add_up,
+    needs = [Postgres]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn workers_killed_at_random_moments_still_apply_every_grade_exactly_once() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -320,3 +314,7 @@ async fn workers_killed_at_random_moments_still_apply_every_grade_exactly_once()
     );
     assert_routes_add_up(&server, &expected).await;
 }
+crate::case!(
+    workers_killed_at_random_moments_still_apply_every_grade_exactly_once,
+    needs = [Postgres]
+);

@@ -384,11 +384,6 @@ on_every_backend_with! {
 }
 
 /// The same grades on SQLite and PostgreSQL give the same JSON on every route.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn every_route_answers_the_same_on_sqlite_and_postgresql() {
     let Some(pg) = TestApp::postgres_with(with_admin).await else {
         return;
@@ -403,9 +398,12 @@ async fn every_route_answers_the_same_on_sqlite_and_postgresql() {
     lite.stop().await;
     pg.stop().await;
 }
+crate::case!(
+    every_route_answers_the_same_on_sqlite_and_postgresql,
+    needs = [Postgres]
+);
 
 /// Without an admin token configured, the operator routes are off.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_token_the_jobs_api_is_refused() {
     let app = TestApp::sqlite().await;
     let response = app
@@ -426,3 +424,4 @@ async fn without_an_admin_token_the_jobs_api_is_refused() {
     );
     app.stop().await;
 }
+crate::case!(without_an_admin_token_the_jobs_api_is_refused);

@@ -82,7 +82,6 @@ async fn log_of(env: &[(&str, &str)], paths: &[&str]) -> String {
     server.finish().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_error_is_logged_at_error_with_its_cause_and_the_request_id() {
     let server = Logged::start(&[("STUDYHALL_LOG_FORMAT", "json")]).await;
     // Break the store behind the server's back: the read can only fail.
@@ -136,8 +135,8 @@ async fn a_server_error_is_logged_at_error_with_its_cause_and_the_request_id() {
         (Some("ERROR"), Some(500))
     );
 }
+crate::case!(a_server_error_is_logged_at_error_with_its_cause_and_the_request_id);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asked_for_request_logs_there_is_one_json_line_per_request_with_a_numeric_latency() {
     let log = log_of(
         &[
@@ -183,8 +182,8 @@ async fn asked_for_request_logs_there_is_one_json_line_per_request_with_a_numeri
         "two lines per request"
     );
 }
+crate::case!(asked_for_request_logs_there_is_one_json_line_per_request_with_a_numeric_latency);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_written_to_a_pipe_have_no_colour_codes() {
     let log = log_of(&[("STUDYHALL_LOG_FORMAT", "text")], &["/health"]).await;
     assert!(log.contains("studyhall is listening"), "{log}");
@@ -193,8 +192,8 @@ async fn text_logs_written_to_a_pipe_have_no_colour_codes() {
         "ANSI escape codes in a piped log: {log:?}"
     );
 }
+crate::case!(text_logs_written_to_a_pipe_have_no_colour_codes);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starting_with_redis_down_says_so_and_names_each_backend() {
     let log = log_of(
         &[
@@ -224,6 +223,7 @@ async fn starting_with_redis_down_says_so_and_names_each_backend() {
     assert_eq!(listening["streams_backend"], "Redis");
     assert_eq!(listening["redis"], "redis://127.0.0.1:1");
 }
+crate::case!(starting_with_redis_down_says_so_and_names_each_backend);
 
 /// The value of the metric line `name{…}` whose labels include every one of `labels`.
 pub(crate) async fn metric(server: &Server, name: &str, labels: &[&str]) -> Option<f64> {
@@ -294,7 +294,6 @@ async fn stream_gauge_follows_starts_and_ends(server: &Server) {
     metric_reaches(server, "active_streams", &[], before + 1.0).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_depth_reads_every_kind_and_state_and_falls_to_zero_when_drained() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
@@ -315,12 +314,8 @@ async fn queue_depth_reads_every_kind_and_state_and_falls_to_zero_when_drained()
     metric_reaches(&server, "job_queue_depth", &queued, 0.0).await;
     stream_gauge_follows_starts_and_ends(&server).await;
 }
+crate::case!(queue_depth_reads_every_kind_and_state_and_falls_to_zero_when_drained);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(redis_tests),
-    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
-)]
 async fn active_streams_is_reported_with_the_redis_backend() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
@@ -345,8 +340,11 @@ async fn active_streams_is_reported_with_the_redis_backend() {
     let server = start_with(&url, &env).await;
     stream_gauge_follows_starts_and_ends(&server).await;
 }
+crate::case!(
+    active_streams_is_reported_with_the_redis_backend,
+    needs = [Redis]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_wal_is_checkpointed_in_the_background_while_the_server_runs() {
     // Writers never checkpoint (a checkpoint in a commit's path stalls every request of
     // its batch); the background checkpointer must copy the WAL into the database
@@ -383,3 +381,4 @@ async fn the_sqlite_wal_is_checkpointed_in_the_background_while_the_server_runs(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+crate::case!(the_sqlite_wal_is_checkpointed_in_the_background_while_the_server_runs);

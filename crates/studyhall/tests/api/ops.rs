@@ -98,11 +98,6 @@ on_every_backend! {
 
 /// `sslmode=require` in the URL (as RDS with `rds.force_ssl` needs) makes every pooled
 /// connection TLS; `sslmode=disable` is the control that shows the query can tell.
-#[tokio::test]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
     use sqlx::{Connection, PgConnection};
     let Some(admin_url) = crate::helpers::test_url("STUDYHALL_TEST_POSTGRES_URL") else {
@@ -142,8 +137,11 @@ async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
         assert_eq!(all_tls, Some(tls), "sslmode={mode}");
     }
 }
+crate::case!(
+    postgresql_connections_use_tls_when_the_url_asks_for_it,
+    needs = [Postgres]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_describes_only_the_modules_served() {
     let app = crate::helpers::TestApp::sqlite_with(|settings| {
         settings.modules = vec!["events".into(), "stats".into()];
@@ -163,8 +161,8 @@ async fn the_document_describes_only_the_modules_served() {
     }
     app.stop().await;
 }
+crate::case!(the_document_describes_only_the_modules_served);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_origins_are_allowed_only_when_configured() {
     let origin = "https://app.example.com";
     let preflight = |app: &crate::helpers::TestApp| {
@@ -216,6 +214,7 @@ async fn browser_origins_are_allowed_only_when_configured() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     open.stop().await;
 }
+crate::case!(browser_origins_are_allowed_only_when_configured);
 
 /// What a reader of `/docs` needs: every operation summarised, every grades response
 /// with its fields, and every route that reads a bearer token saying so.

@@ -109,11 +109,6 @@ fn event(n: usize) -> serde_json::Value {
     json!({"component": "outage", "data": {"n": n}, "email": "o@x.io", "environment": "test", "message": format!("event {n}")})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn a_database_gone_under_load_is_503_within_seconds_and_service_recovers() {
     // `owner` holds the test database; `app` reaches it through the proxy.
     let Some(owner) = TestApp::postgres_with(|_| {}).await else {
@@ -170,12 +165,11 @@ async fn a_database_gone_under_load_is_503_within_seconds_and_service_recovers()
     drop(proxy);
     owner.stop().await;
 }
+crate::case!(
+    a_database_gone_under_load_is_503_within_seconds_and_service_recovers,
+    needs = [Postgres]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn connections_the_database_terminates_are_never_a_500() {
     let Some(app) = TestApp::postgres_with(|_| {}).await else {
         return;
@@ -212,3 +206,7 @@ async fn connections_the_database_terminates_are_never_a_500() {
     }
     app.stop().await;
 }
+crate::case!(
+    connections_the_database_terminates_are_never_a_500,
+    needs = [Postgres]
+);

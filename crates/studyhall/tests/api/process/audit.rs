@@ -73,11 +73,6 @@ async fn verify(database_url: &str, public_key: &str) -> (bool, String, String) 
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn two_servers_appending_at_once_keep_one_chain() {
     // Both servers append events and stream decisions to one database at once, each
     // in its own batches and each after the head it last saw (stale as soon as the
@@ -142,6 +137,10 @@ async fn two_servers_appending_at_once_keep_one_chain() {
     let (verified, out, err) = verify(url.expose(), &public_key).await;
     assert!(verified, "{out}{err}");
 }
+crate::case!(
+    two_servers_appending_at_once_keep_one_chain,
+    needs = [Postgres]
+);
 
 /// How many batches `server` appended to the chain by the `head` path.
 async fn appends(server: &Server, head: &str) -> f64 {
@@ -151,7 +150,6 @@ async fn appends(server: &Server, head: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_verifies_after_kill_9_in_the_middle_of_appending() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("chain.db").display());
@@ -184,6 +182,7 @@ async fn the_chain_verifies_after_kill_9_in_the_middle_of_appending() {
         "{chained} chained, {acknowledged} acknowledged"
     );
 }
+crate::case!(the_chain_verifies_after_kill_9_in_the_middle_of_appending);
 
 /// Posts one event and waits for its checkpoint.
 async fn checkpoint_some(server: &Server) {
@@ -197,7 +196,6 @@ async fn checkpoint_some(server: &Server) {
     checkpointed(server).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_exits_non_zero_naming_the_first_broken_position() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.db");
@@ -251,3 +249,4 @@ async fn verify_exits_non_zero_naming_the_first_broken_position() {
     let (ok, _, err) = verify(&url, "not-a-key").await;
     assert!(!ok && err.contains("public key"), "{err}");
 }
+crate::case!(verify_exits_non_zero_naming_the_first_broken_position);

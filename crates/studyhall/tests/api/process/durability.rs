@@ -49,7 +49,6 @@ async fn post_concurrently(address: &str, n: usize) -> HashSet<String> {
     acknowledged
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("durable.db").display());
@@ -68,8 +67,8 @@ async fn every_acknowledged_event_survives_kill_9() {
         lost.len()
     );
 }
+crate::case!(every_acknowledged_event_survives_kill_9);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("graceful.db").display());
@@ -98,3 +97,4 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
         "an acknowledged event was lost during shutdown"
     );
 }
+crate::case!(sigterm_lets_in_flight_requests_finish_and_exits_zero);

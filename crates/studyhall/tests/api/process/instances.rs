@@ -39,11 +39,6 @@ async fn split_starts(a: &Server, b: &Server) -> (usize, usize) {
     (allowed, refused)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -52,12 +47,11 @@ async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
     let b = start(url.expose()).await;
     assert_eq!(split_starts(&a, &b).await, (3, 197));
 }
+crate::case!(
+    two_servers_sharing_postgresql_allow_exactly_the_limit,
+    needs = [Postgres]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(redis_tests),
-    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
-)]
 async fn two_servers_sharing_redis_allow_exactly_the_limit() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
@@ -79,6 +73,10 @@ async fn two_servers_sharing_redis_allow_exactly_the_limit() {
     .await;
     assert_eq!(split_starts(&a, &b).await, (3, 197));
 }
+crate::case!(
+    two_servers_sharing_redis_allow_exactly_the_limit,
+    needs = [Redis]
+);
 
 /// One scenario touching every module, run with requests alternating between `servers`;
 /// returns what a client observes (ids and timestamps left out).
@@ -245,11 +243,6 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
     Value::Object(seen)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(all(postgres_tests, redis_tests)),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL and STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
-)]
 async fn two_servers_and_a_worker_answer_as_one_server_does() {
     let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
         return;
@@ -305,6 +298,10 @@ async fn two_servers_and_a_worker_answer_as_one_server_does() {
     );
     assert_eq!(one["events via 0"], json!(11));
 }
+crate::case!(
+    two_servers_and_a_worker_answer_as_one_server_does,
+    needs = [Postgres, Redis]
+);
 
 /// Deadlocks PostgreSQL has detected in the current database so far.
 async fn deadlocks(pool: &sqlx::PgPool) -> i64 {
@@ -314,11 +311,6 @@ async fn deadlocks(pool: &sqlx::PgPool) -> i64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn two_servers_batching_the_same_sessions_in_opposite_orders_never_deadlock_or_drift() {
     // Each server stores the posts that queue up together in one transaction. Server A
     // receives the sessions in one order and server B in the reverse one, all at once,
@@ -408,12 +400,11 @@ async fn two_servers_batching_the_same_sessions_in_opposite_orders_never_deadloc
         "batches deadlocked"
     );
 }
+crate::case!(
+    two_servers_batching_the_same_sessions_in_opposite_orders_never_deadlock_or_drift,
+    needs = [Postgres]
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn two_servers_batching_starts_for_many_viewers_in_opposite_orders_keep_each_limit() {
     // Each server applies the starts that queue up together in one transaction, each
     // start holding its viewer's row lock until that commits. Server A receives the
@@ -476,3 +467,7 @@ async fn two_servers_batching_starts_for_many_viewers_in_opposite_orders_keep_ea
         "batches deadlocked"
     );
 }
+crate::case!(
+    two_servers_batching_starts_for_many_viewers_in_opposite_orders_keep_each_limit,
+    needs = [Postgres]
+);

@@ -83,7 +83,11 @@ pub(crate) fn client() -> reqwest::Client {
 
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut command = Command::new(BINARY);
-    command.args(args).env_remove("STUDYHALL_DATABASE_URL");
+    // Never the default port: a server the machine already runs may hold it.
+    command
+        .args(args)
+        .env_remove("STUDYHALL_DATABASE_URL")
+        .env("STUDYHALL_LISTEN", "127.0.0.1:0");
     for (name, value) in env {
         command.env(name, value);
     }

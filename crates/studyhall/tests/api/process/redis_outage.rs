@@ -68,11 +68,6 @@ impl PrivateRedis {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(redis_tests),
-    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
-)]
 async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_restart() {
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
@@ -134,14 +129,13 @@ async fn while_redis_is_down_starts_fail_with_503_and_service_recovers_without_r
     }
     assert_eq!(ready().await, 200);
 }
+crate::case!(
+    while_redis_is_down_starts_fail_with_503_and_service_recovers_without_restart,
+    needs = [Redis]
+);
 
 /// `rediss://` verifies the server against the system's roots (`SSL_CERT_FILE` here), and
 /// sends the password, as with ElastiCache's in-transit encryption and auth token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(redis_tests),
-    ignore = "needs STUDYHALL_TEST_REDIS_URL (not set when the tests were built)"
-)]
 async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
     if test_url("STUDYHALL_TEST_REDIS_URL").is_none() {
         return;
@@ -179,3 +173,7 @@ async fn redis_over_tls_with_a_password_verifies_the_server_certificate() {
         assert_eq!(ready.status().as_u16(), ready_status, "roots {roots}");
     }
 }
+crate::case!(
+    redis_over_tls_with_a_password_verifies_the_server_certificate,
+    needs = [Redis]
+);

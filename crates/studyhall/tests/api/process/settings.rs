@@ -8,7 +8,6 @@ use tokio::process::Command;
 
 use super::*;
 
-#[tokio::test]
 async fn an_invalid_setting_stops_the_program_naming_it() {
     let (ok, _, stderr) = run(&["serve"], &[("STUDYHALL_LISTEN", "not-an-address")]).await;
     assert!(!ok);
@@ -34,8 +33,8 @@ async fn an_invalid_setting_stops_the_program_naming_it() {
     assert!(!ok);
     assert!(stderr.contains("nope"), "{stderr}");
 }
+crate::case!(an_invalid_setting_stops_the_program_naming_it);
 
-#[tokio::test]
 async fn a_database_that_cannot_be_opened_is_named_with_the_reason_at_once() {
     let started = std::time::Instant::now();
     let (ok, _, stderr) = run(
@@ -73,8 +72,8 @@ async fn a_database_that_cannot_be_opened_is_named_with_the_reason_at_once() {
     );
     assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
+crate::case!(a_database_that_cannot_be_opened_is_named_with_the_reason_at_once);
 
-#[tokio::test]
 async fn studyhall_token_without_a_database_there_refuses_to_invent_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("absent.db").display());
@@ -89,8 +88,8 @@ async fn studyhall_token_without_a_database_there_refuses_to_invent_a_secret() {
         "a secret was made up"
     );
 }
+crate::case!(studyhall_token_without_a_database_there_refuses_to_invent_a_secret);
 
-#[tokio::test]
 async fn openapi_into_a_reader_that_stops_early_does_not_panic() {
     let mut child = Command::new(BINARY)
         .arg("openapi")
@@ -109,8 +108,8 @@ async fn openapi_into_a_reader_that_stops_early_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "{stderr}");
 }
+crate::case!(openapi_into_a_reader_that_stops_early_does_not_panic);
 
-#[tokio::test]
 async fn migrate_creates_the_schema_and_openapi_prints_the_document() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
@@ -122,3 +121,4 @@ async fn migrate_creates_the_schema_and_openapi_prints_the_document() {
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     assert!(doc["paths"]["/api/events"].is_object());
 }
+crate::case!(migrate_creates_the_schema_and_openapi_prints_the_document);

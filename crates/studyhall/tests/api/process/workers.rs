@@ -5,7 +5,6 @@ use serde_json::Value;
 use super::*;
 use crate::helpers::TestDatabase;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("kill.db").display());
@@ -56,12 +55,8 @@ async fn a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once() {
         );
     }
 }
+crate::case!(a_worker_killed_mid_queue_loses_nothing_and_applies_each_job_once);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(postgres_tests),
-    ignore = "needs STUDYHALL_TEST_POSTGRES_URL (not set when the tests were built)"
-)]
 async fn two_worker_processes_on_postgresql_apply_each_job_exactly_once() {
     let Some((url, _database)) = TestDatabase::postgres().await else {
         return;
@@ -82,3 +77,7 @@ async fn two_worker_processes_on_postgresql_apply_each_job_exactly_once() {
         );
     }
 }
+crate::case!(
+    two_worker_processes_on_postgresql_apply_each_job_exactly_once,
+    needs = [Postgres]
+);

@@ -1,4 +1,5 @@
-//! Queue behaviour, driven batch by batch, on SQLite and (when configured) PostgreSQL.
+//! The job queue's behaviour, driven batch by batch, on SQLite and (when configured)
+//! PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,13 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Connection, Executor};
 
-use super::store::{complete, JobState};
-use super::*;
-use crate::db::Db;
-use crate::sensitive::DatabaseUrl;
-use crate::sql::Sql;
+use studyhall::db::{Db, Tx};
+use studyhall::jobs::{
+    complete, Handler, Handlers, Increments, JobFuture, JobKind, JobState, Queue, Retried, Worker,
+    WorkerSettings,
+};
+use studyhall::sensitive::DatabaseUrl;
+use studyhall::sql::Sql;
+
+use crate::helpers::TestDatabase;
 
 /// Fails each job until it has failed `fail_times` (from its payload), then records its
 /// effect in `effects` — a table without a unique key, so a double run would show.
@@ -70,39 +74,23 @@ struct Fixture {
     db: Db,
     queue: Queue,
     flaky: Arc<Flaky>,
-    _dir: Option<tempfile::TempDir>,
-    postgres: Option<(String, String)>,
+    _database: TestDatabase,
 }
 
 impl Fixture {
     async fn sqlite() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let url: DatabaseUrl = format!("sqlite://{}", dir.path().join("q.db").display())
-            .parse()
-            .unwrap();
-        Fixture::on(url, Some(dir), None).await
+        let (url, database) = TestDatabase::sqlite();
+        Fixture::on(url, database).await
     }
 
-    async fn postgres() -> Option<Fixture> {
-        let admin = std::env::var("STUDYHALL_TEST_POSTGRES_URL").ok()?;
-        let name = format!("studyhall_unit_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
+    async fn postgres() -> Fixture {
+        let (url, database) = TestDatabase::postgres()
             .await
-            .unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base)
-            .to_owned();
-        let url: DatabaseUrl = format!("{base}/{name}").parse().unwrap();
-        Some(Fixture::on(url, None, Some((admin, name))).await)
+            .expect("a missing backend panics");
+        Fixture::on(url, database).await
     }
 
-    async fn on(
-        url: DatabaseUrl,
-        dir: Option<tempfile::TempDir>,
-        postgres: Option<(String, String)>,
-    ) -> Fixture {
+    async fn on(url: DatabaseUrl, database: TestDatabase) -> Fixture {
         let db = Db::connect(&url, 8).await.unwrap();
         db.migrate().await.unwrap();
         Sql::new("CREATE TABLE effects (job_id TEXT NOT NULL)")
@@ -115,8 +103,7 @@ impl Fixture {
             db,
             queue,
             flaky: Arc::new(Flaky::default()),
-            _dir: dir,
-            postgres,
+            _database: database,
         }
     }
 
@@ -143,37 +130,27 @@ impl Fixture {
 
     async fn close(self) {
         self.db.close().await;
-        if let Some((admin, name)) = self.postgres {
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-            conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await
-                .unwrap();
-        }
     }
 }
 
-/// Runs each check once per backend: `sqlite::…` always, `postgres::…` when the build
-/// saw `STUDYHALL_TEST_POSTGRES_URL` (otherwise listed as ignored, with the reason).
+/// Runs each check once per backend: `sqlite::…` always, `postgres::…` when
+/// `STUDYHALL_TEST_POSTGRES_URL` is set when the tests run (otherwise listed as ignored).
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     super::$name(super::Fixture::sqlite().await).await;
                 }
+                crate::case!($name);
             )*
         }
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                #[cfg_attr(not(postgres_tests), ignore = "STUDYHALL_TEST_POSTGRES_URL was not set when the tests were built")]
                 async fn $name() {
-                    let fixture = super::Fixture::postgres()
-                        .await
-                        .expect("STUDYHALL_TEST_POSTGRES_URL is set");
-                    super::$name(fixture).await;
+                    super::$name(super::Fixture::postgres().await).await;
                 }
+                crate::case!($name, needs = [Postgres]);
             )*
         }
     };
@@ -226,7 +203,7 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     );
     let Retried::Queued(retried) = fx
         .queue
-        .retry(&id, crate::audit::Actor::operator())
+        .retry(&id, studyhall::audit::Actor::operator())
         .await
         .unwrap()
     else {
@@ -235,7 +212,7 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     assert_eq!((retried.state, retried.attempts), (JobState::Queued, 0));
     // The death and the retry are in the audit log, each once, committed with the
     // transition itself.
-    let recorded: Vec<(String, String)> = crate::sql::Sql::new(
+    let recorded: Vec<(String, String)> = Sql::new(
         "SELECT message, data FROM events WHERE component = 'studyhall.jobs' ORDER BY position",
     )
     .fetch_all(fx.queue.db())
@@ -266,7 +243,7 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     assert!(
         matches!(
             fx.queue
-                .retry(&id, crate::audit::Actor::operator())
+                .retry(&id, studyhall::audit::Actor::operator())
                 .await
                 .unwrap(),
             Retried::NotDead(JobState::Succeeded)
@@ -275,7 +252,7 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     );
     assert!(matches!(
         fx.queue
-            .retry("no-such-job", crate::audit::Actor::operator())
+            .retry("no-such-job", studyhall::audit::Actor::operator())
             .await
             .unwrap(),
         Retried::NotFound
@@ -284,20 +261,20 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
     // A finished job can be deleted, once; the deletion is recorded.
     assert!(matches!(
         fx.queue
-            .delete(&id, crate::audit::Actor::operator())
+            .delete(&id, studyhall::audit::Actor::operator())
             .await
             .unwrap(),
-        super::store::Deletion::Deleted
+        studyhall::jobs::Deletion::Deleted
     ));
     assert!(fx.queue.get(&id).await.unwrap().is_none());
     assert!(matches!(
         fx.queue
-            .delete(&id, crate::audit::Actor::operator())
+            .delete(&id, studyhall::audit::Actor::operator())
             .await
             .unwrap(),
-        super::store::Deletion::NotFound
+        studyhall::jobs::Deletion::NotFound
     ));
-    let deleted: Option<i64> = crate::sql::Sql::new(
+    let deleted: Option<i64> = Sql::new(
         "SELECT count(*) FROM events WHERE component = 'studyhall.jobs' AND message = 'job.deleted'",
     )
     .fetch_scalar(fx.queue.db())
