@@ -31,6 +31,7 @@ fn routes() -> OpenApiRouter<SocialStore> {
             routes::update_me
         ))
         .routes(routes!(routes::set_domains))
+        .routes(routes!(routes::share_warnings))
         .routes(routes!(routes::user))
         .routes(routes!(routes::users))
         .routes(routes!(routes::friends))

@@ -43,6 +43,99 @@ pub struct UserRow {
     pub mutual_friend_count: i64,
 }
 
+/// What a new profile shares: nothing by default, as the original created profiles,
+/// since its browser extension reports every page a `default_all` profile visits.
+pub const NEW_PROFILE_SHARE_MODE: &str = "default_none";
+
+/// The sites a new profile shares even so (news, reference, learning and developer
+/// sites), the original's default allow list.
+pub const NEW_PROFILE_ALLOW: [&str; 66] = [
+    "wikipedia.org",
+    "nytimes.com",
+    "forbes.com",
+    "cnn.com",
+    "cnbc.com",
+    "medium.com",
+    "washingtonpost.com",
+    "brunch.co.kr",
+    "stackoverflow.com",
+    "stackexchange.com",
+    "techcrunch.com",
+    "crunchbase.com",
+    "nbcnews.com",
+    "huffpost.com",
+    "buzzfeednews.com",
+    "foxnews.com",
+    "espn.com",
+    "cbs.com",
+    "cbsnews.com",
+    "npr.org",
+    "tistory.com",
+    "cnet.com",
+    "noninertialframe.com",
+    "reuters.com",
+    "apnews.com",
+    "politico.com",
+    "kaggle.com",
+    "udemy.com",
+    "udacity.com",
+    "coursera.org",
+    "github.com",
+    "bloomberg.com",
+    "fool.com",
+    "python.org",
+    "geeksforgeeks.org",
+    "leetcode.com",
+    "towardsdatascience.com",
+    "nfl.com",
+    "wsj.com",
+    "usnews.com",
+    "tmz.com",
+    "businessinsider.com",
+    "latimes.com",
+    "techmeme.com",
+    "engadget.com",
+    "theverge.com",
+    "ycombinator.com",
+    "gizmodo.com",
+    "producthunt.com",
+    "venturebeat.com",
+    "wired.com",
+    "technologyreview.com",
+    "androidcentral.com",
+    "androidauthority.com",
+    "vox.com",
+    "fortune.com",
+    "arxiv.org",
+    "openai.com",
+    "researchgate.net",
+    "machinelearningmastery.com",
+    "aitrends.com",
+    "artificial-intelligence.blog",
+    "news.mit.edu",
+    "sciencedaily.com",
+    "research.google",
+    "kdnuggets.com",
+];
+
+/// The sites a new profile never shares, the original's default deny list.
+pub const NEW_PROFILE_DENY: [&str; 7] = [
+    "facebook.com",
+    "instagram.com",
+    "amazon.com",
+    "twitter.com",
+    "messenger.com",
+    "gmail.com",
+    "mail.google.com",
+];
+
+/// A count of friends, in the original's shape: its clients read `count_1`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"count_1": 3}))]
+pub struct FriendCount {
+    pub count_1: i64,
+}
+
 /// `UserSummary`: what lists show.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserSummary {

@@ -4,8 +4,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::model::{
-    self, detail, AcceptBody, FriendRequestBody, Friendship, NewUser, Page, UnfriendBody,
-    UserFriendRequest, UserPrivate, UserPublic, UserSummary, UserUpdate,
+    self, detail, AcceptBody, FriendCount, FriendRequestBody, Friendship, NewUser, Page,
+    UnfriendBody, UserFriendRequest, UserPrivate, UserPublic, UserSummary, UserUpdate,
 };
 use super::store::{Match, Requested, Search, SocialStore};
 use crate::auth::{unauthorized, AuthUser, Caller};
@@ -39,6 +39,23 @@ fn success() -> Json<Value> {
     responses((status = 200, description = "Alive", body = String, content_type = "application/json", example = json!("pong"))))]
 pub async fn ping() -> Json<&'static str> {
     Json("pong")
+}
+
+/// Sites whose sharing reveals more than the page itself, each with the warning a client
+/// shows before the user allows it.
+#[utoipa::path(get, path = "/domains/share/warnings", tag = "social", operation_id = "social_share_warnings", security(("bearer" = [])),
+    responses((status = 200, description = "A warning per site", body = Object,
+                example = json!({"messenger.com": "Allowing messenger.com may result in sharing personal activities"})),
+              (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
+pub async fn share_warnings(caller: Caller) -> Result<Json<Value>> {
+    me(caller)?;
+    let personal =
+        |site: &str| format!("Allowing {site} may result in sharing personal activities");
+    Ok(Json(json!({
+        "google.com": format!("{} (e.g. Gmail, Calendar)", personal("google.com")),
+        "messenger.com": personal("messenger.com"),
+        "notion.so": personal("notion.so"),
+    })))
 }
 
 /// Create the caller's profile (email from the token).
@@ -212,10 +229,11 @@ async fn friend_count(
     caller: Caller,
     id: &str,
     mutual: bool,
-) -> Result<Json<i64>> {
+) -> Result<Json<FriendCount>> {
     let me = me(caller)?;
     let id = model::user_id(id)?;
-    Ok(Json(store.friend_count(&me.id, &id, mutual).await?))
+    let count_1 = store.friend_count(&me.id, &id, mutual).await?;
+    Ok(Json(FriendCount { count_1 }))
 }
 
 /// A user's friends, a page at a time.
@@ -238,13 +256,13 @@ pub async fn friends(
 /// How many friends a user has.
 #[utoipa::path(get, path = "/users/id/{user_id}/friends/count", tag = "social", operation_id = "social_friend_count",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
-    responses((status = 200, description = "How many friends", body = i64, content_type = "application/json"),
+    responses((status = 200, description = "How many friends", body = FriendCount),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn friends_count(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<i64>> {
+) -> Result<Json<FriendCount>> {
     friend_count(&store, caller, &id, false).await
 }
 
@@ -268,13 +286,13 @@ pub async fn mutual_friends(
 /// How many friends a user and the caller have in common.
 #[utoipa::path(get, path = "/users/id/{user_id}/mutual-friends/count", tag = "social", operation_id = "social_mutual_count",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
-    responses((status = 200, description = "How many mutual friends", body = i64, content_type = "application/json"),
+    responses((status = 200, description = "How many mutual friends", body = FriendCount),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn mutual_count(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<i64>> {
+) -> Result<Json<FriendCount>> {
     friend_count(&store, caller, &id, true).await
 }
 
@@ -445,50 +463,44 @@ pub async fn sent(
 /// Decline a request received from the user, or withdraw one sent to them.
 #[utoipa::path(delete, path = "/friendship/requests/{user_id}", tag = "social", operation_id = "social_decline",
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
-    responses((status = 200, description = "Removed", body = Object, example = json!({"success": true})),
-              (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No pending request between the two", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Removed, or there was none", body = Object, example = json!({"success": true})),
+              (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn decline(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
     let me = me(caller)?;
-    if !store.drop_request(&me.id, &model::user_id(&id)?).await? {
-        return Err(detail(StatusCode::NOT_FOUND, "Friend request not found"));
-    }
+    // No pending request is a success too, as the original answered: the request is gone.
+    store.drop_request(&me.id, &model::user_id(&id)?).await?;
     Ok(success())
 }
 
 /// Accept a friend request sent to the caller.
 #[utoipa::path(post, path = "/friendship/accept", tag = "social", operation_id = "social_accept", request_body = AcceptBody,
     security(("bearer" = [])),
-    responses((status = 200, description = "Now friends", body = Object, example = json!({"success": true})),
-              (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "No pending request from that user", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Now friends, or there was no request to accept", body = Object, example = json!({"success": true})),
+              (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
 pub async fn accept(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<AcceptBody>,
 ) -> Result<Json<Value>> {
     let me = me(caller)?;
-    if !store
+    // No pending request is a success too, as the original answered (nothing recorded).
+    store
         .accept(&me.id, &model::user_id(&body.user_id1)?)
-        .await?
-    {
-        return Err(detail(StatusCode::NOT_FOUND, "Friend request not found"));
-    }
+        .await?;
     Ok(success())
 }
 
 /// End a friendship (either friend may).
 #[utoipa::path(post, path = "/friendship/delete", tag = "social", operation_id = "social_unfriend", request_body = UnfriendBody,
     security(("bearer" = [])),
-    responses((status = 200, description = "No longer friends", body = Object, example = json!({"success": true})),
+    responses((status = 200, description = "No longer friends, or they were not", body = Object, example = json!({"success": true})),
               (status = 400, description = "The same id twice", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "The caller is neither of the two", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "They are not friends", body = Problem, content_type = "application/problem+json")))]
+              (status = 403, description = "The caller is neither of the two", body = Problem, content_type = "application/problem+json")))]
 pub async fn unfriend(
     State(store): State<SocialStore>,
     caller: Caller,
@@ -511,9 +523,8 @@ pub async fn unfriend(
             "You can only end your own friendships",
         ));
     }
-    if !store.unfriend(&a, &b, &me.id).await? {
-        return Err(detail(StatusCode::NOT_FOUND, "Friendship not found"));
-    }
+    // Not friends is a success too, as the original answered (nothing recorded).
+    store.unfriend(&a, &b, &me.id).await?;
     Ok(success())
 }
 

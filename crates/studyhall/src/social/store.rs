@@ -4,7 +4,10 @@
 
 use serde_json::json;
 
-use super::model::{Friendship, FriendshipRow, UserFriendRequest, UserRow};
+use super::model::{
+    Friendship, FriendshipRow, UserFriendRequest, UserRow, NEW_PROFILE_ALLOW, NEW_PROFILE_DENY,
+    NEW_PROFILE_SHARE_MODE,
+};
 use crate::audit::{Actor, Decision};
 use crate::clock::now_micros;
 use crate::db::Db;
@@ -131,13 +134,21 @@ impl SocialStore {
         first_name: &str,
         last_name: &str,
     ) -> Result<bool, sqlx::Error> {
-        let sql = "INSERT INTO social_users (user_id, email, first_name, last_name, created_at) VALUES ($1, $2, $3, $4, $5)";
+        // A new profile shares nothing but the default allow list, and its text fields
+        // are empty strings, as the original's clients expect.
+        let sql = "INSERT INTO social_users (user_id, email, first_name, last_name, created_at,
+            description, gender, school, work, location, share_mode, domain_allow_array, domain_deny_array)
+            VALUES ($1, $2, $3, $4, $5, '', '', '', '', '', $6, $7, $8)";
+        let list = |domains: &[&str]| serde_json::Value::from(domains).to_string();
         let insert = Sql::new(sql)
             .bind(id)
             .bind(email)
             .bind(first_name)
             .bind(last_name)
-            .bind(now_micros());
+            .bind(now_micros())
+            .bind(NEW_PROFILE_SHARE_MODE)
+            .bind(list(&NEW_PROFILE_ALLOW))
+            .bind(list(&NEW_PROFILE_DENY));
         let done = self
             .write(insert, || {
                 let actor = Actor::user(Some(id.to_owned()), Some(email.to_owned()));
@@ -269,6 +280,12 @@ impl SocialStore {
             ("LIKE", format!("%{escaped}%"))
         };
         let escape = if exact { "" } else { " ESCAPE '\\'" };
+        let searched = match by {
+            Match::Email => "lower(u.email)",
+            // A first name, a last name or "first last" containing the text is exactly
+            // "first last" containing it.
+            Match::Name => "lower(u.first_name || ' ' || u.last_name)",
+        };
         let condition = match (by, &self.db) {
             // The trigram index answers plain substrings; patterns with LIKE's own
             // metacharacters take the escaped scan so their meaning never changes.
@@ -279,12 +296,16 @@ impl SocialStore {
                 "u.rowid IN (SELECT rowid FROM social_users_search WHERE full_name LIKE $2)"
                     .to_owned()
             }
-            (Match::Email, _) => format!("lower(u.email) {op} $2{escape}"),
-            // A first name, a last name or "first last" containing the text is exactly
-            // "first last" containing it.
-            (Match::Name, _) => {
-                format!("lower(u.first_name || ' ' || u.last_name) {op} $2{escape}")
-            }
+            _ => format!("{searched} {op} $2{escape}"),
+        };
+        // The original's order: friends, then pending requests, then by mutual friends,
+        // then matches at the start of the text before those at its end before the rest.
+        let score = if exact {
+            "3".to_owned()
+        } else {
+            format!(
+                "CASE WHEN {searched} LIKE $5{escape} THEN 3 WHEN {searched} LIKE $6{escape} THEN 2 ELSE 1 END"
+            )
         };
         let friends = if friends_only {
             format!(" AND u.user_id IN ({})", friends_of("$1"))
@@ -292,16 +313,23 @@ impl SocialStore {
             String::new()
         };
         let sql = format!(
-            "SELECT {} FROM social_users u WHERE {condition} AND u.user_id <> $1{friends}{ORDER} LIMIT $3 OFFSET $4",
+            "SELECT {} FROM social_users u WHERE {condition} AND u.user_id <> $1{friends}
+             ORDER BY friendship_state DESC, mutual_friend_count DESC, {score} DESC, u.user_id DESC
+             LIMIT $3 OFFSET $4",
             user_columns()
         );
-        Sql::new(&sql)
+        let query = Sql::new(&sql)
             .bind(caller)
             .bind(&pattern)
             .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.db)
-            .await
+            .bind(offset);
+        let query = match pattern.strip_prefix('%').and_then(|p| p.strip_suffix('%')) {
+            Some(escaped) if !exact => query
+                .bind(format!("{escaped}%"))
+                .bind(format!("%{escaped}")),
+            _ => query,
+        };
+        query.fetch_all(&self.db).await
     }
 
     /// The row between two users, in either direction.

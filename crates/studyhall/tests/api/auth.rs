@@ -108,6 +108,53 @@ async fn jwks_app(server: &JwksServer, refresh_secs: u64) -> TestApp {
     .await
 }
 
+/// The two real clients of user-api (the PageNow extension and chat client) send Cognito
+/// ID tokens: the user is `cognito:username`, the app client is `aud`, `token_use` is
+/// `id`. With the settings README gives for them, their requests are accepted, and an
+/// access token of the same pool is refused.
+async fn cognito_id_tokens_of_the_user_api_clients_are_accepted() {
+    let rsa = Key::rsa("rsa-1", "rsa-1.pem");
+    let server = JwksServer::start(vec![rsa.jwk()]).await;
+    let url = server.url.clone();
+    let app = TestApp::sqlite_with(move |settings| {
+        settings.auth.auth = AuthMode::Jwks;
+        settings.auth.jwks_url = Some(url);
+        settings.auth.jwt_issuer = Some(ISSUER.into());
+        settings.auth.jwt_audience = Some(AUDIENCE.into());
+        settings.auth.jwt_token_use = Some("id".into());
+        settings.auth.jwt_user_claim = "cognito:username".into();
+    })
+    .await;
+    let id_token = json!({"sub": "5f0c-uuid", "cognito:username": "alice", "email": "alice@example.com",
+        "iss": ISSUER, "aud": AUDIENCE, "token_use": "id", "exp": now() + 300, "iat": now(), "auth_time": now()});
+    let created = app
+        .client
+        .post(app.url("/users/me"))
+        .bearer_auth(rsa.sign(&id_token))
+        .json(&json!({"first_name": "Alice", "last_name": "Liddell"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, profile) = json(created).await;
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(
+        (profile["user_id"].as_str(), profile["email"].as_str()),
+        (Some("alice"), Some("alice@example.com"))
+    );
+    let access_token = json!({"sub": "5f0c-uuid", "username": "alice", "iss": ISSUER, "client_id": AUDIENCE,
+        "token_use": "access", "exp": now() + 300, "iat": now()});
+    let refused = app
+        .client
+        .get(app.url("/users/me"))
+        .bearer_auth(rsa.sign(&access_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    app.stop().await;
+}
+crate::case!(cognito_id_tokens_of_the_user_api_clients_are_accepted);
+
 /// Starts a stream with the token; returns the status and the viewer or problem.
 async fn probe(app: &TestApp, token: &str) -> (u16, Value) {
     let response = app

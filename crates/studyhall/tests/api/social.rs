@@ -122,7 +122,7 @@ on_every_backend_with! {
     async fn every_route_but_the_public_ones_needs_a_token(app) {
         let (status, pong) = json(app.get("/ping").await).await;
         assert_eq!((status, pong), (200, json!("pong")));
-        for path in ["/users/me", "/friendship/requests", "/friendship/all", "/users/search/name/a"] {
+        for path in ["/users/me", "/friendship/requests", "/friendship/all", "/users/search/name/a", "/domains/share/warnings"] {
             let response = app.get(path).await;
             assert_eq!(response.status(), 401, "{path}");
             let (_, problem) = json(response).await;
@@ -133,6 +133,14 @@ on_every_backend_with! {
         assert_eq!(header_only.status(), 401);
     }
 
+    async fn the_share_warnings_name_the_sites_that_reveal_personal_activity(app) {
+        let (status, warnings) = get(&app, &user("ada"), "/domains/share/warnings").await;
+        assert_eq!(status, 200, "{warnings}");
+        let sites: Vec<&String> = warnings.as_object().unwrap().keys().collect();
+        assert_eq!(sites, ["google.com", "messenger.com", "notion.so"]);
+        assert!(warnings["google.com"].as_str().unwrap().contains("Gmail"), "{warnings}");
+    }
+
     async fn a_profile_is_created_once_and_read_back_privately(app) {
         let ada = user("ada");
         assert_eq!(get(&app, &ada, "/users/me").await, (404, get(&app, &ada, "/users/me").await.1));
@@ -140,8 +148,20 @@ on_every_backend_with! {
         assert_eq!(status, 200, "{created}");
         assert_eq!(created["first_name"], "Ada");
         assert_eq!(created["email"], format!("{}@Example.com", ada.id));
-        assert_eq!(created["share_mode"], "default_all");
-        assert_eq!(created["domain_allow_array"], json!([]));
+        // A new profile shares nothing but the original's default allow list, and its
+        // text fields are empty strings, as the original created it.
+        assert_eq!(created["share_mode"], "default_none");
+        let allowed = created["domain_allow_array"].as_array().unwrap();
+        assert_eq!(allowed.len(), 66, "{created}");
+        assert!(allowed.contains(&json!("wikipedia.org")) && allowed.contains(&json!("kdnuggets.com")));
+        assert_eq!(
+            created["domain_deny_array"],
+            json!(["facebook.com", "instagram.com", "amazon.com", "twitter.com", "messenger.com", "gmail.com", "mail.google.com"])
+        );
+        for field in ["description", "gender", "school", "work", "location"] {
+            assert_eq!(created[field], "", "{field} of a new profile");
+        }
+        assert!(created["dob"].is_null());
         assert_eq!(created["friendship_state"], 0);
         let (status, problem) = post(&app, &ada, "/users/me", json!({"first_name": "A", "last_name": "B"})).await;
         assert_eq!((status, problem["detail"].as_str()), (400, Some("User already exists")));
@@ -201,8 +221,11 @@ on_every_backend_with! {
         assert_eq!(get(&app, &ada, &format!("/friendship/requests/{}", bob.id)).await.1["user_id2"], bob.id.as_str());
         assert!(get(&app, &bob, &format!("/friendship/requests/{}", ada.id)).await.1.is_null(), "bob sent nothing");
         assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 200);
-        assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 404);
-        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await, (200, json!(1)));
+        // Accepting what is not pending succeeds and changes nothing, as in the original.
+        assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await, (200, json!({"success": true})));
+        assert_eq!(post(&app, &cy, "/friendship/accept", json!({"user_id1": ada.id})).await, (200, json!({"success": true})));
+        assert!(get(&app, &cy, &format!("/friendship/check/{}", ada.id)).await.1.is_null(), "cy and ada stay strangers");
+        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await, (200, json!({"count_1": 1})));
         let (_, friends) = get(&app, &cy, &format!("/users/id/{}/friends", ada.id)).await;
         assert_eq!(ids(&friends), [bob.id.as_str()]);
         assert_eq!(friends[0]["friendship_state"], 0, "relative to the caller, cy");
@@ -212,8 +235,8 @@ on_every_backend_with! {
         assert_eq!(post(&app, &cy, "/friendship/delete", unfriend(&ada.id, &bob.id)).await.0, 403);
         assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&ada.id, &ada.id)).await.0, 400);
         assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&bob.id, &ada.id)).await.0, 200);
-        assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&bob.id, &ada.id)).await.0, 404);
-        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await.1, json!(0));
+        assert_eq!(post(&app, &ada, "/friendship/delete", unfriend(&bob.id, &ada.id)).await, (200, json!({"success": true})));
+        assert_eq!(get(&app, &cy, &format!("/users/id/{}/friends/count", ada.id)).await.1, json!({"count_1": 0}));
     }
 
     async fn request_errors_and_the_crossing_request(app) {
@@ -233,7 +256,9 @@ on_every_backend_with! {
     async fn a_pending_request_can_be_declined_or_withdrawn(app) {
         let (ada, bob) = (signed_up(&app, "ada", "Ada", "L").await, signed_up(&app, "bob", "Bob", "B").await);
         let delete = |who: &User, other: &str| as_user(app.client.delete(app.url(&format!("/friendship/requests/{other}"))), who).send();
-        assert_eq!(delete(&bob, &ada.id).await.unwrap().status(), 404);
+        let nothing = delete(&bob, &ada.id).await.unwrap();
+        assert_eq!(nothing.status(), 200, "no request to decline is a success, as in the original");
+        assert_eq!(nothing.json::<Value>().await.unwrap(), json!({"success": true}));
         post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
         assert_eq!(delete(&bob, &ada.id).await.unwrap().status(), 200, "declined");
         post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
@@ -268,7 +293,7 @@ on_every_backend_with! {
         post(&app, &ada, "/friendship/requests", json!({"user_id2": bob.id})).await;
         let (_, mutual) = get(&app, &ada, &format!("/users/id/{}/mutual-friends", bob.id)).await;
         assert_eq!(ids(&mutual), [cy.id.clone(), dee.id.clone()]);
-        assert_eq!(get(&app, &ada, &format!("/users/id/{}/mutual-friends/count", bob.id)).await.1, json!(2));
+        assert_eq!(get(&app, &ada, &format!("/users/id/{}/mutual-friends/count", bob.id)).await.1, json!({"count_1": 2}));
         let (_, public) = get(&app, &ada, &format!("/users/id/{}", bob.id)).await;
         assert_eq!((public["friendship_state"].as_i64(), public["mutual_friend_count"].as_i64()), (Some(1), Some(2)));
         let (_, from_cy) = get(&app, &cy, &format!("/users/id/{}", ada.id)).await;
@@ -311,6 +336,35 @@ on_every_backend_with! {
         assert_eq!(ids(&get(&app, &ada, "/users/search/name/zeld").await.1), [others[1].id.as_str()]);
         assert_eq!(ids(&get(&app, &ada, "/users/search/name/love").await.1).len(), 4);
     }
+
+    async fn search_ranks_friends_then_requests_then_mutual_friends_then_where_the_text_is(app) {
+        let ada = signed_up(&app, "ada", "Ada", "A").await;
+        let infix = signed_up(&app, "infix", "Bglovey", "R").await;
+        let suffix = signed_up(&app, "suffix", "Ann", "Glove").await;
+        let (start1, start2) = (signed_up(&app, "start", "Lovely", "S").await, signed_up(&app, "start", "Loveday", "T").await);
+        let one_mutual = signed_up(&app, "one", "Aglovez", "Q").await;
+        let two_mutual = signed_up(&app, "two", "Zoe", "Loveless").await;
+        let pending = signed_up(&app, "pending", "Pat", "Clover").await;
+        let friend = signed_up(&app, "friend", "Fay", "Oleander-love").await;
+        let other_friend = signed_up(&app, "other", "Gil", "Other").await;
+        befriend(&app, &ada, &friend).await;
+        befriend(&app, &ada, &other_friend).await;
+        befriend(&app, &two_mutual, &friend).await;
+        befriend(&app, &two_mutual, &other_friend).await;
+        befriend(&app, &one_mutual, &friend).await;
+        post(&app, &ada, "/friendship/requests", json!({"user_id2": pending.id})).await;
+        let (late, early) = if start1.id > start2.id { (&start1, &start2) } else { (&start2, &start1) };
+        let expected = [&friend, &pending, &two_mutual, &one_mutual, late, early, &suffix, &infix].map(|user| user.id.clone());
+        let (status, found) = get(&app, &ada, "/users/search/name/love").await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(ids(&found), expected, "{found}");
+        let field = |name: &str| -> Vec<i64> { found.as_array().unwrap().iter().map(|u| u[name].as_i64().unwrap()).collect() };
+        assert_eq!(field("friendship_state"), [2, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(field("mutual_friend_count")[2..], [2, 1, 0, 0, 0, 0]);
+        // Pages follow the same order.
+        let (_, second_page) = get(&app, &ada, "/users/search/name/love?limit=3&offset=3").await;
+        assert_eq!(ids(&second_page), expected[3..6]);
+    }
 }
 
 /// What the module records in the audit log.
@@ -345,6 +399,11 @@ mod audited {
             assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 200);
             let (status, body) = post(&app, &bob, "/friendship/delete", json!({"user_id1": ada.id, "user_id2": bob.id})).await;
             assert_eq!(status, 200, "{body}");
+            // Accepting, declining or ending what is not there succeeds and records nothing.
+            assert_eq!(post(&app, &bob, "/friendship/accept", json!({"user_id1": ada.id})).await.0, 200);
+            assert_eq!(post(&app, &bob, "/friendship/delete", json!({"user_id1": ada.id, "user_id2": bob.id})).await.0, 200);
+            let decline = as_user(app.client.delete(app.url(&format!("/friendship/requests/{}", ada.id))), &bob);
+            assert_eq!(decline.send().await.unwrap().status(), 200);
             let events = recorded(&app).await;
             let messages: Vec<&str> = events.iter().map(|e| e["message"].as_str().unwrap()).collect();
             assert_eq!(messages, ["profile.created", "profile.created", "friend.requested", "friend.accepted", "friend.removed"]);
