@@ -10,7 +10,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use studyhall::config::AuthMode;
+use studyhall::config::{AuthMode, ServeSettings};
 
 use crate::helpers::{fixture_path, json, TestApp};
 
@@ -97,13 +97,21 @@ fn claims(sub: &str) -> Value {
 }
 
 async fn jwks_app(server: &JwksServer, refresh_secs: u64) -> TestApp {
+    jwks_app_with(server, |settings| {
+        settings.auth.jwt_issuer = Some(ISSUER.into());
+        settings.auth.jwt_audience = Some(AUDIENCE.into());
+        settings.auth.jwks_refresh_secs = refresh_secs;
+    })
+    .await
+}
+
+/// A server verifying tokens against `server`'s keys, with `configure` applied.
+async fn jwks_app_with(server: &JwksServer, configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
     let url = server.url.clone();
     TestApp::sqlite_with(move |settings| {
         settings.auth.auth = AuthMode::Jwks;
         settings.auth.jwks_url = Some(url);
-        settings.auth.jwt_issuer = Some(ISSUER.into());
-        settings.auth.jwt_audience = Some(AUDIENCE.into());
-        settings.auth.jwks_refresh_secs = refresh_secs;
+        configure(settings);
     })
     .await
 }
@@ -115,10 +123,7 @@ async fn jwks_app(server: &JwksServer, refresh_secs: u64) -> TestApp {
 async fn cognito_id_tokens_of_the_user_api_clients_are_accepted() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
-    let url = server.url.clone();
-    let app = TestApp::sqlite_with(move |settings| {
-        settings.auth.auth = AuthMode::Jwks;
-        settings.auth.jwks_url = Some(url);
+    let app = jwks_app_with(&server, |settings| {
         settings.auth.jwt_issuer = Some(ISSUER.into());
         settings.auth.jwt_audience = Some(AUDIENCE.into());
         settings.auth.jwt_token_use = Some("id".into());
@@ -456,10 +461,7 @@ crate::case!(studyhall_token_mints_a_token_the_server_accepts);
 async fn a_required_token_use_refuses_the_other_kind_of_token() {
     let rsa = Key::rsa("rsa-1", "rsa-1.pem");
     let server = JwksServer::start(vec![rsa.jwk()]).await;
-    let url = server.url.clone();
-    let app = TestApp::sqlite_with(move |settings| {
-        settings.auth.auth = AuthMode::Jwks;
-        settings.auth.jwks_url = Some(url);
+    let app = jwks_app_with(&server, |settings| {
         settings.auth.jwt_token_use = Some("access".into());
         settings.auth.jwt_user_claim = "username".into();
     })
