@@ -327,6 +327,13 @@ impl Auth {
                     "Token authentication is not configured: set STUDYHALL_JWT_SECRET.",
                 ))
             }
+            // One shared secret has no name: a token naming a key names one this
+            // deployment does not have.
+            Keys::Hs256(_) if header.kid.is_some() => {
+                return Err(unauthorized(
+                    "The token names a signing key (kid) this deployment does not have.",
+                ))
+            }
             Keys::Hs256(key) => (key.clone(), Algorithm::HS256),
             Keys::Jwks(jwks) => {
                 let kid = header
@@ -360,6 +367,14 @@ impl Auth {
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<AuthUser, ApiError> {
+        // RFC 7519 makes `iss` one string; a list holding the issuer is not that issuer.
+        if let Some(issuer) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+                return Err(unauthorized(
+                    "The token's issuer is not the configured one.",
+                ));
+            }
+        }
         if let Some(audience) = &self.audience {
             let in_aud = match claims.get("aud") {
                 Some(Value::String(aud)) => aud == audience,
@@ -784,6 +799,44 @@ mod tests {
     #[tokio::test]
     async fn a_token_with_every_required_claim_is_accepted() {
         assert!(accepted_without(None).await);
+    }
+
+    #[tokio::test]
+    async fn an_hs256_token_naming_any_key_is_refused() {
+        let auth = hs256("a-secret-of-some-length");
+        let claims = serde_json::json!({"sub": "a", "exp": 4_000_000_000_u64});
+        assert!(auth
+            .verify(&sign(&claims, &Header::new(Algorithm::HS256)))
+            .await
+            .is_ok());
+        for kid in ["nope", "../../dev/null", ""] {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(kid.to_owned());
+            let refused = auth.verify(&sign(&claims, &header)).await;
+            assert!(refused.is_err(), "kid {kid:?} was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_issuer_given_as_a_list_is_refused() {
+        let mut auth = hs256("a-secret-of-some-length");
+        auth.issuer = Some("https://issuer.test".into());
+        let claims =
+            |iss: Value| serde_json::json!({"sub": "a", "exp": 4_000_000_000_u64, "iss": iss});
+        let token = |iss| sign(&claims(iss), &Header::new(Algorithm::HS256));
+        assert!(auth
+            .verify(&token(Value::from("https://issuer.test")))
+            .await
+            .is_ok());
+        for iss in [
+            serde_json::json!(["https://issuer.test"]),
+            serde_json::json!(["https://issuer.test", "x"]),
+        ] {
+            assert!(
+                auth.verify(&token(iss.clone())).await.is_err(),
+                "iss {iss} was accepted"
+            );
+        }
     }
 
     #[tokio::test]

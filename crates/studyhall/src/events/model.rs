@@ -16,9 +16,11 @@ use crate::clock::Micros;
 use crate::error::ApiError;
 use crate::page;
 
-pub const MAX_COMPONENT: usize = 256;
-pub const MAX_ENVIRONMENT: usize = 64;
-pub const MAX_MESSAGE: usize = 4096;
+/// `component` and `environment` are filtered by exact match through an index, whose
+/// entries PostgreSQL bounds (about 2.7 kB): 512 characters fit in any script. `message`
+/// has no bound but the body's (1 MiB), as the original stored any length.
+pub const MAX_COMPONENT: usize = 512;
+pub const MAX_ENVIRONMENT: usize = 512;
 pub const MAX_EMAIL: usize = 254;
 
 /// A stored event, as every route returns it.
@@ -62,7 +64,7 @@ pub struct EventBody {
         required = true,
         nullable = false,
         min_length = 1,
-        max_length = 256,
+        max_length = 512,
         example = "order"
     )]
     pub component: Option<String>,
@@ -82,7 +84,7 @@ pub struct EventBody {
         required = true,
         nullable = false,
         min_length = 1,
-        max_length = 64,
+        max_length = 512,
         example = "production"
     )]
     pub environment: Option<String>,
@@ -90,7 +92,6 @@ pub struct EventBody {
         required = true,
         nullable = false,
         min_length = 1,
-        max_length = 4096,
         example = "order failed"
     )]
     pub message: Option<String>,
@@ -120,7 +121,7 @@ impl NewEvent {
             body.environment,
             MAX_ENVIRONMENT,
         );
-        let message = required_text(&mut errors, "message", body.message, MAX_MESSAGE);
+        let message = required_text(&mut errors, "message", body.message, usize::MAX);
         let email = match body.email.as_deref().map(str::trim) {
             None => fail(&mut errors, "email", "email is required.".into()),
             Some(email) if is_valid_email(email) => Some(email.to_owned()),
@@ -184,9 +185,12 @@ fn required_text(
     value: Option<String>,
     max: usize,
 ) -> Option<String> {
-    match value.as_deref().map(str::trim) {
+    // Stored exactly as sent, surrounding spaces included, as the original stored it.
+    match value.as_deref() {
         None => fail(errors, field, format!("{field} is required.")),
-        Some("") => fail(errors, field, format!("{field} must not be blank.")),
+        Some(text) if text.trim().is_empty() => {
+            fail(errors, field, format!("{field} must not be blank."))
+        }
         Some(text) if text.chars().count() > max => fail(
             errors,
             field,
@@ -232,9 +236,14 @@ pub fn is_valid_email(email: &str) -> bool {
                 && !label.ends_with('-')
                 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+        && labels.last().is_some_and(|tld| {
+            // Letters, or an internationalised TLD in its ASCII form (`xn--p1ai`).
+            tld.len() >= 2
+                && (tld.chars().all(|c| c.is_ascii_alphabetic())
+                    || tld
+                        .strip_prefix("xn--")
+                        .is_some_and(|rest| !rest.is_empty()))
+        });
     local_ok && domain_ok
 }
 
@@ -291,7 +300,7 @@ pub struct ListParams {
     pub limit: Option<String>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
-    /// `desc` (newest first, default) or `asc`.
+    /// `asc` (oldest first, default, as the original listed them) or `desc`.
     #[param(pattern = "^(asc|desc)$")]
     pub order: Option<String>,
 }
@@ -348,8 +357,8 @@ impl ListQuery {
             fail(&mut errors, "limit", rule.into()).unwrap_or(page::DEFAULT_LIMIT)
         });
         let descending = match params.order.as_deref().map(str::trim) {
-            None | Some("desc") => true,
-            Some("asc") => false,
+            Some("desc") => true,
+            None | Some("asc") => false,
             Some(_) => fail(
                 &mut errors,
                 "order",
@@ -518,8 +527,12 @@ fn parse_instant(errors: &mut Map<String, Value>, field: &str, value: Option<&st
 /// microseconds.
 pub fn parse_date(text: &str) -> Option<i64> {
     let us_date = format_description!("[month]-[day]-[year]");
+    // The original's own documented example is `2-13-2020`.
+    let us_date_unpadded = format_description!("[month padding:none]-[day padding:none]-[year]");
     let iso_date = format_description!("[year]-[month]-[day]");
     let instant = if let Ok(date) = Date::parse(text, &us_date) {
+        date.midnight().assume_utc()
+    } else if let Ok(date) = Date::parse(text, &us_date_unpadded) {
         date.midnight().assume_utc()
     } else if let Ok(date) = Date::parse(text, &iso_date) {
         date.midnight().assume_utc()
@@ -555,12 +568,25 @@ mod tests {
     }
 
     #[test]
-    fn a_valid_body_is_trimmed_and_kept() {
+    fn a_valid_body_is_kept_exactly_as_sent() {
         let mut v = valid();
         v["component"] = json!("  order ");
-        let event = NewEvent::parse(body(v)).unwrap();
-        assert_eq!(event.component, "order");
+        v["message"] = json!(format!("trace\n{}", "  at frame\n".repeat(10_000)));
+        let event = NewEvent::parse(body(v.clone())).unwrap();
+        assert_eq!(event.component, "  order ");
+        assert_eq!(
+            event.message,
+            v["message"].as_str().unwrap(),
+            "a long message, whole"
+        );
         assert_eq!(event.data.get(), r#"{"age":20}"#);
+        v["environment"] = json!(" \t ");
+        assert!(
+            NewEvent::parse(body(v.clone())).is_err(),
+            "blank is still refused"
+        );
+        v["environment"] = json!("e".repeat(MAX_ENVIRONMENT + 1));
+        assert!(NewEvent::parse(body(v)).is_err());
     }
 
     #[test]
@@ -593,7 +619,12 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["ade@gmail.com", "a.b+c@sub.example.co", "x_y@d-1.io"] {
+        for ok in [
+            "ade@gmail.com",
+            "a.b+c@sub.example.co",
+            "x_y@d-1.io",
+            "user@example.xn--p1ai",
+        ] {
             assert!(is_valid_email(ok), "{ok}");
         }
         for bad in [
@@ -610,6 +641,8 @@ mod tests {
             "a..b@x.com",
             "ade@x..com",
             "ade@x.c0m",
+            "ade@x.xn--",
+            "ade@x.xy--p1ai",
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
@@ -619,6 +652,9 @@ mod tests {
     fn the_three_date_formats_agree() {
         let midnight = 1_618_531_200_000_000; // 2021-04-16T00:00:00Z
         assert_eq!(parse_date("04-16-2021"), Some(midnight));
+        assert_eq!(parse_date("4-16-2021"), Some(midnight));
+        let february_13 = 1_581_552_000_000_000; // 2020-02-13T00:00:00Z, the original's example
+        assert_eq!(parse_date("2-13-2020"), Some(february_13));
         assert_eq!(parse_date("2021-04-16"), Some(midnight));
         assert_eq!(parse_date("2021-04-16T00:00:00Z"), Some(midnight));
         assert_eq!(

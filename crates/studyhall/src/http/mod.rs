@@ -6,7 +6,7 @@ pub mod recent;
 pub mod telemetry;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
+use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use tower::ServiceBuilder;
@@ -15,7 +15,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::error::{method_not_allowed, route_not_found, ApiError};
+use crate::error::{method_not_allowed, route_not_found, ApiError, Problem};
 
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -53,6 +53,27 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(3600)),
     )
+}
+
+/// Refuses a URL holding a NUL character (`%00`) in its path or query, once for every
+/// route: no parameter accepts one, and PostgreSQL can neither store nor compare it.
+async fn refuse_nul(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let uri = request.uri();
+    let nul = |text: &str| text.contains("%00");
+    if nul(uri.path()) || uri.query().is_some_and(nul) {
+        // Every route family's clients find the reason where they look for it: `detail`
+        // and `message` (user-api, activity_service), `errors` (Seneca), `error`
+        // (ClassConnect).
+        let detail = "The URL holds a NUL character (%00), which no parameter accepts.";
+        let errors = serde_json::json!([detail]);
+        let mut problem = Problem::new(StatusCode::BAD_REQUEST, detail.into(), Some(errors));
+        problem.error = Some(detail.into());
+        return problem.into_response_with(StatusCode::BAD_REQUEST);
+    }
+    next.run(request).await
 }
 
 /// Wraps the merged module routers in the shared middleware.
@@ -96,6 +117,7 @@ pub fn finish(router: Router, cors_origins: &[String]) -> Router {
                     ApiError::Internal(anyhow::anyhow!("request handler panicked")).into_response()
                 }))
                 .layer(axum::middleware::from_fn(telemetry::track_requests))
+                .layer(axum::middleware::from_fn(refuse_nul))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         );
     // Outermost, so that preflights and every answer (errors included) carry it.

@@ -1,4 +1,5 @@
-//! Hostile and malformed bodies on every write route: NUL characters, content after the
+//! A NUL character in a URL, on every kind of route. Hostile and malformed bodies on every
+//! write route: NUL characters, content after the
 //! JSON value, nesting without bound, lone surrogates and invalid UTF-8 in ignored
 //! fields, bodies over 1 MiB. Each is a 400 (413) problem that names what is wrong, the
 //! same on both backends, and nothing is written.
@@ -187,6 +188,31 @@ on_every_backend_with! {
         }
         let (_, problem) = send(&app, Method::POST, "/api/events", r#"{"component": "c", "data": {"deep": ["ok", "a\u0000"]}, "email": "a@b.io", "environment": "e", "message": "m"}"#).await;
         assert!(problem["detail"].as_str().unwrap().contains("data.deep[1]"), "{problem}");
+        nothing_written(&app).await;
+    }
+
+    async fn a_nul_character_in_a_url_is_a_400_on_every_route(app) {
+        let urls = [
+            (Method::GET, "/api/events?component=a%00b"),
+            (Method::GET, "/api/events?email=a%00b"),
+            (Method::GET, "/api/events?environment=a%00b"),
+            (Method::GET, "/api/events?message=a%00b"),
+            (Method::GET, "/api/events/export?message=a%00b"),
+            (Method::GET, "/users/search/email/a%00b"),
+            (Method::GET, "/users/search/name/a%00b"),
+            (Method::GET, "/friendship/search/email/a%00b"),
+            (Method::GET, "/friendship/search/name/a%00b"),
+            (Method::GET, "/jobs/%00"),
+            (Method::POST, "/jobs/%00/retry"),
+            (Method::GET, "/no/such/route%00"),
+        ];
+        for (method, url) in urls {
+            let credential = if url.starts_with("/jobs") || url.contains("export") { ADMIN.to_owned() } else { token() };
+            let request = app.client.request(method.clone(), app.url(url)).bearer_auth(credential);
+            let (status, problem) = json(request.send().await.unwrap()).await;
+            assert_eq!(status, 400, "{method} {url}: {problem}");
+            assert!(problem["detail"].as_str().unwrap().contains("NUL"), "{method} {url}: {problem}");
+        }
         nothing_written(&app).await;
     }
 
