@@ -34,7 +34,7 @@ resource "aws_lb_target_group" "serve" {
   protocol    = "HTTP"
   target_type = "ip"
   vpc_id      = aws_vpc.main.id
-  # A stopping task finishes its in-flight requests on SIGTERM well within this.
+  # A stopping task keeps answering this long after SIGTERM (STUDYHALL_SHUTDOWN_DRAIN).
   deregistration_delay = 30
 
   health_check {

@@ -20,8 +20,11 @@ locals {
   }
 
   serve_environment = merge(local.common_environment, {
-    STUDYHALL_LISTEN                 = "0.0.0.0:8080"
-    STUDYHALL_NO_WORKER              = "true"
+    STUDYHALL_LISTEN    = "0.0.0.0:8080"
+    STUDYHALL_NO_WORKER = "true"
+    # On SIGTERM, keep answering (with /ready failing) for as long as the load balancer
+    # takes to deregister the task.
+    STUDYHALL_SHUTDOWN_DRAIN         = "${aws_lb_target_group.serve.deregistration_delay}s"
     STUDYHALL_AUTH                   = var.auth_mode
     STUDYHALL_TRUST_IDENTITY_HEADERS = tostring(var.trust_identity_headers)
     STUDYHALL_STREAMS_BACKEND        = var.enable_redis ? "redis" : "sql"
@@ -58,8 +61,9 @@ locals {
     essential              = true
     user                   = "10001"
     readonlyRootFilesystem = true
-    # SIGTERM first: the server drains requests, the worker finishes its batch.
-    stopTimeout = 30
+    # SIGTERM first: the server drains for the deregistration delay (30 s) and then
+    # finishes its in-flight requests, the worker finishes its batch.
+    stopTimeout = 60
   }
 }
 

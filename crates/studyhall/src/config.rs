@@ -230,6 +230,12 @@ pub struct ServeSettings {
     #[arg(long, env = "STUDYHALL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// On SIGTERM, how long to keep serving (with `/ready` failing and every response
+    /// closing its connection) before stopping: the load balancer's deregistration delay
+    /// (30 s in deploy/terraform). `0s` stops at once. Ctrl-C never waits.
+    #[arg(long, env = "STUDYHALL_SHUTDOWN_DRAIN", default_value = "30s", value_parser = parse_ttl)]
+    pub shutdown_drain: std::time::Duration,
+
     /// Modules to serve (comma separated); all when omitted.
     #[arg(long, env = "STUDYHALL_MODULES", value_delimiter = ',',
           value_parser = clap::builder::PossibleValuesParser::new(crate::MODULES.iter().map(|plugin| plugin.name)))]

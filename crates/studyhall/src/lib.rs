@@ -53,6 +53,8 @@ pub const MODULES: &[Plugin] = &[
 pub struct App {
     pub router: Router,
     pub db: Db,
+    /// Set when a SIGTERM starts the drain (`STUDYHALL_SHUTDOWN_DRAIN`).
+    pub draining: http::ops::Draining,
     tasks: Tasks,
 }
 
@@ -89,9 +91,11 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         .iter()
         .filter(|plugin| settings.serves(plugin.name))
         .collect();
+    let draining = http::ops::Draining::default();
     let mut routes = http::ops::routes(http::ops::Readiness {
         db: db.clone(),
         redis: core.redis.clone(),
+        draining: draining.clone(),
     });
     for plugin in &selected {
         let module = (plugin.start)(&core, settings)
@@ -137,8 +141,9 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         // Token verification for every route that reads a caller (`auth::Caller`).
         .layer(axum::Extension(auth));
     Ok(App {
-        router: http::finish(router, &settings.cors_origins),
+        router: http::finish(router, &settings.cors_origins, draining.clone()),
         db,
+        draining,
         tasks,
     })
 }
@@ -178,7 +183,9 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let App { router, db, tasks } = app;
+    let App {
+        router, db, tasks, ..
+    } = app;
     // Peer addresses identify stream viewers when STUDYHALL_TRUST_PEER_ADDR is set.
     axum::serve(
         listener,
@@ -194,8 +201,22 @@ pub async fn serve(
     Ok(())
 }
 
+/// What asked the process to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: what ECS sends before it stops a task; the server drains first.
+    Terminate,
+    /// Ctrl-C: someone at a terminal; no drain.
+    Interrupt,
+}
+
 /// Resolves on SIGTERM (what ECS sends before stopping a task) or Ctrl-C.
 pub async fn shutdown_signal() {
+    stop_signal().await;
+}
+
+/// Resolves on SIGTERM or Ctrl-C, saying which.
+pub async fn stop_signal() -> Stop {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");
@@ -216,9 +237,10 @@ pub async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+    let stop = tokio::select! {
+        () = ctrl_c => Stop::Interrupt,
+        () = terminate => Stop::Terminate,
+    };
+    tracing::info!(?stop, "shutdown requested");
+    stop
 }

@@ -71,7 +71,14 @@ async fn run() -> anyhow::Result<()> {
                 redis = settings.redis_url.as_ref().map(ToString::to_string),
                 "studyhall is listening"
             );
-            studyhall::serve(listener, app, studyhall::shutdown_signal()).await?;
+            let (draining, drain) = (app.draining.clone(), settings.shutdown_drain);
+            let shutdown = async move {
+                if studyhall::stop_signal().await == studyhall::Stop::Terminate {
+                    draining.drain_for(drain).await;
+                }
+                tracing::info!("finishing in-flight requests");
+            };
+            studyhall::serve(listener, app, shutdown).await?;
             tracing::info!("stopped cleanly");
         }
         Command::Migrate(settings) => {

@@ -84,11 +84,26 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
+/// The routes that answer without the database or Redis: the only ones that never
+/// answer 503.
+const WITHOUT_DEPENDENCIES: [&str; 8] = [
+    "/health",
+    "/api/health",
+    "/api/healthz",
+    "/stats/health",
+    "/ping",
+    "/metrics",
+    "/openapi.json",
+    "/domains/share/warnings",
+];
+
 /// Statuses that whole kinds of routes answer, added where a handler's annotation does
 /// not list them: 400 wherever there is input to refuse, 401 wherever a token is read,
-/// 403 where a token and `X-User-Id` can disagree, and 413 for a body over 1 MiB.
+/// 403 where a token and `X-User-Id` can disagree, 413 for a body over 1 MiB, and 503
+/// wherever the database (or Redis) is read or written, while it does not answer.
 fn add_common_responses(doc: &mut Document) {
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let uses_dependencies = !WITHOUT_DEPENDENCIES.contains(&path.as_str());
         for operation in operations_mut(item) {
             let parameters = operation.parameters.as_deref().unwrap_or_default();
             let header_identity = parameters
@@ -116,6 +131,11 @@ fn add_common_responses(doc: &mut Document) {
                     operation.request_body.is_some(),
                     "413",
                     "The body is over 1 MiB",
+                ),
+                (
+                    uses_dependencies,
+                    "503",
+                    "The database (or Redis) does not answer; retry later",
                 ),
             ];
             for (applies, status, description) in common {

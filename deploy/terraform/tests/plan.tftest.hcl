@@ -137,6 +137,7 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
       STUDYHALL_DATABASE_MAX_CONNECTIONS = "10"
       STUDYHALL_LISTEN                   = "0.0.0.0:8080"
       STUDYHALL_NO_WORKER                = "true"
+      STUDYHALL_SHUTDOWN_DRAIN           = "30s"
       STUDYHALL_AUTH                     = "hs256"
       STUDYHALL_TRUST_IDENTITY_HEADERS   = "false"
       STUDYHALL_STREAMS_BACKEND          = "redis"
@@ -146,6 +147,11 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
       STUDYHALL_EVENTS_WRITE             = "token"
     }
     error_message = "the API's settings (the event log read and written with tokens only)"
+  }
+
+  assert {
+    condition     = jsondecode(aws_ecs_task_definition.serve.container_definitions)[0].stopTimeout > aws_lb_target_group.serve.deregistration_delay
+    error_message = "the API drains for the deregistration delay after SIGTERM and needs time after that to finish"
   }
 
   assert {

@@ -88,9 +88,11 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
     let console = Console {
         db: core.db.clone(),
         queue: core.queue.clone(),
+        // The overview pings the dependencies; whether the server drains is not its concern.
         readiness: Readiness {
             db: core.db.clone(),
             redis: core.redis.clone(),
+            draining: Default::default(),
         },
         settings: Arc::new(settings.console.clone()),
         audited: core.audited.audits("console"),

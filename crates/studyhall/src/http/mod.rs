@@ -76,8 +76,24 @@ async fn refuse_nul(
     next.run(request).await
 }
 
+/// While the server drains, every response closes its connection.
+async fn close_while_draining(
+    axum::extract::State(draining): axum::extract::State<ops::Draining>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if draining.is_draining() {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// Wraps the merged module routers in the shared middleware.
-pub fn finish(router: Router, cors_origins: &[String]) -> Router {
+pub fn finish(router: Router, cors_origins: &[String], draining: ops::Draining) -> Router {
     let router = router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -118,6 +134,7 @@ pub fn finish(router: Router, cors_origins: &[String]) -> Router {
                 }))
                 .layer(axum::middleware::from_fn(telemetry::track_requests))
                 .layer(axum::middleware::from_fn(refuse_nul))
+                .layer(axum::middleware::from_fn_with_state(draining, close_while_draining))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         );
     // Outermost, so that preflights and every answer (errors included) carry it.

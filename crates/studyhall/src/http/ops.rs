@@ -20,6 +20,29 @@ use crate::redis_handle::RedisHandle;
 pub struct Readiness {
     pub db: Db,
     pub redis: Option<RedisHandle>,
+    pub draining: Draining,
+}
+
+/// Whether the server is draining before it stops: `/ready` then fails at once, so the
+/// load balancer stops sending, and every response closes its connection, so clients
+/// open their next one elsewhere; requests are still answered until the drain ends.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    pub fn is_draining(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Starts draining and returns after `period`.
+    pub async fn drain_for(&self, period: Duration) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            seconds = period.as_secs_f64(),
+            "draining: /ready fails, connections close after each response"
+        );
+        tokio::time::sleep(period).await;
+    }
 }
 
 /// The operations routes, documented; `/openapi.json` answers the document a
@@ -57,11 +80,17 @@ pub async fn health() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Every dependency answers", body = Object, example = json!({"status": "ready", "database": "ok", "redis": "ok"})),
-        (status = 503, description = "A dependency does not answer; `detail` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency does not answer (`detail` names it), or the server is draining before it stops", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(
     State(readiness): State<Readiness>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if readiness.draining.is_draining() {
+        return Err(ApiError::Unavailable {
+            detail: "Not ready: shutting down.".into(),
+            cause: anyhow::anyhow!("draining before shutdown"),
+        });
+    }
     let limit = Duration::from_secs(2);
     match tokio::time::timeout(limit, readiness.db.ping()).await {
         Ok(Ok(())) => {}

@@ -33,6 +33,7 @@ impl Logged {
                 "--database-url",
                 &url,
             ])
+            .env("STUDYHALL_SHUTDOWN_DRAIN", "0s")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

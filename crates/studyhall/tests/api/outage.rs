@@ -11,7 +11,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::TestApp;
+use crate::helpers::{json, TestApp};
 
 /// Forwards 127.0.0.1:`port` to `upstream` until cut; cutting drops every connection
 /// and refuses new ones.
@@ -109,6 +109,88 @@ fn event(n: usize) -> serde_json::Value {
     json!({"component": "outage", "data": {"n": n}, "email": "o@x.io", "environment": "test", "message": format!("event {n}")})
 }
 
+/// While the database is gone, a route of each module that needs it answers 503, and
+/// the API document lists that status for it: a client generated from the document
+/// knows to retry.
+async fn every_route_answers_503_as_documented(app: &TestApp) {
+    let (_, document) = json(app.get("/openapi.json").await).await;
+    let (user, course, stream) = (
+        "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11",
+        "2f6a4f2e-3b1c-4d5e-9f70-1a2b3c4d5e6f",
+        "0191e4e4-0000-7000-8000-000000000000",
+    );
+    let http = &app.client;
+    let session = json!({"sessionId": "7d1c1a6e-2b3c-4d5e-8f70-1a2b3c4d5e6f", "totalModulesStudied": 2, "averageScore": 80, "timeStudied": 300});
+    let requests = [
+        (
+            "post",
+            "/api/events",
+            http.post(app.url("/api/events")).json(&event(7)),
+        ),
+        (
+            "get",
+            "/api/events",
+            http.get(app.url("/api/events?component=outage")),
+        ),
+        (
+            "post",
+            "/courses/{courseId}",
+            http.post(app.url(&format!("/courses/{course}")))
+                .header("X-User-Id", user)
+                .json(&session),
+        ),
+        (
+            "get",
+            "/courses/{courseId}",
+            http.get(app.url(&format!("/courses/{course}")))
+                .header("X-User-Id", user),
+        ),
+        (
+            "post",
+            "/stats/student/grade",
+            http.post(app.url("/stats/student/grade"))
+                .json(&json!({"student_id": "s1", "course_id": "c1", "grade": 5})),
+        ),
+        (
+            "get",
+            "/stats/student/{student_id}/average",
+            http.get(app.url("/stats/student/s1/average")),
+        ),
+        (
+            "post",
+            "/api/v1/streams",
+            http.post(app.url("/api/v1/streams"))
+                .header("X-User-Id", user),
+        ),
+        (
+            "delete",
+            "/api/v1/streams/{id}",
+            http.delete(app.url(&format!("/api/v1/streams/{stream}")))
+                .header("X-User-Id", user),
+        ),
+        (
+            "post",
+            "/api/v1/streams/{id}/heartbeat",
+            http.post(app.url(&format!("/api/v1/streams/{stream}/heartbeat")))
+                .header("X-User-Id", user),
+        ),
+        (
+            "get",
+            "/users/id/{user_id}",
+            http.get(app.url(&format!("/users/id/{user}"))),
+        ),
+    ];
+    for (method, path, request) in requests {
+        let status = request.send().await.unwrap().status().as_u16();
+        assert_eq!(status, 503, "{method} {path} while the database is gone");
+        let documented = &document["paths"][path][method]["responses"];
+        assert!(
+            documented.get(status.to_string()).is_some(),
+            "{method} {path} answers {status}, which the document does not list: {documented}"
+        );
+    }
+}
+
 async fn a_database_gone_under_load_is_503_within_seconds_and_service_recovers() {
     // `owner` holds the test database; `app` reaches it through the proxy.
     let Some(owner) = TestApp::postgres_with(|_| {}).await else {
@@ -147,6 +229,7 @@ async fn a_database_gone_under_load_is_503_within_seconds_and_service_recovers()
     );
     let ready = cut_app.get("/ready").await;
     assert_eq!(ready.status(), 503);
+    every_route_answers_503_as_documented(&cut_app).await;
 
     // Back: the same server serves again, without a restart.
     proxy = proxy.restore().await;

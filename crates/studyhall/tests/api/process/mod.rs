@@ -62,6 +62,8 @@ pub(crate) const ADMIN_TOKEN: &str = "process-admin-token-0123456789";
 pub(crate) async fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
     let mut env = env.to_vec();
     env.insert(0, ("STUDYHALL_ADMIN_TOKEN", ADMIN_TOKEN));
+    // No load balancer to drain from unless a test asks for one.
+    env.insert(0, ("STUDYHALL_SHUTDOWN_DRAIN", "0s"));
     let args = [
         "serve",
         "--listen",
