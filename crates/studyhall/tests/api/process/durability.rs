@@ -11,6 +11,17 @@ use tokio::process::Command;
 
 use super::*;
 
+/// Sends SIGTERM to `child`, as ECS does before it stops a task.
+async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("pid").to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
 async fn stored_ids(address: &str) -> HashSet<String> {
     let mut ids = HashSet::new();
     let mut cursor = String::new();
@@ -82,13 +93,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     while stored_ids(&server.address).await.is_empty() {
         tokio::task::yield_now().await;
     }
-    let pid = server.child.id().expect("pid").to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    sigterm(&server.child).await;
     let exit = server.child.wait().await.unwrap();
     assert_eq!(exit.code(), Some(0), "studyhall must exit 0 on SIGTERM");
     let acknowledged = load.await.unwrap();
@@ -153,15 +158,9 @@ async fn sigterm_drains_so_no_request_on_a_kept_alive_connection_goes_unanswered
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = server.child.id().expect("pid").to_string();
     signalled.store(true, Ordering::SeqCst);
     let signalled_at = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success());
+    sigterm(&server.child).await;
     let mut ready = 200;
     while ready != 503 && signalled_at.elapsed() < Duration::from_secs(1) {
         ready = client()
