@@ -288,10 +288,10 @@ impl GroupBy {
 #[into_params(parameter_in = Query)]
 pub struct SeriesParams {
     /// First day included, `YYYY-MM-DD` (default, or empty: unbounded).
-    #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
     pub start_date: Option<String>,
     /// Last day included, `YYYY-MM-DD` (default, or empty: up to now).
-    #[param(pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$")]
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
     pub end_date: Option<String>,
     /// day, week (ISO, Monday), month, quarter or year. Default (or empty): `month` on
     /// the average routes, one `all_time` row on the on-time routes.

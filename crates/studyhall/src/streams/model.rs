@@ -245,7 +245,25 @@ pub struct StreamList {
 pub struct LimitBody {
     /// Concurrent streams this viewer may watch, 1 to 1000.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(deserialize_with = "whole_number")]
     pub limit: i64,
+}
+
+/// An integer, written as one (`5`) or as a number with no fraction (`5.0`): JSON Schema,
+/// and so a client generated from the document, counts both as integers.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::Error;
+    let number = <serde_json::Number as serde::Deserialize>::deserialize(deserializer)?;
+    number
+        .as_i64()
+        .or_else(|| {
+            // Within ±2^53 every whole f64 is exact.
+            number
+                .as_f64()
+                .filter(|value| value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0)
+                .map(|value| value as i64)
+        })
+        .ok_or_else(|| D::Error::custom("limit must be an integer from 1 to 1000"))
 }
 
 #[cfg(test)]

@@ -180,8 +180,17 @@ async fn every_route_answers_503_as_documented(app: &TestApp) {
             http.get(app.url(&format!("/users/id/{user}"))),
         ),
     ];
-    for (method, path, request) in requests {
-        let status = request.send().await.unwrap().status().as_u16();
+    // At once: each waits out the pool's 2 s acquire timeout.
+    let answers =
+        futures_util::future::join_all(requests.map(|(method, path, request)| async move {
+            (
+                method,
+                path,
+                request.send().await.unwrap().status().as_u16(),
+            )
+        }))
+        .await;
+    for (method, path, status) in answers {
         assert_eq!(status, 503, "{method} {path} while the database is gone");
         let documented = &document["paths"][path][method]["responses"];
         assert!(
