@@ -41,13 +41,23 @@ fn main() {
     // finish before it may start, and the rest share the machine after them.
     cases.sort_by_key(|case| (!case.alone(), case.path()));
     if !arguments.list {
+        // Counted among the tests the name filter selects, as the run reports them.
+        let selected = |name: &str| {
+            let matches = |filter: &String| match arguments.exact {
+                true => name == filter,
+                false => name.contains(filter.as_str()),
+            };
+            arguments.filter.as_ref().is_none_or(matches) && !arguments.skip.iter().any(matches)
+        };
         for need in Need::ALL {
             if let Some(reason) = need.missing() {
                 let count = cases
                     .iter()
-                    .filter(|case| case.needs.contains(&need))
+                    .filter(|case| case.needs.contains(&need) && selected(&case.path()))
                     .count();
-                eprintln!("ignored: {count} test(s) needing {need:?}: {reason}");
+                if count > 0 {
+                    eprintln!("ignored: {count} test(s) needing {need:?}: {reason}");
+                }
             }
         }
     }
