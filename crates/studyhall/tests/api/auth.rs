@@ -545,9 +545,7 @@ async fn minted_tokens_carry_each_required_claim(postgres: bool) {
             require(&mut settings.auth);
         };
         let app = if postgres {
-            let Some(app) = TestApp::postgres_with(configure).await else {
-                return;
-            };
+            let app = TestApp::postgres_with(configure).await;
             app
         } else {
             TestApp::sqlite_with(configure).await

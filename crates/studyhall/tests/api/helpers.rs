@@ -43,7 +43,7 @@ macro_rules! on_every_stream_backend {
 #[macro_export]
 macro_rules! on_every_backend_each {
     ($(async fn $name:ident($app:ident, $configure:expr) $body:block)*) => {
-        $crate::backend_tests! { sqlite, sqlite_on; []; $(async fn $name($app, $configure) $body)* }
+        $crate::backend_tests! { sqlite, sqlite_with; []; $(async fn $name($app, $configure) $body)* }
         $crate::backend_tests! { postgres, postgres_with; [Postgres]; $(async fn $name($app, $configure) $body)* }
     };
 }
@@ -58,9 +58,7 @@ macro_rules! backend_tests {
             use super::*;
             $(
                 async fn $name() {
-                    let Some($app) = $crate::helpers::TestApp::$start($configure).await else {
-                        unreachable!("a missing backend panics")
-                    };
+                    let $app = $crate::helpers::TestApp::$start($configure).await;
                     $body
                     $app.stop().await;
                 }
@@ -225,9 +223,9 @@ pub fn fixture_path(name: &str) -> String {
 /// A test URL from the environment. A test that asks for one runs only when it is set
 /// (it is listed as ignored otherwise), except under `CI`, where its absence fails the
 /// test here instead of letting it be skipped.
-pub fn test_url(variable: &str) -> Option<String> {
+pub fn test_url(variable: &str) -> String {
     match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() => url,
         _ => panic!("this test needs {variable}, which is not set"),
     }
 }
@@ -251,15 +249,10 @@ impl TestApp {
         TestApp::spawn(url, database, configure).await
     }
 
-    /// `sqlite_with`, in the shape of the backends that may be missing.
-    pub async fn sqlite_on(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
-        Some(TestApp::sqlite_with(configure).await)
-    }
-
-    /// A server on a fresh PostgreSQL database, or `None` when no server is configured.
-    pub async fn postgres_with(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
-        let (url, database) = TestDatabase::postgres().await?;
-        Some(TestApp::spawn(url, database, configure).await)
+    /// A server on a fresh PostgreSQL database (`STUDYHALL_TEST_POSTGRES_URL`).
+    pub async fn postgres_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
+        let (url, database) = TestDatabase::postgres().await;
+        TestApp::spawn(url, database, configure).await
     }
 
     /// A server on this PostgreSQL URL (a database some other `TestApp` owns).
@@ -271,15 +264,15 @@ impl TestApp {
     }
 
     /// A server keeping stream leases in Redis (`STUDYHALL_TEST_REDIS_URL`).
-    pub async fn redis_with(configure: impl FnOnce(&mut ServeSettings)) -> Option<TestApp> {
-        let redis = test_url("STUDYHALL_TEST_REDIS_URL")?;
+    pub async fn redis_with(configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
+        let redis = test_url("STUDYHALL_TEST_REDIS_URL");
         let (url, database) = TestDatabase::sqlite();
         let app = TestApp::spawn(url, database, |settings| {
             settings.redis_url = Some(redis.parse().expect("redis url"));
             settings.streams.streams_backend = StreamsBackend::Redis;
             configure(settings);
         });
-        Some(app.await)
+        app.await
     }
 
     async fn spawn(
@@ -391,8 +384,8 @@ impl TestDatabase {
     /// milliseconds, where creating and migrating one takes seconds on a busy machine).
     /// Dropping a database waits for a checkpoint, so no test waits for it: one thread
     /// drops them in the background as tests finish (`Dropper`).
-    pub async fn postgres() -> Option<(DatabaseUrl, TestDatabase)> {
-        let admin_url = test_url("STUDYHALL_TEST_POSTGRES_URL")?;
+    pub async fn postgres() -> (DatabaseUrl, TestDatabase) {
+        let admin_url = test_url("STUDYHALL_TEST_POSTGRES_URL");
         let template = TEMPLATE.get_or_init(|| migrated_template(&admin_url)).await;
         let name = format!(
             "{TEST_DATABASE_PREFIX}{}_{}",
@@ -408,10 +401,10 @@ impl TestDatabase {
             .expect("create test database");
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
-        Some((
+        (
             url.parse().expect("postgres url"),
             TestDatabase::Postgres(name),
-        ))
+        )
     }
 }
 

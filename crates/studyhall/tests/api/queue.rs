@@ -84,9 +84,7 @@ impl Fixture {
     }
 
     async fn postgres() -> Fixture {
-        let (url, database) = TestDatabase::postgres()
-            .await
-            .expect("a missing backend panics");
+        let (url, database) = TestDatabase::postgres().await;
         Fixture::on(url, database).await
     }
 

@@ -40,9 +40,7 @@ async fn split_starts(a: &Server, b: &Server) -> (usize, usize) {
 }
 
 async fn two_servers_sharing_postgresql_allow_exactly_the_limit() {
-    let Some((url, _database)) = TestDatabase::postgres().await else {
-        return;
-    };
+    let (url, _database) = TestDatabase::postgres().await;
     let a = start(url.expose()).await;
     let b = start(url.expose()).await;
     assert_eq!(split_starts(&a, &b).await, (3, 197));
@@ -53,9 +51,7 @@ crate::case!(
 );
 
 async fn two_servers_sharing_redis_allow_exactly_the_limit() {
-    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
-        return;
-    };
+    let redis = test_url("STUDYHALL_TEST_REDIS_URL");
     let env = [
         ("STUDYHALL_STREAMS_BACKEND", "redis"),
         ("STUDYHALL_REDIS_URL", redis.as_str()),
@@ -244,9 +240,7 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
 }
 
 async fn two_servers_and_a_worker_answer_as_one_server_does() {
-    let Some(redis) = test_url("STUDYHALL_TEST_REDIS_URL") else {
-        return;
-    };
+    let redis = test_url("STUDYHALL_TEST_REDIS_URL");
     let secret = "smoke-test-secret-0123456789";
     let env = |worker: bool| {
         let mut env = vec![
@@ -272,16 +266,12 @@ async fn two_servers_and_a_worker_answer_as_one_server_does() {
         }
     };
 
-    let Some((single_url, _single_db)) = TestDatabase::postgres().await else {
-        return;
-    };
+    let (single_url, _single_db) = TestDatabase::postgres().await;
     forget_viewer().await;
     let single = start_with(single_url.expose(), &env(true)).await;
     let one = scenario(&[&single], secret).await;
 
-    let Some((shared_url, _shared_db)) = TestDatabase::postgres().await else {
-        return;
-    };
+    let (shared_url, _shared_db) = TestDatabase::postgres().await;
     forget_viewer().await;
     let a = start_with(shared_url.expose(), &env(false)).await;
     let b = start_with(shared_url.expose(), &env(false)).await;
@@ -318,9 +308,7 @@ async fn two_servers_batching_the_same_sessions_in_opposite_orders_never_deadloc
     // arrival order would wait on each other in a cycle. PostgreSQL would resolve each
     // cycle by failing a transaction (counted in pg_stat_database), and the totals
     // must still equal the sessions as finally stored.
-    let Some((url, _database)) = TestDatabase::postgres().await else {
-        return;
-    };
+    let (url, _database) = TestDatabase::postgres().await;
     let a = start(url.expose()).await;
     let b = start(url.expose()).await;
     let user = "9c1b2f8e-6d0a-4a2b-8a57-0b7b0e5d8f11";
@@ -411,9 +399,7 @@ async fn two_servers_batching_starts_for_many_viewers_in_opposite_orders_keep_ea
     // viewers in one order and server B in the reverse one, all at once: batches that
     // locked viewers in arrival order would deadlock. Every viewer gets four starts,
     // two through each server, and exactly its limit of three may succeed.
-    let Some((url, _database)) = TestDatabase::postgres().await else {
-        return;
-    };
+    let (url, _database) = TestDatabase::postgres().await;
     let a = start(url.expose()).await;
     let b = start(url.expose()).await;
     let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
