@@ -71,6 +71,7 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
         settings.redis_url.as_ref(),
         settings.jobs.job_max_attempts,
         &settings.audit.modules,
+        settings.clock.clone(),
     )
     .await?;
     let db = core.db.clone();

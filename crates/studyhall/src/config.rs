@@ -236,6 +236,10 @@ pub struct ServeSettings {
     #[arg(long, env = "STUDYHALL_SHUTDOWN_DRAIN", default_value = "30s", value_parser = parse_ttl)]
     pub shutdown_drain: std::time::Duration,
 
+    /// The clock every module reads: the system's, or a test's adjustable one.
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
+
     /// Modules to serve (comma separated); all when omitted.
     #[arg(long, env = "STUDYHALL_MODULES", value_delimiter = ',',
           value_parser = clap::builder::PossibleValuesParser::new(crate::MODULES.iter().map(|plugin| plugin.name)))]

@@ -82,6 +82,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         settings.redis_url.as_ref(),
         settings.jobs.job_max_attempts,
         &settings.audit.modules,
+        settings.clock.clone(),
     )
     .await?;
     http::telemetry::prometheus();
@@ -107,7 +108,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     if !handlers.is_empty() {
         routes = routes.merge(jobs::routes(core.queue.clone()));
         tasks.housekeeping(tokio::spawn(jobs::report_depth(
-            db.clone(),
+            core.queue.clone(),
             handlers.kinds(),
         )));
         if !settings.no_worker {
@@ -158,6 +159,7 @@ pub async fn work(
         None,
         settings.jobs.job_max_attempts,
         &settings.audit,
+        clock::Clock::system(),
     )
     .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

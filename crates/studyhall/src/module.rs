@@ -7,6 +7,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::audit::Recorder;
+use crate::clock::Clock;
 use crate::config::{AuditModules, DatabaseSettings, ServeSettings};
 use crate::db::Db;
 use crate::jobs::{Handlers, Queue};
@@ -26,6 +27,8 @@ pub struct Core {
     pub recorder: Recorder,
     /// `STUDYHALL_AUDIT_MODULES`.
     pub audited: AuditModules,
+    /// What every store and periodic task reads the time from.
+    pub clock: Clock,
 }
 
 impl Core {
@@ -36,6 +39,7 @@ impl Core {
         redis_url: Option<&RedisUrl>,
         job_max_attempts: u32,
         audited: &AuditModules,
+        clock: Clock,
     ) -> anyhow::Result<(Core, Vec<JoinHandle<()>>)> {
         let db = Db::connect(&database.database_url, database.database_max_connections).await?;
         db.migrate().await?;
@@ -43,14 +47,16 @@ impl Core {
             Some(url) => Some(RedisHandle::connect(url).await?),
             None => None,
         };
-        let (queue, enqueuer) = Queue::new(&db, job_max_attempts, audited.audits("jobs"));
-        let (recorder, recording) = Recorder::start(&db);
+        let (queue, enqueuer) =
+            Queue::new(&db, job_max_attempts, audited.audits("jobs"), clock.clone());
+        let (recorder, recording) = Recorder::start(&db, clock.clone());
         let core = Core {
             db,
             redis,
             queue,
             recorder,
             audited: audited.clone(),
+            clock,
         };
         Ok((core, enqueuer.into_iter().chain([recording]).collect()))
     }

@@ -11,7 +11,7 @@ pub mod verify;
 
 use std::time::Duration;
 
-use crate::clock::Micros;
+use crate::clock::{Clock, Micros};
 use crate::db::Db;
 use key::{AuditKey, Statement};
 
@@ -37,26 +37,26 @@ pub struct Cadence {
 /// Any number of instances may run it: chaining takes the chain's lock, and a second
 /// checkpoint for the same position is dropped.
 /// With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves unchained events as they are.
-pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, chain: bool) {
+pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, (chain, clock): (bool, Clock)) {
     if !chain {
         tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
         return;
     }
-    let mut tick = tokio::time::interval(cadence.every.min(Duration::from_secs(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let period = cadence.every.min(Duration::from_secs(1));
     loop {
-        tick.tick().await;
-        if let Err(err) = seal_once(&db, key.as_ref(), cadence).await {
+        clock.sleep(period).await;
+        if let Err(err) = seal_once(&db, key.as_ref(), cadence, clock.now()).await {
             tracing::warn!(error = %err, "sealing the audit chain failed; retrying");
         }
     }
 }
 
-/// One round of [`seal`]: the checkpoint it signed, if one was due.
+/// One round of [`seal`] at `now`: the checkpoint it signed, if one was due.
 pub async fn seal_once(
     db: &Db,
     key: Option<&AuditKey>,
     cadence: Cadence,
+    now: Micros,
 ) -> Result<Option<Statement>, sqlx::Error> {
     let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
     if chained > 0 {
@@ -66,8 +66,8 @@ pub async fn seal_once(
         return Ok(None);
     };
     if let Some(retention) = cadence.retention {
-        let cutoff = Micros::now().plus(-i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
-        let removed = store::remove_before(db, key, cutoff, RETENTION_BATCH).await?;
+        let cutoff = now.plus(-crate::clock::duration_micros(retention));
+        let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
         if removed > 0 {
             metrics::counter!("audit_events_removed_total").increment(removed);
             tracing::info!(
@@ -81,7 +81,6 @@ pub async fn seal_once(
     if head.position == 0 {
         return Ok(None);
     }
-    let now = Micros::now();
     let due = match store::last_checkpoint(db).await? {
         None => true,
         Some((position, at)) => {
@@ -215,15 +214,19 @@ impl Decision {
     }
 }
 
-/// Records `decisions` inside `tx`, the transaction of the decision itself, at the
-/// end of the chain; the caller commits.
-pub async fn record(tx: &mut crate::db::Tx, decisions: &[Decision]) -> Result<(), sqlx::Error> {
+/// Records `decisions`, made at `at`, inside `tx`, the transaction of the decision
+/// itself, at the end of the chain; the caller commits.
+pub async fn record(
+    tx: &mut crate::db::Tx,
+    decisions: &[Decision],
+    at: Micros,
+) -> Result<(), sqlx::Error> {
     let events = decisions
         .iter()
         .map(Decision::event)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-    let mut at = Micros::now();
+    let mut at = at;
     let mut stamped = Vec::with_capacity(events.len());
     for event in &events {
         stamped.push((uuid::Uuid::now_v7(), at, event));
@@ -252,7 +255,7 @@ pub struct Recorder {
     batcher: crate::batch::Batcher<Decision, ()>,
 }
 
-struct RecordBatch(Db);
+struct RecordBatch(Db, Clock);
 
 impl crate::batch::Batched for RecordBatch {
     type Write = Decision;
@@ -260,7 +263,7 @@ impl crate::batch::Batched for RecordBatch {
 
     async fn apply(&mut self, decisions: &[Decision]) -> Result<Vec<()>, sqlx::Error> {
         let mut tx = self.0.begin_write().await?;
-        record(&mut tx, decisions).await?;
+        record(&mut tx, decisions, self.1.now()).await?;
         tx.commit().await?;
         Ok(vec![(); decisions.len()])
     }
@@ -268,8 +271,8 @@ impl crate::batch::Batched for RecordBatch {
 
 impl Recorder {
     /// The recorder, and its task to await at shutdown.
-    pub fn start(db: &Db) -> (Recorder, tokio::task::JoinHandle<()>) {
-        let (batcher, task) = crate::batch::Batcher::start(RecordBatch(db.clone()));
+    pub fn start(db: &Db, clock: Clock) -> (Recorder, tokio::task::JoinHandle<()>) {
+        let (batcher, task) = crate::batch::Batcher::start(RecordBatch(db.clone(), clock));
         (Recorder { batcher }, task)
     }
 

@@ -519,14 +519,14 @@ pub async fn last_checkpoint(db: &Db) -> Result<Option<(i64, Micros)>, sqlx::Err
 }
 
 /// Removes chained events created before `cutoff`, oldest first, `batch` per
-/// transaction, each transaction leaving a retention marker signed by `key` for the
-/// range it removed. Stops at the first event not old enough (positions follow commit
+/// transaction, each transaction leaving a retention marker signed by `key` at `now`
+/// for the range it removed. Stops at the first event not old enough (positions follow commit
 /// order, close to time order), so a late old event waits for the ones before it. How
 /// many it removed.
 pub async fn remove_before(
     db: &Db,
     key: &super::key::AuditKey,
-    cutoff: Micros,
+    (cutoff, now): (Micros, Micros),
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
     let mut removed = 0;
@@ -566,7 +566,7 @@ pub async fn remove_before(
             .bind(last)
             .execute(&mut tx)
             .await?;
-        let marker = key.retention(first, last, hash, Micros::now());
+        let marker = key.retention(first, last, hash, now);
         insert_statement(&mut tx, &marker).await?;
         tx.commit().await?;
         removed += gone;

@@ -248,7 +248,7 @@ pub async fn download(
     });
     let exported = Decision::new("studyhall.events", "events.exported", session.actor(), data);
     let mut tx = console.db.begin_write().await?;
-    crate::audit::record(&mut tx, &[exported]).await?;
+    crate::audit::record(&mut tx, &[exported], console.queue.clock().now()).await?;
     tx.commit().await?;
     Ok(crate::audit::export::download(
         console.db.clone(),

@@ -104,8 +104,13 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         events: serves("events")
             .then(|| crate::events::EventStore::new(&core.db, core.audited.audit_chain)),
         streams,
-        social: serves("social")
-            .then(|| crate::social::SocialStore::new(&core.db, core.audited.audits("social"))),
+        social: serves("social").then(|| {
+            crate::social::SocialStore::new(
+                &core.db,
+                core.audited.audits("social"),
+                core.clock.clone(),
+            )
+        }),
         stats,
         grades: serves("grades").then(|| crate::grades::GradeStore::new(&core.db)),
         serves: Arc::new(
@@ -116,7 +121,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
                 .collect(),
         ),
     };
-    let housekeeping = tokio::spawn(session::forget_expired(core.db.clone()));
+    let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
     Ok(Module::new(routes().with_state(console))
         .with_writer(writers)
         .with_housekeeping(housekeeping))

@@ -21,7 +21,7 @@ use super::layout::{self, Failure};
 use super::Console;
 use crate::audit::{Actor, Decision};
 use crate::auth::Auth;
-use crate::clock::{now_micros, Micros};
+use crate::clock::Micros;
 use crate::db::Db;
 use crate::sql::Sql;
 
@@ -94,7 +94,7 @@ impl FromRequestParts<Console> for Session {
             return Err(layout::console_off().into_response());
         }
         let found = match cookie(&parts.headers) {
-            Some(secret) => find(&console.db, &secret)
+            Some(secret) => find(&console.db, &secret, console.queue.clock().now())
                 .await
                 .map_err(|err| Failure::from(err).into_response())?,
             None => None,
@@ -156,12 +156,12 @@ fn random_token() -> Result<String, Failure> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-async fn find(db: &Db, secret: &str) -> Result<Option<Session>, sqlx::Error> {
+async fn find(db: &Db, secret: &str, now: Micros) -> Result<Option<Session>, sqlx::Error> {
     let row: Option<(String, String, String, String, i64)> = Sql::new(
         "SELECT id, operator, role, csrf, expires_at FROM console_sessions WHERE id = $1 AND expires_at > $2",
     )
     .bind(digest(secret))
-    .bind(now_micros())
+    .bind(now)
     .fetch_optional(db)
     .await?;
     Ok(row.map(|(id, operator, role, csrf, expires_at)| Session {
@@ -178,17 +178,16 @@ async fn find(db: &Db, secret: &str) -> Result<Option<Session>, sqlx::Error> {
 }
 
 /// Forgets expired sessions, every ten minutes.
-pub async fn forget_expired(db: Db) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
+pub async fn forget_expired(db: Db, clock: crate::clock::Clock) {
     loop {
-        every.tick().await;
         let forgotten = Sql::new("DELETE FROM console_sessions WHERE expires_at <= $1")
-            .bind(now_micros())
+            .bind(clock.now())
             .execute(&db)
             .await;
         if let Err(err) = forgotten {
             tracing::warn!(error = %err, "forgetting expired console sessions failed");
         }
+        clock.sleep(Duration::from_secs(600)).await;
     }
 }
 
@@ -271,7 +270,7 @@ pub async fn login(
     let secret = random_token()?;
     let csrf = random_token()?;
     let ttl = i64::try_from(console.settings.console_session_ttl.as_micros()).unwrap_or(i64::MAX);
-    let now = now_micros();
+    let now = console.queue.clock().now().0;
     let mut tx = console.db.begin_write().await?;
     Sql::new(
         "INSERT INTO console_sessions (id, operator, role, csrf, created_at, expires_at)
@@ -293,7 +292,7 @@ pub async fn login(
             Actor::operator_named(&operator),
             data,
         );
-        crate::audit::record(&mut tx, &[login]).await?;
+        crate::audit::record(&mut tx, &[login], Micros(now)).await?;
     }
     tx.commit().await?;
     let max_age = console.settings.console_session_ttl.as_secs();
@@ -371,7 +370,7 @@ pub async fn logout(
             session.actor(),
             serde_json::json!({}),
         );
-        crate::audit::record(&mut tx, &[logout]).await?;
+        crate::audit::record(&mut tx, &[logout], console.queue.clock().now()).await?;
     }
     tx.commit().await?;
     let mut response = Redirect::to("/console/login").into_response();

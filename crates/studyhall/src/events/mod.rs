@@ -59,7 +59,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         );
     }
     let (store, writer, writer_task) = writer(core);
-    let pruner = tokio::spawn(prune_keys(store.clone()));
+    let pruner = tokio::spawn(prune_keys(store.clone(), core.clock.clone()));
     let cadence = Cadence {
         events: i64::from(audit.audit_checkpoint_events),
         every: Duration::from_secs(u64::from(audit.audit_checkpoint_secs)),
@@ -70,7 +70,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         core.db.clone(),
         key,
         cadence,
-        core.audited.audit_chain,
+        (core.audited.audit_chain, core.clock.clone()),
     ));
     let routes = routes()
         .route("/api/healthz", get(routes::health))
@@ -107,21 +107,21 @@ fn routes() -> OpenApiRouter<Events> {
 /// (`crate::ceiling`).
 pub(crate) fn writer(core: &Core) -> (EventStore, Writer, tokio::task::JoinHandle<()>) {
     let store = EventStore::new(&core.db, core.audited.audit_chain);
-    let (writer, task) = Writer::start(store.clone());
+    let (writer, task) = Writer::start(store.clone(), core.clock.clone());
     (store, writer, task)
 }
 
-async fn prune_keys(store: EventStore) {
-    let mut every = tokio::time::interval(Duration::from_secs(600));
+async fn prune_keys(store: EventStore, clock: crate::clock::Clock) {
     loop {
-        every.tick().await;
-        let cutoff = time::OffsetDateTime::now_utc() - KEY_RETENTION;
-        let before = crate::clock::micros(cutoff);
-        match store.prune_keys(before).await {
+        let before = clock
+            .now()
+            .plus(-crate::clock::duration_micros(KEY_RETENTION));
+        match store.prune_keys(before.0).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "forgot expired idempotency keys"),
             Err(err) => tracing::warn!(error = %err, "pruning idempotency keys failed"),
         }
+        clock.sleep(Duration::from_secs(600)).await;
     }
 }
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::model::{Event, NewEvent};
 use super::store::{EventStore, Inserted, KeyClaim, Pending};
 use crate::batch::{Batched, Batcher};
-use crate::clock::Micros;
+use crate::clock::{Clock, Micros};
 use crate::error::StoreError;
 
 #[derive(Clone, Debug)]
@@ -16,10 +16,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn start(store: EventStore) -> (Writer, JoinHandle<()>) {
+    pub fn start(store: EventStore, clock: Clock) -> (Writer, JoinHandle<()>) {
         let (batcher, task) = Batcher::start(Batch {
             store,
-            clock: MonotonicClock::default(),
+            clock: MonotonicClock { clock, last: 0 },
         });
         (Writer { batcher }, task)
     }
@@ -69,14 +69,14 @@ impl Batched for Batch {
 
 /// Unix microseconds that never repeat or go backwards within a process, so events
 /// stored one after another keep their order even if the wall clock steps back.
-#[derive(Default)]
 struct MonotonicClock {
+    clock: Clock,
     last: i64,
 }
 
 impl MonotonicClock {
     fn now(&mut self) -> Micros {
-        let wall = crate::clock::now_micros();
+        let wall = self.clock.now().0;
         self.last = wall.max(self.last + 1);
         Micros(self.last)
     }
@@ -86,7 +86,10 @@ impl MonotonicClock {
 mod tests {
     #[test]
     fn the_clock_strictly_increases() {
-        let mut clock = super::MonotonicClock::default();
+        let mut clock = super::MonotonicClock {
+            clock: crate::clock::Clock::system(),
+            last: 0,
+        };
         let a = clock.now();
         let b = clock.now();
         assert!(b > a);

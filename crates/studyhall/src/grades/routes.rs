@@ -13,7 +13,6 @@ use super::model::{
 };
 use super::store::{decode_cursor, After, CourseGrade, Subject, TaskGrade};
 use super::Grades;
-use crate::clock::{now_micros, Micros};
 use crate::error::{ApiError, Problem};
 use crate::http::extract::{AppBody, AppQuery};
 
@@ -39,7 +38,7 @@ fn original_task_type(task: bool) -> &'static str {
 }
 
 async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
-    let post = model::parse_post(body, task, Micros::now())?;
+    let post = model::parse_post(body, task, grades.queue.clock().now())?;
     let job_id = if task {
         grades.queue.enqueue(&TaskGrade(post)).await?
     } else {
@@ -158,7 +157,7 @@ async fn averages(
     subject: Subject<'_>,
     params: &SeriesParams,
 ) -> Result<(Vec<AveragePoint>, Series)> {
-    let parsed = Series::parse(params, now_micros(), Some(GroupBy::Month))?;
+    let parsed = Series::parse(params, grades.queue.clock().now().0, Some(GroupBy::Month))?;
     let points = series(grades, subject, &parsed, |period, tally| AveragePoint {
         period,
         average_grade: tally.average(),
@@ -173,7 +172,7 @@ async fn on_time(
     subject: Subject<'_>,
     params: &SeriesParams,
 ) -> Result<(Vec<OnTimePoint>, TimeRange, &'static str)> {
-    let parsed = Series::parse(params, now_micros(), None)?;
+    let parsed = Series::parse(params, grades.queue.clock().now().0, None)?;
     let points = series(grades, subject, &parsed, |period, tally| OnTimePoint {
         period,
         on_time_count: tally.on_time_count,

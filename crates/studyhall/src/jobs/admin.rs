@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::increments::{Increments, KeyPart};
 use super::store::{Claimed, JobState, Queue};
 use crate::audit::{Actor, Decision};
-use crate::clock::{now_micros, Micros};
+use crate::clock::Micros;
 use crate::db::Db;
 use crate::sql::Sql;
 
@@ -253,7 +253,7 @@ impl Queue {
         let mut tx = self.db().begin_write().await?;
         let retried = filter
             .bind(Sql::new(&sql))
-            .bind(now_micros())
+            .bind(self.clock().now())
             .execute(&mut tx)
             .await?;
         if self.audited && retried > 0 {
@@ -261,7 +261,7 @@ impl Queue {
                 "kind": filter.kind, "text": filter.text, "jobs": retried,
             });
             let decision = Decision::new("studyhall.jobs", "job.bulk_retried", by, data);
-            crate::audit::record(&mut tx, &[decision]).await?;
+            crate::audit::record(&mut tx, &[decision], self.clock().now()).await?;
         }
         tx.commit().await?;
         Ok(retried)
@@ -280,7 +280,7 @@ impl Queue {
         let succeeded: Option<i64> = Sql::new(
             "SELECT CAST(coalesce(sum(jobs), 0) AS BIGINT) FROM job_minutes WHERE metric = 'succeeded' AND minute >= $1",
         )
-        .bind(now_micros().div_euclid(60_000_000) - MINUTES_KEPT)
+        .bind(self.clock().now().minute() - MINUTES_KEPT)
         .fetch_scalar(self.db())
         .await?;
         Ok((counts, succeeded.unwrap_or_default()))
@@ -315,7 +315,7 @@ impl Queue {
             )
             .bind(kind)
             .bind(by.id.as_deref().unwrap_or(by.kind))
-            .bind(now_micros())
+            .bind(self.clock().now())
         } else {
             Sql::new("DELETE FROM job_kinds_paused WHERE kind = $1").bind(kind)
         };
@@ -328,7 +328,7 @@ impl Queue {
             };
             let data = serde_json::json!({"kind": kind});
             let decision = Decision::new("studyhall.jobs", message, by, data);
-            crate::audit::record(&mut tx, &[decision]).await?;
+            crate::audit::record(&mut tx, &[decision], self.clock().now()).await?;
         }
         tx.commit().await?;
         Ok(changed)
@@ -356,19 +356,23 @@ impl Queue {
 pub const MINUTES_KEPT: i64 = 24 * 60;
 
 /// Forgets minutes older than [`MINUTES_KEPT`].
-pub async fn prune_minutes(db: &Db) -> Result<u64, sqlx::Error> {
-    let before = now_micros().div_euclid(60_000_000) - MINUTES_KEPT;
+pub async fn prune_minutes(queue: &Queue) -> Result<u64, sqlx::Error> {
+    let before = queue.clock().now().minute() - MINUTES_KEPT;
     Sql::new("DELETE FROM job_minutes WHERE minute < $1")
         .bind(before)
-        .execute(db)
+        .execute(queue.db())
         .await
 }
 
 /// Adds a finished attempt to its kind's minute: its outcome, how long it waited once
-/// due, and how long it ran.
-pub(super) fn time(later: &mut Increments, job: &Claimed, outcome: &'static str, ran: Duration) {
-    let now = now_micros();
-    let minute = now.div_euclid(60_000_000);
+/// due, and how long it ran; in the minute of `now`.
+pub(super) fn time(
+    later: &mut Increments,
+    job: &Claimed,
+    (outcome, now): (&'static str, Micros),
+    ran: Duration,
+) {
+    let minute = now.minute();
     let waited = job.started_at.saturating_sub(job.run_at);
     let ran = i64::try_from(ran.as_micros()).unwrap_or(i64::MAX);
     for (metric, bucket) in [(outcome, 0), ("wait", bucket(waited)), ("run", bucket(ran))] {

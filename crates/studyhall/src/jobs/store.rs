@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::JobKind;
 use crate::audit::{Actor, Decision};
 use crate::batch::{Batched, Batcher};
-use crate::clock::{now_micros, Micros};
+use crate::clock::{Clock, Micros};
 use crate::db::{Db, Tx};
 use crate::error::StoreError;
 use crate::sql::Sql;
@@ -162,6 +162,7 @@ pub struct Queue {
     batcher: Batcher<NewJob, ()>,
     /// This process as a lease holder (`host:pid:random`), shown with a running job.
     holder: std::sync::Arc<str>,
+    clock: Clock,
 }
 
 impl Queue {
@@ -170,6 +171,7 @@ impl Queue {
         db: &Db,
         max_attempts: u32,
         audited: bool,
+        clock: Clock,
     ) -> (Queue, Option<tokio::task::JoinHandle<()>>) {
         let (batcher, task) = Batcher::start(Batch(db.clone()));
         (
@@ -179,6 +181,7 @@ impl Queue {
                 audited,
                 batcher,
                 holder: holder_name().into(),
+                clock,
             },
             Some(task),
         )
@@ -186,6 +189,11 @@ impl Queue {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The clock leases, backoff and stamps are read from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// Stores a job durably and returns its id.
@@ -214,7 +222,7 @@ impl Queue {
             kind: J::KIND,
             payload,
             max_attempts: self.max_attempts,
-            now: now_micros(),
+            now: self.clock.now().0,
         })
     }
 
@@ -255,13 +263,13 @@ impl Queue {
         let mut tx = self.db.begin_write().await?;
         let retried: Option<(String, Option<String>)> = Sql::new(sql)
             .bind(id)
-            .bind(now_micros())
+            .bind(self.clock.now())
             .fetch_optional(&mut tx)
             .await?;
         if let (Some((kind, error)), true) = (&retried, self.audited) {
             let data = serde_json::json!({"job": id, "kind": kind, "last_error": error});
             let decision = Decision::new("studyhall.jobs", "job.retried", by, data);
-            crate::audit::record(&mut tx, &[decision]).await?;
+            crate::audit::record(&mut tx, &[decision], self.clock.now()).await?;
         }
         tx.commit().await?;
         let changed = u64::from(retried.is_some());
@@ -289,7 +297,7 @@ impl Queue {
             let data =
                 serde_json::json!({"job": id, "kind": kind, "state": state, "last_error": error});
             let decision = Decision::new("studyhall.jobs", "job.deleted", by, data);
-            crate::audit::record(&mut tx, &[decision]).await?;
+            crate::audit::record(&mut tx, &[decision], self.clock.now()).await?;
         }
         tx.commit().await?;
         Ok(match (deleted, self.get(id).await?) {
@@ -313,7 +321,7 @@ impl Queue {
             "state = 'running' AND lease_until < $1 AND kind NOT IN (SELECT kind FROM job_kinds_paused) ORDER BY lease_until",
             "state IN ('queued', 'failed') AND run_at <= $1 AND kind NOT IN (SELECT kind FROM job_kinds_paused) ORDER BY run_at",
         ];
-        let now = now_micros();
+        let now = self.clock.now();
         // A read first: an idle worker polls often, and an UPDATE would take SQLite's
         // single write lock even when nothing is due.
         let due: Option<i64> = Sql::new(&format!(
@@ -394,15 +402,15 @@ async fn insert_all(tx: &mut Tx, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
     insert.execute(tx).await.map(drop)
 }
 
-/// Marks a claimed job succeeded inside `tx` (with its effect); false if the claim was
-/// lost (the lease expired and another worker took the job).
-pub async fn complete(tx: &mut Tx, job: &Claimed) -> Result<bool, sqlx::Error> {
-    Ok(complete_all(tx, &[job]).await? == 1)
+/// Marks a claimed job succeeded at `now` inside `tx` (with its effect); false if the
+/// claim was lost (the lease expired and another worker took the job).
+pub async fn complete(tx: &mut Tx, job: &Claimed, now: Micros) -> Result<bool, sqlx::Error> {
+    Ok(complete_all(tx, &[job], now).await? == 1)
 }
 
-/// Marks claimed jobs succeeded inside `tx` with one statement; how many still held
-/// their claim (fewer than `jobs` if some claim was lost).
-pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed]) -> Result<u64, sqlx::Error> {
+/// Marks claimed jobs succeeded at `now` inside `tx` with one statement; how many still
+/// held their claim (fewer than `jobs` if some claim was lost).
+pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed], now: Micros) -> Result<u64, sqlx::Error> {
     let claims: Vec<String> = (0..jobs.len())
         .map(|n| format!("(${}, ${})", 2 * n + 2, 2 * n + 3))
         .collect();
@@ -411,22 +419,21 @@ pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed]) -> Result<u64, sqlx::E
          WHERE state = 'running' AND (id, attempts) IN ({})",
         claims.join(", ")
     );
-    let mut complete = Sql::new(&sql).bind(now_micros());
+    let mut complete = Sql::new(&sql).bind(now);
     for job in jobs {
         complete = complete.bind(&job.id).bind(job.attempts);
     }
     complete.execute(tx).await
 }
 
-/// Records a failure: retry after `retry_in_us`, or dead after the last attempt.
+/// Records a failure at `now`: retry after `retry_in_us`, or dead after the last attempt.
 pub async fn fail(
     tx: &mut Tx,
     job: &Claimed,
     error: &str,
-    retry_in_us: i64,
+    (now, retry_in_us): (Micros, i64),
 ) -> Result<JobState, sqlx::Error> {
     let dead = job.attempts >= job.max_attempts;
-    let now = now_micros();
     let sql = "UPDATE jobs SET state = $3, run_at = $4, last_error = $5, lease_until = NULL, finished_at = $6
                WHERE id = $1 AND attempts = $2 AND state = 'running'";
     let state = if dead {
@@ -451,7 +458,7 @@ pub async fn fail(
         .bind(&job.id)
         .bind(job.attempts)
         .bind(state.as_str())
-        .bind(now + retry_in_us)
+        .bind(now.plus(retry_in_us))
         .bind(&error)
         .bind(dead.then_some(now))
         .execute(tx)

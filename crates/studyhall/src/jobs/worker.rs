@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::store::{self, Claimed, JobState, Queue};
 use super::{Handlers, Increments, Prepared};
+use crate::clock::Micros;
 use crate::db::Tx;
 use crate::sql::Sql;
 
@@ -201,6 +202,7 @@ impl Worker {
         let mut later = Increments::default();
         let mut dead = Vec::new();
         let mut tx = self.queue.begin().await?;
+        let now = self.queue.clock().now();
         for (place, (job, prepared)) in jobs.iter().enumerate() {
             let started = Instant::now();
             if isolated {
@@ -210,7 +212,7 @@ impl Worker {
             let result = match failed.and_then(|failed| failed.get(&place)) {
                 Some(error) => Err(anyhow::anyhow!("{error}")),
                 // Without savepoints the jobs are completed together after the loop.
-                None => apply(&mut tx, job, prepared, &mut mine, isolated).await,
+                None => apply(&mut tx, job, prepared, &mut mine, isolated.then_some(now)).await,
             };
             if !isolated && !matches!(result, Ok(true)) {
                 return Err(match result {
@@ -243,8 +245,8 @@ impl Worker {
                     savepoint(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
                     let message = format!("{err:#}");
                     tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed");
-                    match store::fail(&mut tx, job, &message, self.backoff_us(job.attempts)).await?
-                    {
+                    let retry_in = self.backoff_us(job.attempts);
+                    match store::fail(&mut tx, job, &message, (now, retry_in)).await? {
                         JobState::Dead => {
                             outcome.dead += 1;
                             let data = serde_json::json!({
@@ -267,20 +269,20 @@ impl Worker {
                 }
             };
             if label != "lost" {
-                super::admin::time(&mut later, job, label, started.elapsed());
+                super::admin::time(&mut later, job, (label, now), started.elapsed());
             }
             labels.push((label, started.elapsed()));
         }
         if !isolated {
             let all: Vec<&Claimed> = jobs.iter().map(|(job, _)| job).collect();
-            if store::complete_all(&mut tx, &all).await? < all.len() as u64 {
+            if store::complete_all(&mut tx, &all, now).await? < all.len() as u64 {
                 // A claim was lost: its effect must not commit.
                 return Err(BatchFailure::NeedsIsolation(None));
             }
         }
         later.apply(&mut tx).await?;
         if self.queue.audited {
-            crate::audit::record(&mut tx, &dead).await?;
+            crate::audit::record(&mut tx, &dead, now).await?;
         }
         tx.commit().await?;
         Ok((outcome, labels))
@@ -315,7 +317,7 @@ impl Worker {
                         };
                         if idle {
                             tokio::select! {
-                                _ = tokio::time::sleep(worker.settings.poll) => {}
+                                _ = worker.queue.clock().sleep(worker.settings.poll) => {}
                                 _ = shutdown.changed() => {}
                             }
                         }
@@ -333,7 +335,8 @@ impl Worker {
 /// unfinished state, zero included, so a kind that drains reads 0 (not its last count)
 /// and one never queued is there too. It also forgets the console's per-minute job
 /// outcomes once they are a day old.
-pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
+pub async fn report_depth(queue: Queue, kinds: Vec<&'static str>) {
+    let db = queue.db();
     let mut every = tokio::time::interval(Duration::from_secs(2));
     let mut ticks: u64 = 0;
     loop {
@@ -341,11 +344,11 @@ pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
         ticks += 1;
         // Every ten minutes, the per-minute outcomes older than a day go.
         if ticks % 300 == 1 {
-            if let Err(err) = super::admin::prune_minutes(&db).await {
+            if let Err(err) = super::admin::prune_minutes(&queue).await {
                 tracing::warn!(error = %err, "forgetting old job minutes failed");
             }
         }
-        match store::depth(&db).await {
+        match store::depth(db).await {
             Ok(rows) => {
                 let mut all: std::collections::BTreeSet<String> =
                     kinds.iter().map(|kind| (*kind).to_owned()).collect();
@@ -369,18 +372,21 @@ pub async fn report_depth(db: crate::db::Db, kinds: Vec<&'static str>) {
 /// A claimed job ready to run, or why it cannot run.
 type Decoded = anyhow::Result<Box<dyn Prepared>>;
 
-/// Runs the job and, when `complete`, marks it succeeded; `Ok(false)` if the claim
-/// was lost.
+/// Runs the job and, when given a time to complete it at, marks it succeeded then;
+/// `Ok(false)` if the claim was lost.
 async fn apply(
     tx: &mut crate::db::Tx,
     job: &Claimed,
     prepared: &Decoded,
     later: &mut Increments,
-    complete: bool,
+    complete_at: Option<Micros>,
 ) -> anyhow::Result<bool> {
     let prepared = prepared
         .as_ref()
         .map_err(|err| anyhow::anyhow!("{err:#}"))?;
     prepared.run(tx, &job.id, later).await?;
-    Ok(!complete || store::complete(tx, job).await?)
+    Ok(match complete_at {
+        Some(now) => store::complete(tx, job, now).await?,
+        None => true,
+    })
 }

@@ -17,7 +17,7 @@ pub const PLUGIN: Plugin = Plugin {
     aliases: &[],
     jobs: module::no_jobs,
     start: |core, _| {
-        let store = SocialStore::new(&core.db, core.audited.audits("social"));
+        let store = SocialStore::new(&core.db, core.audited.audits("social"), core.clock.clone());
         Ok(Module::new(routes().with_state(store)))
     },
 };

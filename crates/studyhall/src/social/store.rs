@@ -9,7 +9,7 @@ use super::model::{
     NEW_PROFILE_SHARE_MODE,
 };
 use crate::audit::{Actor, Decision};
-use crate::clock::now_micros;
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::sql::Sql;
@@ -85,15 +85,17 @@ pub struct SocialStore {
     db: Db,
     /// Profiles created and friendships changed are recorded in the audit log.
     audited: bool,
+    clock: Clock,
 }
 
 const COMPONENT: &str = "studyhall.social";
 
 impl SocialStore {
-    pub fn new(db: &Db, audited: bool) -> Self {
+    pub fn new(db: &Db, audited: bool, clock: Clock) -> Self {
         SocialStore {
             db: db.clone(),
             audited,
+            clock,
         }
     }
 
@@ -107,7 +109,7 @@ impl SocialStore {
         let mut tx = self.db.begin_write().await?;
         let changed = statement.execute(&mut tx).await?;
         if changed > 0 && self.audited {
-            crate::audit::record(&mut tx, &[decision()]).await?;
+            crate::audit::record(&mut tx, &[decision()], self.clock.now()).await?;
         }
         tx.commit().await?;
         Ok(changed)
@@ -145,7 +147,7 @@ impl SocialStore {
             .bind(email)
             .bind(first_name)
             .bind(last_name)
-            .bind(now_micros())
+            .bind(self.clock.now())
             .bind(NEW_PROFILE_SHARE_MODE)
             .bind(list(&NEW_PROFILE_ALLOW))
             .bind(list(&NEW_PROFILE_DENY));
@@ -379,7 +381,10 @@ impl SocialStore {
             }
             let sql =
                 "INSERT INTO friendships (user_id1, user_id2, requested_at) VALUES ($1, $2, $3)";
-            let insert = Sql::new(sql).bind(caller).bind(other).bind(now_micros());
+            let insert = Sql::new(sql)
+                .bind(caller)
+                .bind(other)
+                .bind(self.clock.now());
             let inserted = self
                 .write(insert, || {
                     let data = json!({"from": caller, "to": other});
@@ -401,7 +406,7 @@ impl SocialStore {
     /// Accepts `from`'s pending request to the caller; false if there is none.
     pub async fn accept(&self, caller: &str, from: &str) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE friendships SET accepted_at = $3 WHERE user_id1 = $2 AND user_id2 = $1 AND accepted_at IS NULL";
-        let update = Sql::new(sql).bind(caller).bind(from).bind(now_micros());
+        let update = Sql::new(sql).bind(caller).bind(from).bind(self.clock.now());
         let done = self
             .write(update, || {
                 let data = json!({"from": from, "to": caller});

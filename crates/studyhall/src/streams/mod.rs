@@ -13,6 +13,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clock::Clock;
 use crate::config::StreamSettings;
 use crate::module::{self, Core, Module, Plugin};
 use store::Policy;
@@ -32,7 +33,7 @@ pub const PLUGIN: Plugin = Plugin {
 
 fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
     let (store, writer) = store(core, settings)?;
-    let housekeeping = tokio::spawn(housekeeping(store.clone()));
+    let housekeeping = tokio::spawn(housekeeping(store.clone(), core.clock.clone()));
     let routes = routes()
         .route("/api/v1/stream", post(routes::start).get(routes::list))
         .with_state(Streams { store });
@@ -52,9 +53,12 @@ pub(crate) fn store(
         settings.streams_backend,
         core.redis.as_ref(),
         Policy::from(settings),
-        core.audited
-            .audits("streams")
-            .then(|| core.recorder.clone()),
+        (
+            core.audited
+                .audits("streams")
+                .then(|| core.recorder.clone()),
+            core.clock.clone(),
+        ),
     )
 }
 
@@ -69,11 +73,9 @@ fn routes() -> OpenApiRouter<Streams> {
 /// Keeps the `active_streams` gauge current (every second, on every backend), records
 /// expired leases (SQL backends, every second) and forgets old leases (SQL backends,
 /// every five minutes).
-async fn housekeeping(store: StreamStore) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+async fn housekeeping(store: StreamStore, clock: Clock) {
     let mut ticks: u64 = 0;
     loop {
-        every.tick().await;
         ticks += 1;
         match store.active_total().await {
             Ok(active) => metrics::gauge!("active_streams").set(active as f64),
@@ -91,6 +93,7 @@ async fn housekeeping(store: StreamStore) {
                 tracing::warn!(error = %err, "pruning old streams failed");
             }
         }
+        clock.sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -56,7 +56,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> String {
 /// worker of their own.
 async fn drained(app: &TestApp) {
     let db = Db::connect(&app.database_url, 2).await.unwrap();
-    let (queue, _) = Queue::new(&db, 5, true);
+    let (queue, _) = Queue::new(&db, 5, true, studyhall::clock::Clock::system());
     let handlers = studyhall::job_handlers(|_| true);
     let worker = Worker::new(queue, handlers, WorkerSettings::default());
     while worker.run_batch().await.unwrap().claimed() > 0 {}

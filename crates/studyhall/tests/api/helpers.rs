@@ -153,12 +153,41 @@ impl Case {
             .build()
             .map_err(|err| format!("test runtime: {err}"))?;
         let started = std::time::Instant::now();
-        runtime.block_on((self.run)());
+        let group = self
+            .path()
+            .split("::")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        runtime.block_on(GROUP.scope(group, (self.run)()));
         let took = started.elapsed();
         if took > SLOW {
             eprintln!("slow: {} took {:.1} s", self.path(), took.as_secs_f64());
         }
         Ok(())
+    }
+}
+
+tokio::task_local! {
+    /// The running test's group: the first part of its path (`events`, `queue`, …).
+    static GROUP: String;
+}
+
+/// The modules a test server of the running test starts when its settings name none:
+/// a test of one module (its group is the module's name) gets that module and the
+/// events module, the audit log's face, which tests read records through; any other
+/// test gets every module.
+fn lean_modules() -> Vec<String> {
+    let group = GROUP.try_with(String::clone).unwrap_or_default();
+    let module = studyhall::MODULES
+        .iter()
+        .find(|plugin| plugin.name == group && plugin.name != "console");
+    match module {
+        Some(plugin) => std::iter::once(plugin.name)
+            .chain((plugin.name != "events").then_some("events"))
+            .map(str::to_owned)
+            .collect(),
+        None => Vec::new(),
     }
 }
 
@@ -234,6 +263,9 @@ pub struct TestApp {
     pub address: String,
     pub client: Client,
     pub database_url: DatabaseUrl,
+    /// Moves the server's clock: leases, retention, checkpoints and backoff without
+    /// waiting.
+    pub clock: studyhall::clock::Hand,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -281,6 +313,9 @@ impl TestApp {
         configure: impl FnOnce(&mut ServeSettings),
     ) -> TestApp {
         let mut settings = ServeSettings::new(database_url.clone());
+        let (clock, hand) = studyhall::clock::Clock::adjustable();
+        settings.clock = clock;
+        settings.modules = lean_modules();
         configure(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -294,6 +329,7 @@ impl TestApp {
             address,
             client,
             database_url,
+            clock: hand,
             shutdown: Some(shutdown),
             server: Some(server),
             _database: database,
@@ -395,10 +431,17 @@ impl TestDatabase {
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .expect("connect to STUDYHALL_TEST_POSTGRES_URL");
-        admin
-            .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
-            .await
-            .expect("create test database");
+        // A template of an earlier run may still take connections (and autovacuum's).
+        for attempt in 1.. {
+            let created = admin
+                .execute(format!("CREATE DATABASE {name} TEMPLATE {template}").as_str())
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(err) if attempt >= 100 => panic!("create test database: {err}"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
         admin.close().await.ok();
         let url = with_database(&admin_url, &name);
         (
@@ -567,24 +610,37 @@ async fn migrated_template(admin_url: &str) -> String {
             .expect("connect to the template");
         db.migrate().await.expect("migrate the template");
         db.close().await;
-        // A closed connection's server process may linger a moment; renaming (and
-        // copying) a database needs it gone.
-        for _ in 0..100 {
-            let sessions: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-                    .bind(&building)
-                    .fetch_one(&mut admin)
-                    .await
-                    .expect("count the template's sessions");
-            if sessions == 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        admin
-            .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+        // Renaming (and copying) a database needs every other session gone: a closed
+        // connection's server process may linger a moment, and autovacuum may visit a
+        // new database. No one else has a use for it (the lock above is held).
+        for attempt in 1.. {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&building)
+            .execute(&mut admin)
             .await
-            .expect("name the template");
+            .expect("end the template's other sessions");
+            let renamed = admin
+                .execute(format!("ALTER DATABASE {building} RENAME TO {name}").as_str())
+                .await;
+            match renamed {
+                Ok(_) => {
+                    // Nothing connects to the template again, autovacuum included,
+                    // so copying it never finds it in use.
+                    admin
+                        .execute(
+                            format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false").as_str(),
+                        )
+                        .await
+                        .expect("close the template to connections");
+                    break;
+                }
+                Err(err) if attempt >= 200 => panic!("name the template: {err}"),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
     }
     admin
         .execute("SELECT pg_advisory_unlock(736251)")

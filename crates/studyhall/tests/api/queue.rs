@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use studyhall::clock::{Clock, Hand};
 use studyhall::db::{Db, Tx};
 use studyhall::jobs::{
     complete, Handler, Handlers, Increments, JobFuture, JobKind, JobState, Queue, Retried, Worker,
@@ -73,6 +74,8 @@ impl Handler<FlakyJob> for Arc<Flaky> {
 struct Fixture {
     db: Db,
     queue: Queue,
+    /// Moves the queue's clock (leases, backoff).
+    hand: Hand,
     flaky: Arc<Flaky>,
     _database: TestDatabase,
 }
@@ -96,24 +99,30 @@ impl Fixture {
             .await
             .map(drop)
             .unwrap();
-        let (queue, _) = Queue::new(&db, 3, true);
+        let (clock, hand) = Clock::adjustable();
+        let (queue, _) = Queue::new(&db, 3, true, clock);
         Fixture {
             db,
             queue,
+            hand,
             flaky: Arc::new(Flaky::default()),
             _database: database,
         }
     }
 
+    /// A worker that retries a failed job at once.
     fn worker(&self, lease: Duration) -> Worker {
-        let mut handlers = Handlers::default();
-        handlers.register::<FlakyJob, _>(self.flaky.clone());
-        let settings = WorkerSettings {
+        self.worker_with(WorkerSettings {
             lease,
             backoff: Duration::ZERO,
             max_backoff: Duration::ZERO,
             ..WorkerSettings::default()
-        };
+        })
+    }
+
+    fn worker_with(&self, settings: WorkerSettings) -> Worker {
+        let mut handlers = Handlers::default();
+        handlers.register::<FlakyJob, _>(self.flaky.clone());
         Worker::new(self.queue.clone(), handlers, settings)
     }
 
@@ -158,6 +167,7 @@ on_every_backend!(
     a_job_that_fails_twice_then_succeeds_is_applied_once,
     a_job_that_always_fails_ends_dead_and_can_be_retried,
     a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once,
+    a_failed_job_waits_out_its_backoff_and_each_retry_waits_longer,
     concurrent_workers_run_every_job_exactly_once,
     a_job_enqueued_in_a_transaction_exists_only_if_it_commits
 );
@@ -284,16 +294,18 @@ async fn a_job_that_always_fails_ends_dead_and_can_be_retried(fx: Fixture) {
 
 async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once(fx: Fixture) {
     let id = fx.queue.enqueue(&flaky(0)).await.unwrap();
-    // A worker claims the job and dies before finishing it.
-    let claimed = fx.queue.claim(10, 200_000).await.unwrap();
+    // A worker claims the job for five minutes and dies before finishing it.
+    let lease = Duration::from_secs(300);
+    let claimed = fx.queue.claim(10, lease.as_micros() as i64).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let worker = fx.worker(Duration::from_secs(30));
+    fx.hand.advance(lease - Duration::from_secs(1));
     assert_eq!(
         worker.run_batch().await.unwrap().claimed(),
         0,
-        "the lease still holds"
+        "the lease still holds a second before it ends"
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    fx.hand.advance(Duration::from_secs(2));
     assert_eq!(
         worker.run_batch().await.unwrap().succeeded,
         1,
@@ -302,12 +314,53 @@ async fn a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_on
     // The vanished worker comes back and tries to finish: its claim is stale.
     let mut tx = fx.queue.begin().await.unwrap();
     assert!(
-        !complete(&mut tx, &claimed[0]).await.unwrap(),
+        !complete(&mut tx, &claimed[0], fx.queue.clock().now())
+            .await
+            .unwrap(),
         "a stale claim must not complete the job"
     );
     drop(tx);
     let job = fx.queue.get(&id).await.unwrap().unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Succeeded, 2));
+    assert_eq!(fx.effects().await, (1, 1));
+    fx.close().await;
+}
+
+async fn a_failed_job_waits_out_its_backoff_and_each_retry_waits_longer(fx: Fixture) {
+    let id = fx.queue.enqueue(&flaky(2)).await.unwrap();
+    let backoff = Duration::from_secs(60);
+    let worker = fx.worker_with(WorkerSettings {
+        backoff,
+        max_backoff: Duration::from_secs(3600),
+        ..WorkerSettings::default()
+    });
+    // Attempt n waits backoff × 2^(n-1), within ±20 % jitter.
+    for (attempt, wait) in [(1, backoff), (2, backoff * 2)] {
+        assert_eq!(
+            worker.run_batch().await.unwrap().failed,
+            1,
+            "attempt {attempt}"
+        );
+        assert_eq!(
+            worker.run_batch().await.unwrap().claimed(),
+            0,
+            "retried at once"
+        );
+        fx.hand.advance(wait * 4 / 5 - Duration::from_secs(1));
+        assert_eq!(
+            worker.run_batch().await.unwrap().claimed(),
+            0,
+            "retried early"
+        );
+        fx.hand.advance(wait * 2 / 5 + Duration::from_secs(2));
+    }
+    assert_eq!(
+        worker.run_batch().await.unwrap().succeeded,
+        1,
+        "not retried after its backoff"
+    );
+    let job = fx.queue.get(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Succeeded, 3));
     assert_eq!(fx.effects().await, (1, 1));
     fx.close().await;
 }

@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Response;
 use serde_json::{json, Value};
@@ -11,13 +11,11 @@ const ADMIN: &str = "test-admin-token-0123456789";
 
 fn defaults(_: &mut ServeSettings) {}
 
-fn short_lease(settings: &mut ServeSettings) {
-    settings.streams.stream_lease_secs = 1;
-}
+/// Leases are tested by moving the server's clock (`TestApp::clock`), not by waiting.
+const LEASE: Duration = Duration::from_secs(300);
 
-/// Long enough that a heartbeat every half second survives a loaded machine's stalls.
-fn three_second_lease(settings: &mut ServeSettings) {
-    settings.streams.stream_lease_secs = 3;
+fn five_minute_lease(settings: &mut ServeSettings) {
+    settings.streams.stream_lease_secs = LEASE.as_secs() as u32;
 }
 
 fn with_admin(settings: &mut ServeSettings) {
@@ -192,34 +190,26 @@ on_every_stream_backend! {
         assert_eq!(active(&app, &owner).await.0, [id]);
     }
 
-    async fn a_stream_without_heartbeats_frees_its_slot_after_the_lease(app, short_lease) {
+    async fn a_stream_without_heartbeats_frees_its_slot_after_the_lease(app, five_minute_lease) {
         let user = viewer();
-        let begun = Instant::now();
         for _ in 0..3 {
             started_id(start(&app, &user, None).await).await;
         }
         assert_eq!(start(&app, &user, None).await.status(), 429, "leases count until they expire");
-        // The lease is 1 s: the slot must be free again soon after (the bound is loose
-        // so a loaded machine's stalls do not fail it; early expiry is checked below).
-        loop {
-            let status = start(&app, &user, None).await.status();
-            if status == 201 {
-                break;
-            }
-            assert_eq!(status, 429);
-            assert!(begun.elapsed() < Duration::from_secs(6), "no slot freed within lease + 5 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(begun.elapsed() >= Duration::from_millis(900), "a lease expired early: {:?}", begun.elapsed());
+        app.clock.advance(LEASE - Duration::from_secs(2));
+        assert_eq!(start(&app, &user, None).await.status(), 429, "a lease expired early");
+        app.clock.advance(Duration::from_secs(3));
+        assert_eq!(start(&app, &user, None).await.status(), 201, "no slot freed after the lease");
+        assert_eq!(active(&app, &user).await.0.len(), 1, "the expired leases still count");
     }
 
-    async fn heartbeats_keep_a_stream_alive_and_an_expired_one_must_start_again(app, three_second_lease) {
+    async fn heartbeats_keep_a_stream_alive_and_an_expired_one_must_start_again(app, five_minute_lease) {
         let user = viewer();
         let kept = started_id(start(&app, &user, None).await).await;
         let dropped = started_id(start(&app, &user, None).await).await;
-        let until = Instant::now() + Duration::from_millis(4500);
-        while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        // Four heartbeats two minutes apart: eight minutes, past the dropped one's lease.
+        for _ in 0..4 {
+            app.clock.advance(LEASE * 2 / 5);
             assert_eq!(heartbeat(&app, &user, &kept).await, 200);
         }
         assert_eq!(active(&app, &user).await.0, [kept]);
@@ -369,9 +359,9 @@ mod audited {
     use super::*;
     use crate::on_every_backend_each;
 
-    fn audited_short_lease(settings: &mut ServeSettings) {
+    fn audited_five_minute_lease(settings: &mut ServeSettings) {
         with_admin(settings);
-        short_lease(settings);
+        five_minute_lease(settings);
     }
 
     fn unaudited(settings: &mut ServeSettings) {
@@ -404,7 +394,7 @@ mod audited {
     }
 
     on_every_stream_backend! {
-        async fn each_start_refusal_end_and_limit_change_is_recorded_with_its_counts(app, audited_short_lease) {
+        async fn each_start_refusal_end_and_limit_change_is_recorded_with_its_counts(app, audited_five_minute_lease) {
             let user = viewer();
             let path = app.url(&format!("/api/v1/viewers/user:{user}/limit"));
             assert_eq!(app.client.put(&path).bearer_auth(ADMIN).json(&json!({"limit": 2})).send().await.unwrap().status(), 200);
@@ -456,10 +446,12 @@ mod audited {
         use super::*;
 
         on_every_backend_each! {
-            async fn a_lease_that_expires_unended_is_recorded_as_expired(app, short_lease) {
+            async fn a_lease_that_expires_unended_is_recorded_as_expired(app, five_minute_lease) {
                 let user = viewer();
                 let id = started_id(start(&app, &user, None).await).await;
-                for _ in 0..50 {
+                app.clock.advance(LEASE + Duration::from_secs(1));
+                // The sweeper sleeps on the server's clock: it wakes when the clock moves.
+                for _ in 0..100 {
                     if messages(&recorded(&app, &user).await).contains(&"stream.expired".to_owned()) {
                         break;
                     }

@@ -14,6 +14,7 @@ use super::model::{Counts, StartRequest, Started, Stream};
 use serde_json::json;
 
 use crate::audit::{Actor, Decision, Recorder};
+use crate::clock::Clock;
 use crate::config::{StreamSettings, StreamsBackend};
 use crate::db::Db;
 use crate::error::StoreError;
@@ -98,7 +99,7 @@ impl StreamStore {
         backend: StreamsBackend,
         redis: Option<&RedisHandle>,
         policy: Policy,
-        recorder: Option<Recorder>,
+        (recorder, clock): (Option<Recorder>, Clock),
     ) -> anyhow::Result<(StreamStore, Vec<JoinHandle<()>>)> {
         Ok(match (backend, db) {
             (StreamsBackend::Redis, _) => {
@@ -106,12 +107,16 @@ impl StreamStore {
                     anyhow::anyhow!("the redis streams backend needs STUDYHALL_REDIS_URL")
                 })?;
                 (
-                    StreamStore::Redis(redis::RedisStreams::new(redis.clone(), policy), recorder),
+                    StreamStore::Redis(
+                        redis::RedisStreams::new(redis.clone(), policy, clock),
+                        recorder,
+                    ),
                     Vec::new(),
                 )
             }
             (StreamsBackend::Sql, db) => {
-                let (store, task) = sql::SqlStreams::spawn(db.clone(), policy, recorder.is_some());
+                let (store, task) =
+                    sql::SqlStreams::spawn(db.clone(), policy, (recorder.is_some(), clock));
                 (StreamStore::Sql(store), task)
             }
         })

@@ -4,7 +4,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::clock::Micros;
+use crate::clock::{Clock, Micros};
 use crate::error::StoreError;
 use crate::redis_handle::RedisHandle;
 use crate::streams::model::{Counts, StartRequest, Started, Stream};
@@ -47,11 +47,16 @@ fn number(text: Option<&String>, what: &str) -> Result<i64, StoreError> {
 pub struct RedisStreams {
     redis: RedisHandle,
     policy: Policy,
+    clock: Clock,
 }
 
 impl RedisStreams {
-    pub fn new(redis: RedisHandle, policy: Policy) -> Self {
-        RedisStreams { redis, policy }
+    pub fn new(redis: RedisHandle, policy: Policy, clock: Clock) -> Self {
+        RedisStreams {
+            redis,
+            policy,
+            clock,
+        }
     }
 
     pub fn policy(&self) -> Policy {
@@ -82,6 +87,8 @@ impl RedisStreams {
         for arg in args {
             invocation.arg(arg);
         }
+        // The last argument of every script: the clock's shift (see `lua/prologue.lua`).
+        invocation.arg(self.clock.shift());
         invocation
             .invoke_async(&mut self.redis.connection())
             .await
@@ -144,7 +151,8 @@ impl RedisStreams {
     pub async fn active_total(&self) -> Result<i64, redis::RedisError> {
         let mut connection = self.redis.connection();
         let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut connection).await?;
-        let after_now = format!("({}", seconds * 1_000_000 + micros);
+        let now = seconds * 1_000_000 + micros + self.clock.shift();
+        let after_now = format!("({now}");
         let (mut cursor, mut total) = (0u64, 0i64);
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

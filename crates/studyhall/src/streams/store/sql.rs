@@ -22,7 +22,7 @@ use super::{
 };
 use crate::audit::Actor;
 use crate::batch::{Batched, Batcher};
-use crate::clock::Micros;
+use crate::clock::{Clock, Micros};
 use crate::db::{Db, Tx};
 use crate::error::StoreError;
 use crate::sql::Sql;
@@ -35,6 +35,7 @@ pub struct SqlStreams {
     policy: Policy,
     /// Decisions are recorded in the audit log, in their own transaction.
     audited: bool,
+    clock: Clock,
 }
 
 /// Writers on PostgreSQL (SQLite has one writer whatever the process does).
@@ -70,7 +71,11 @@ pub enum Done {
 
 impl SqlStreams {
     /// The store, and its writer tasks to await at shutdown.
-    pub fn spawn(db: Db, policy: Policy, audited: bool) -> (SqlStreams, Vec<JoinHandle<()>>) {
+    pub fn spawn(
+        db: Db,
+        policy: Policy,
+        (audited, clock): (bool, Clock),
+    ) -> (SqlStreams, Vec<JoinHandle<()>>) {
         let writers = match db {
             Db::Postgres(_) => POSTGRES_WRITERS,
             Db::Sqlite(_) => 1,
@@ -81,6 +86,7 @@ impl SqlStreams {
                     db: db.clone(),
                     policy,
                     audited,
+                    clock: clock.clone(),
                 })
             })
             .unzip();
@@ -90,6 +96,7 @@ impl SqlStreams {
                 writers,
                 policy,
                 audited,
+                clock,
             },
             tasks,
         )
@@ -191,7 +198,7 @@ impl SqlStreams {
             return Ok(0);
         }
         let mut tx = self.db.begin_write().await?;
-        let now = now(&mut tx).await?;
+        let now = now(&mut tx, &self.clock).await?;
         let lock = if matches!(tx, Tx::Postgres(_)) {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -209,7 +216,7 @@ impl SqlStreams {
             .iter()
             .map(|(viewer, id, at)| super::expired(viewer, id, *at))
             .collect();
-        crate::audit::record(&mut tx, &decisions).await?;
+        crate::audit::record(&mut tx, &decisions, Micros(now)).await?;
         tx.commit().await?;
         Ok(swept.len() as u64)
     }
@@ -225,12 +232,13 @@ impl SqlStreams {
 
     /// The database's clock, Unix µs.
     pub async fn now(&self) -> Result<i64, sqlx::Error> {
-        now(&self.db).await
+        now(&self.db, &self.clock).await
     }
 }
 
-/// The database's clock (the process's own, for an embedded database), Unix µs.
-async fn now<'a>(on: impl Into<crate::sql::On<'a>>) -> Result<i64, sqlx::Error> {
+/// The database's clock (the process's own, for an embedded database) moved by the
+/// service clock's shift, Unix µs.
+async fn now<'a>(on: impl Into<crate::sql::On<'a>>, clock: &Clock) -> Result<i64, sqlx::Error> {
     let on = on.into();
     let query = if on.is_postgres() {
         "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)"
@@ -238,7 +246,7 @@ async fn now<'a>(on: impl Into<crate::sql::On<'a>>) -> Result<i64, sqlx::Error> 
         "SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
     };
     let now: Option<i64> = Sql::new(query).fetch_scalar(on).await?;
-    Ok(now.unwrap_or_default())
+    Ok(now.unwrap_or_default().saturating_add(clock.shift()))
 }
 
 /// The operations that queued up together, applied in one transaction at one instant.
@@ -246,6 +254,7 @@ struct Batch {
     db: Db,
     policy: Policy,
     audited: bool,
+    clock: Clock,
 }
 
 impl Batched for Batch {
@@ -256,7 +265,7 @@ impl Batched for Batch {
         let policy = self.policy;
         let mut tx = self.db.begin_write().await?;
         let lock_viewers = matches!(tx, Tx::Postgres(_));
-        let now = now(&mut tx).await?;
+        let now = now(&mut tx, &self.clock).await?;
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by(|&a, &b| ops[a].viewer().cmp(ops[b].viewer()));
         let mut done: Vec<Option<Done>> = ops.iter().map(|_| None).collect();
@@ -301,7 +310,7 @@ impl Batched for Batch {
             }
         }
         // The chain's lock last, after every viewer's (see `crate::audit::store`).
-        crate::audit::record(&mut tx, &decisions).await?;
+        crate::audit::record(&mut tx, &decisions, Micros(now)).await?;
         tx.commit().await?;
         Ok(done.into_iter().flatten().collect())
     }

@@ -1,8 +1,9 @@
 -- Shared start of every stream script. KEYS: 1 active leases (sorted set, score =
 -- expiry in µs), 2 start times (hash), 3 metadata (hash), 4 limit override (string).
--- Time is Redis's clock, so every instance judges expiry alike.
+-- Time is Redis's clock, so every instance judges expiry alike, moved by the service
+-- clock's shift (the last ARGV: 0 but in tests).
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[#ARGV])
 local function fmt(n) return string.format('%.0f', n) end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 if #expired > 0 then
