@@ -102,7 +102,9 @@ pub struct CourseGradeBody {
     grade: f64,
     /// Default false.
     on_time: Option<bool>,
-    /// Default: now.
+    /// Ignored, as the original ignored it (a grade's time is when it is posted, or
+    /// `X-Graded-At`); refused only when it is not an RFC 3339 timestamp, as the
+    /// original refused it.
     #[schema(format = DateTime)]
     created_at: Option<String>,
 }
@@ -121,13 +123,35 @@ pub struct TaskGradeBody {
     grade: f64,
     /// Default false.
     on_time: Option<bool>,
-    /// Default: now.
+    /// Ignored (see the course grade's).
     #[schema(format = DateTime)]
     created_at: Option<String>,
 }
 
-/// Parses a write body; `task` says whether `task_id` is required.
-pub fn parse_post(body: &[u8], task: bool, now: Micros) -> Result<GradePost, ApiError> {
+/// The header that files a grade at another time than its post (for importers).
+pub const GRADED_AT: &str = "x-graded-at";
+
+/// When a posted grade is filed: `X-Graded-At` if sent, else `now`.
+pub fn graded_at(header: Option<&[u8]>, now: Micros) -> Result<Micros, ApiError> {
+    let Some(header) = header else {
+        return Ok(now);
+    };
+    std::str::from_utf8(header)
+        .ok()
+        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+        .map(Micros::from)
+        .ok_or_else(|| {
+            bad(
+                INVALID_INPUT,
+                "X-Graded-At must be an RFC 3339 timestamp, e.g. 2024-05-19T10:00:00Z.",
+            )
+        })
+}
+
+/// Parses a write body, filed `at`; `task` says whether `task_id` is required. A
+/// `created_at` in the body is checked, as the original's JSON binding checked it,
+/// and not used, as the original's INSERT did not use it.
+pub fn parse_post(body: &[u8], task: bool, at: Micros) -> Result<GradePost, ApiError> {
     let invalid = |detail: String| bad(INVALID_INPUT, detail);
     let Value::Object(fields) = crate::http::extract::json_value(body).map_err(invalid)? else {
         return Err(invalid("Request body must be a JSON object.".into()));
@@ -154,20 +178,18 @@ pub fn parse_post(body: &[u8], task: bool, now: Micros) -> Result<GradePost, Api
         Some(Value::Bool(on_time)) => *on_time,
         Some(_) => return Err(invalid("on_time must be true or false.".into())),
     };
-    let created_at = match fields.get("created_at") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339)
-            .map(Micros::from)
-            .map_err(|_| invalid("created_at must be an RFC 3339 timestamp.".into()))?,
+    match fields.get("created_at") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => {}
         Some(_) => return Err(invalid("created_at must be an RFC 3339 timestamp.".into())),
-    };
+    }
     Ok(GradePost {
         student_id,
         course_id,
         task_id,
         grade_e3: (grade * E3).round() as i64,
         on_time,
-        created_at,
+        created_at: at,
     })
 }
 

@@ -1,5 +1,5 @@
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -37,8 +37,15 @@ fn original_task_type(task: bool) -> &'static str {
     }
 }
 
-async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
-    let post = model::parse_post(body, task, grades.queue.clock().now())?;
+async fn enqueue(
+    grades: &Grades,
+    headers: &HeaderMap,
+    body: &[u8],
+    task: bool,
+) -> Result<Response> {
+    let sent = headers.get(model::GRADED_AT).map(HeaderValue::as_bytes);
+    let at = model::graded_at(sent, grades.queue.clock().now())?;
+    let post = model::parse_post(body, task, at)?;
     let job_id = if task {
         grades.queue.enqueue(&TaskGrade(post)).await?
     } else {
@@ -64,18 +71,35 @@ async fn enqueue(grades: &Grades, body: &[u8], task: bool) -> Result<Response> {
 /// Record a course grade (asynchronously).
 #[utoipa::path(post, path = "/stats/student/grade", tag = "grades", operation_id = "grades_post_grade",
     request_body = CourseGradeBody,
+    params(GradedAt),
     responses(
         (status = 200, description = "Queued; `Location` is the job", body = GradeQueued),
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn post_grade(State(grades): State<Grades>, AppBody(body): AppBody) -> Result<Response> {
-    enqueue(&grades, &body, false).await
+pub async fn post_grade(
+    State(grades): State<Grades>,
+    headers: HeaderMap,
+    AppBody(body): AppBody,
+) -> Result<Response> {
+    enqueue(&grades, &headers, &body, false).await
+}
+
+/// The header that files a grade at another time than its post.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct GradedAt {
+    /// File the grade at this time (RFC 3339) rather than when it is posted: for
+    /// importing grades given earlier. A `created_at` in the body is ignored.
+    #[param(rename = "X-Graded-At", format = DateTime)]
+    x_graded_at: Option<String>,
 }
 
 /// Record a task grade (asynchronously); a later grade for the same task replaces it.
 #[utoipa::path(post, path = "/stats/student/task/grade", tag = "grades", operation_id = "grades_post_task_grade",
     request_body = TaskGradeBody,
+    params(GradedAt),
     responses(
         (status = 200, description = "Queued; `Location` is the job", body = GradeQueued),
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
@@ -83,9 +107,10 @@ pub async fn post_grade(State(grades): State<Grades>, AppBody(body): AppBody) ->
 #[tracing::instrument(skip_all)]
 pub async fn post_task_grade(
     State(grades): State<Grades>,
+    headers: HeaderMap,
     AppBody(body): AppBody,
 ) -> Result<Response> {
-    enqueue(&grades, &body, true).await
+    enqueue(&grades, &headers, &body, true).await
 }
 
 /// A student's course-grade average in a course, with their task figures beside it.

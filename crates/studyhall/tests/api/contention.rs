@@ -50,7 +50,8 @@ struct Expected {
 }
 
 /// Builds the posts (course and task grades interleaved) and what they add up to.
-fn plan(seed: u64) -> (Vec<(&'static str, Value)>, Expected) {
+/// Each post is its route, its body and the time it is filed at.
+fn plan(seed: u64) -> (Vec<(&'static str, Value, String)>, Expected) {
     let mut dice = Dice(seed);
     let mut expected = Expected::default();
     let mut posts = Vec::new();
@@ -72,8 +73,8 @@ fn plan(seed: u64) -> (Vec<(&'static str, Value)>, Expected) {
         let units = half_points * 500;
         // Five posts in eight are course grades: COURSE_GRADES of them in all.
         if n % 8 < 5 {
-            let body = json!({"student_id": student, "course_id": course, "grade": grade, "on_time": on_time, "created_at": at});
-            posts.push(("/stats/student/grade", body));
+            let body = json!({"student_id": student, "course_id": course, "grade": grade, "on_time": on_time});
+            posts.push(("/stats/student/grade", body, at));
             let day_total = expected
                 .course_days
                 .entry((course.clone(), day))
@@ -88,8 +89,8 @@ fn plan(seed: u64) -> (Vec<(&'static str, Value)>, Expected) {
             // Few students per task, so most task posts replace (or are older than) one.
             let student = format!("s{:03}", dice.next(40));
             let task = TASKS[dice.next(TASKS.len() as u64) as usize].to_owned();
-            let body = json!({"student_id": student, "course_id": course, "task_id": task, "grade": grade, "on_time": on_time, "created_at": at});
-            posts.push(("/stats/student/task/grade", body));
+            let body = json!({"student_id": student, "course_id": course, "task_id": task, "grade": grade, "on_time": on_time});
+            posts.push(("/stats/student/task/grade", body, at.clone()));
             let key = (course, task, student);
             let newer = expected
                 .tasks
@@ -103,15 +104,18 @@ fn plan(seed: u64) -> (Vec<(&'static str, Value)>, Expected) {
     (posts, expected)
 }
 
-async fn post_all(server: &Server, posts: &[(&'static str, Value)]) {
+/// Posts each grade, filed at its time (`X-Graded-At`).
+async fn post_all(server: &Server, posts: &[(&'static str, Value, String)]) {
     for chunk in posts.chunks(64) {
         let sent: Vec<_> = chunk
             .iter()
-            .map(|(path, body)| {
-                let (url, body) = (format!("{}{path}", server.address), body.clone());
+            .map(|(path, body, at)| {
+                let url = format!("{}{path}", server.address);
+                let (body, at) = (body.clone(), at.clone());
                 tokio::spawn(async move {
                     client()
                         .post(url)
+                        .header("x-graded-at", at)
                         .json(&body)
                         .send()
                         .await

@@ -1,5 +1,6 @@
 use serde_json::{json, Value};
 
+use studyhall::clock::Micros;
 use studyhall::config::ServeSettings;
 use studyhall::db::Db;
 use studyhall::jobs::{Queue, Worker, WorkerSettings};
@@ -30,9 +31,17 @@ const S1: &str = "123";
 const S2: &str = "abc";
 const S3: &str = "507f1f77bcf86cd799439011";
 
-/// Posts a grade and returns its job id (200 with the original's text, plus the job).
-async fn post(app: &TestApp, path: &str, body: Value) -> String {
-    let response = app.post_json(path, &body).await;
+/// Posts a grade filed at its time (`X-Graded-At`) and returns its job id (200 with the
+/// original's text, plus the job).
+async fn post(app: &TestApp, path: &str, (body, at): (Value, &str)) -> String {
+    let response = app
+        .client
+        .post(app.url(path))
+        .header("x-graded-at", at)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200, "{body}");
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let (_, accepted) = json(response).await;
@@ -63,26 +72,32 @@ async fn drained(app: &TestApp) {
     db.close().await;
 }
 
-fn grade(student: &str, course: &str, value: f64, on_time: Option<bool>, at: &str) -> Value {
-    let mut body =
-        json!({"student_id": student, "course_id": course, "grade": value, "created_at": at});
+/// A course grade's body, and the time it is filed at.
+fn grade<'a>(
+    student: &str,
+    course: &str,
+    value: f64,
+    on_time: Option<bool>,
+    at: &'a str,
+) -> (Value, &'a str) {
+    let mut body = json!({"student_id": student, "course_id": course, "grade": value});
     if let Some(on_time) = on_time {
         body["on_time"] = json!(on_time);
     }
-    body
+    (body, at)
 }
 
-fn task(
+fn task<'a>(
     student: &str,
     course: &str,
     task: &str,
     value: f64,
     on_time: Option<bool>,
-    at: &str,
-) -> Value {
-    let mut body = grade(student, course, value, on_time, at);
+    at: &'a str,
+) -> (Value, &'a str) {
+    let (mut body, at) = grade(student, course, value, on_time, at);
     body["task_id"] = json!(task);
-    body
+    (body, at)
 }
 
 /// A data set spanning years, days and weeks, with course grades and task grades (one
@@ -218,6 +233,30 @@ on_every_backend_with! {
         assert_eq!((status, raw["error"].as_str()), (400, Some("Invalid input")));
         let (_, page) = json(operator(&app, "/jobs").await).await;
         assert_eq!(page["jobs"], json!([]), "a rejected grade was queued");
+    }
+
+    async fn a_created_at_in_the_body_is_ignored_and_x_graded_at_files_a_grade_in_the_past(app) {
+        // A Go client reusing the original's struct sends its zero time: the grade is
+        // filed when it is posted, as the original filed it.
+        app.clock.set(Micros(1_741_600_800_000_000)); // 2025-03-10T10:00:00Z
+        let zero_time = json!({"student_id": S1, "course_id": "c1", "grade": 60, "created_at": "0001-01-01T00:00:00Z"});
+        assert_eq!(app.post_json("/stats/student/grade", &zero_time).await.status(), 200);
+        let past = json!({"student_id": S1, "course_id": "c1", "grade": 70, "created_at": "2019-06-01T00:00:00Z"});
+        assert_eq!(app.post_json("/stats/student/grade", &past).await.status(), 200);
+        // An importer files a grade at the time it was given.
+        post(&app, "/stats/student/grade", grade(S1, "c1", 90.0, None, "2021-02-03T04:05:06+01:00")).await;
+        let bad = app.client.post(app.url("/stats/student/grade")).header("x-graded-at", "last week")
+            .json(&json!({"student_id": S1, "course_id": "c1", "grade": 1})).send().await.unwrap();
+        let (status, problem) = json(bad).await;
+        assert_eq!((status, problem["error"].as_str()), (400, Some("Invalid input")), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("X-Graded-At"), "{problem}");
+        drained(&app).await;
+        let (status, years) = json(app.get(&format!("/stats/student/{S1}/average?group_by=year")).await).await;
+        assert_eq!(status, 200, "{years}");
+        assert_eq!(years["averages"], json!([
+            {"period": "2021-01-01T00:00:00Z", "average_grade": 90.0, "grade_count": 1},
+            {"period": "2025-01-01T00:00:00Z", "average_grade": 65.0, "grade_count": 2},
+        ]));
     }
 
     async fn any_id_and_any_grade_from_0_to_100_is_accepted_as_the_original_accepted_it(app) {

@@ -216,9 +216,10 @@ async fn scenario(servers: &[&Server], secret: &str) -> Value {
 
     // Grades: queued through both servers, stored by whichever worker runs.
     for n in 0..6 {
-        let body = json!({"student_id": "88888888-8888-4888-8888-888888888888", "course_id": "smoke", "grade": n, "on_time": n % 2 == 0, "created_at": "2024-03-10T10:00:00Z"});
+        let body = json!({"student_id": "88888888-8888-4888-8888-888888888888", "course_id": "smoke", "grade": n, "on_time": n % 2 == 0});
         assert_eq!(
             c.post(format!("{}/stats/student/grade", at(n)))
+                .header("x-graded-at", "2024-03-10T10:00:00Z")
                 .json(&body)
                 .send()
                 .await

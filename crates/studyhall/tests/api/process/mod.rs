@@ -128,8 +128,13 @@ pub(crate) async fn post_grades(server: &Server, course: &str, n: usize) -> i64 
             .iter()
             .map(|i| {
                 let url = format!("{}/stats/student/grade", server.address);
-                let body = json!({"student_id": student, "course_id": course, "grade": i % 11, "created_at": "2024-06-01T10:00:00Z"});
-                tokio::spawn(async move { client().post(url).json(&body).send().await.unwrap().status().as_u16() })
+                let body = json!({"student_id": student, "course_id": course, "grade": i % 11});
+                tokio::spawn(async move {
+                    let post = client()
+                        .post(url)
+                        .header("x-graded-at", "2024-06-01T10:00:00Z");
+                    post.json(&body).send().await.unwrap().status().as_u16()
+                })
             })
             .collect();
         for post in posts {
