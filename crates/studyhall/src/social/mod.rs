@@ -2,6 +2,7 @@
 
 pub mod model;
 mod routes;
+mod shares;
 mod store;
 pub use store::{Match, Search, SocialStore};
 
@@ -48,6 +49,10 @@ fn routes() -> OpenApiRouter<SocialStore> {
         .routes(routes!(routes::all_friends))
         .routes(routes!(routes::friends_by_email))
         .routes(routes!(routes::friends_by_name))
+        .routes(routes!(shares::received, shares::share))
+        .routes(routes!(shares::sent))
+        .routes(routes!(shares::share_personal))
+        .routes(routes!(shares::read))
 }
 
 #[derive(OpenApi)]

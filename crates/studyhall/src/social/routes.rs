@@ -15,13 +15,13 @@ use crate::http::extract::{AppJson, AppJsonList, AppQuery};
 type Result<T> = std::result::Result<T, ApiError>;
 
 /// Social routes need a token; gateway headers never speak for the caller here.
-fn me(caller: Caller) -> Result<AuthUser> {
+pub(super) fn me(caller: Caller) -> Result<AuthUser> {
     caller
         .token
         .ok_or_else(|| unauthorized("Not authenticated"))
 }
 
-fn user_not_found() -> ApiError {
+pub(super) fn user_not_found() -> ApiError {
     detail(StatusCode::NOT_FOUND, "User not found")
 }
 
@@ -30,7 +30,7 @@ async fn my_profile(store: &SocialStore, me: &AuthUser) -> Result<model::UserRow
     store.user(&me.id, &me.id).await?.ok_or_else(user_not_found)
 }
 
-fn success() -> Json<Value> {
+pub(super) fn success() -> Json<Value> {
     Json(json!({"success": true}))
 }
 

@@ -91,6 +91,14 @@ pub struct SocialStore {
 const COMPONENT: &str = "studyhall.social";
 
 impl SocialStore {
+    pub(super) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(super) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn new(db: &Db, audited: bool, clock: Clock) -> Self {
         SocialStore {
             db: db.clone(),

@@ -122,7 +122,8 @@ on_every_backend_with! {
     async fn every_route_but_the_public_ones_needs_a_token(app) {
         let (status, pong) = json(app.get("/ping").await).await;
         assert_eq!((status, pong), (200, json!("pong")));
-        for path in ["/users/me", "/friendship/requests", "/friendship/all", "/users/search/name/a", "/domains/share/warnings"] {
+        for path in ["/users/me", "/friendship/requests", "/friendship/all", "/users/search/name/a", "/domains/share/warnings",
+                     "/notifications/share", "/notifications/share/sent"] {
             let response = app.get(path).await;
             assert_eq!(response.status(), 401, "{path}");
             let (_, problem) = json(response).await;
@@ -131,6 +132,100 @@ on_every_backend_with! {
         // Gateway headers never speak for the caller here.
         let header_only = app.client.get(app.url("/users/me")).header("X-User-Id", "someone").send().await.unwrap();
         assert_eq!(header_only.status(), 401);
+    }
+
+    async fn a_page_shared_reaches_every_friend_then_and_is_read_by_each_alone(app) {
+        let ann = signed_up(&app, "ann", "Ann", "Sharer").await;
+        let (bea, cal, dan) = (
+            signed_up(&app, "bea", "Bea", "B").await,
+            signed_up(&app, "cal", "Cal", "C").await,
+            signed_up(&app, "dan", "Dan", "D").await,
+        );
+        befriend(&app, &ann, &bea).await;
+        befriend(&app, &cal, &ann).await;
+        // Dan only asked: a pending request is not a friendship.
+        assert_eq!(post(&app, &dan, "/friendship/requests", json!({"user_id2": ann.id})).await.0, 200);
+        let (status, first) = post(&app, &ann, "/notifications/share", json!({"url": "https://example.com/a?q=1", "title": "  A page  "})).await;
+        assert_eq!(status, 200, "{first}");
+        let first = first.as_str().expect("the share's id").to_owned();
+        // A friend made later does not receive the earlier share.
+        let eve = signed_up(&app, "eve", "Eve", "E").await;
+        befriend(&app, &ann, &eve).await;
+        app.clock.advance(Duration::from_secs(60));
+        let (_, second) = post(&app, &ann, "/notifications/share", json!({"url": "https://example.com/b", "title": ""})).await;
+        let second = second.as_str().unwrap().to_owned();
+        let (status, got) = get(&app, &bea, "/notifications/share").await;
+        assert_eq!(status, 200, "{got}");
+        let got = got.as_array().unwrap();
+        assert_eq!(got.iter().map(|n| n["event_id"].as_str().unwrap()).collect::<Vec<_>>(), [second.as_str(), first.as_str()], "newest first");
+        assert_eq!((got[1]["url"].as_str(), got[1]["title"].as_str()), (Some("https://example.com/a?q=1"), Some("  A page  ")), "stored as sent");
+        assert_eq!((got[1]["user_id"].as_str(), got[1]["first_name"].as_str(), got[1]["last_name"].as_str()), (Some(ann.id.as_str()), Some("Ann"), Some("Sharer")));
+        assert!(got[1]["seen_at"].is_null() && got[1]["sent_at"].as_str().unwrap().ends_with('Z'), "{got:?}");
+        assert_eq!(get(&app, &dan, "/notifications/share").await.1, json!([]), "not a friend");
+        assert_eq!(get(&app, &ann, "/notifications/share").await.1, json!([]), "not to oneself");
+        assert_eq!(get(&app, &eve, "/notifications/share").await.1.as_array().unwrap().len(), 1);
+        let (_, sent) = get(&app, &ann, "/notifications/share/sent").await;
+        assert_eq!(sent.as_array().unwrap().iter().map(|n| n["not_seen_count"].as_i64().unwrap()).collect::<Vec<_>>(), [3, 2], "{sent}");
+        assert!(sent[0]["sent_to"].is_null());
+        // Reading marks the reader's own rows only; someone else's ids change nothing.
+        assert_eq!(post(&app, &dan, "/notifications/share/read", json!([{"event_id": first}])).await, (200, json!({"success": true})));
+        assert_eq!(post(&app, &bea, "/notifications/share/read", json!([{"event_id": first}])).await, (200, json!({"success": true})));
+        let (_, read) = get(&app, &bea, "/notifications/share?is_read=true").await;
+        assert_eq!(read.as_array().unwrap().len(), 1);
+        assert_eq!(read[0]["event_id"], first.as_str());
+        let seen_at = read[0]["seen_at"].as_str().expect("seen").to_owned();
+        let (_, unread) = get(&app, &bea, "/notifications/share?is_read=false").await;
+        assert_eq!(unread.as_array().unwrap().iter().map(|n| n["event_id"].as_str().unwrap()).collect::<Vec<_>>(), [second.as_str()]);
+        // Read again later: the first time it was read stays.
+        app.clock.advance(Duration::from_secs(60));
+        post(&app, &bea, "/notifications/share/read", json!([{"event_id": first}, {"event_id": second}])).await;
+        let (_, read) = get(&app, &bea, "/notifications/share?is_read=true").await;
+        assert_eq!(read[1]["seen_at"].as_str(), Some(seen_at.as_str()), "{read}");
+        let (_, sent) = get(&app, &ann, "/notifications/share/sent?limit=1&offset=1").await;
+        assert_eq!((sent[0]["event_id"].as_str(), sent[0]["not_seen_count"].as_i64()), (Some(first.as_str()), Some(1)), "{sent}");
+        let (_, cal_unread) = get(&app, &cal, "/notifications/share?is_read=false").await;
+        assert_eq!(cal_unread.as_array().unwrap().len(), 2, "another reader's reading is not cal's");
+    }
+
+    async fn a_personal_share_goes_to_one_friend_and_never_to_a_stranger(app) {
+        let (ann, bea, cal) = (
+            signed_up(&app, "ann", "Ann", "A").await,
+            signed_up(&app, "bea", "Bea", "Friend").await,
+            signed_up(&app, "cal", "Cal", "C").await,
+        );
+        befriend(&app, &ann, &bea).await;
+        befriend(&app, &ann, &cal).await;
+        let page = |to: &str| json!({"url": "https://example.com/p", "title": "P", "sent_to": to});
+        let (status, id) = post(&app, &ann, "/notifications/share/personal", page(&bea.id)).await;
+        assert_eq!(status, 200, "{id}");
+        assert_eq!(get(&app, &bea, "/notifications/share").await.1[0]["event_id"], id);
+        assert_eq!(get(&app, &cal, "/notifications/share").await.1, json!([]), "only the one addressed");
+        let (_, sent) = get(&app, &ann, "/notifications/share/sent").await;
+        assert_eq!((sent[0]["sent_to"].as_str(), sent[0]["first_name"].as_str(), sent[0]["not_seen_count"].as_i64()),
+                   (Some(bea.id.as_str()), Some("Bea"), Some(1)));
+        // A stranger, an unknown user, a missing recipient: refused, nothing stored.
+        let stranger = signed_up(&app, "dan", "Dan", "D").await;
+        let (status, problem) = post(&app, &ann, "/notifications/share/personal", page(&stranger.id)).await;
+        assert_eq!((status, problem["detail"].as_str()), (403, Some("You can share a page only with a friend")));
+        assert_eq!(post(&app, &ann, "/notifications/share/personal", page("nobody")).await.0, 404);
+        assert_eq!(post(&app, &ann, "/notifications/share/personal", json!({"url": "u", "title": "t"})).await.0, 422);
+        assert_eq!(get(&app, &stranger, "/notifications/share").await.1, json!([]));
+        assert_eq!(get(&app, &ann, "/notifications/share/sent").await.1.as_array().unwrap().len(), 1);
+        // Bad bodies and queries: a 4xx naming the problem, nothing stored.
+        for body in [json!({"url": "", "title": "t"}), json!({"url": "u\u{0}", "title": "t"}), json!({"url": "u", "title": "x".repeat(1001)}),
+                     json!({"title": "t"}), json!(["u"]), json!({"url": 5, "title": "t"})] {
+            let (status, problem) = post(&app, &ann, "/notifications/share", body.clone()).await;
+            assert!(status == 422 || status == 400, "{body}: {status} {problem}");
+            assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
+        }
+        assert_eq!(post(&app, &bea, "/notifications/share/read", json!([{"event_id": "not-a-uuid"}])).await.0, 422);
+        assert_eq!(post(&app, &bea, "/notifications/share/read", json!({"event_id": id})).await.0, 400, "not a list");
+        assert_eq!(get(&app, &bea, "/notifications/share?is_read=true").await.1, json!([]), "a refused read marked nothing");
+        assert_eq!(get(&app, &ann, "/notifications/share/sent?limit=-1").await.0, 400);
+        assert_eq!(get(&app, &ann, "/notifications/share/sent").await.1.as_array().unwrap().len(), 1);
+        // Without a profile there is no one to share from.
+        let (status, _) = post(&app, &user("ghost"), "/notifications/share", json!({"url": "u", "title": "t"})).await;
+        assert_eq!(status, 404);
     }
 
     async fn the_share_warnings_name_the_sites_that_reveal_personal_activity(app) {
