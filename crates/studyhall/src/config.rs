@@ -272,6 +272,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub console: ConsoleSettings,
 
+    #[command(flatten)]
+    pub images: ImageSettings,
+
     /// Redis (redis://[:PASSWORD@]HOST:PORT[/DB]) for the stream limiter's `redis` backend;
     /// `/ready` checks it when set.
     #[arg(long, env = "STUDYHALL_REDIS_URL")]
@@ -286,6 +289,38 @@ pub struct ServeSettings {
     /// `https://app.example.com`, or `*` for any); none when unset.
     #[arg(long, env = "STUDYHALL_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
+}
+
+/// Where profile images are kept, and the address their URLs start with.
+#[derive(Debug, Clone, Args)]
+pub struct ImageSettings {
+    /// The folder profile images are stored in and served from (made at the first
+    /// upload). By default beside the SQLite file (`studyhall.db.images`), or
+    /// `studyhall-images` in the working directory with PostgreSQL. Instances do not
+    /// share it: run one instance with it.
+    #[arg(long, env = "STUDYHALL_IMAGES_DIR")]
+    pub images_dir: Option<std::path::PathBuf>,
+
+    /// The address clients reach this service at (e.g. `https://api.example.com`), which
+    /// the image URLs it hands out start with; by default the request's own `Host`, with
+    /// `https` when `X-Forwarded-Proto` says so.
+    #[arg(long, env = "STUDYHALL_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// An absolute `http`/`https` address without a query, kept without a trailing `/`.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|err| format!("not an absolute URL: {err}"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(
+            "an http or https address without a query or fragment, e.g. https://api.example.com"
+                .into(),
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// Who may log in to the console at `/console`, and for how long.

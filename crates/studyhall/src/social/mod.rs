@@ -1,11 +1,14 @@
 //! User profiles and friendships (user-api), behind bearer tokens.
 
+mod images;
 pub mod model;
 mod routes;
 mod shares;
 mod store;
 pub use store::{Match, Search, SocialStore};
 
+use axum::extract::{DefaultBodyLimit, FromRef};
+use images::Images;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,13 +20,39 @@ pub const PLUGIN: Plugin = Plugin {
     api: || module::document(routes()),
     aliases: &[],
     jobs: module::no_jobs,
-    start: |core, _| {
-        let store = SocialStore::new(&core.db, core.audited.audits("social"), core.clock.clone());
-        Ok(Module::new(routes().with_state(store)))
+    start: |core, settings| {
+        let social = Social {
+            store: SocialStore::new(&core.db, core.audited.audits("social"), core.clock.clone()),
+            images: Images::new(&settings.images, &settings.database.database_url),
+        };
+        Ok(Module::new(routes().with_state(social)))
     },
 };
 
-fn routes() -> OpenApiRouter<SocialStore> {
+/// The module's state: the profiles' store and the image files.
+#[derive(Clone, Debug)]
+pub struct Social {
+    store: SocialStore,
+    images: Images,
+}
+
+impl FromRef<Social> for SocialStore {
+    fn from_ref(social: &Social) -> SocialStore {
+        social.store.clone()
+    }
+}
+
+impl FromRef<Social> for Images {
+    fn from_ref(social: &Social) -> Images {
+        social.images.clone()
+    }
+}
+
+fn routes() -> OpenApiRouter<Social> {
+    // An image upload may be larger than the 1 MiB every other body is held to.
+    let upload = OpenApiRouter::new()
+        .routes(routes!(images::upload))
+        .layer(DefaultBodyLimit::max(images::MAX_IMAGE_BYTES));
     OpenApiRouter::with_openapi(Api::openapi())
         .routes(routes!(routes::ping))
         .routes(routes!(
@@ -53,6 +82,12 @@ fn routes() -> OpenApiRouter<SocialStore> {
         .routes(routes!(shares::sent))
         .routes(routes!(shares::share_personal))
         .routes(routes!(shares::read))
+        .routes(routes!(images::upload_url))
+        .routes(routes!(images::image_url_of))
+        .routes(routes!(images::image_urls_of))
+        .routes(routes!(images::delete))
+        .routes(routes!(images::image))
+        .merge(upload)
 }
 
 #[derive(OpenApi)]

@@ -38,6 +38,10 @@ pub struct UserRow {
     pub share_mode: String,
     pub domain_allow_array: String,
     pub domain_deny_array: String,
+    pub profile_image_extension: Option<String>,
+    pub profile_image_uploaded_at: Option<i64>,
+    /// The name its image is stored under (see `social::images`).
+    pub profile_image_key: Option<String>,
     /// 0 none, 1 pending (either way), 2 friends — relative to the caller.
     pub friendship_state: i64,
     pub mutual_friend_count: i64,
@@ -195,8 +199,8 @@ impl UserRow {
             first_name: self.first_name.clone(),
             last_name: self.last_name.clone(),
             description: self.description.clone(),
-            profile_image_uploaded_at: None,
-            profile_image_extension: None,
+            profile_image_uploaded_at: self.profile_image_uploaded_at.map(crate::clock::rfc3339),
+            profile_image_extension: self.profile_image_extension.clone(),
             friendship_state: self.friendship_state,
             mutual_friend_count: self.mutual_friend_count,
         }

@@ -133,7 +133,8 @@ pub async fn received(
         Some(false) => " AND s.seen_at IS NULL",
     };
     let sql = format!(
-        "SELECT n.event_id, n.user_id, n.sent_at, n.url, n.title, s.seen_at, u.first_name, u.last_name
+        "SELECT n.event_id, n.user_id, n.sent_at, n.url, n.title, s.seen_at, u.first_name, u.last_name,
+                u.profile_image_extension
          FROM share_notifications_seen s
          JOIN share_notifications n ON n.event_id = s.event_id
          JOIN social_users u ON u.user_id = n.user_id
@@ -149,6 +150,7 @@ pub async fn received(
         Option<i64>,
         String,
         String,
+        Option<String>,
     );
     let rows: Vec<Row> = Sql::new(&sql)
         .bind(&me.id)
@@ -158,7 +160,17 @@ pub async fn received(
     Ok(Json(
         rows.into_iter()
             .map(
-                |(event_id, user_id, sent_at, url, title, seen_at, first_name, last_name)| {
+                |(
+                    event_id,
+                    user_id,
+                    sent_at,
+                    url,
+                    title,
+                    seen_at,
+                    first_name,
+                    last_name,
+                    image,
+                )| {
                     ShareReceived {
                         event_id,
                         user_id,
@@ -168,7 +180,7 @@ pub async fn received(
                         seen_at: seen_at.map(rfc3339),
                         first_name,
                         last_name,
-                        profile_image_extension: None,
+                        profile_image_extension: image,
                     }
                 },
             )
@@ -201,7 +213,7 @@ pub async fn sent(
     let sql = "SELECT n.event_id, n.url, n.title, n.sent_at,
                       CAST((SELECT count(*) FROM share_notifications_seen s
                             WHERE s.event_id = n.event_id AND s.seen_at IS NULL) AS BIGINT),
-                      n.sent_to, u.first_name, u.last_name
+                      n.sent_to, u.first_name, u.last_name, u.profile_image_extension
                FROM share_notifications n LEFT JOIN social_users u ON u.user_id = n.sent_to
                WHERE n.user_id = $1
                ORDER BY n.sent_at DESC, n.event_id DESC LIMIT $2 OFFSET $3";
@@ -211,6 +223,7 @@ pub async fn sent(
         String,
         i64,
         i64,
+        Option<String>,
         Option<String>,
         Option<String>,
         Option<String>,
@@ -224,16 +237,18 @@ pub async fn sent(
     Ok(Json(
         rows.into_iter()
             .map(
-                |(event_id, url, title, sent_at, not_seen_count, sent_to, first, last)| ShareSent {
-                    event_id,
-                    url,
-                    title,
-                    sent_at: rfc3339(sent_at),
-                    not_seen_count,
-                    sent_to,
-                    first_name: first,
-                    last_name: last,
-                    profile_image_extension: None,
+                |(event_id, url, title, sent_at, not_seen_count, sent_to, first, last, image)| {
+                    ShareSent {
+                        event_id,
+                        url,
+                        title,
+                        sent_at: rfc3339(sent_at),
+                        not_seen_count,
+                        sent_to,
+                        first_name: first,
+                        last_name: last,
+                        profile_image_extension: image,
+                    }
                 },
             )
             .collect(),

@@ -40,6 +40,7 @@ fn user_columns() -> &'static str {
         "u.user_id, u.email, u.first_name, u.last_name, u.description, u.dob, u.gender, u.school,
          u.work, u.location, u.email_public, u.dob_public, u.gender_public, u.school_public,
          u.work_public, u.location_public, u.share_mode, u.domain_allow_array, u.domain_deny_array,
+         u.profile_image_extension, u.profile_image_uploaded_at, u.profile_image_key,
          CAST(COALESCE((SELECT CASE WHEN f.accepted_at IS NULL THEN 1 ELSE 2 END FROM friendships f
               WHERE (f.user_id1 = $1 AND f.user_id2 = u.user_id) OR (f.user_id1 = u.user_id AND f.user_id2 = $1)), 0)
               AS BIGINT) AS friendship_state,

@@ -266,6 +266,8 @@ pub struct TestApp {
     /// Moves the server's clock: leases, retention, checkpoints and backoff without
     /// waiting.
     pub clock: studyhall::clock::Hand,
+    /// Where its profile images are stored.
+    pub images: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -316,6 +318,8 @@ impl TestApp {
         let (clock, hand) = studyhall::clock::Clock::adjustable();
         settings.clock = clock;
         settings.modules = lean_modules();
+        let images = tempfile::tempdir().expect("an images folder");
+        settings.images.images_dir = Some(images.path().to_owned());
         configure(&mut settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
         let address = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -330,6 +334,7 @@ impl TestApp {
             client,
             database_url,
             clock: hand,
+            images,
             shutdown: Some(shutdown),
             server: Some(server),
             _database: database,

@@ -93,6 +93,58 @@ async fn befriend(app: &TestApp, a: &User, b: &User) {
     );
 }
 
+/// A small PNG and a small JPEG: their signatures, then bytes of no meaning.
+fn png() -> Vec<u8> {
+    [b"\x89PNG\r\n\x1a\n".as_slice(), &[7u8; 300]].concat()
+}
+
+fn jpeg() -> Vec<u8> {
+    [b"\xff\xd8\xff\xe0".as_slice(), &[9u8; 300]].concat()
+}
+
+/// An upload URL for `who`'s image of type `ext`.
+async fn upload_url(app: &TestApp, who: &User, ext: &str) -> String {
+    let (status, url) = get(
+        app,
+        who,
+        &format!("/users/me/profile-image-upload-url?image_ext={ext}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{url}");
+    let url = url.as_str().expect("a URL").to_owned();
+    assert!(
+        url.starts_with(&app.address),
+        "{url} is not on {}",
+        app.address
+    );
+    url
+}
+
+/// PUTs `bytes` the way the PageNow client does (no token: the URL is the permission).
+async fn put_image(app: &TestApp, url: &str, bytes: Vec<u8>, content_type: &str) -> u16 {
+    let response = app
+        .client
+        .put(url)
+        .header("x-amz-acl", "private")
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+fn stored_files(app: &TestApp) -> Vec<String> {
+    std::fs::read_dir(app.images.path()).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        },
+    )
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap()
@@ -226,6 +278,81 @@ on_every_backend_with! {
         // Without a profile there is no one to share from.
         let (status, _) = post(&app, &user("ghost"), "/notifications/share", json!({"url": "u", "title": "t"})).await;
         assert_eq!(status, 404);
+    }
+
+    async fn a_profile_image_is_uploaded_once_served_only_as_its_type_replaced_and_deleted(app) {
+        let ann = signed_up(&app, "ann", "Ann", "A").await;
+        let bea = signed_up(&app, "bea", "Bea", "B").await;
+        let url = upload_url(&app, &ann, "png").await;
+        assert_eq!(put_image(&app, &url, png(), "image/png").await, 200);
+        assert_eq!(put_image(&app, &url, png(), "image/png").await, 403, "an upload URL is used once");
+        let (_, me) = get(&app, &ann, "/users/me").await;
+        assert_eq!(me["profile_image_extension"], "png");
+        assert!(me["profile_image_uploaded_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{me}");
+        let (status, shown) = get(&app, &bea, &format!("/users/id/{}/profile-image-url?image_ext=png", ann.id)).await;
+        assert_eq!(status, 200, "{shown}");
+        let shown = shown.as_str().unwrap().to_owned();
+        let image = app.client.get(&shown).send().await.unwrap();
+        assert_eq!(image.status(), 200);
+        assert_eq!(image.headers()["content-type"], "image/png");
+        assert_eq!(image.headers()["x-content-type-options"], "nosniff");
+        assert!(image.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
+        assert_eq!(image.bytes().await.unwrap().to_vec(), png());
+        // The batch the chat client asks for: {user_id: url}, null without an image.
+        let (status, urls) = get(&app, &bea, &format!("/users/ids/{},{},nobody/profile-image-url?image_ext_arr=png,null", ann.id, bea.id)).await;
+        assert_eq!(status, 200, "{urls}");
+        assert_eq!(urls, json!({ann.id.clone(): shown.clone(), bea.id.clone(): null}));
+        assert_eq!(get(&app, &ann, &format!("/users/id/{}/profile-image-url?image_ext=png", bea.id)).await.0, 404, "no image");
+        // A new image replaces the old: the old address dies, one file is kept.
+        let url = upload_url(&app, &ann, "jpg").await;
+        assert_eq!(put_image(&app, &url, jpeg(), "image/jpeg").await, 200);
+        assert_eq!(app.client.get(&shown).send().await.unwrap().status(), 404, "the replaced image is gone");
+        let (_, replaced) = get(&app, &bea, &format!("/users/id/{}/profile-image-url", ann.id)).await;
+        let replaced = app.client.get(replaced.as_str().unwrap()).send().await.unwrap();
+        assert_eq!(replaced.headers()["content-type"], "image/jpeg");
+        assert_eq!(replaced.bytes().await.unwrap().to_vec(), jpeg());
+        assert_eq!(stored_files(&app).len(), 1, "{:?}", stored_files(&app));
+        assert_eq!(get(&app, &ann, "/users/me").await.1["profile_image_extension"], "jpg");
+        // Deleted: no image, no file, no address.
+        let deleted = as_user(app.client.delete(app.url("/users/me/profile-image")), &ann).send().await.unwrap();
+        assert_eq!(json(deleted).await, (200, json!({"success": true})));
+        assert!(get(&app, &ann, "/users/me").await.1["profile_image_extension"].is_null());
+        assert_eq!(get(&app, &bea, &format!("/users/id/{}/profile-image-url", ann.id)).await.0, 404);
+        assert_eq!(stored_files(&app), Vec::<String>::new());
+    }
+
+    async fn an_upload_that_is_not_the_image_it_claims_or_comes_too_late_or_twice_stores_nothing(app) {
+        let ann = signed_up(&app, "ann", "Ann", "A").await;
+        for ext in ["svg", "html", "gif%00", ""] {
+            assert_eq!(get(&app, &ann, &format!("/users/me/profile-image-upload-url?image_ext={ext}")).await.0, if ext.contains('%') { 400 } else { 422 }, "{ext}");
+        }
+        assert_eq!(get(&app, &ann, "/users/me/profile-image-upload-url").await.0, 422);
+        assert_eq!(app.get("/users/me/profile-image-upload-url?image_ext=png").await.status(), 401);
+        assert_eq!(get(&app, &user("ghost"), "/users/me/profile-image-upload-url?image_ext=png").await.0, 404);
+        let url = upload_url(&app, &ann, "png").await;
+        // HTML (or a JPEG) sent as a PNG, or too large: refused, and the URL still works.
+        assert_eq!(put_image(&app, &url, b"<html><script>alert(1)</script></html>".to_vec(), "image/png").await, 415);
+        assert_eq!(put_image(&app, &url, jpeg(), "image/png").await, 415);
+        assert_eq!(put_image(&app, &url, [png(), vec![0; 2 * 1024 * 1024]].concat(), "image/png").await, 413);
+        assert!(get(&app, &ann, "/users/me").await.1["profile_image_extension"].is_null());
+        assert_eq!(stored_files(&app), Vec::<String>::new());
+        assert_eq!(put_image(&app, &format!("{}/users/images/upload/made-up", app.address), png(), "image/png").await, 403);
+        // Two uploads through one URL at once: one is stored.
+        let (first, second) = tokio::join!(put_image(&app, &url, png(), "image/png"), put_image(&app, &url, png(), "image/png"));
+        let mut statuses = [first, second];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 403]);
+        assert_eq!(stored_files(&app).len(), 1, "{:?}", stored_files(&app));
+        // An upload URL expires after ten minutes.
+        let late = upload_url(&app, &ann, "png").await;
+        app.clock.advance(Duration::from_secs(601));
+        assert_eq!(put_image(&app, &late, png(), "image/png").await, 403);
+        assert_eq!(stored_files(&app).len(), 1);
+        // Only names the service made are served.
+        for path in ["/users/images/..%2F..%2Fetc%2Fpasswd", "/users/images/x.html", "/users/images/0123456789abcdef0123456789abcdef.svg",
+                     "/users/images/0123456789ABCDEF0123456789ABCDEF.png", "/users/images/0123456789abcdef0123456789abcdef.png"] {
+            assert_eq!(app.get(path).await.status(), 404, "{path}");
+        }
     }
 
     async fn the_share_warnings_name_the_sites_that_reveal_personal_activity(app) {
