@@ -424,20 +424,9 @@ pub async fn image_urls_of(
     Path(ids): Path<String>,
 ) -> Result<Json<serde_json::Map<String, Value>>> {
     let me = me(caller)?;
-    let ids: Vec<&str> = ids
-        .split(',')
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .collect();
-    if ids.len() > model::MAX_IDS {
-        return Err(detail(
-            StatusCode::BAD_REQUEST,
-            format!("At most {} ids at once", model::MAX_IDS),
-        ));
-    }
     let mut urls = serde_json::Map::new();
-    for id in ids {
-        if let Some(row) = store.user(&me.id, &model::user_id(id)?).await? {
+    for id in model::user_ids(&ids)? {
+        if let Some(row) = store.user(&me.id, &id).await? {
             let url = image_url(&images, &headers, &row).map_or(Value::Null, Value::String);
             urls.insert(row.user_id, url);
         }

@@ -341,6 +341,23 @@ pub fn invalid(message: impl Into<String>) -> ApiError {
     detail(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
 
+/// A comma-separated list of user ids (`/users/ids/{ids}`): at most [`MAX_IDS`], each
+/// checked, blanks skipped.
+pub fn user_ids(list: &str) -> Result<Vec<String>, ApiError> {
+    let ids: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .collect();
+    if ids.len() > MAX_IDS {
+        return Err(detail(
+            StatusCode::BAD_REQUEST,
+            format!("At most {MAX_IDS} ids at once"),
+        ));
+    }
+    ids.into_iter().map(user_id).collect()
+}
+
 pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > MAX_NAME {

@@ -190,20 +190,10 @@ pub async fn users(
     Path(ids): Path<String>,
 ) -> Result<Json<Vec<UserPublic>>> {
     let caller = caller.token.map(|user| user.id).unwrap_or_default();
-    let ids: Vec<&str> = ids
-        .split(',')
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-        .collect();
-    if ids.len() > model::MAX_IDS {
-        return Err(detail(
-            StatusCode::BAD_REQUEST,
-            format!("At most {} ids at once", model::MAX_IDS),
-        ));
-    }
+    let ids = model::user_ids(&ids)?;
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(row) = store.user(&caller, &model::user_id(id)?).await? {
+        if let Some(row) = store.user(&caller, &id).await? {
             found.push(row.public());
         }
     }
