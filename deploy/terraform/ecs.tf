@@ -34,6 +34,9 @@ locals {
     # events:write (or the admin token) read and post it.
     STUDYHALL_EVENTS_READ  = "token"
     STUDYHALL_EVENTS_WRITE = "token"
+    # Profile images in a bucket every task shares.
+    STUDYHALL_S3_BUCKET = aws_s3_bucket.images.bucket
+    STUDYHALL_S3_REGION = var.region
     }, var.cognito_user_pool_id == "" ? {} : {
     STUDYHALL_COGNITO_REGION  = split("_", var.cognito_user_pool_id)[0]
     STUDYHALL_COGNITO_POOL_ID = var.cognito_user_pool_id

@@ -66,7 +66,7 @@ resource "aws_iam_role_policy" "execution" {
 
 resource "aws_iam_role" "serve" {
   name               = "${var.name}-serve-task"
-  description        = "studyhall serve: calls no AWS API"
+  description        = "studyhall serve: signs profile image URLs (images.tf)"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 

@@ -306,6 +306,21 @@ pub struct ImageSettings {
     /// `https` when `X-Forwarded-Proto` says so.
     #[arg(long, env = "STUDYHALL_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+
+    /// Keep profile images in this S3 bucket instead (clients upload to and show them
+    /// from presigned URLs; every instance sees them). Credentials: `AWS_ACCESS_KEY_ID`
+    /// and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), or the ECS task role.
+    #[arg(long, env = "STUDYHALL_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// The bucket's region; by default `AWS_REGION` (which ECS sets).
+    #[arg(long, env = "STUDYHALL_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// An S3-compatible server's address (e.g. `http://127.0.0.1:9000`), which is then
+    /// addressed with the bucket in the path; by default AWS's endpoint for the region.
+    #[arg(long, env = "STUDYHALL_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// An absolute `http`/`https` address without a query, kept without a trailing `/`.

@@ -86,7 +86,8 @@ mock_provider "aws" {
 
   mock_resource "aws_s3_bucket" {
     defaults = {
-      arn = "arn:aws:s3:::studyhall-alb-logs-0123"
+      arn    = "arn:aws:s3:::studyhall-images-0123"
+      bucket = "studyhall-images-0123"
     }
   }
 
@@ -145,6 +146,8 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
       STUDYHALL_JWT_USER_CLAIM           = "sub"
       STUDYHALL_EVENTS_READ              = "token"
       STUDYHALL_EVENTS_WRITE             = "token"
+      STUDYHALL_S3_BUCKET                = "studyhall-images-0123"
+      STUDYHALL_S3_REGION                = "us-east-1"
     }
     error_message = "the API's settings (the event log read and written with tokens only)"
   }

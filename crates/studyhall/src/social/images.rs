@@ -1,12 +1,14 @@
 //! Profile images, as the user-api's clients use them: the client asks for an upload
-//! URL, PUTs the file to it, and later asks for a URL to show a user's image. Here the
-//! URLs point at this service, which keeps the files in a folder (`STUDYHALL_IMAGES_DIR`):
-//! an upload URL carries a one-time secret that expires; an image is stored under a
-//! random name (a new one per upload), checked to be the image type it claims, and
-//! served only as that type.
+//! URL, PUTs the file to it, and later asks for a URL to show a user's image. By default
+//! the URLs point at this service, which keeps the files in a folder
+//! (`STUDYHALL_IMAGES_DIR`): an upload URL carries a one-time secret that expires; an
+//! image is stored under a random name (a new one per upload), checked to be the image
+//! type it claims, and served only as that type. With `STUDYHALL_S3_BUCKET` they are
+//! presigned S3 URLs instead (`super::s3`).
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -22,9 +24,12 @@ use utoipa::IntoParams;
 
 use super::model::{self, detail, invalid};
 use super::routes::{me, success, user_not_found};
+use super::s3::S3;
 use super::store::SocialStore;
 use crate::auth::Caller;
+use crate::clock::{Clock, Micros};
 use crate::config::ImageSettings;
+use crate::db::Tx;
 use crate::error::{ApiError, Problem};
 use crate::http::extract::AppQuery;
 use crate::sensitive::DatabaseUrl;
@@ -37,24 +42,45 @@ pub const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 /// How long an upload URL works.
 const UPLOAD_TTL_US: i64 = 10 * 60 * 1_000_000;
 
-/// The image files and the address their URLs start with.
+/// Where the images are: a folder (and the address their URLs start with), or an S3
+/// bucket.
 #[derive(Clone, Debug)]
 pub struct Images {
     dir: Arc<PathBuf>,
     public_url: Option<Arc<str>>,
+    s3: Option<Arc<S3>>,
 }
 
 impl Images {
-    pub fn new(settings: &ImageSettings, database: &DatabaseUrl) -> Images {
+    pub fn new(
+        settings: &ImageSettings,
+        database: &DatabaseUrl,
+        clock: &Clock,
+    ) -> anyhow::Result<Images> {
         let dir = settings.images_dir.clone().unwrap_or_else(|| {
             database.sqlite_file().map_or_else(
                 || PathBuf::from("studyhall-images"),
                 |file| PathBuf::from(format!("{}.images", file.display())),
             )
         });
-        Images {
+        let s3 = S3::from_settings(settings, |name| std::env::var(name).ok(), clock.clone())?;
+        Ok(Images {
             dir: Arc::new(dir),
             public_url: settings.public_url.as_deref().map(Arc::from),
+            s3: s3.map(Arc::new),
+        })
+    }
+
+    /// Removes a replaced or deleted image (a failure is logged: the image is no
+    /// longer anyone's either way).
+    async fn forget(&self, key: &str) {
+        match &self.s3 {
+            Some(s3) => {
+                if let Err(err) = s3.delete(key).await {
+                    tracing::warn!(error = %format!("{err:#}"), key, "deleting a replaced profile image from S3 failed");
+                }
+            }
+            None => remove(&self.path(key)).await,
         }
     }
 
@@ -172,9 +198,29 @@ pub async fn upload_url(
     AppQuery(query): AppQuery<UploadQuery>,
 ) -> Result<Json<String>> {
     let me = me(caller)?;
-    let (extension, _) = extension(query.image_ext.as_deref())?;
+    let (extension, kind) = extension(query.image_ext.as_deref())?;
     if store.user(&me.id, &me.id).await?.is_none() {
         return Err(user_not_found());
+    }
+    if let Some(s3) = &images.s3 {
+        // S3 does not tell when the file arrives: the image is the user's from now on,
+        // as the original made it.
+        let key = format!("profile-images/{}.{extension}", random_hex()?);
+        let upload = Duration::from_micros(UPLOAD_TTL_US.unsigned_abs());
+        let url = s3.upload_url(&key, kind.content_type(), upload).await?;
+        let mut tx = store.db().begin_write().await?;
+        let old = set_image(
+            &mut tx,
+            &me.id,
+            Some((&extension, &key)),
+            store.clock().now(),
+        )
+        .await?;
+        tx.commit().await?;
+        if let Some(old) = old {
+            images.forget(&old).await;
+        }
+        return Ok(Json(url));
     }
     let secret = format!("{}{}", random_hex()?, random_hex()?);
     let now = store.clock().now();
@@ -272,26 +318,37 @@ pub async fn upload(
         remove(&images.path(&file)).await;
         return Err(forbidden());
     };
+    let old = set_image(&mut tx, &user, Some((&extension, &file)), now).await?;
+    tx.commit().await?;
+    if let Some(old) = old {
+        images.forget(&old).await;
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Makes `image` (its extension and key) `user`'s, or none; the key it replaces.
+async fn set_image(
+    tx: &mut Tx,
+    user: &str,
+    image: Option<(&str, &str)>,
+    now: Micros,
+) -> std::result::Result<Option<String>, sqlx::Error> {
     let old: Option<Option<String>> =
         Sql::new("SELECT profile_image_key FROM social_users WHERE user_id = $1")
-            .bind(&user)
-            .fetch_scalar(&mut tx)
+            .bind(user)
+            .fetch_scalar(&mut *tx)
             .await?;
     Sql::new(
         "UPDATE social_users SET profile_image_extension = $2, profile_image_uploaded_at = $3,
              profile_image_key = $4 WHERE user_id = $1",
     )
-    .bind(&user)
-    .bind(&extension)
-    .bind(now)
-    .bind(&file)
-    .execute(&mut tx)
+    .bind(user)
+    .bind(image.map(|(extension, _)| extension))
+    .bind(image.map(|_| now))
+    .bind(image.map(|(_, key)| key))
+    .execute(tx)
     .await?;
-    tx.commit().await?;
-    if let Some(old) = old.flatten() {
-        remove(&images.path(&old)).await;
-    }
-    Ok(StatusCode::OK)
+    Ok(old.flatten())
 }
 
 /// Writes `bytes` to `path` so that it is whole on disk before it is named there.
@@ -375,10 +432,25 @@ pub async fn image(State(images): State<Images>, Path(file): Path<String>) -> Re
 }
 
 /// The URL of a user's image, if they have one.
-fn image_url(images: &Images, headers: &HeaderMap, row: &model::UserRow) -> Option<String> {
-    row.profile_image_key
-        .as_ref()
-        .map(|file| format!("{}/users/images/{file}", images.base(headers)))
+async fn image_url(
+    images: &Images,
+    headers: &HeaderMap,
+    row: &model::UserRow,
+) -> Result<Option<String>> {
+    let Some(key) = &row.profile_image_key else {
+        return Ok(None);
+    };
+    Ok(Some(match &images.s3 {
+        Some(s3) => {
+            let kind = row
+                .profile_image_extension
+                .as_deref()
+                .and_then(Kind::from_extension)
+                .unwrap_or(Kind::Png);
+            s3.show_url(key, kind.content_type()).await?
+        }
+        None => format!("{}/users/images/{key}", images.base(headers)),
+    }))
 }
 
 /// A URL to show a user's profile image.
@@ -402,6 +474,7 @@ pub async fn image_url_of(
         .await?
         .ok_or_else(user_not_found)?;
     image_url(&images, &headers, &row)
+        .await?
         .map(Json)
         .ok_or_else(|| detail(StatusCode::NOT_FOUND, "No profile image"))
 }
@@ -427,7 +500,8 @@ pub async fn image_urls_of(
     let mut urls = serde_json::Map::new();
     for id in model::user_ids(&ids)? {
         if let Some(row) = store.user(&me.id, &id).await? {
-            let url = image_url(&images, &headers, &row).map_or(Value::Null, Value::String);
+            let url = image_url(&images, &headers, &row).await?;
+            let url = url.map_or(Value::Null, Value::String);
             urls.insert(row.user_id, url);
         }
     }
@@ -448,25 +522,14 @@ pub async fn delete(
     caller: Caller,
 ) -> Result<Json<Value>> {
     let me = me(caller)?;
-    let mut tx = store.db().begin_write().await?;
-    let old: Option<Option<String>> =
-        Sql::new("SELECT profile_image_key FROM social_users WHERE user_id = $1")
-            .bind(&me.id)
-            .fetch_scalar(&mut tx)
-            .await?;
-    let Some(old) = old else {
+    if store.user(&me.id, &me.id).await?.is_none() {
         return Err(user_not_found());
-    };
-    Sql::new(
-        "UPDATE social_users SET profile_image_extension = NULL, profile_image_uploaded_at = NULL,
-             profile_image_key = NULL WHERE user_id = $1",
-    )
-    .bind(&me.id)
-    .execute(&mut tx)
-    .await?;
+    }
+    let mut tx = store.db().begin_write().await?;
+    let old = set_image(&mut tx, &me.id, None, store.clock().now()).await?;
     tx.commit().await?;
     if let Some(old) = old {
-        remove(&images.path(&old)).await;
+        images.forget(&old).await;
     }
     Ok(success())
 }

@@ -3,6 +3,7 @@
 mod images;
 pub mod model;
 mod routes;
+mod s3;
 mod shares;
 mod store;
 pub use store::{Match, Search, SocialStore};
@@ -23,7 +24,11 @@ pub const PLUGIN: Plugin = Plugin {
     start: |core, settings| {
         let social = Social {
             store: SocialStore::new(&core.db, core.audited.audits("social"), core.clock.clone()),
-            images: Images::new(&settings.images, &settings.database.database_url),
+            images: Images::new(
+                &settings.images,
+                &settings.database.database_url,
+                &core.clock,
+            )?,
         };
         Ok(Module::new(routes().with_state(social)))
     },

@@ -9,6 +9,7 @@ use tokio::process::{Child, Command};
 
 mod audit;
 mod durability;
+mod images;
 mod instances;
 mod redis_outage;
 mod settings;
