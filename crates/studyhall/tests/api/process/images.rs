@@ -65,6 +65,10 @@ async fn object(
     }
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn profile_images_go_to_the_bucket_and_replaced_ones_are_deleted_from_it() {
     let bucket = Bucket::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -116,16 +120,11 @@ async fn profile_images_go_to_the_bucket_and_replaced_ones_are_deleted_from_it()
         ("png", "image/png", b"\x89PNG\r\n\x1a\nfirst".to_vec()),
         ("jpeg", "image/jpeg", b"\xff\xd8\xffsecond".to_vec()),
     ] {
-        let url: Value = call(
+        let url: Value = json_of(call(
             Method::GET,
             &format!("/users/me/profile-image-upload-url?image_ext={ext}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ))
+        .await;
         let url = url.as_str().expect("an upload URL").to_owned();
         assert!(
             url.starts_with(&format!("{endpoint}/pictures/profile-images/")),
@@ -145,21 +144,9 @@ async fn profile_images_go_to_the_bucket_and_replaced_ones_are_deleted_from_it()
             .await
             .unwrap();
         assert_eq!(put.status(), 200);
-        let me: Value = call(Method::GET, "/users/me")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me: Value = json_of(call(Method::GET, "/users/me")).await;
         assert_eq!(me["profile_image_extension"], ext);
-        let shown: Value = call(Method::GET, "/users/id/ann/profile-image-url")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown: Value = json_of(call(Method::GET, "/users/id/ann/profile-image-url")).await;
         let shown = shown.as_str().unwrap();
         assert!(
             shown.contains(&format!(
@@ -183,13 +170,7 @@ async fn profile_images_go_to_the_bucket_and_replaced_ones_are_deleted_from_it()
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    let me: Value = call(Method::GET, "/users/me")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = json_of(call(Method::GET, "/users/me")).await;
     assert!(me["profile_image_extension"].is_null());
     // The first image was deleted when the second replaced it, the second when it was
     // removed; each deletion signed.
