@@ -161,6 +161,7 @@ fn digest(secret: &str) -> String {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The image's type: `png`, `jpeg`, `jpg` or `webp`.
     pub image_ext: Option<String>,
@@ -169,6 +170,7 @@ pub struct UploadQuery {
 // Documentation only: the clients send these, and the stored image's own type is used.
 #[derive(IntoParams)]
 #[allow(dead_code)]
+#[into_params(parameter_in = Query)]
 pub struct ImageQuery {
     /// Accepted as the clients send it; the stored image's own type is used.
     pub image_ext: Option<String>,
@@ -176,6 +178,7 @@ pub struct ImageQuery {
 
 #[derive(IntoParams)]
 #[allow(dead_code)]
+#[into_params(parameter_in = Query)]
 pub struct ImagesQuery {
     /// Accepted as the clients send it; each stored image's own type is used.
     pub image_ext_arr: Option<String>,

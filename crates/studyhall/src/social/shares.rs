@@ -76,18 +76,20 @@ pub struct ShareSent {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReceivedQuery {
     /// `true`: read ones only; `false`: unread ones only; absent: all.
     pub is_read: Option<bool>,
-    /// Newest first, at most this many (default 100, at most 1000).
-    #[param(minimum = 0, maximum = 1000)]
+    /// Newest first, at most this many (default 100; more than 1000 gives 1000).
+    #[param(minimum = 0)]
     pub limit: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SentQuery {
-    /// Newest first, this many (default 10, at most 100).
-    #[param(minimum = 0, maximum = 100)]
+    /// Newest first, this many (default 10; more than 100 gives 100).
+    #[param(minimum = 0)]
     pub limit: Option<i64>,
     #[param(minimum = 0)]
     pub offset: Option<i64>,
