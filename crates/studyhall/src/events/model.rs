@@ -298,7 +298,8 @@ pub struct ListParams {
     /// Page size, 1 to 1000; default 100.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
-    /// `next_cursor` from the previous page.
+    /// `next_cursor` from the previous page, unchanged (base64url); anything else is a 400.
+    #[param(pattern = "^\\s*[A-Za-z0-9_-]*\\s*$")]
     pub cursor: Option<String>,
     /// `asc` (oldest first, default, as the original listed them) or `desc`.
     #[param(pattern = "^(asc|desc)$")]

@@ -305,6 +305,8 @@ pub async fn student_on_time(
 pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// `next_cursor` from the previous page, unchanged (base64url); anything else is a 400.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 

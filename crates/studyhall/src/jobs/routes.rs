@@ -19,6 +19,8 @@ pub struct ListParams {
     /// 1 to 1000; default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    /// `next_cursor` from the previous page, unchanged (base64url); anything else is a 400.
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     pub cursor: Option<String>,
 }
 
