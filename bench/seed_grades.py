@@ -1,6 +1,6 @@
-"""Bulk-load 1 000 000 course grades for course `million` over two years, with the daily
-tallies the worker would have kept, into a migrated studyhall SQLite file (server
-stopped)."""
+"""Bulk-load 1 000 000 course grades for course `million` over two years (0 to 100 in
+hundredths, stored in millionths), with the daily tallies the worker would have kept,
+into a migrated studyhall SQLite file (server stopped)."""
 import sqlite3
 import sys
 
@@ -12,7 +12,7 @@ db.execute(
     WITH RECURSIVE seq(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM seq WHERE x < ?)
     INSERT INTO grade_records (id, student_id, course_id, units, on_time, created_at)
     SELECT printf('seed-%d', x), printf('%08d-0000-4000-8000-000000000000', x % 5000), 'million',
-           (x * 7919) % 10001, x % 4 <> 0, 1700000000000000 + (x % 730) * ? + x
+           ((x * 7919) % 10001) * 10000, x % 4 <> 0, 1700000000000000 + (x % 730) * ? + x
     FROM seq
     """,
     (N - 1, DAY_US),

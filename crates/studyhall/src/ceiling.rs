@@ -221,7 +221,7 @@ fn grade(task: u64, n: u64) -> GradePost {
         student_id: format!("{task:08x}-0000-4000-8000-{:012x}", n % 1000),
         course_id: format!("bench-{}", n % 20),
         task_id: None,
-        grade_e3: ((n % 10) * 10_000 + (n % 10) * 100) as i64,
+        grade_e6: ((n % 10) * 10_000_000 + (n % 10) * 100_000) as i64,
         on_time: !n.is_multiple_of(3),
         created_at: crate::clock::Micros::now(),
     }

@@ -12,8 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::clock::Micros;
 use crate::error::ApiError;
 
-/// Grades are summed in thousandths, exactly.
-pub const E3: f64 = 1000.0;
+/// Grades are kept and summed in millionths of a point, exactly.
+pub const E6: f64 = 1_000_000.0;
+/// The largest grade either way: every sum of them stays exact in 64 bits.
+pub const MAX_GRADE: f64 = 10_000.0;
 const DAY_US: i64 = 86_400_000_000;
 /// The longest id accepted where any id is (the original bounded none).
 const MAX_ID_CHARS: usize = 128;
@@ -76,16 +78,49 @@ pub fn code(field: &str, text: &str, original: &str) -> Result<String, ApiError>
 
 /// A grade posted to either write route, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "QueuedGrade")]
 pub struct GradePost {
     pub student_id: String,
     pub course_id: String,
     pub task_id: Option<String>,
-    /// The grade in thousandths of a point (0–100 000). Jobs queued before the
-    /// field had this name call it `units`.
-    #[serde(alias = "units")]
-    pub grade_e3: i64,
+    /// The grade in millionths of a point.
+    pub grade_e6: i64,
     pub on_time: bool,
     pub created_at: Micros,
+}
+
+/// A grade as a queued job holds it, whichever version queued it: jobs queued while
+/// grades were kept in thousandths call the grade `grade_e3` (or, earlier, `units`).
+#[derive(Deserialize)]
+struct QueuedGrade {
+    student_id: String,
+    course_id: String,
+    task_id: Option<String>,
+    grade_e6: Option<i64>,
+    #[serde(alias = "units")]
+    grade_e3: Option<i64>,
+    on_time: bool,
+    created_at: Micros,
+}
+
+impl TryFrom<QueuedGrade> for GradePost {
+    type Error = String;
+
+    fn try_from(queued: QueuedGrade) -> Result<Self, Self::Error> {
+        let grade_e6 = match (queued.grade_e6, queued.grade_e3) {
+            (Some(e6), _) => e6,
+            (None, Some(e3)) => e3.saturating_mul(1000),
+            (None, None) => return Err("a queued grade without its grade".into()),
+        };
+        Ok(GradePost {
+            student_id: queued.student_id,
+            course_id: queued.course_id,
+            task_id: queued.task_id,
+            grade_e6,
+            on_time: queued.on_time,
+            created_at: queued.created_at,
+        })
+    }
 }
 
 /// The body of `POST /stats/student/grade`.
@@ -98,7 +133,8 @@ pub struct CourseGradeBody {
     student_id: String,
     #[schema(min_length = 1, max_length = 128)]
     course_id: String,
-    #[schema(minimum = 0, maximum = 100)]
+    /// Kept to the millionth (digits past the sixth decimal place are rounded).
+    #[schema(minimum = -10000, maximum = 10000)]
     grade: f64,
     /// Default false.
     on_time: Option<bool>,
@@ -119,7 +155,8 @@ pub struct TaskGradeBody {
     course_id: String,
     #[schema(min_length = 1, max_length = 128)]
     task_id: String,
-    #[schema(minimum = 0, maximum = 100)]
+    /// Kept to the millionth (digits past the sixth decimal place are rounded).
+    #[schema(minimum = -10000, maximum = 10000)]
     grade: f64,
     /// Default false.
     on_time: Option<bool>,
@@ -164,11 +201,11 @@ pub fn parse_post(body: &[u8], task: bool, at: Micros) -> Result<GradePost, ApiE
     let student_id = text("student_id")?;
     let course_id = text("course_id")?;
     let task_id = if task { Some(text("task_id")?) } else { None };
-    let out_of_range = || invalid("grade must be a number from 0 to 100.".into());
+    let out_of_range = || invalid("grade must be a number from -10000 to 10000.".into());
     let grade = match fields.get("grade") {
         Some(Value::Number(n)) => n
             .as_f64()
-            .filter(|g| (0.0..=100.0).contains(g))
+            .filter(|g| (-MAX_GRADE..=MAX_GRADE).contains(g))
             .ok_or_else(out_of_range)?,
         None | Some(Value::Null) => return Err(invalid("grade is required.".into())),
         Some(_) => return Err(out_of_range()),
@@ -187,13 +224,13 @@ pub fn parse_post(body: &[u8], task: bool, at: Micros) -> Result<GradePost, ApiE
         student_id,
         course_id,
         task_id,
-        grade_e3: (grade * E3).round() as i64,
+        grade_e6: (grade * E6).round() as i64,
         on_time,
         created_at: at,
     })
 }
 
-/// What grades add up to: their sum in thousandths, how many, how many on time. (The
+/// What grades add up to: their sum in millionths, how many, how many on time. (The
 /// stats module's `SessionTotals` sum learning sessions instead: modules, time, scores.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GradeTally {
@@ -205,7 +242,7 @@ pub struct GradeTally {
 impl GradeTally {
     pub fn of(post: &GradePost) -> GradeTally {
         GradeTally {
-            grade_sum: post.grade_e3,
+            grade_sum: post.grade_e6,
             grade_count: 1,
             on_time_count: i64::from(post.on_time),
         }
@@ -229,7 +266,7 @@ impl GradeTally {
         if self.grade_count == 0 {
             0.0
         } else {
-            self.grade_sum as f64 / self.grade_count as f64 / E3
+            self.grade_sum as f64 / self.grade_count as f64 / E6
         }
     }
 
@@ -613,8 +650,8 @@ mod tests {
         let ok = br#"{"student_id": "123", "course_id": "c-1", "grade": 92.5}"#;
         let post = parse_post(ok, false, Micros(7)).unwrap();
         assert_eq!(
-            (post.grade_e3, post.on_time, post.created_at),
-            (92_500, false, Micros(7))
+            (post.grade_e6, post.on_time, post.created_at),
+            (92_500_000, false, Micros(7))
         );
         assert_eq!(
             (post.student_id.as_str(), post.course_id.as_str()),
@@ -622,13 +659,13 @@ mod tests {
         );
         let zero =
             br#"{"student_id": "abc", "course_id": "any id at all", "grade": 0, "on_time": true}"#;
-        assert_eq!(parse_post(zero, false, Micros(0)).unwrap().grade_e3, 0);
+        assert_eq!(parse_post(zero, false, Micros(0)).unwrap().grade_e6, 0);
         for bad in [
             &br#"{"student_id": "", "course_id": "c", "grade": 1}"#[..],
             br#"{"student_id": "a\u0007b", "course_id": "c", "grade": 1}"#,
             br#"{"student_id": "s", "course_id": "", "grade": 1}"#,
-            br#"{"student_id": "s", "course_id": "c", "grade": 100.5}"#,
-            br#"{"student_id": "s", "course_id": "c", "grade": -0.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": 10000.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": -10000.5}"#,
             br#"{"student_id": "s", "course_id": "c", "grade": "8"}"#,
             br#"{"student_id": "s", "course_id": "c", "grade": 1, "on_time": "yes"}"#,
             b"[]",
@@ -648,6 +685,24 @@ mod tests {
             parse_post(task, true, Micros(0)).is_err(),
             "task_id is required on task grades"
         );
+    }
+
+    #[test]
+    fn jobs_queued_in_thousandths_are_read_in_millionths() {
+        let queued = |grade: &str| {
+            format!(
+                r#"{{"student_id": "s", "course_id": "c", "task_id": null, {grade}, "on_time": true, "created_at": 7}}"#
+            )
+        };
+        let read = |grade: &str| serde_json::from_str::<GradePost>(&queued(grade));
+        assert_eq!(read(r#""grade_e3": 92500"#).unwrap().grade_e6, 92_500_000);
+        assert_eq!(read(r#""units": 1"#).unwrap().grade_e6, 1_000);
+        assert_eq!(read(r#""grade_e6": 8123456"#).unwrap().grade_e6, 8_123_456);
+        assert!(read(r#""grade": 8"#).is_err(), "a grade without its units");
+        let post = read(r#""grade_e6": -3250000"#).unwrap();
+        let again: GradePost =
+            serde_json::from_str(&serde_json::to_string(&post).unwrap()).unwrap();
+        assert_eq!(again, post, "what is queued now reads back the same");
     }
 
     #[test]

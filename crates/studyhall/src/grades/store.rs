@@ -103,7 +103,7 @@ impl JobKind for TaskGrade {
 /// A task grade as stored, read before a later one replaces it.
 #[derive(Debug, sqlx::FromRow)]
 struct StoredGrade {
-    grade_e3: i64,
+    grade_e6: i64,
     on_time: bool,
     created_at: Micros,
 }
@@ -127,7 +127,7 @@ impl Handler<CourseGrade> for StoreGrades {
                 .bind(job_id)
                 .bind(&post.student_id)
                 .bind(&post.course_id)
-                .bind(post.grade_e3)
+                .bind(post.grade_e6)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut *tx)
@@ -160,7 +160,7 @@ impl Handler<TaskGrade> for StoreGrades {
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
-                .bind(post.grade_e3)
+                .bind(post.grade_e6)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut *tx)
@@ -177,7 +177,7 @@ impl Handler<TaskGrade> for StoreGrades {
                 ""
             };
             let select = format!(
-                "SELECT units AS grade_e3, on_time, created_at FROM task_grades
+                "SELECT units AS grade_e6, on_time, created_at FROM task_grades
                  WHERE course_id = $1 AND task_id = $2 AND student_id = $3{lock}"
             );
             let stored: StoredGrade = Sql::new(&select)
@@ -195,14 +195,14 @@ impl Handler<TaskGrade> for StoreGrades {
                 .bind(&post.course_id)
                 .bind(&task)
                 .bind(&post.student_id)
-                .bind(post.grade_e3)
+                .bind(post.grade_e6)
                 .bind(post.on_time)
                 .bind(post.created_at)
                 .execute(&mut *tx)
                 .await
                 .map(drop)?;
             let old = GradePost {
-                grade_e3: stored.grade_e3,
+                grade_e6: stored.grade_e6,
                 on_time: stored.on_time,
                 created_at: stored.created_at,
                 ..post.clone()

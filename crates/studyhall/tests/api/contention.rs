@@ -70,7 +70,7 @@ fn plan(seed: u64) -> (Vec<(&'static str, Value, String)>, Expected) {
             n % 60
         );
         let grade = half_points as f64 / 2.0;
-        let units = half_points * 500;
+        let units = half_points * 500_000;
         // Five posts in eight are course grades: COURSE_GRADES of them in all.
         if n % 8 < 5 {
             let body = json!({"student_id": student, "course_id": course, "grade": grade, "on_time": on_time});
@@ -165,7 +165,7 @@ async fn get(server: &Server, path: &str) -> Value {
 }
 
 fn average(sum: i64, count: i64) -> f64 {
-    sum as f64 / count as f64 / 1000.0
+    sum as f64 / count as f64 / 1_000_000.0
 }
 
 fn assert_close(actual: &Value, expected: f64, what: &str) {

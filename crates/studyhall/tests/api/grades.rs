@@ -4,6 +4,7 @@ use studyhall::clock::Micros;
 use studyhall::config::ServeSettings;
 use studyhall::db::Db;
 use studyhall::jobs::{Queue, Worker, WorkerSettings};
+use studyhall::sql::Sql;
 
 use crate::helpers::{json, TestApp};
 use crate::on_every_backend_with;
@@ -213,8 +214,9 @@ on_every_backend_with! {
             (json!({"student_id": "s".repeat(129), "course_id": "c1", "grade": 5}), "student_id"),
             (json!({"student_id": 123, "course_id": "c1", "grade": 5}), "student_id"),
             (json!({"student_id": S1, "course_id": "", "grade": 5}), "course_id"),
-            (json!({"student_id": S1, "course_id": "c1", "grade": 100.01}), "grade"),
-            (json!({"student_id": S1, "course_id": "c1", "grade": -1}), "grade"),
+            (json!({"student_id": S1, "course_id": "c1", "grade": 10000.01}), "grade"),
+            (json!({"student_id": S1, "course_id": "c1", "grade": -10001}), "grade"),
+            (json!({"student_id": S1, "course_id": "c1", "grade": 1e300}), "grade"),
             (json!({"student_id": S1, "course_id": "c1", "grade": "7"}), "grade"),
             (json!({"student_id": S1, "course_id": "c1"}), "grade"),
             (json!({"student_id": S1, "course_id": "c1", "grade": 5, "on_time": "yes"}), "on_time"),
@@ -257,6 +259,19 @@ on_every_backend_with! {
             {"period": "2021-01-01T00:00:00Z", "average_grade": 90.0, "grade_count": 1},
             {"period": "2025-01-01T00:00:00Z", "average_grade": 65.0, "grade_count": 2},
         ]));
+    }
+
+    async fn grades_outside_0_to_100_are_accepted_and_keep_six_decimal_places(app) {
+        for value in [8.123456, 8.123457, 105.5, -3.25] {
+            post(&app, "/stats/student/grade", grade(S1, "digits", value, None, "2024-05-19T10:00:00Z")).await;
+        }
+        drained(&app).await;
+        let (status, stats) = json(app.get(&format!("/stats/student/{S1}/course/digits")).await).await;
+        assert_eq!(status, 200, "{stats}");
+        // (8.123456 + 8.123457 + 105.5 - 3.25) / 4, exactly: no digit was rounded away.
+        assert_eq!(stats["result"]["average_grade"].as_f64(), Some(118.496913 / 4.0), "{stats}");
+        let (_, alone) = json(app.get("/stats/course/digits/average?group_by=year").await).await;
+        assert_eq!(alone["averages"][0]["grade_count"], 4, "{alone}");
     }
 
     async fn any_id_and_any_grade_from_0_to_100_is_accepted_as_the_original_accepted_it(app) {
@@ -462,3 +477,66 @@ async fn without_an_admin_token_the_jobs_api_is_refused() {
     app.stop().await;
 }
 crate::case!(without_an_admin_token_the_jobs_api_is_refused);
+
+/// Grades were kept in thousandths before migration 14: those stored then, and those
+/// still queued, read the same after it (in millionths).
+async fn grades_kept_in_thousandths_read_the_same_after_the_migration_to_millionths() {
+    let (url, _database) = crate::helpers::TestDatabase::sqlite();
+    let db = Db::connect(&url, 2).await.unwrap();
+    let Db::Sqlite(sqlite) = &db else {
+        unreachable!("a SQLite test database")
+    };
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|migration| migration.version < 14)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&sqlite.pool).await.unwrap();
+    // A course grade of 92.5 stored, with its day's tallies, and one of 60.25 queued.
+    let at = 1_716_112_800_000_000i64; // 2024-05-19T10:00:00Z
+    let day = at.div_euclid(86_400_000_000);
+    Sql::new("INSERT INTO grade_records (id, student_id, course_id, units, on_time, created_at) VALUES ('g1', 's1', 'c1', 92500, $1, $2)")
+        .bind(true).bind(at).execute(&db).await.unwrap();
+    for (table, key) in [
+        ("grade_days_course", "course_id"),
+        ("grade_days_student", "student_id"),
+    ] {
+        let id = if key == "course_id" { "c1" } else { "s1" };
+        Sql::new(&format!("INSERT INTO {table} ({key}, day, grade_sum, grade_count, on_time_count) VALUES ($1, $2, 92500, 1, 1)"))
+            .bind(id).bind(day).execute(&db).await.unwrap();
+    }
+    Sql::new("INSERT INTO grade_days_course_student (course_id, student_id, day, grade_sum, grade_count, on_time_count) VALUES ('c1', 's1', $1, 92500, 1, 1)")
+        .bind(day).execute(&db).await.unwrap();
+    let payload = json!({"student_id": "s1", "course_id": "c1", "task_id": null, "grade_e3": 60250, "on_time": false, "created_at": at});
+    Sql::new("INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at) VALUES ('j1', 'grades.course_grade', $1, 'queued', 0, 5, $2, $2)")
+        .bind(payload.to_string()).bind(at).execute(&db).await.unwrap();
+    db.migrate().await.unwrap();
+    let (queue, _) = Queue::new(&db, 5, true, studyhall::clock::Clock::system());
+    let worker = Worker::new(
+        queue,
+        studyhall::job_handlers(|_| true),
+        WorkerSettings::default(),
+    );
+    assert_eq!(worker.run_batch().await.unwrap().succeeded, 1);
+    let stored: Vec<(i64,)> = Sql::new("SELECT units FROM grade_records ORDER BY units")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, [(60_250_000,), (92_500_000,)]);
+    for table in [
+        "grade_days_course",
+        "grade_days_student",
+        "grade_days_course_student",
+    ] {
+        let tally: (i64, i64) = Sql::new(&format!("SELECT grade_sum, grade_count FROM {table}"))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(tally, (152_750_000, 2), "{table}");
+    }
+    db.close().await;
+}
+crate::case!(grades_kept_in_thousandths_read_the_same_after_the_migration_to_millionths);
