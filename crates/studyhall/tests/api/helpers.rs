@@ -198,12 +198,19 @@ const SLOW: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     Postgres,
+    /// PostgreSQL whose server offers TLS (`ssl = on`), to observe connections use it.
+    PostgresTls,
     Redis,
     Browser,
 }
 
 impl Need {
-    pub const ALL: [Need; 3] = [Need::Postgres, Need::Redis, Need::Browser];
+    pub const ALL: [Need; 4] = [
+        Need::Postgres,
+        Need::PostgresTls,
+        Need::Redis,
+        Need::Browser,
+    ];
 
     /// Why it is missing, or `None` when it is there. Under `CI` the databases are never
     /// missing: a test whose database is absent there runs, and fails saying what it
@@ -216,6 +223,7 @@ impl Need {
                 let set = std::env::var(variable).is_ok_and(|value| !value.is_empty());
                 (!set && std::env::var_os("CI").is_none()).then(|| format!("{variable} is not set"))
             }
+            Need::PostgresTls => Need::Postgres.missing().or_else(postgres_tls_off),
             Need::Browser => {
                 let required =
                     std::env::var("STUDYHALL_TEST_BROWSER").is_ok_and(|value| value == "required");
@@ -232,11 +240,37 @@ impl Need {
 
     pub fn variable(self) -> &'static str {
         match self {
-            Need::Postgres => "STUDYHALL_TEST_POSTGRES_URL",
+            Need::Postgres | Need::PostgresTls => "STUDYHALL_TEST_POSTGRES_URL",
             Need::Redis => "STUDYHALL_TEST_REDIS_URL",
             Need::Browser => "STUDYHALL_TEST_BROWSER",
         }
     }
+}
+
+/// Why the test PostgreSQL server cannot show TLS in use, asked once: `Some` when it has
+/// TLS off. A server that cannot be reached is not a reason: its tests run and fail.
+fn postgres_tls_off() -> Option<String> {
+    static OFF: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    OFF.get_or_init(|| {
+        use sqlx::Connection;
+        let url = std::env::var("STUDYHALL_TEST_POSTGRES_URL").ok()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let ssl: String = runtime.block_on(async {
+            let mut connection = sqlx::PgConnection::connect(&url).await.ok()?;
+            sqlx::query_scalar("SHOW ssl")
+                .fetch_one(&mut connection)
+                .await
+                .ok()
+        })?;
+        (ssl != "on").then(|| {
+            "the PostgreSQL server of STUDYHALL_TEST_POSTGRES_URL has TLS off (ssl = off)"
+                .to_owned()
+        })
+    })
+    .clone()
 }
 
 fn on_path(tool: &str) -> bool {

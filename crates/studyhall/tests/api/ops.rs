@@ -106,10 +106,10 @@ async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
         .fetch_one(&mut admin)
         .await
         .unwrap();
-    if ssl != "on" {
-        eprintln!("this PostgreSQL server has TLS off; nothing to observe");
-        return;
-    }
+    assert_eq!(
+        ssl, "on",
+        "the harness runs this test only when the server offers TLS"
+    );
     for (mode, tls) in [("require", true), ("disable", false)] {
         let app = crate::helpers::TestApp::postgres_with(|settings| {
             let url = format!("{}?sslmode={mode}", settings.database.database_url.expose());
@@ -134,7 +134,7 @@ async fn postgresql_connections_use_tls_when_the_url_asks_for_it() {
 }
 crate::case!(
     postgresql_connections_use_tls_when_the_url_asks_for_it,
-    needs = [Postgres]
+    needs = [Postgres, PostgresTls]
 );
 
 async fn the_document_describes_only_the_modules_served() {
