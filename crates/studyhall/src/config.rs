@@ -71,6 +71,12 @@ pub struct JobSettings {
     #[arg(long, env = "STUDYHALL_JOB_MAX_ATTEMPTS", default_value_t = 5,
           value_parser = clap::value_parser!(u32).range(1..=100))]
     pub job_max_attempts: u32,
+
+    /// How long a succeeded job is kept (`GET /jobs/{id}` answers 404 after): the queue's
+    /// tables stay bounded however many jobs run. Dead jobs are kept until retried or
+    /// deleted.
+    #[arg(long, env = "STUDYHALL_JOB_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub job_retention: std::time::Duration,
 }
 
 impl Default for JobSettings {

@@ -110,6 +110,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         tasks.housekeeping(tokio::spawn(jobs::report_depth(
             core.queue.clone(),
             handlers.kinds(),
+            settings.jobs.job_retention,
         )));
         if !settings.no_worker {
             let (stop, stopped) = tokio::sync::watch::channel(false);

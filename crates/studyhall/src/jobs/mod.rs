@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use increments::{Increments, KeyPart};
-pub use store::{complete, Claimed, Deletion, Job, JobState, Queue, Retried};
+pub use store::{complete, remove_succeeded, Claimed, Deletion, Job, JobState, Queue, Retried};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
 use crate::db::Tx;

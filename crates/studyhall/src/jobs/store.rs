@@ -467,6 +467,33 @@ pub async fn fail(
     Ok(state)
 }
 
+/// Removes the jobs that succeeded before `before` (their error history with them), a
+/// batch per transaction so writers get their turn between; how many.
+pub async fn remove_succeeded(queue: &Queue, before: Micros) -> Result<u64, sqlx::Error> {
+    const BATCH: i64 = 5000;
+    let mut removed = 0;
+    loop {
+        let mut tx = queue.db().begin_write().await?;
+        let old = "SELECT id FROM jobs WHERE state = 'succeeded' AND finished_at < $1 LIMIT $2";
+        Sql::new(&format!("DELETE FROM job_errors WHERE job_id IN ({old})"))
+            .bind(before)
+            .bind(BATCH)
+            .execute(&mut tx)
+            .await?;
+        let gone = Sql::new(&format!("DELETE FROM jobs WHERE id IN ({old})"))
+            .bind(before)
+            .bind(BATCH)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        removed += gone;
+        if gone < BATCH as u64 {
+            return Ok(removed);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// How many jobs of a kind are in a state.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Depth {

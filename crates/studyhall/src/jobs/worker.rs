@@ -333,19 +333,27 @@ impl Worker {
 
 /// Keeps the `job_queue_depth{state,kind}` gauge current for every known kind and every
 /// unfinished state, zero included, so a kind that drains reads 0 (not its last count)
-/// and one never queued is there too. It also forgets the console's per-minute job
-/// outcomes once they are a day old.
-pub async fn report_depth(queue: Queue, kinds: Vec<&'static str>) {
+/// and one never queued is there too. Every ten minutes (of the queue's clock) it also
+/// removes the jobs that succeeded more than `retention` ago and forgets the console's
+/// per-minute job outcomes once they are a day old, so the queue's tables stay bounded.
+pub async fn report_depth(queue: Queue, kinds: Vec<&'static str>, retention: Duration) {
     let db = queue.db();
-    let mut every = tokio::time::interval(Duration::from_secs(2));
-    let mut ticks: u64 = 0;
+    let mut pruned_at: Option<crate::clock::Micros> = None;
     loop {
-        every.tick().await;
-        ticks += 1;
-        // Every ten minutes, the per-minute outcomes older than a day go.
-        if ticks % 300 == 1 {
+        let now = queue.clock().now();
+        if pruned_at.is_none_or(|at| now.0 - at.0 >= PRUNE_EVERY_US) {
+            pruned_at = Some(now);
             if let Err(err) = super::admin::prune_minutes(&queue).await {
                 tracing::warn!(error = %err, "forgetting old job minutes failed");
+            }
+            let before = now.plus(-crate::clock::duration_micros(retention));
+            match store::remove_succeeded(&queue, before).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(
+                    removed,
+                    "removed jobs that succeeded before the job retention period"
+                ),
+                Err(err) => tracing::warn!(error = %err, "removing old succeeded jobs failed"),
             }
         }
         match store::depth(db).await {
@@ -366,8 +374,12 @@ pub async fn report_depth(queue: Queue, kinds: Vec<&'static str>) {
             }
             Err(err) => tracing::warn!(error = %err, "reading the queue depth failed"),
         }
+        queue.clock().sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// How often old succeeded jobs and job minutes are removed.
+const PRUNE_EVERY_US: i64 = 10 * 60 * 1_000_000;
 
 /// A claimed job ready to run, or why it cannot run.
 type Decoded = anyhow::Result<Box<dyn Prepared>>;

@@ -478,6 +478,46 @@ async fn without_an_admin_token_the_jobs_api_is_refused() {
 }
 crate::case!(without_an_admin_token_the_jobs_api_is_refused);
 
+/// With the in-process worker: a job that succeeded is removed once the job retention
+/// period (a week by default) has passed on the server's clock.
+mod retention {
+    use super::*;
+
+    fn with_worker(settings: &mut ServeSettings) {
+        settings.admin_token = Some(ADMIN.parse().unwrap());
+    }
+
+    async fn state(app: &TestApp, id: &str) -> (u16, Value) {
+        json(operator(app, &format!("/jobs/{id}")).await).await
+    }
+
+    on_every_backend_with! {
+        with_worker;
+
+        async fn a_succeeded_job_is_removed_after_the_job_retention(app) {
+            let id = post(&app, "/stats/student/grade", grade(S1, "c1", 50.0, None, "2024-05-19T10:00:00Z")).await;
+            for _ in 0..200 {
+                if state(&app, &id).await.1["state"] == "succeeded" {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(state(&app, &id).await.1["state"], "succeeded");
+            app.clock.advance(std::time::Duration::from_secs(6 * 24 * 3600));
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(state(&app, &id).await.0, 200, "kept for the week");
+            app.clock.advance(std::time::Duration::from_secs(24 * 3600 + 60));
+            for _ in 0..200 {
+                if state(&app, &id).await.0 == 404 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(state(&app, &id).await.0, 404, "a week after it succeeded");
+        }
+    }
+}
+
 /// Grades were kept in thousandths before migration 14: those stored then, and those
 /// still queued, read the same after it (in millionths).
 async fn grades_kept_in_thousandths_read_the_same_after_the_migration_to_millionths() {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use studyhall::clock::{Clock, Hand};
 use studyhall::db::{Db, Tx};
 use studyhall::jobs::{
-    complete, Handler, Handlers, Increments, JobFuture, JobKind, JobState, Queue, Retried, Worker,
-    WorkerSettings,
+    complete, remove_succeeded, Handler, Handlers, Increments, JobFuture, JobKind, JobState, Queue,
+    Retried, Worker, WorkerSettings,
 };
 use studyhall::sensitive::DatabaseUrl;
 use studyhall::sql::Sql;
@@ -168,6 +168,7 @@ on_every_backend!(
     a_job_that_always_fails_ends_dead_and_can_be_retried,
     a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once,
     a_failed_job_waits_out_its_backoff_and_each_retry_waits_longer,
+    succeeded_jobs_past_the_retention_are_removed_and_dead_ones_kept,
     concurrent_workers_run_every_job_exactly_once,
     a_job_enqueued_in_a_transaction_exists_only_if_it_commits
 );
@@ -362,6 +363,50 @@ async fn a_failed_job_waits_out_its_backoff_and_each_retry_waits_longer(fx: Fixt
     let job = fx.queue.get(&id).await.unwrap().unwrap();
     assert_eq!((job.state, job.attempts), (JobState::Succeeded, 3));
     assert_eq!(fx.effects().await, (1, 1));
+    fx.close().await;
+}
+
+async fn succeeded_jobs_past_the_retention_are_removed_and_dead_ones_kept(fx: Fixture) {
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let old = [
+        fx.queue.enqueue(&flaky(1)).await.unwrap(),
+        fx.queue.enqueue(&flaky(0)).await.unwrap(),
+    ];
+    let dead = fx.queue.enqueue(&flaky(9)).await.unwrap();
+    let worker = fx.worker(Duration::from_secs(30));
+    while worker.run_batch().await.unwrap().claimed() > 0 {}
+    assert_eq!(
+        fx.queue.get(&dead).await.unwrap().unwrap().state,
+        JobState::Dead
+    );
+    fx.hand.advance(week + Duration::from_secs(60));
+    let recent = fx.queue.enqueue(&flaky(0)).await.unwrap();
+    while worker.run_batch().await.unwrap().claimed() > 0 {}
+    let before = fx.queue.clock().now().plus(-(week.as_micros() as i64));
+    assert_eq!(remove_succeeded(&fx.queue, before).await.unwrap(), 2);
+    for id in &old {
+        assert!(
+            fx.queue.get(id).await.unwrap().is_none(),
+            "a job that succeeded a week ago is kept"
+        );
+    }
+    assert_eq!(
+        fx.queue.get(&dead).await.unwrap().unwrap().state,
+        JobState::Dead,
+        "dead jobs stay"
+    );
+    assert_eq!(
+        fx.queue.get(&recent).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let errors: (i64,) =
+        Sql::new("SELECT CAST(count(*) AS BIGINT) FROM job_errors WHERE job_id = $1")
+            .bind(&old[0])
+            .fetch_one(&fx.db)
+            .await
+            .unwrap();
+    assert_eq!(errors, (0,), "its failed attempt went with it");
+    assert_eq!(remove_succeeded(&fx.queue, before).await.unwrap(), 0);
     fx.close().await;
 }
 
