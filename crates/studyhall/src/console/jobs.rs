@@ -235,6 +235,48 @@ fn search_text(error: &str) -> String {
         .collect()
 }
 
+/// How a person tells a job apart in a list: the last eight hex digits of its UUID
+/// (the first ones of a UUIDv7 are its time, shared by jobs made in the same moment),
+/// or an id of another shape as it is.
+fn short_id(id: &str) -> String {
+    match uuid::Uuid::try_parse(id) {
+        Ok(uuid) => {
+            let hex = uuid.simple().to_string();
+            hex[hex.len() - 8..].to_owned()
+        }
+        Err(_) => id.to_owned(),
+    }
+}
+
+/// What a job is about, in a line: its payload's first few plain fields.
+fn summary(payload: &str) -> String {
+    let line = match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(fields)) => fields
+            .iter()
+            .filter_map(|(name, value)| match value {
+                serde_json::Value::String(text) => Some(format!("{name} {text}")),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => {
+                    Some(format!("{name} {value}"))
+                }
+                _ => None,
+            })
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" · "),
+        _ => payload.to_owned(),
+    };
+    let mut chars = line.chars();
+    let short: String = chars.by_ref().take(SUMMARY_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}
+
+/// The longest job summary a list shows.
+const SUMMARY_CHARS: usize = 80;
+
 fn job_table(jobs: &[JobDetail]) -> Markup {
     html! {
         @if jobs.is_empty() {
@@ -242,12 +284,13 @@ fn job_table(jobs: &[JobDetail]) -> Markup {
         } @else {
             div.scroll {
                 table {
-                    thead { tr { th { "Job" } th { "Kind" } th { "State" } th.num { "Attempts" } th.hide-narrow { "Created" } th { "Last error" } } }
+                    thead { tr { th { "Job" } th { "Kind" } th { "About" } th { "State" } th.num { "Attempts" } th.hide-narrow { "Created" } th { "Last error" } } }
                     tbody {
                         @for job in jobs {
                             tr {
-                                td { a href={"/console/jobs/" (job.id)} { code { (job.id.get(..8).unwrap_or(&job.id)) } } }
+                                td { a href={"/console/jobs/" (layout::urlencoded(&job.id))} title=(job.id) { code { (short_id(&job.id)) } } }
                                 td { (job.kind) }
+                                td.muted { (summary(&job.payload)) }
                                 td { (state_badge(&job.state)) }
                                 td.num { (job.attempts) " / " (job.max_attempts) }
                                 td.hide-narrow { (layout::at(job.created_at)) }
@@ -373,7 +416,7 @@ pub async fn detail(
         .unwrap_or_else(|| job.payload.clone());
     let url = format!("/console/jobs/{}", layout::urlencoded(&job.id));
     Ok(layout::page(
-        &format!("Job {}", job.id.get(..8).unwrap_or(&job.id)),
+        &format!("Job {} {}", job.kind, short_id(&job.id)),
         &session,
         "/console/jobs",
         html! {

@@ -393,6 +393,34 @@ on_every_backend_each! {
         login(&app, &token_with("sam", json!({"scope": "openid studyhall-operators"}))).await;
     }
 
+    async fn jobs_made_in_the_same_moment_are_told_apart_by_kind_arguments_and_id(app, with_admin) {
+        // Two UUIDv7s of one millisecond share their first eight hex digits.
+        let ids = ["01a24e00-0000-7000-8000-00000000aaaa", "01a24e00-0000-7000-8000-00000000bbbb"];
+        let db = db(&app).await;
+        let now = studyhall::clock::now_micros();
+        for (id, student) in ids.iter().zip(["s-1", "s-2"]) {
+            Sql::new("INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
+                      VALUES ($1, 'grades.course_grade', $2, 'dead', 1, 1, $3, $3)")
+                .bind(*id)
+                .bind(json!({"student_id": student, "course_id": "c9", "nested": {"x": 1}, "on_time": true}).to_string())
+                .bind(now)
+                .execute(&db)
+                .await
+                .unwrap();
+        }
+        db.close().await;
+        let session = login(&app, ADMIN).await;
+        for path in ["/console/jobs?state=dead", "/console/jobs/retry-dead?kind=grades.course_grade"] {
+            let page = session.page(&app, path).await;
+            assert!(page.contains("<code>0000aaaa</code>") && page.contains("<code>0000bbbb</code>"), "{path}: {page}");
+            assert!(!page.contains("<code>01a24e00</code>"), "{path} shows the ids' shared time");
+            assert!(page.contains("course_id c9 · on_time true · student_id s-1"), "{path}: {page}");
+        }
+        let detail = session.page(&app, &format!("/console/jobs/{}", ids[0])).await;
+        assert!(detail.contains("Job grades.course_grade 0000aaaa"), "{detail}");
+        assert!(detail.contains(&format!("<code>{}</code>", ids[0])), "the full id");
+    }
+
     async fn a_read_only_session_sees_every_page_and_changes_nothing(app, with_admin) {
         broken_job(&app, "job-reader").await;
         wait_for_state(&app, "job-reader", "dead").await;
