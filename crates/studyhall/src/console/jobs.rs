@@ -88,7 +88,22 @@ pub async fn list(
     session: Session,
     Query(params): Query<ListParams>,
 ) -> Result<Markup, Failure> {
-    let filter = params.filter()?;
+    // A filter the operator got wrong (a search too short, a state misspelt) is said
+    // on the page, which then lists every job.
+    let (filter, refused) = match params.filter() {
+        Ok(filter) => (filter, None),
+        Err(failure) => match failure.refusal() {
+            Some(refusal) => {
+                let every = JobFilter {
+                    state: None,
+                    kind: None,
+                    text: None,
+                };
+                (every, Some(refusal.to_owned()))
+            }
+            None => return Err(failure),
+        },
+    };
     let before = params.before()?;
     let (counts, succeeded) = console.queue.state_counts().await?;
     let paused = console.queue.paused().await?;
@@ -115,6 +130,9 @@ pub async fn list(
         "/console/jobs",
         html! {
             (layout::notice(params.done.as_deref()))
+            @if let Some(refused) = &refused {
+                p.notice.error role="alert" { (refused) " Showing every job instead." }
+            }
             section.card {
                 h2 { "Kinds" }
                 div.scroll {

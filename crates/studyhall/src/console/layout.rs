@@ -137,6 +137,17 @@ impl Failure {
     pub fn internal(cause: anyhow::Error) -> Failure {
         Failure::from(ApiError::Internal(cause))
     }
+
+    /// The sentence for a refused request, when the request itself was at fault (a
+    /// page shows it and stays where the operator is); `None` for any other failure.
+    pub fn refusal(&self) -> Option<&str> {
+        (self.status == StatusCode::BAD_REQUEST).then_some(self.message.as_str())
+    }
+}
+
+/// Any `/console/…` path that is no page: the console's own 404, not the API's.
+pub async fn no_such_page() -> Failure {
+    Failure::not_found("There is no such console page.")
 }
 
 impl From<ApiError> for Failure {

@@ -159,6 +159,7 @@ fn routes() -> OpenApiRouter<Console> {
         .route("/console/streams/limit", post(streams::set_limit))
         .route("/console/analytics", get(analytics::page))
         .route("/console/people", get(people::page))
+        .route("/console/{*rest}", get(layout::no_such_page))
         .layer(axum::middleware::from_fn(secure))
 }
 

@@ -421,6 +421,20 @@ on_every_backend_each! {
         assert!(detail.contains(&format!("<code>{}</code>", ids[0])), "the full id");
     }
 
+    async fn a_wrong_filter_or_path_keeps_the_operator_in_the_console(app, with_admin) {
+        let session = login(&app, ADMIN).await;
+        for (path, said) in [("/console/jobs?q=ab", "Search for at least 3 characters"), ("/console/jobs?state=zombie", "`zombie` is not a job state")] {
+            let page = session.page(&app, path).await;
+            assert!(page.contains("<h1>Jobs</h1>") && page.contains(said) && page.contains("Showing every job instead"), "{path}: {page}");
+        }
+        for path in ["/console/nope", "/console/jobs/x/y/z"] {
+            let response = session.get(&app, path).await;
+            assert_eq!(response.status(), 404, "{path}");
+            assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+            assert!(response.text().await.unwrap().contains("There is no such console page."), "{path}");
+        }
+    }
+
     async fn a_read_only_session_sees_every_page_and_changes_nothing(app, with_admin) {
         broken_job(&app, "job-reader").await;
         wait_for_state(&app, "job-reader", "dead").await;
