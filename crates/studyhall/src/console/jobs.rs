@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use maud::{html, Markup};
@@ -87,9 +88,9 @@ pub async fn list(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<ListParams>,
-) -> Result<Markup, Failure> {
-    // A filter the operator got wrong (a search too short, a state misspelt) is said
-    // on the page, which then lists every job.
+) -> Result<Response, Failure> {
+    // A filter the operator got wrong (a search too short, a state misspelt) is a 400
+    // that is still the jobs page: it says what was wrong and lists every job.
     let (filter, refused) = match params.filter() {
         Ok(filter) => (filter, None),
         Err(failure) => match failure.refusal() {
@@ -124,7 +125,12 @@ pub async fn list(
         .await?;
     let kinds = kinds(&counts, &minutes, &paused);
     let dead_matching = filter.state.is_none_or(|state| state == JobState::Dead);
-    Ok(layout::page(
+    let status = if refused.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = layout::page(
         "Jobs",
         &session,
         "/console/jobs",
@@ -227,7 +233,8 @@ pub async fn list(
                 }
             }
         },
-    ))
+    );
+    Ok((status, page).into_response())
 }
 
 /// The search text, if any: long enough for the index.

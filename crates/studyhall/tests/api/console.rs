@@ -424,7 +424,9 @@ on_every_backend_each! {
     async fn a_wrong_filter_or_path_keeps_the_operator_in_the_console(app, with_admin) {
         let session = login(&app, ADMIN).await;
         for (path, said) in [("/console/jobs?q=ab", "Search for at least 3 characters"), ("/console/jobs?state=zombie", "`zombie` is not a job state")] {
-            let page = session.page(&app, path).await;
+            let response = session.get(&app, path).await;
+            assert_eq!(response.status(), 400, "{path}");
+            let page = response.text().await.unwrap();
             assert!(page.contains("<h1>Jobs</h1>") && page.contains(said) && page.contains("Showing every job instead"), "{path}: {page}");
         }
         for path in ["/console/nope", "/console/jobs/x/y/z"] {
@@ -572,7 +574,8 @@ on_every_backend_each! {
         assert_eq!(only(&session.page(&app, "/console/jobs?q=needle-12").await),
                    vec!["job-search-126", "job-search-124", "job-search-122", "job-search-120", "job-search-012"]);
         db.close().await;
-        // Too short a text is a clear 400, for the list and for a bulk retry alike.
+        // Too short a text is a clear 400, for the list (still the jobs page) and for a
+        // bulk retry alike.
         let short = session.get(&app, "/console/jobs?q=ne").await;
         assert_eq!(short.status(), 400);
         assert!(short.text().await.unwrap().contains("at least 3 characters"));
