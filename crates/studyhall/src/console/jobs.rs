@@ -590,7 +590,7 @@ pub async fn bulk_retry(
     State(console): State<Console>,
     session: Session,
     Form(form): Form<BulkRetry>,
-) -> Result<Markup, Failure> {
+) -> Result<Response, Failure> {
     session.may_change(&form.csrf)?;
     let filter = JobFilter {
         state: Some(JobState::Dead),
@@ -601,18 +601,16 @@ pub async fn bulk_retry(
         .queue
         .retry_matching(&filter, session.actor())
         .await?;
-    Ok(layout::page(
-        "Retry dead jobs",
-        &session,
-        "/console/jobs",
-        html! {
-            p.notice role="status" {
-                @if retried == 0 { "No dead job matched any more; nothing was changed." }
-                @else { "Queued " (retried) " dead " (if retried == 1 { "job" } else { "jobs" }) " again with fresh attempts." }
-            }
-            p { a href={"/console/jobs?" (query(&JobFilter { state: None, ..filter }, &[]))} { "Back to the jobs" } }
+    // Post, redirect, get: reloading the result does not retry again.
+    let done = format!("retried-{retried}");
+    let back = query(
+        &JobFilter {
+            state: None,
+            ..filter
         },
-    ))
+        &[("done", &done)],
+    );
+    Ok(Redirect::to(&format!("/console/jobs?{back}")).into_response())
 }
 
 /// Pauses (`pause`) or resumes (`resume`) a kind.

@@ -223,6 +223,16 @@ pub fn duration(micros: f64) -> String {
 /// A notice above a page's content after an action (`?done=…`): one of the texts
 /// the console's own redirects name, never text from the address.
 pub fn notice(done: Option<&str>) -> Markup {
+    // A bulk retry says how many it queued again.
+    if let Some(count) = done
+        .and_then(|done| done.strip_prefix("retried-"))
+        .and_then(|count| count.parse::<u64>().ok())
+    {
+        return html! { p.notice role="status" {
+            @if count == 0 { "No dead job matched any more; nothing was changed." }
+            @else { "Queued " (count) " dead " (if count == 1 { "job" } else { "jobs" }) " again with fresh attempts." }
+        } };
+    }
     let text = match done {
         Some("retried") => "Queued again with fresh attempts.",
         Some("deleted") => "Deleted.",
