@@ -464,7 +464,7 @@ pub async fn detail(
                         (layout::action_button(&session, &format!("{url}/retry"), "Retry", None)) " "
                     }
                     @if job.state != "running" {
-                        (layout::action_button(&session, &format!("{url}/delete"), "Delete", Some("Delete this job for good?")))
+                        (layout::destructive_button(&session, &format!("{url}/delete"), "Delete", "Delete this job for good?"))
                     }
                 }
             }

@@ -288,15 +288,29 @@ pub fn action_button(
     label: &str,
     confirm: Option<&str>,
 ) -> Markup {
+    button_form(session, action, label, (confirm, None))
+}
+
+/// An action that cannot be undone (a delete): styled apart, and always confirmed.
+pub fn destructive_button(session: &Session, action: &str, label: &str, confirm: &str) -> Markup {
+    button_form(session, action, label, (Some(confirm), Some("danger")))
+}
+
+fn button_form(
+    session: &Session,
+    action: &str,
+    label: &str,
+    (confirm, class): (Option<&str>, Option<&str>),
+) -> Markup {
     // With htmx the browser asks to confirm first (a boosted form); without it the
     // form posts at once.
     html! {
         form.inline method="post" action=(action) hx-boost=[confirm.map(|_| "true")] hx-confirm=[confirm] {
             (csrf(session))
             @if session.role == Role::Operator {
-                button type="submit" { (label) }
+                button type="submit" class=[class] { (label) }
             } @else {
-                button type="submit" disabled title="Read-only: you cannot change anything." { (label) }
+                button type="submit" class=[class] disabled title="Read-only: you cannot change anything." { (label) }
             }
         }
     }

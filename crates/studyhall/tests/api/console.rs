@@ -418,6 +418,8 @@ on_every_backend_each! {
         }
         let detail = session.page(&app, &format!("/console/jobs/{}", ids[0])).await;
         assert!(detail.contains("Job grades.course_grade 0000aaaa"), "{detail}");
+        assert!(detail.contains(r#"<button type="submit" class="danger">Delete</button>"#), "Delete looks unlike Retry: {detail}");
+        assert!(detail.contains(r#"<button type="submit">Retry</button>"#), "{detail}");
         assert!(detail.contains(&format!("<code>{}</code>", ids[0])), "the full id");
     }
 
