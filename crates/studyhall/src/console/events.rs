@@ -198,6 +198,7 @@ pub async fn detail(
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_else(|| event.data.get().to_owned());
+    let place = store.chain_place(id).await?;
     Ok(layout::page(
         "Event",
         &session,
@@ -211,6 +212,12 @@ pub async fn detail(
                     dt { "Message" } dd { (event.message) }
                     dt { "Email" } dd { a href={"/console/events?email=" (layout::urlencoded(&event.email))} { (event.email) } }
                     dt { "Environment" } dd { (event.environment) }
+                    dt { "Log position" }
+                    @match &place {
+                        Some((position, _)) => dd { (position) },
+                        None => dd.muted { "not yet in the audit chain" },
+                    }
+                    @if let Some((_, hash)) = &place { dt { "Hash" } dd { code { (hash) } } }
                 }
             }
             section.card { h2 { "Data" } pre { code { (data) } } }

@@ -658,6 +658,19 @@ on_every_backend_each! {
             .to_owned();
         let detail = session.page(&app, &format!("/console/events/{link}")).await;
         assert!(detail.contains("&quot;n&quot;: 2") || detail.contains("\"n\": 2"), "{detail}");
+        // Its place in the audit chain, once the sealer (on the server's clock) chained it.
+        let mut detail = detail;
+        for _ in 0..100 {
+            if detail.contains("<dt>Hash</dt>") {
+                break;
+            }
+            app.clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            detail = session.page(&app, &format!("/console/events/{link}")).await;
+        }
+        let hash = detail.split("<dt>Hash</dt><dd><code>").nth(1).and_then(|rest| rest.split('<').next()).unwrap_or_default();
+        assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{detail}");
+        assert!(detail.contains("<dt>Log position</dt><dd>"), "{detail}");
         assert_eq!(session.get(&app, "/console/events/not-a-uuid").await.status(), 400);
         let bad = session.get(&app, "/console/events?from_date=yesterday").await;
         assert_eq!(bad.status(), 400);

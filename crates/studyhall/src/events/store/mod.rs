@@ -158,6 +158,19 @@ impl EventStore {
         }
     }
 
+    /// An event's place in the audit chain: its position and hash (hex), once chained.
+    pub async fn chain_place(&self, id: Uuid) -> Result<Option<(i64, String)>, sqlx::Error> {
+        let place: Option<(Option<i64>, Option<String>)> =
+            Sql::new("SELECT position, hash FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.db())
+                .await?;
+        Ok(match place {
+            Some((Some(position), Some(hash))) => Some((position, hash)),
+            _ => None,
+        })
+    }
+
     /// Up to `query.limit` matching events after the cursor, in the requested order.
     #[tracing::instrument(skip(self))]
     pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
