@@ -112,8 +112,14 @@ impl Handlers {
     pub fn register<J: JobKind, H: Handler<J>>(&mut self, handler: H) {
         let handler = Arc::new(handler);
         let decode = move |payload: &str| -> anyhow::Result<Box<dyn Prepared>> {
-            let job: J = serde_json::from_str(payload)
-                .map_err(|err| anyhow::anyhow!("the payload is not a `{}` job: {err}", J::KIND))?;
+            let job: J = serde_json::from_str(payload).map_err(|err| {
+                // Without serde's place in the payload: jobs with the same fault then
+                // fail with the same error, which the console groups as one.
+                let text = err.to_string();
+                let place = format!(" at line {} column {}", err.line(), err.column());
+                let reason = text.strip_suffix(&place).unwrap_or(&text);
+                anyhow::anyhow!("the payload is not a `{}` job: {reason}", J::KIND)
+            })?;
             Ok(Box::new(Bound {
                 job,
                 handler: handler.clone(),

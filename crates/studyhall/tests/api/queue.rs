@@ -169,6 +169,7 @@ on_every_backend!(
     a_job_whose_worker_vanished_is_reclaimed_after_its_lease_and_applied_once,
     a_failed_job_waits_out_its_backoff_and_each_retry_waits_longer,
     succeeded_jobs_past_the_retention_are_removed_and_dead_ones_kept,
+    payloads_with_one_fault_die_with_one_error_wherever_it_sits,
     concurrent_workers_run_every_job_exactly_once,
     a_job_enqueued_in_a_transaction_exists_only_if_it_commits
 );
@@ -407,6 +408,34 @@ async fn succeeded_jobs_past_the_retention_are_removed_and_dead_ones_kept(fx: Fi
             .unwrap();
     assert_eq!(errors, (0,), "its failed attempt went with it");
     assert_eq!(remove_succeeded(&fx.queue, before).await.unwrap(), 0);
+    fx.close().await;
+}
+
+async fn payloads_with_one_fault_die_with_one_error_wherever_it_sits(fx: Fixture) {
+    for (n, payload) in [
+        r#"{"fail_times": "x"}"#,
+        r#"{     "fail_times":       "x"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        Sql::new("INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at)
+                  VALUES ($1, 'flaky', $2, 'queued', 0, 1, 0, 0)")
+            .bind(format!("bad-{n}"))
+            .bind(*payload)
+            .execute(&fx.db)
+            .await
+            .unwrap();
+    }
+    let worker = fx.worker(Duration::from_secs(30));
+    while worker.run_batch().await.unwrap().claimed() > 0 {}
+    let groups = fx.queue.dead_groups(10).await.unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].jobs, 2);
+    assert!(
+        groups[0].error.contains("expected u64") && !groups[0].error.contains("column"),
+        "{groups:?}"
+    );
     fx.close().await;
 }
 
