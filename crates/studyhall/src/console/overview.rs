@@ -58,7 +58,7 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
         }
     }
     Ok(html! {
-        div.grid {
+        div.stats {
             div.stat {
                 div.label { "Database" }
                 div.value class=(if database.is_ok() { "ok" } else { "bad" }) { (status_text(&database)) }

@@ -204,6 +204,21 @@ async fn an_operator_fixes_a_dead_job_watches_the_tail_ends_a_stream_and_logs_ou
         browser.goto(&app.url(path)).await.unwrap();
         wait_for_text(&browser, shows, false).await;
         screenshot(&browser, name).await;
+        if name == "overview" {
+            // The six figures fill their rows evenly (the window is 1280 px wide).
+            let script = "return [...document.querySelectorAll('#live .stat')].map(e => Math.round(e.getBoundingClientRect().top));";
+            let tops: Vec<i64> =
+                serde_json::from_value(browser.execute(script, vec![]).await.unwrap()).unwrap();
+            let mut rows = std::collections::BTreeMap::<i64, usize>::new();
+            for top in &tops {
+                *rows.entry(*top).or_default() += 1;
+            }
+            assert_eq!(tops.len(), 6, "{tops:?}");
+            assert!(
+                rows.values().all(|cards| *cards == tops.len() / rows.len()),
+                "uneven rows: {rows:?}"
+            );
+        }
     }
 
     // The dead job: its payload is mended (the cause fixed), then retried from its page.
