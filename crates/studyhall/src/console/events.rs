@@ -158,6 +158,21 @@ pub async fn tail(
     Ok(rows(&events, PAGE_SIZE, since))
 }
 
+/// Who an event is about: its email, or for the service's own records (whose email is
+/// a placeholder `KIND@studyhall.invalid`) the actor they name.
+fn who(event: &Event) -> String {
+    if !event.email.ends_with("@studyhall.invalid") {
+        return event.email.clone();
+    }
+    let data = serde_json::from_str::<serde_json::Value>(event.data.get()).unwrap_or_default();
+    let actor = &data["actor"];
+    let kind = actor["kind"].as_str().unwrap_or("service");
+    match actor["id"].as_str().or(actor["email"].as_str()) {
+        Some(id) => format!("{kind} {id}"),
+        None => kind.to_owned(),
+    }
+}
+
 fn rows(events: &[Event], limit: u32, since: Option<Micros>) -> Markup {
     html! {
         @if events.is_empty() {
@@ -165,14 +180,14 @@ fn rows(events: &[Event], limit: u32, since: Option<Micros>) -> Markup {
         } @else {
             div.scroll {
                 table {
-                    thead { tr { th { "Created" } th { "Component" } th { "Message" } th.hide-narrow { "Email" } th.hide-narrow { "Environment" } } }
+                    thead { tr { th { "Created" } th { "Component" } th { "Message" } th.hide-narrow { "Email or actor" } th.hide-narrow { "Environment" } } }
                     tbody {
                         @for event in events.iter().take(limit as usize) {
                             tr class=[since.filter(|since| event.created_at > *since).map(|_| "new")] {
                                 td { a href={"/console/events/" (event.id)} { (layout::at(event.created_at)) } }
                                 td { (event.component) }
                                 td { (event.message) }
-                                td.hide-narrow { (event.email) }
+                                td.hide-narrow { (who(event)) }
                                 td.hide-narrow { (event.environment) }
                             }
                         }

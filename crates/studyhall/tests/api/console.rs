@@ -423,6 +423,23 @@ on_every_backend_each! {
         assert!(detail.contains(&format!("<code>{}</code>", ids[0])), "the full id");
     }
 
+    async fn the_services_own_records_name_their_actor_not_a_placeholder_address(app, with_admin) {
+        let started = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", "v9")
+            .json(&json!({"stream_id": "s9"})).send().await.unwrap();
+        assert_eq!(started.status(), 201);
+        let session = login(&app, ADMIN).await;
+        let mut page = String::new();
+        for _ in 0..100 {
+            page = session.page(&app, "/console/events?component=studyhall.streams").await;
+            if page.contains("stream.started") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(page.contains("viewer user:v9"), "{page}");
+        assert!(!page.contains("@studyhall.invalid"), "{page}");
+    }
+
     async fn a_wrong_filter_or_path_keeps_the_operator_in_the_console(app, with_admin) {
         let session = login(&app, ADMIN).await;
         for (path, said) in [("/console/jobs?q=ab", "Search for at least 3 characters"), ("/console/jobs?state=zombie", "`zombie` is not a job state")] {
