@@ -231,10 +231,24 @@ pub fn verify_file(
             statements.push(statement);
         }
     }
+    // Only an export of the whole log carries its checkpoints; a filtered one is a
+    // selection of events, whose positions skip those the filter left out.
+    let whole = !statements.is_empty();
     let mut verifier = Verifier::new(public, statements)?;
     for record in open()? {
         if let Record::Event(event) = record.map_err(anyhow::Error::msg)? {
-            verifier.event(&event)?;
+            verifier.event(&event).map_err(|broken| {
+                if whole {
+                    anyhow::Error::new(broken)
+                } else {
+                    anyhow::anyhow!(
+                        "{} is not a whole log: it holds no checkpoint, and its events skip positions \
+                         ({broken}). A filtered export is a selection of events and cannot be verified; \
+                         verify an export without filters, or the database itself.",
+                        path.display()
+                    )
+                }
+            })?;
         }
     }
     Ok(verifier.finish()?)

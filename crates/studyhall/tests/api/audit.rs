@@ -280,6 +280,13 @@ on_every_backend_with! {
         assert_eq!(rows.len(), 2, "{text}");
         assert!(rows[0].starts_with("kind,position,hash,id,"), "{text}");
         assert!(rows[1].contains("invoice 2 paid"), "{text}");
+        // Verifying it says plainly that a selection is not a log, not that it was altered.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("filtered.ndjson");
+        std::fs::write(&file, export(&app, "?message=invoice%202").await).unwrap();
+        let key = checkpointed(&app, 4).await;
+        let err = verify_file(&file, &key).unwrap_err().to_string();
+        assert!(err.contains("is not a whole log") && err.contains("A filtered export"), "{err}");
     }
 
     async fn events_stored_outside_the_chain_are_chained_in_the_background(app) {
