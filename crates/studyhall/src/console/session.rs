@@ -269,7 +269,7 @@ pub async fn login(
     let (operator, role) = who;
     let secret = random_token()?;
     let csrf = random_token()?;
-    let ttl = i64::try_from(console.settings.console_session_ttl.as_micros()).unwrap_or(i64::MAX);
+    let ttl = crate::clock::duration_micros(console.settings.console_session_ttl);
     let now = console.queue.clock().now().0;
     let mut tx = console.db.begin_write().await?;
     Sql::new(

@@ -374,7 +374,7 @@ pub(super) fn time(
 ) {
     let minute = now.minute();
     let waited = job.started_at.saturating_sub(job.run_at);
-    let ran = i64::try_from(ran.as_micros()).unwrap_or(i64::MAX);
+    let ran = crate::clock::duration_micros(ran);
     for (metric, bucket) in [(outcome, 0), ("wait", bucket(waited)), ("run", bucket(ran))] {
         let key = vec![
             ("kind", KeyPart::Text(job.kind.clone())),

@@ -125,7 +125,7 @@ impl Worker {
     /// that meets a deadlock or serialization failure is rolled back and run again
     /// whole; its jobs' attempts are not spent on it.
     pub async fn run_batch(&self) -> Result<Outcome, sqlx::Error> {
-        let lease_us = i64::try_from(self.settings.lease.as_micros()).unwrap_or(i64::MAX);
+        let lease_us = crate::clock::duration_micros(self.settings.lease);
         let claimed = self.queue.claim(self.settings.batch, lease_us).await?;
         if claimed.is_empty() {
             return Ok(Outcome::default());

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::model::{self, detail, invalid};
-use super::routes::{me, success, user_not_found};
+use super::routes::{me, my_profile, success, user_not_found};
 use super::s3::S3;
 use super::store::SocialStore;
 use crate::auth::Caller;
@@ -40,7 +40,7 @@ type Result<T> = std::result::Result<T, ApiError>;
 /// The largest image accepted (the PageNow client refuses larger files itself).
 pub const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 /// How long an upload URL works.
-const UPLOAD_TTL_US: i64 = 10 * 60 * 1_000_000;
+const UPLOAD_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// Where the images are: a folder (and the address their URLs start with), or an S3
 /// bucket.
@@ -202,15 +202,12 @@ pub async fn upload_url(
 ) -> Result<Json<String>> {
     let me = me(caller)?;
     let (extension, kind) = extension(query.image_ext.as_deref())?;
-    if store.user(&me.id, &me.id).await?.is_none() {
-        return Err(user_not_found());
-    }
+    my_profile(&store, &me).await?;
     if let Some(s3) = &images.s3 {
         // S3 does not tell when the file arrives: the image is the user's from now on,
         // as the original made it.
         let key = format!("profile-images/{}.{extension}", random_hex()?);
-        let upload = Duration::from_micros(UPLOAD_TTL_US.unsigned_abs());
-        let url = s3.upload_url(&key, kind.content_type(), upload).await?;
+        let url = s3.upload_url(&key, kind.content_type(), UPLOAD_TTL).await?;
         let mut tx = store.db().begin_write().await?;
         let old = set_image(
             &mut tx,
@@ -239,7 +236,7 @@ pub async fn upload_url(
     .bind(digest(&secret))
     .bind(&me.id)
     .bind(&extension)
-    .bind(now.plus(UPLOAD_TTL_US))
+    .bind(now.plus(crate::clock::duration_micros(UPLOAD_TTL)))
     .execute(&mut tx)
     .await?;
     tx.commit().await?;
@@ -525,9 +522,7 @@ pub async fn delete(
     caller: Caller,
 ) -> Result<Json<Value>> {
     let me = me(caller)?;
-    if store.user(&me.id, &me.id).await?.is_none() {
-        return Err(user_not_found());
-    }
+    my_profile(&store, &me).await?;
     let mut tx = store.db().begin_write().await?;
     let old = set_image(&mut tx, &me.id, None, store.clock().now()).await?;
     tx.commit().await?;

@@ -26,7 +26,7 @@ pub(super) fn user_not_found() -> ApiError {
 }
 
 /// The caller's own profile, which friendship actions need.
-async fn my_profile(store: &SocialStore, me: &AuthUser) -> Result<model::UserRow> {
+pub(super) async fn my_profile(store: &SocialStore, me: &AuthUser) -> Result<model::UserRow> {
     store.user(&me.id, &me.id).await?.ok_or_else(user_not_found)
 }
 

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::model::{detail, invalid};
-use super::routes::{me, success, user_not_found};
+use super::model::{detail, invalid, Page};
+use super::routes::{me, my_profile, success, user_not_found};
 use super::store::SocialStore;
+use super::store::{friends_of, PAIR};
 use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::error::{ApiError, Problem};
@@ -204,14 +205,12 @@ pub async fn sent(
     AppQuery(query): AppQuery<SentQuery>,
 ) -> Result<Json<Vec<ShareSent>>> {
     let me = me(caller)?;
-    let limit = bounded_limit(query.limit, 10, 100)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(detail(
-            StatusCode::BAD_REQUEST,
-            "Limit and offset cannot be negative",
-        ));
-    }
+    let page = Page {
+        limit: query.limit,
+        offset: query.offset,
+        exact: None,
+    };
+    let (limit, offset) = page.bounds(10)?;
     let sql = "SELECT n.event_id, n.url, n.title, n.sent_at,
                       CAST((SELECT count(*) FROM share_notifications_seen s
                             WHERE s.event_id = n.event_id AND s.seen_at IS NULL) AS BIGINT),
@@ -274,14 +273,14 @@ pub async fn share(
 ) -> Result<Json<String>> {
     let me = me(caller)?;
     let (url, title) = page(&body)?;
-    if store.user(&me.id, &me.id).await?.is_none() {
-        return Err(user_not_found());
-    }
-    let friends = "SELECT CASE WHEN user_id1 = $1 THEN user_id2 ELSE user_id1 END AS recipient FROM friendships
-                   WHERE (user_id1 = $1 OR user_id2 = $1) AND accepted_at IS NOT NULL";
+    my_profile(&store, &me).await?;
+    let friends = format!(
+        "SELECT friend AS recipient FROM ({}) friends",
+        friends_of("$1")
+    );
     Ok(Json(
         store
-            .store_share(&me.id, (url, title), None, friends)
+            .store_share(&me.id, (url, title), None, &friends)
             .await?,
     ))
 }
@@ -307,14 +306,14 @@ pub async fn share_personal(
     let Some(to) = body.sent_to.as_deref() else {
         return Err(invalid("sent_to is required."));
     };
-    if store.user(&me.id, &me.id).await?.is_none() || store.user(&me.id, to).await?.is_none() {
+    my_profile(&store, &me).await?;
+    if store.user(&me.id, to).await?.is_none() {
         return Err(user_not_found());
     }
     // The recipient only while a friend: checked in the statement that stores it.
-    let friend = "SELECT $2 AS recipient FROM friendships
-                  WHERE ((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))
-                    AND accepted_at IS NOT NULL";
-    let shared = store.store_share(&me.id, (url, title), Some(to), friend);
+    let friend =
+        format!("SELECT $2 AS recipient FROM friendships WHERE {PAIR} AND accepted_at IS NOT NULL");
+    let shared = store.store_share(&me.id, (url, title), Some(to), &friend);
     Ok(Json(shared.await?))
 }
 

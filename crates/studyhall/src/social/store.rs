@@ -25,7 +25,7 @@ pub enum Requested {
 }
 
 /// Friends of `$X`, as a one-column (`friend`) subquery.
-fn friends_of(param: &str) -> String {
+pub(super) fn friends_of(param: &str) -> String {
     format!(
         "SELECT user_id2 AS friend FROM friendships WHERE user_id1 = {param} AND accepted_at IS NOT NULL
          UNION ALL SELECT user_id1 FROM friendships WHERE user_id2 = {param} AND accepted_at IS NOT NULL"
@@ -53,7 +53,8 @@ fn user_columns() -> &'static str {
 }
 
 const ORDER: &str = " ORDER BY u.first_name, u.last_name, u.user_id";
-const PAIR: &str = "((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))";
+pub(super) const PAIR: &str =
+    "((user_id1 = $1 AND user_id2 = $2) OR (user_id1 = $2 AND user_id2 = $1))";
 
 /// A user as the audit log names them (their email is on their profile).
 fn user(id: &str) -> Actor {
