@@ -3,14 +3,24 @@
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY crates/core/Cargo.toml crates/core/Cargo.toml
+COPY crates/log/Cargo.toml crates/log/Cargo.toml
+COPY crates/auth/Cargo.toml crates/auth/Cargo.toml
+COPY crates/jobs/Cargo.toml crates/jobs/Cargo.toml
+COPY crates/module/Cargo.toml crates/module/Cargo.toml
+COPY crates/events/Cargo.toml crates/events/Cargo.toml
+COPY crates/stats/Cargo.toml crates/stats/Cargo.toml
+COPY crates/streams/Cargo.toml crates/streams/Cargo.toml
+COPY crates/social/Cargo.toml crates/social/Cargo.toml
+COPY crates/grades/Cargo.toml crates/grades/Cargo.toml
+COPY crates/console/Cargo.toml crates/console/Cargo.toml
 COPY crates/studyhall/Cargo.toml crates/studyhall/Cargo.toml
-RUN mkdir -p crates/studyhall/src \
+RUN for crate in crates/*/; do mkdir -p "${crate}src" && touch "${crate}src/lib.rs"; done \
  && echo 'fn main() {}' > crates/studyhall/src/main.rs \
- && touch crates/studyhall/src/lib.rs \
  && cargo build --release --locked --bin studyhall \
- && rm -rf crates/studyhall/src
-COPY crates/studyhall crates/studyhall
-RUN touch crates/studyhall/src/main.rs crates/studyhall/src/lib.rs \
+ && rm -rf crates/*/src
+COPY crates crates
+RUN find crates -path '*/src/*' -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin studyhall
 
 # Run: a slim image, a non-root user, no secrets (they come from the environment).

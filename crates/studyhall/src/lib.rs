@@ -4,28 +4,22 @@
 //! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
 //! integration tests call the same way on a port-0 listener.
 
-pub mod audit;
-pub mod auth;
-pub mod batch;
 pub mod ceiling;
-pub mod clock;
 pub mod config;
-pub mod console;
-pub mod db;
-pub mod error;
-pub mod events;
-pub mod grades;
-pub mod http;
-pub mod jobs;
-pub mod module;
 pub mod openapi;
-pub mod page;
-pub mod redis_handle;
-pub mod sensitive;
-pub mod social;
-pub mod sql;
-pub mod stats;
-pub mod streams;
+
+// The layers, bottom up; each crate's first lines say what it owns.
+pub use studyhall_auth as auth;
+pub use studyhall_console as console;
+pub use studyhall_core::{batch, clock, db, error, http, page, redis_handle, sensitive, sql};
+pub use studyhall_events as events;
+pub use studyhall_grades as grades;
+pub use studyhall_jobs as jobs;
+pub use studyhall_log as audit;
+pub use studyhall_module as module;
+pub use studyhall_social as social;
+pub use studyhall_stats as stats;
+pub use studyhall_streams as streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,7 +32,7 @@ use config::ServeSettings;
 use db::Db;
 use module::{Core, Plugin, Tasks};
 
-/// Every module, in the order their routes are merged. Adding a module is its folder
+/// Every module, in the order their routes are merged. Adding a module is its crate
 /// and one line here.
 pub const MODULES: &[Plugin] = &[
     events::PLUGIN,

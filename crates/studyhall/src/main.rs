@@ -1,10 +1,9 @@
 use std::io::Write;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio::net::TcpListener;
 
-use studyhall::config::{check_environment, AuthMode, Cli, Command};
+use studyhall::config::{check_environment, AuthMode, Command};
 use studyhall::db::Db;
 use studyhall::http::telemetry::init_logging;
 
@@ -54,7 +53,7 @@ async fn run() -> anyhow::Result<()> {
         Err(err) => return Err(err).context("reading .env"),
     }
     check_environment(std::env::vars())?;
-    let cli = Cli::parse();
+    let cli = studyhall::config::parse();
     init_logging(cli.log_format);
 
     match cli.command {

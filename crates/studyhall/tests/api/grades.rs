@@ -526,7 +526,7 @@ async fn grades_kept_in_thousandths_read_the_same_after_the_migration_to_million
     let Db::Sqlite(sqlite) = &db else {
         unreachable!("a SQLite test database")
     };
-    let mut before = sqlx::migrate!("./migrations/sqlite");
+    let mut before = sqlx::migrate!("../core/migrations/sqlite");
     before.migrations = before
         .migrations
         .iter()

@@ -589,7 +589,7 @@ fn run_started() -> u64 {
 async fn migrated_template(admin_url: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut files: Vec<_> = std::fs::read_dir(format!(
-        "{}/migrations/postgres",
+        "{}/../core/migrations/postgres",
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("migrations directory")

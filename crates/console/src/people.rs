@@ -1,0 +1,121 @@
+//! People: a user's profile and friend count by id, or users whose email or name
+//! contains a text.
+
+use axum::extract::{Query, State};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, Failure};
+use super::{Console, Session};
+use studyhall_social::model::UserRow;
+use studyhall_social::{Match, Search};
+
+/// Users a search lists at most.
+const LISTED: i64 = 25;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Lookup {
+    id: Option<String>,
+    q: Option<String>,
+}
+
+pub async fn page(
+    State(console): State<Console>,
+    session: Session,
+    Query(lookup): Query<Lookup>,
+) -> Result<Markup, Failure> {
+    let store = layout::served(&console.social, "social")?;
+    let id = layout::field(lookup.id.as_deref(), "user id")?;
+    let text = layout::field(lookup.q.as_deref(), "search text")?;
+    // No caller: the profile as the service stores it, not as one user sees another.
+    let profile = match &id {
+        Some(id) => match store.user("", id).await? {
+            Some(user) => Some((user, store.friend_count("", id, false).await?)),
+            None => None,
+        },
+        None => None,
+    };
+    let found = match &text {
+        Some(text) => {
+            let by = if text.contains('@') {
+                Match::Email
+            } else {
+                Match::Name
+            };
+            let search = Search {
+                by,
+                text,
+                friends_only: false,
+                exact: false,
+            };
+            Some(store.search("", &search, LISTED, 0).await?)
+        }
+        None => None,
+    };
+    Ok(layout::page(
+        "People",
+        &session,
+        "/console/people",
+        html! {
+            section.card {
+                form.filters method="get" action="/console/people" {
+                    label { "User id" input type="text" name="id" value=[id.as_deref()]; }
+                    button type="submit" { "Look up" }
+                }
+                form.filters method="get" action="/console/people" {
+                    label { "Email or name contains" input type="search" name="q" value=[text.as_deref()]; }
+                    button type="submit" { "Search" }
+                }
+            }
+            @if id.is_some() {
+                section.card {
+                    @match &profile {
+                        None => p.muted { "No profile with this id." },
+                        Some((user, friends)) => (profile_card(user, *friends)),
+                    }
+                }
+            }
+            @if let Some(found) = &found {
+                section.card {
+                    h2 { "Matches" }
+                    @if found.is_empty() {
+                        p.muted { "Nobody matches." }
+                    } @else {
+                        div.scroll {
+                            table {
+                                thead { tr { th { "Name" } th { "Email" } th { "Id" } } }
+                                tbody {
+                                    @for user in found {
+                                        tr {
+                                            td { (user.first_name) " " (user.last_name) }
+                                            td { (user.email) }
+                                            td { a href={"/console/people?id=" (layout::urlencoded(&user.user_id))} { code { (user.user_id) } } }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if found.len() as i64 == LISTED { p.muted { "The first " (LISTED) " are shown; narrow the search." } }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn profile_card(user: &UserRow, friends: i64) -> Markup {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
+    html! {
+        h2 { (user.first_name) " " (user.last_name) }
+        dl.fields {
+            dt { "Id" } dd { code { (user.user_id) } }
+            dt { "Email" } dd { (user.email) @if !user.email_public { " " span.badge { "private" } } }
+            dt { "Friends" } dd { strong { (friends) } }
+            dt { "Description" } dd { (optional(&user.description)) }
+            dt { "School" } dd { (optional(&user.school)) }
+            dt { "Work" } dd { (optional(&user.work)) }
+            dt { "Location" } dd { (optional(&user.location)) }
+            dt { "Sharing" } dd { (user.share_mode) }
+        }
+    }
+}

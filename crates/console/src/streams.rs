@@ -1,0 +1,279 @@
+//! Streams: active streams by viewer with their leases, a viewer's streams and limit,
+//! ending a stream, setting and resetting a viewer's limit, and starts and refusals
+//! per minute over the last hour (from the audit log's records of them).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::layout::{self, Failure};
+use super::{chart, Console, Session};
+use studyhall_core::clock::now_micros;
+use studyhall_core::sql::Sql;
+use studyhall_streams::model::named_viewer;
+
+/// Active streams listed at most.
+const LISTED: i64 = 500;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageParams {
+    viewer: Option<String>,
+    done: Option<String>,
+}
+
+/// A viewer as the forms send it: a user id, or `user:…` / `ip:…`.
+fn viewer(text: &str) -> Result<String, Failure> {
+    named_viewer(text.trim()).map_err(Failure::from)
+}
+
+pub async fn page(
+    State(console): State<Console>,
+    session: Session,
+    Query(params): Query<PageParams>,
+) -> Result<Markup, Failure> {
+    let store = layout::served(&console.streams, "streams")?;
+    let looked_up = match params
+        .viewer
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+    {
+        Some(text) => {
+            let viewer = viewer(text)?;
+            let (streams, counts) = store.list(&viewer).await?;
+            Some((viewer, streams, counts))
+        }
+        None => None,
+    };
+    let active = store.active_by_viewer(LISTED + 1).await?;
+    let (starts, refusals) = match console.serves("events") {
+        true => per_minute(&console).await?,
+        false => (vec![0.0; 60], vec![0.0; 60]),
+    };
+    let refused_flags: Vec<bool> = refusals.iter().map(|count| *count > 0.0).collect();
+    Ok(layout::page(
+        "Streams",
+        &session,
+        "/console/streams",
+        html! {
+            (layout::notice(params.done.as_deref()))
+            section.card {
+                h2 { "Look up a viewer" }
+                form.filters method="get" action="/console/streams" {
+                    label { "Viewer (a user id, user:… or ip:…)" input type="text" name="viewer" value=[params.viewer.as_deref()] required; }
+                    button type="submit" { "Look up" }
+                }
+                @if let Some((viewer, streams, counts)) = &looked_up {
+                    p { code { (viewer) } " watches " strong { (counts.active) } " of " strong { (counts.limit) } " allowed streams." }
+                    (stream_table(&session, streams))
+                    form.filters method="post" action="/console/streams/limit" {
+                        (layout::csrf(&session))
+                        input type="hidden" name="viewer" value=(viewer);
+                        label { "Limit for this viewer (1 to 1000; empty resets to the default of " (store.default_limit()) ")"
+                            input type="number" name="limit" min="1" max="1000" value=(counts.limit); }
+                        @if session.role == super::Role::Operator {
+                            button type="submit" { "Save the limit" }
+                        } @else {
+                            button type="submit" disabled title="Read-only: you cannot change anything." { "Save the limit" }
+                        }
+                    }
+                }
+            }
+            section.card {
+                h2 { "Starts and refusals, last hour" }
+                (chart::bars("Streams started per minute", &starts, &[], ("an hour ago", "now")))
+                (chart::bars("Starts refused per minute (over the limit)", &refusals, &refused_flags, ("an hour ago", "now")))
+                p.muted { (starts.iter().sum::<f64>()) " started, " (refusals.iter().sum::<f64>()) " refused, from the audit log." }
+            }
+            section.card {
+                h2 { "Active streams" }
+                @match &active {
+                    None => p.muted { "Streams are kept in Redis by viewer: look a viewer up above." },
+                    Some(streams) if streams.is_empty() => p.muted { "No stream is playing." },
+                    Some(streams) => {
+                        @let by_viewer = by_viewer(streams);
+                        div.scroll {
+                            table {
+                                thead { tr { th { "Viewer" } th.num { "Streams" } th { "Stream" } th { "Started" } th { "Lease expires" } th {} } }
+                                tbody {
+                                    @for (viewer, streams) in &by_viewer {
+                                        @for (index, stream) in streams.iter().enumerate() {
+                                            tr {
+                                                td { @if index == 0 { a href={"/console/streams?viewer=" (layout::urlencoded(viewer))} { (viewer) } } }
+                                                td.num { @if index == 0 { (streams.len()) } }
+                                                td { code { (stream.id) } }
+                                                td { (layout::at(stream.started_at)) }
+                                                td { (layout::at(stream.expires_at)) }
+                                                td { (end_button(&session, stream)) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        @if streams.len() as i64 > LISTED { p.muted { "The first " (LISTED) " are shown; look a viewer up for theirs." } }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+/// The first [`LISTED`] streams by viewer.
+fn by_viewer(
+    streams: &[studyhall_streams::model::Stream],
+) -> BTreeMap<&str, Vec<&studyhall_streams::model::Stream>> {
+    let mut by_viewer: BTreeMap<&str, Vec<&studyhall_streams::model::Stream>> = BTreeMap::new();
+    for stream in streams.iter().take(LISTED as usize) {
+        by_viewer
+            .entry(stream.viewer.as_str())
+            .or_default()
+            .push(stream);
+    }
+    by_viewer
+}
+
+fn end_button(session: &Session, stream: &studyhall_streams::model::Stream) -> Markup {
+    html! {
+        form.inline method="post" action="/console/streams/end" hx-boost="true" hx-confirm="End this stream? Its viewer's player stops counting against the limit." {
+            (layout::csrf(session))
+            input type="hidden" name="viewer" value=(stream.viewer);
+            input type="hidden" name="id" value=(stream.id);
+            @if session.role == super::Role::Operator {
+                button.danger type="submit" { "End" }
+            } @else {
+                button type="submit" disabled title="Read-only: you cannot change anything." { "End" }
+            }
+        }
+    }
+}
+
+fn stream_table(session: &Session, streams: &[studyhall_streams::model::Stream]) -> Markup {
+    html! {
+        @if streams.is_empty() {
+            p.muted { "No active stream." }
+        } @else {
+            div.scroll {
+                table {
+                    thead { tr { th { "Stream" } th { "Started" } th { "Lease expires" } th { "Details" } th {} } }
+                    tbody {
+                        @for stream in streams {
+                            tr {
+                                td { code { (stream.id) } }
+                                td { (layout::at(stream.started_at)) }
+                                td { (layout::at(stream.expires_at)) }
+                                td { code { (stream.metadata) } }
+                                td { (end_button(session, stream)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Starts and refusals in each of the last 60 minutes, oldest first, from the audit
+/// log (at most the latest 100 000 records, so the page stays fast).
+async fn per_minute(console: &Console) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+    let now = now_micros().div_euclid(60_000_000);
+    let first = now - 59;
+    let rows: Vec<(String, i64)> = Sql::new(
+        "SELECT message, created_at FROM events
+         WHERE component = 'studyhall.streams' AND created_at >= $1
+         ORDER BY created_at DESC LIMIT 100000",
+    )
+    .bind(first * 60_000_000)
+    .fetch_all(&console.db)
+    .await?;
+    let mut starts = vec![0.0; 60];
+    let mut refusals = vec![0.0; 60];
+    for (message, at) in rows {
+        let Ok(index) = usize::try_from(at.div_euclid(60_000_000) - first) else {
+            continue;
+        };
+        let counts = match message.as_str() {
+            "stream.started" => &mut starts,
+            "stream.refused" => &mut refusals,
+            _ => continue,
+        };
+        if let Some(count) = counts.get_mut(index) {
+            *count += 1.0;
+        }
+    }
+    Ok((starts, refusals))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    viewer: String,
+    #[serde(default)]
+    id: String,
+}
+
+pub async fn end(
+    State(console): State<Console>,
+    session: Session,
+    Form(form): Form<EndForm>,
+) -> Result<Response, Failure> {
+    session.may_change(&form.csrf)?;
+    let store = layout::served(&console.streams, "streams")?;
+    let viewer = viewer(&form.viewer)?;
+    match store
+        .end_by(&viewer, form.id.trim(), session.actor())
+        .await?
+    {
+        Some(_) => Ok(Redirect::to(&format!(
+            "/console/streams?viewer={}&done=ended",
+            layout::urlencoded(&viewer)
+        ))
+        .into_response()),
+        None => Err(Failure::not_found(
+            "That stream is not active any more: it ended or its lease expired.",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LimitForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    viewer: String,
+    #[serde(default)]
+    limit: String,
+}
+
+pub async fn set_limit(
+    State(console): State<Console>,
+    session: Session,
+    Form(form): Form<LimitForm>,
+) -> Result<Response, Failure> {
+    session.may_change(&form.csrf)?;
+    let store = layout::served(&console.streams, "streams")?;
+    let viewer = viewer(&form.viewer)?;
+    let limit = match form.limit.trim() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(limit) if (1..=1000).contains(&limit) => Some(limit),
+            _ => {
+                return Err(Failure::bad_request(
+                    "The limit must be a whole number from 1 to 1000, or empty to reset it.",
+                ))
+            }
+        },
+    };
+    store.set_limit(&viewer, limit, session.actor()).await?;
+    Ok(Redirect::to(&format!(
+        "/console/streams?viewer={}&done=limit",
+        layout::urlencoded(&viewer)
+    ))
+    .into_response())
+}

@@ -1,0 +1,16 @@
+//! The foundation every other crate builds on: errors and their HTTP form (`error`),
+//! the injectable clock (`clock`), the database and its SQL values (`db`, `sql`),
+//! group commit (`batch`), paging (`page`), secrets kept out of logs (`sensitive`),
+//! Redis (`redis_handle`), the settings (`config`) and the HTTP plumbing every route
+//! shares (`http`). It knows no module.
+
+pub mod batch;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod page;
+pub mod redis_handle;
+pub mod sensitive;
+pub mod sql;

@@ -1,0 +1,782 @@
+//! Grades: validation, the daily buckets the worker maintains, and the periods reads
+//! roll them up into (identically on every backend, since the rollup is done here).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Duration, Month, OffsetDateTime};
+use utoipa::{IntoParams, ToSchema};
+
+use studyhall_core::clock::Micros;
+use studyhall_core::error::ApiError;
+
+/// Grades are kept and summed in millionths of a point, exactly.
+pub const E6: f64 = 1_000_000.0;
+/// The largest grade either way: every sum of them stays exact in 64 bits.
+pub const MAX_GRADE: f64 = 10_000.0;
+const DAY_US: i64 = 86_400_000_000;
+/// The longest id accepted where any id is (the original bounded none).
+const MAX_ID_CHARS: usize = 128;
+/// The original's rule where it checked ids: 1 to 50 letters, digits or hyphens.
+const MAX_CODE_CHARS: usize = 50;
+
+/// A 400 carrying the original's text (`error`, and `result` for clients of the routes
+/// that answered with it) beside problem+json, whose `detail` says exactly what is wrong.
+pub fn bad(original: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(detail)
+        .with_member("error", Value::String(original.to_owned()))
+        .with_member("result", Value::String(original.to_owned()))
+}
+
+/// The original's text for every write it refused.
+pub const INVALID_INPUT: &str = "Invalid input";
+/// The original's text for a bad date.
+pub const INVALID_DATE: &str = "Invalid date format. Use YYYY-MM-DD";
+
+/// Any non-empty id of at most 128 characters without control characters: what the
+/// original accepted where it checked nothing, bounded.
+pub fn any_id(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    let count = text.chars().count();
+    if count == 0 || count > MAX_ID_CHARS || text.chars().any(char::is_control) {
+        return Err(bad(
+            original,
+            format!(
+                "{field} must be 1 to {MAX_ID_CHARS} characters, none of them control characters."
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// An id in the path of a read the original did not check: empty included (it then
+/// names nothing, and the read finds nothing, as the original's did), at most 128
+/// characters, no control characters.
+pub fn path_id(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    if text.is_empty() {
+        return Ok(String::new());
+    }
+    any_id(field, text, original)
+}
+
+/// An id on the routes where the original checked one: 1 to 50 letters (any script),
+/// digits or hyphens.
+pub fn code(field: &str, text: &str, original: &str) -> Result<String, ApiError> {
+    let count = text.chars().count();
+    let ok = (1..=MAX_CODE_CHARS).contains(&count)
+        && text.chars().all(|c| c.is_alphanumeric() || c == '-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(bad(
+            original,
+            format!("{field} must be 1 to {MAX_CODE_CHARS} letters, digits or hyphens."),
+        ))
+    }
+}
+
+/// A grade posted to either write route, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "QueuedGrade")]
+pub struct GradePost {
+    pub student_id: String,
+    pub course_id: String,
+    pub task_id: Option<String>,
+    /// The grade in millionths of a point.
+    pub grade_e6: i64,
+    pub on_time: bool,
+    pub created_at: Micros,
+}
+
+/// A grade as a queued job holds it, whichever version queued it: jobs queued while
+/// grades were kept in thousandths call the grade `grade_e3` (or, earlier, `units`).
+#[derive(Deserialize)]
+struct QueuedGrade {
+    student_id: String,
+    course_id: String,
+    task_id: Option<String>,
+    grade_e6: Option<i64>,
+    #[serde(alias = "units")]
+    grade_e3: Option<i64>,
+    on_time: bool,
+    created_at: Micros,
+}
+
+impl TryFrom<QueuedGrade> for GradePost {
+    type Error = String;
+
+    fn try_from(queued: QueuedGrade) -> Result<Self, Self::Error> {
+        let grade_e6 = match (queued.grade_e6, queued.grade_e3) {
+            (Some(e6), _) => e6,
+            (None, Some(e3)) => e3.saturating_mul(1000),
+            (None, None) => return Err("a queued grade without its grade".into()),
+        };
+        Ok(GradePost {
+            student_id: queued.student_id,
+            course_id: queued.course_id,
+            task_id: queued.task_id,
+            grade_e6,
+            on_time: queued.on_time,
+            created_at: queued.created_at,
+        })
+    }
+}
+
+/// The body of `POST /stats/student/grade`.
+// Documentation only: `parse_post` reads the body field by field, so that each mistake
+// is named.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CourseGradeBody {
+    #[schema(min_length = 1, max_length = 128)]
+    student_id: String,
+    #[schema(min_length = 1, max_length = 128)]
+    course_id: String,
+    /// Kept to the millionth (digits past the sixth decimal place are rounded).
+    #[schema(minimum = -10000, maximum = 10000)]
+    grade: f64,
+    /// Default false.
+    on_time: Option<bool>,
+    /// Ignored, as the original ignored it (a grade's time is when it is posted, or
+    /// `X-Graded-At`); refused only when it is not an RFC 3339 timestamp, as the
+    /// original refused it.
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+}
+
+/// The body of `POST /stats/student/task/grade`: a course grade's fields and `task_id`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TaskGradeBody {
+    #[schema(min_length = 1, max_length = 128)]
+    student_id: String,
+    #[schema(min_length = 1, max_length = 128)]
+    course_id: String,
+    #[schema(min_length = 1, max_length = 128)]
+    task_id: String,
+    /// Kept to the millionth (digits past the sixth decimal place are rounded).
+    #[schema(minimum = -10000, maximum = 10000)]
+    grade: f64,
+    /// Default false.
+    on_time: Option<bool>,
+    /// Ignored (see the course grade's).
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+}
+
+/// The header that files a grade at another time than its post (for importers).
+pub const GRADED_AT: &str = "x-graded-at";
+
+/// When a posted grade is filed: `X-Graded-At` if sent, else `now`.
+pub fn graded_at(header: Option<&[u8]>, now: Micros) -> Result<Micros, ApiError> {
+    let Some(header) = header else {
+        return Ok(now);
+    };
+    std::str::from_utf8(header)
+        .ok()
+        .and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
+        .map(Micros::from)
+        .ok_or_else(|| {
+            bad(
+                INVALID_INPUT,
+                "X-Graded-At must be an RFC 3339 timestamp, e.g. 2024-05-19T10:00:00Z.",
+            )
+        })
+}
+
+/// Parses a write body, filed `at`; `task` says whether `task_id` is required. A
+/// `created_at` in the body is checked, as the original's JSON binding checked it,
+/// and not used, as the original's INSERT did not use it.
+pub fn parse_post(body: &[u8], task: bool, at: Micros) -> Result<GradePost, ApiError> {
+    let invalid = |detail: String| bad(INVALID_INPUT, detail);
+    let Value::Object(fields) = studyhall_core::http::extract::json_value(body).map_err(invalid)?
+    else {
+        return Err(invalid("Request body must be a JSON object.".into()));
+    };
+    let text = |name: &str| match fields.get(name) {
+        Some(Value::String(text)) => any_id(name, text, INVALID_INPUT),
+        None | Some(Value::Null) => Err(invalid(format!("{name} is required."))),
+        Some(_) => Err(invalid(format!("{name} must be a string."))),
+    };
+    let student_id = text("student_id")?;
+    let course_id = text("course_id")?;
+    let task_id = if task { Some(text("task_id")?) } else { None };
+    let out_of_range = || invalid("grade must be a number from -10000 to 10000.".into());
+    let grade = match fields.get("grade") {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|g| (-MAX_GRADE..=MAX_GRADE).contains(g))
+            .ok_or_else(out_of_range)?,
+        None | Some(Value::Null) => return Err(invalid("grade is required.".into())),
+        Some(_) => return Err(out_of_range()),
+    };
+    let on_time = match fields.get("on_time") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(on_time)) => *on_time,
+        Some(_) => return Err(invalid("on_time must be true or false.".into())),
+    };
+    match fields.get("created_at") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => {}
+        Some(_) => return Err(invalid("created_at must be an RFC 3339 timestamp.".into())),
+    }
+    Ok(GradePost {
+        student_id,
+        course_id,
+        task_id,
+        grade_e6: (grade * E6).round() as i64,
+        on_time,
+        created_at: at,
+    })
+}
+
+/// What grades add up to: their sum in millionths, how many, how many on time. (The
+/// stats module's `SessionTotals` sum learning sessions instead: modules, time, scores.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GradeTally {
+    pub grade_sum: i64,
+    pub grade_count: i64,
+    pub on_time_count: i64,
+}
+
+impl GradeTally {
+    pub fn of(post: &GradePost) -> GradeTally {
+        GradeTally {
+            grade_sum: post.grade_e6,
+            grade_count: 1,
+            on_time_count: i64::from(post.on_time),
+        }
+    }
+
+    pub fn negated(self) -> GradeTally {
+        GradeTally {
+            grade_sum: -self.grade_sum,
+            grade_count: -self.grade_count,
+            on_time_count: -self.on_time_count,
+        }
+    }
+
+    pub fn add(&mut self, other: GradeTally) {
+        self.grade_sum += other.grade_sum;
+        self.grade_count += other.grade_count;
+        self.on_time_count += other.on_time_count;
+    }
+
+    pub fn average(&self) -> f64 {
+        if self.grade_count == 0 {
+            0.0
+        } else {
+            self.grade_sum as f64 / self.grade_count as f64 / E6
+        }
+    }
+
+    pub fn on_time_percentage(&self) -> f64 {
+        if self.grade_count == 0 {
+            0.0
+        } else {
+            self.on_time_count as f64 * 100.0 / self.grade_count as f64
+        }
+    }
+
+    /// Orders by average, highest first, exactly (no rounding decides a tie).
+    pub fn cmp_average_desc(&self, other: &GradeTally) -> std::cmp::Ordering {
+        let mine = i128::from(self.grade_sum) * i128::from(other.grade_count.max(1));
+        let theirs = i128::from(other.grade_sum) * i128::from(self.grade_count.max(1));
+        theirs.cmp(&mine)
+    }
+}
+
+/// Unix day number of an instant in µs.
+pub fn day_of(at: Micros) -> i64 {
+    at.0.div_euclid(DAY_US)
+}
+
+fn date_of_day(day: i64) -> Date {
+    (OffsetDateTime::UNIX_EPOCH + Duration::days(day)).date()
+}
+
+fn day_of_date(date: Date) -> i64 {
+    (date - OffsetDateTime::UNIX_EPOCH.date()).whole_days()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    Day,
+    Week,
+    Month,
+    Quarter,
+    Year,
+}
+
+impl GroupBy {
+    /// The first day of the period holding `day` (weeks start on Monday, ISO).
+    pub fn period_start(self, day: i64) -> i64 {
+        let date = date_of_day(day);
+        let first = match self {
+            GroupBy::Day => date,
+            GroupBy::Week => {
+                date - Duration::days(i64::from(date.weekday().number_days_from_monday()))
+            }
+            GroupBy::Month => date.replace_day(1).unwrap_or(date),
+            GroupBy::Quarter => {
+                let month = Month::try_from(((u8::from(date.month()) - 1) / 3) * 3 + 1)
+                    .unwrap_or(Month::January);
+                Date::from_calendar_date(date.year(), month, 1).unwrap_or(date)
+            }
+            GroupBy::Year => {
+                Date::from_calendar_date(date.year(), Month::January, 1).unwrap_or(date)
+            }
+        };
+        day_of_date(first)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Day => "day",
+            GroupBy::Week => "week",
+            GroupBy::Month => "month",
+            GroupBy::Quarter => "quarter",
+            GroupBy::Year => "year",
+        }
+    }
+}
+
+/// Time-series query parameters as sent.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeriesParams {
+    /// First day included, `YYYY-MM-DD` (default, or empty: unbounded).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
+    pub start_date: Option<String>,
+    /// Last day included, `YYYY-MM-DD` (default, or empty: up to now).
+    #[param(pattern = "^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
+    pub end_date: Option<String>,
+    /// day, week (ISO, Monday), month, quarter or year. Default (or empty): `month` on
+    /// the average routes, one `all_time` row on the on-time routes.
+    #[param(pattern = "^(day|week|month|quarter|year)?$")]
+    pub group_by: Option<String>,
+}
+
+/// A validated range of days (inclusive) and grouping (`None`: all time in one row).
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub first_day: Option<i64>,
+    pub last_day: i64,
+    pub group_by: Option<GroupBy>,
+    /// The request's instant, where the range ends when no `end_date` is given.
+    now: Option<i64>,
+}
+
+/// The period name of the single row of an ungrouped on-time series (the original's).
+pub const ALL_TIME: &str = "all_time";
+
+impl Series {
+    /// Parses the parameters; `default` is the grouping when none is given.
+    pub fn parse(
+        params: &SeriesParams,
+        now: i64,
+        default: Option<GroupBy>,
+    ) -> Result<Series, ApiError> {
+        let date = |field: &str, text: &str| {
+            Date::parse(
+                text.trim(),
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map(day_of_date)
+            .map_err(|_| {
+                bad(
+                    INVALID_DATE,
+                    format!("{field} must be a date as YYYY-MM-DD."),
+                )
+            })
+        };
+        let first_day = params
+            .start_date
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(|t| date("start_date", t))
+            .transpose()?;
+        let (last_day, now) = match params.end_date.as_deref().filter(|t| !t.is_empty()) {
+            Some(text) => (date("end_date", text)?, None),
+            None => (day_of(Micros(now)), Some(now)),
+        };
+        if first_day.is_some_and(|first| first > last_day) {
+            return Err(bad(
+                "start_date must not be after end_date",
+                "start_date must not be after end_date.",
+            ));
+        }
+        let group_by = match params.group_by.as_deref().filter(|t| !t.is_empty()) {
+            None => default,
+            Some(text) => Some(
+                serde_json::from_value(Value::String(text.to_owned())).map_err(|_| {
+                    bad(
+                        "Invalid group_by. Use day, week, month, quarter or year",
+                        "group_by must be day, week, month, quarter or year.",
+                    )
+                })?,
+            ),
+        };
+        Ok(Series {
+            first_day,
+            last_day,
+            group_by,
+            now,
+        })
+    }
+
+    /// Sums daily tallies into periods, oldest first; without a grouping, one
+    /// `all_time` row (zeros when there is nothing), as the original answered.
+    pub fn roll_up(&self, days: &[(i64, GradeTally)]) -> Vec<(String, GradeTally)> {
+        let Some(group_by) = self.group_by else {
+            let mut total = GradeTally::default();
+            for (_, tally) in days {
+                total.add(*tally);
+            }
+            return vec![(ALL_TIME.to_owned(), total)];
+        };
+        let mut periods: BTreeMap<i64, GradeTally> = BTreeMap::new();
+        for (day, tally) in days {
+            periods
+                .entry(group_by.period_start(*day))
+                .or_default()
+                .add(*tally);
+        }
+        periods
+            .into_iter()
+            .filter(|(_, tally)| tally.grade_count > 0)
+            .map(|(start, tally)| (day_start(start), tally))
+            .collect()
+    }
+
+    /// The grouping as the response names it: as sent, or the default; empty when the
+    /// series is one all-time row (the original echoed the empty parameter).
+    pub fn group_by_name(&self) -> &'static str {
+        self.group_by.map_or("", GroupBy::as_str)
+    }
+
+    /// The range as the original reported it: `start` the first instant (year 1 when
+    /// unbounded), `end` the last second of `end_date`, or now.
+    pub fn time_range(&self) -> TimeRange {
+        let end = match self.now {
+            Some(now) => studyhall_core::clock::rfc3339(now - now.rem_euclid(1_000_000)),
+            None => studyhall_core::clock::rfc3339(
+                (self.last_day + 1).saturating_mul(DAY_US) - 1_000_000,
+            ),
+        };
+        TimeRange {
+            start: self
+                .first_day
+                .map_or_else(|| UNBOUNDED_START.to_owned(), day_start),
+            end,
+        }
+    }
+}
+
+/// How the original wrote an unbounded start (Go's zero time).
+const UNBOUNDED_START: &str = "0001-01-01T00:00:00Z";
+
+/// RFC 3339 of a day's first instant (UTC).
+pub fn day_start(day: i64) -> String {
+    studyhall_core::clock::rfc3339(day.saturating_mul(DAY_US))
+}
+
+/// The range a series covers, both ends included.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TimeRange {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AveragePoint {
+    pub period: String,
+    pub average_grade: f64,
+    pub grade_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OnTimePoint {
+    pub period: String,
+    pub on_time_count: i64,
+    pub total_count: i64,
+    pub percentage: f64,
+}
+
+/// A student's standing in a list: the average of their grades and how many there are.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StudentAverage {
+    pub student_id: String,
+    pub average_grade: f64,
+    pub grade_count: i64,
+    /// The same count, under the name the original gave it on the task-average route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<i64>,
+}
+
+/// `GET /stats/health`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GradesHealth {
+    #[schema(example = "OK")]
+    pub status: &'static str,
+}
+
+/// A grade accepted for processing: the job that stores it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GradeQueued {
+    /// The job; `GET /jobs/{id}` follows it (the `Location` header names it too).
+    pub job_id: String,
+    /// The original's sentence (its misspelling on course grades included).
+    #[schema(
+        example = "Task task:add_student_grade queued sucessfully (Expected time to be processed: 0.00 minutes)"
+    )]
+    pub result: String,
+    /// Always 200, as the original wrote it.
+    #[schema(example = 200)]
+    pub status: u16,
+}
+
+/// A student's figures in one course.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CourseFigures {
+    /// Task grades the student has in the course.
+    pub assignments_completed: i64,
+    /// Mean of the course grades.
+    pub average_grade: f64,
+    pub grade_count: i64,
+    /// Share of the task grades handed in on time, 0 to 100.
+    pub on_time_percentage: f64,
+    /// Always 0 (the original's placeholder).
+    pub tbd: i64,
+}
+
+/// `GET /stats/student/{student_id}/course/{course_id}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StudentCourse {
+    pub course_id: String,
+    pub result: CourseFigures,
+    pub student_id: String,
+}
+
+/// Course-grade averages by period, of a student or of a course.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Averages {
+    pub averages: Vec<AveragePoint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_id: Option<String>,
+    /// `day`, `week`, `month` or `year`.
+    pub group_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+    pub time_range: TimeRange,
+}
+
+/// The on-time share of task grades by period, of a course or of a student in one.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OnTime {
+    pub course_id: String,
+    pub data: Vec<OnTimePoint>,
+    /// `day`, `week`, `month`, `year`, or empty for one `all_time` row.
+    pub group_by: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub student_id: Option<String>,
+    pub time_range: TimeRange,
+}
+
+/// `GET /stats/course/{course_id}/task/{task_id}/averages`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskAverages {
+    pub course_id: String,
+    /// Mean of every student's grade for the task.
+    pub group_average: f64,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+    /// Best first.
+    pub students: Vec<StudentAverage>,
+    pub task_id: String,
+}
+
+/// `GET /stats/student/{student_id}/course/{course_id}/task/average`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StudentTaskAverage {
+    pub course_id: String,
+    pub next_cursor: Option<String>,
+    /// The other students of the course, best first.
+    pub other_students: Vec<StudentAverage>,
+    pub student_average: f64,
+    pub student_id: String,
+    /// Present when the student has no task grade in the course.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> i64 {
+        day_of_date(
+            Date::parse(
+                text,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn periods_start_where_the_calendar_says() {
+        let d = day("2024-05-19"); // a Sunday
+        assert_eq!(GroupBy::Week.period_start(d), day("2024-05-13"));
+        assert_eq!(
+            GroupBy::Week.period_start(day("2024-05-13")),
+            day("2024-05-13")
+        );
+        assert_eq!(GroupBy::Month.period_start(d), day("2024-05-01"));
+        assert_eq!(GroupBy::Quarter.period_start(d), day("2024-04-01"));
+        assert_eq!(
+            GroupBy::Quarter.period_start(day("2024-12-31")),
+            day("2024-10-01")
+        );
+        assert_eq!(GroupBy::Year.period_start(d), day("2024-01-01"));
+        assert_eq!(
+            GroupBy::Week.period_start(day("1969-12-31")),
+            day("1969-12-29")
+        );
+        assert_eq!(day_start(day("2024-05-13")), "2024-05-13T00:00:00Z");
+    }
+
+    #[test]
+    fn posts_are_validated_as_the_original_accepted_them() {
+        let ok = br#"{"student_id": "123", "course_id": "c-1", "grade": 92.5}"#;
+        let post = parse_post(ok, false, Micros(7)).unwrap();
+        assert_eq!(
+            (post.grade_e6, post.on_time, post.created_at),
+            (92_500_000, false, Micros(7))
+        );
+        assert_eq!(
+            (post.student_id.as_str(), post.course_id.as_str()),
+            ("123", "c-1")
+        );
+        let zero =
+            br#"{"student_id": "abc", "course_id": "any id at all", "grade": 0, "on_time": true}"#;
+        assert_eq!(parse_post(zero, false, Micros(0)).unwrap().grade_e6, 0);
+        for bad in [
+            &br#"{"student_id": "", "course_id": "c", "grade": 1}"#[..],
+            br#"{"student_id": "a\u0007b", "course_id": "c", "grade": 1}"#,
+            br#"{"student_id": "s", "course_id": "", "grade": 1}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": 10000.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": -10000.5}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": "8"}"#,
+            br#"{"student_id": "s", "course_id": "c", "grade": 1, "on_time": "yes"}"#,
+            b"[]",
+            b"nope",
+        ] {
+            let err = parse_post(bad, false, Micros(0)).expect_err(&String::from_utf8_lossy(bad));
+            let body = format!("{err:?}");
+            assert!(body.contains(INVALID_INPUT), "{body}");
+        }
+        let long = format!(
+            r#"{{"student_id": "{}", "course_id": "c", "grade": 1}}"#,
+            "s".repeat(129)
+        );
+        assert!(parse_post(long.as_bytes(), false, Micros(0)).is_err());
+        let task = br#"{"student_id": "s", "course_id": "c", "grade": 1}"#;
+        assert!(
+            parse_post(task, true, Micros(0)).is_err(),
+            "task_id is required on task grades"
+        );
+    }
+
+    #[test]
+    fn jobs_queued_in_thousandths_are_read_in_millionths() {
+        let queued = |grade: &str| {
+            format!(
+                r#"{{"student_id": "s", "course_id": "c", "task_id": null, {grade}, "on_time": true, "created_at": 7}}"#
+            )
+        };
+        let read = |grade: &str| serde_json::from_str::<GradePost>(&queued(grade));
+        assert_eq!(read(r#""grade_e3": 92500"#).unwrap().grade_e6, 92_500_000);
+        assert_eq!(read(r#""units": 1"#).unwrap().grade_e6, 1_000);
+        assert_eq!(read(r#""grade_e6": 8123456"#).unwrap().grade_e6, 8_123_456);
+        assert!(read(r#""grade": 8"#).is_err(), "a grade without its units");
+        let post = read(r#""grade_e6": -3250000"#).unwrap();
+        let again: GradePost =
+            serde_json::from_str(&serde_json::to_string(&post).unwrap()).unwrap();
+        assert_eq!(again, post, "what is queued now reads back the same");
+    }
+
+    #[test]
+    fn checked_ids_are_letters_of_any_script_digits_and_hyphens() {
+        for ok in [
+            "507f1f77bcf86cd799439011",
+            "abc123",
+            "curso-ñandú",
+            "Курс1",
+            "a",
+        ] {
+            assert!(code("course_id", ok, "x").is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "invalid_id",
+            "abc 123",
+            "abc$123",
+            "abc☺",
+            &"a".repeat(51),
+        ] {
+            assert!(code("course_id", bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn averages_order_exactly_highest_first() {
+        let t = |sum, count| GradeTally {
+            grade_sum: sum,
+            grade_count: count,
+            on_time_count: 0,
+        };
+        // 1/3 and 333/1000 differ, though close.
+        assert_eq!(
+            t(1, 3).cmp_average_desc(&t(333, 1000)),
+            std::cmp::Ordering::Less
+        );
+        assert_eq!(
+            t(2, 4).cmp_average_desc(&t(1, 2)),
+            std::cmp::Ordering::Equal
+        );
+        assert_eq!(
+            t(1, 2).cmp_average_desc(&t(3, 4)),
+            std::cmp::Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn an_ungrouped_series_is_one_all_time_row_and_ranges_read_as_the_original_wrote_them() {
+        let params = SeriesParams {
+            end_date: Some("2024-01-31".into()),
+            ..SeriesParams::default()
+        };
+        let series = Series::parse(&params, 0, None).unwrap();
+        assert_eq!(
+            series.roll_up(&[]),
+            vec![(ALL_TIME.to_owned(), GradeTally::default())]
+        );
+        assert_eq!(series.group_by_name(), "");
+        let range = series.time_range();
+        assert_eq!(
+            (range.start.as_str(), range.end.as_str()),
+            ("0001-01-01T00:00:00Z", "2024-01-31T23:59:59Z")
+        );
+        let now = Series::parse(
+            &SeriesParams::default(),
+            1_700_000_000_123_456,
+            Some(GroupBy::Month),
+        )
+        .unwrap();
+        assert_eq!(now.time_range().end, "2023-11-14T22:13:20Z");
+        assert_eq!(now.group_by_name(), "month");
+    }
+}

@@ -1,0 +1,284 @@
+//! `studyhall audit …`: the commands an operator and an auditor run.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures_util::TryStreamExt;
+
+use super::export::{self, Format, Record};
+use super::key::{self, AuditKey};
+use super::store::{self, Filter};
+use super::verify::{Verified, Verifier};
+use studyhall_core::config::DatabaseSettings;
+use studyhall_core::db::Db;
+use studyhall_core::sensitive::{DatabaseUrl, Secret};
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the public key that verifies this deployment's checkpoints (base64).
+    PublicKey(KeyArgs),
+    /// Print a new signing key, for STUDYHALL_AUDIT_SIGNING_KEY.
+    NewKey,
+    /// Verify a store (--database-url) or an export file (--file) with the public key.
+    Verify(VerifyArgs),
+    /// Write the log, or the events matching the filters, as NDJSON or CSV.
+    Export(Box<ExportArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    /// The signing key (else the one generated beside a SQLite database).
+    #[arg(long, env = "STUDYHALL_AUDIT_SIGNING_KEY", hide_env_values = true)]
+    pub audit_signing_key: Option<Secret>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["database_url", "file"])))]
+pub struct VerifyArgs {
+    /// The store to verify (read only).
+    #[arg(long)]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// The export file to verify (NDJSON or CSV, as `audit export` writes them).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+
+    /// The deployment's public key, as `studyhall audit public-key` prints it, or a file
+    /// holding it.
+    #[arg(long, env = "STUDYHALL_AUDIT_PUBLIC_KEY")]
+    pub public_key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+
+    #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+    pub format: Format,
+
+    /// Resume after this event position (the `position` of the last event received).
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+
+    /// Write here instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub component: Option<String>,
+    /// Case-sensitive substring of the message.
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Created at or after: MM-DD-YYYY, YYYY-MM-DD or RFC 3339.
+    #[arg(long, value_parser = parse_instant)]
+    pub from_date: Option<i64>,
+    /// Created before: same formats.
+    #[arg(long, value_parser = parse_instant)]
+    pub to_date: Option<i64>,
+}
+
+fn parse_instant(text: &str) -> Result<i64, String> {
+    crate::events::model::parse_date(text)
+        .ok_or_else(|| format!("`{text}` is not MM-DD-YYYY, YYYY-MM-DD or an RFC 3339 timestamp"))
+}
+
+pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::PublicKey(args) => {
+            let database = &args.database.database_url;
+            if let (None, Some(file)) = (&args.audit_signing_key, database.sqlite_file()) {
+                if !file.exists() {
+                    anyhow::bail!(
+                        "there is no studyhall database at {}: give the server's --database-url (the generated audit key is kept beside the database file)",
+                        std::path::absolute(&file).unwrap_or(file).display()
+                    );
+                }
+            }
+            let key = AuditKey::load(args.audit_signing_key.as_ref(), database)?.context(
+                "no audit signing key: set STUDYHALL_AUDIT_SIGNING_KEY (generated ones exist only with SQLite)",
+            )?;
+            print(&key.public_text())?;
+        }
+        AuditCommand::NewKey => print(&AuditKey::generate()?.private_text())?,
+        AuditCommand::Verify(args) => {
+            let public = public_key(&args.public_key)?;
+            let verified = match (&args.database_url, &args.file) {
+                (Some(url), _) => verify_store(url, &public).await?,
+                (None, Some(file)) => verify_file(file, &public)?,
+                (None, None) => anyhow::bail!("give --database-url or --file"),
+            };
+            print(&describe(&verified))?;
+        }
+        AuditCommand::Export(args) => export_to(&args).await?,
+    }
+    Ok(())
+}
+
+/// A line on standard output; a reader that stops early (`| head`) is not an error.
+fn print(line: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(err).context("writing to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn public_key(text: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let path = std::path::Path::new(text);
+    let text = if path.is_file() {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    } else {
+        text.to_owned()
+    };
+    key::parse_public(&text).map_err(anyhow::Error::msg)
+}
+
+fn describe(verified: &Verified) -> String {
+    let range = match (verified.first, verified.last) {
+        (Some(first), Some(last)) => format!(" (positions {first}–{last})"),
+        _ => String::new(),
+    };
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut text = format!(
+        "verified: {}{range}, {}, {} removed by the retention policy",
+        plural(verified.events, "event", "events"),
+        plural(verified.checkpoints, "checkpoint", "checkpoints"),
+        plural(verified.removed.max(0) as u64, "position", "positions"),
+    );
+    if verified.unsigned > 0 {
+        text.push_str(&format!(
+            "; the last {} events are chained but not yet covered by a checkpoint",
+            verified.unsigned
+        ));
+    }
+    text
+}
+
+async fn open_existing(url: &DatabaseUrl) -> anyhow::Result<Db> {
+    if let Some(file) = url.sqlite_file() {
+        if !file.exists() {
+            anyhow::bail!("there is no database at {}", file.display());
+        }
+    }
+    Db::connect(url, 2).await
+}
+
+/// Verifies a store as it is, without changing it.
+pub async fn verify_store(
+    url: &DatabaseUrl,
+    public: &ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<Verified> {
+    let db = open_existing(url).await?;
+    let result = verify_db(&db, public).await;
+    db.close().await;
+    result
+}
+
+pub async fn verify_db(db: &Db, public: &ed25519_dalek::VerifyingKey) -> anyhow::Result<Verified> {
+    let statements = store::statements(db, i64::MIN, i64::MAX, i64::MAX)
+        .await
+        .context("reading the signed statements")?;
+    let mut verifier = Verifier::new(public, statements)?;
+    let mut after = i64::MIN;
+    loop {
+        let page = store::chained_after(db, after, 1000, &Filter::default())
+            .await
+            .context("reading the events")?;
+        for event in &page {
+            verifier.event(event)?;
+        }
+        match page.last() {
+            Some(last) => after = last.position,
+            None => break,
+        }
+    }
+    let unchained = store::unchained(db).await?;
+    if unchained > 0 {
+        tracing::info!(
+            unchained,
+            "events stored but not chained yet are not verified"
+        );
+    }
+    Ok(verifier.finish()?)
+}
+
+/// Verifies an export file: two passes, statements first, so memory stays bounded by
+/// the statements, not the events.
+pub fn verify_file(
+    path: &std::path::Path,
+    public: &ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<Verified> {
+    let open = || -> anyhow::Result<_> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        export::read(std::io::BufReader::new(file)).map_err(anyhow::Error::msg)
+    };
+    let mut statements = Vec::new();
+    for record in open()? {
+        if let Record::Statement(statement) = record.map_err(anyhow::Error::msg)? {
+            statements.push(statement);
+        }
+    }
+    // Only an export of the whole log carries its checkpoints; a filtered one is a
+    // selection of events, whose positions skip those the filter left out.
+    let whole = !statements.is_empty();
+    let mut verifier = Verifier::new(public, statements)?;
+    for record in open()? {
+        if let Record::Event(event) = record.map_err(anyhow::Error::msg)? {
+            verifier.event(&event).map_err(|broken| {
+                if whole {
+                    anyhow::Error::new(broken)
+                } else {
+                    anyhow::anyhow!(
+                        "{} is not a whole log: it holds no checkpoint, and its events skip positions \
+                         ({broken}). A filtered export is a selection of events and cannot be verified; \
+                         verify an export without filters, or the database itself.",
+                        path.display()
+                    )
+                }
+            })?;
+        }
+    }
+    Ok(verifier.finish()?)
+}
+
+async fn export_to(args: &ExportArgs) -> anyhow::Result<()> {
+    let db = open_existing(&args.database.database_url).await?;
+    let filter = Filter {
+        email: args.email.clone(),
+        environment: args.environment.clone(),
+        component: args.component.clone(),
+        message: args.message.clone(),
+        from: args.from_date,
+        to: args.to_date,
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut chunks = std::pin::pin!(export::export(db.clone(), filter, args.after, args.format));
+    while let Some(chunk) = chunks.try_next().await.context("reading the events")? {
+        match out.write_all(&chunk) {
+            // A reader that stops early (`| head`) is not an error.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => break,
+            other => other.context("writing the export")?,
+        }
+    }
+    out.flush().ok();
+    db.close().await;
+    Ok(())
+}

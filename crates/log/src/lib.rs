@@ -1,0 +1,332 @@
+//! The audit log, the only owner of the events table: the event record and its store
+//! (`events`), one hash chain over them (`chain`), signed at intervals with an Ed25519
+//! key (`key`) by the sealer below, readable back in chain order (`store`, `export`) and
+//! checkable offline (`verify`, `cli`).
+
+pub mod chain;
+pub mod cli;
+pub mod events;
+pub mod export;
+pub mod key;
+pub mod store;
+pub mod verify;
+
+use std::time::Duration;
+
+use key::{AuditKey, Statement};
+use studyhall_core::clock::{Clock, Micros};
+use studyhall_core::db::Db;
+
+/// Events chained per transaction when giving older events their positions.
+const CHAIN_BATCH: i64 = 500;
+
+/// Events removed per transaction by the retention policy.
+const RETENTION_BATCH: i64 = 1000;
+
+/// When checkpoints are due, and how long events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Cadence {
+    /// After this many newly chained events…
+    pub events: i64,
+    /// …or this long after the last checkpoint, if anything was chained since.
+    pub every: Duration,
+    /// Events older than this are removed (`STUDYHALL_EVENTS_RETENTION`).
+    pub retention: Option<Duration>,
+}
+
+/// Chains what is unchained, removes what the retention policy no longer keeps, and
+/// signs checkpoints when due, until the task is stopped.
+/// Any number of instances may run it: chaining takes the chain's lock, and a second
+/// checkpoint for the same position is dropped.
+/// With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves unchained events as they are.
+pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, (chain, clock): (bool, Clock)) {
+    if !chain {
+        tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
+        return;
+    }
+    let period = cadence.every.min(Duration::from_secs(1));
+    loop {
+        clock.sleep(period).await;
+        if let Err(err) = seal_once(&db, key.as_ref(), cadence, clock.now()).await {
+            tracing::warn!(error = %err, "sealing the audit chain failed; retrying");
+        }
+    }
+}
+
+/// One round of [`seal`] at `now`: the checkpoint it signed, if one was due.
+pub async fn seal_once(
+    db: &Db,
+    key: Option<&AuditKey>,
+    cadence: Cadence,
+    now: Micros,
+) -> Result<Option<Statement>, sqlx::Error> {
+    let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
+    if chained > 0 {
+        tracing::info!(chained, "gave stored events their place in the audit chain");
+    }
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    if let Some(retention) = cadence.retention {
+        let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
+        let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
+        if removed > 0 {
+            metrics::counter!("audit_events_removed_total").increment(removed);
+            tracing::info!(
+                removed,
+                "removed events past the retention period, leaving signed markers"
+            );
+        }
+    }
+    let head = store::head(db).await?;
+    metrics::gauge!("audit_chain_position").set(head.position as f64);
+    if head.position == 0 {
+        return Ok(None);
+    }
+    let due = match store::last_checkpoint(db).await? {
+        None => true,
+        Some((position, at)) => {
+            let waited = Duration::from_micros(now.0.saturating_sub(at.0).max(0) as u64);
+            head.position > position
+                && (head.position - position >= cadence.events || waited >= cadence.every)
+        }
+    };
+    if !due {
+        return Ok(None);
+    }
+    let checkpoint = key.checkpoint(head.position, &head.hash, now);
+    store::insert_statement(db, &checkpoint).await?;
+    Ok(Some(checkpoint))
+}
+
+/// Who made a decision the log records.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Actor {
+    /// `operator` (the admin token), `user` (a verified token), `viewer` (a stream
+    /// viewer as the deployment identifies them) or `system` (the service itself).
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Actor {
+    pub fn operator() -> Actor {
+        Actor {
+            kind: "operator",
+            id: None,
+            email: None,
+        }
+    }
+
+    /// An operator known by name (a console session).
+    pub fn operator_named(name: &str) -> Actor {
+        Actor {
+            kind: "operator",
+            id: Some(name.to_owned()),
+            email: None,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor {
+            kind: "system",
+            id: None,
+            email: None,
+        }
+    }
+
+    pub fn user(id: Option<String>, email: Option<String>) -> Actor {
+        Actor {
+            kind: if id.is_some() { "user" } else { "anonymous" },
+            id,
+            email,
+        }
+    }
+
+    /// The event's `email`: the actor's own, else `KIND@studyhall.invalid` (a domain
+    /// that never receives mail).
+    fn email_field(&self) -> String {
+        self.email
+            .clone()
+            .filter(|email| crate::events::model::is_valid_email(email))
+            .unwrap_or_else(|| format!("{}@studyhall.invalid", self.kind))
+    }
+}
+
+/// The `environment` of every event the service records about itself.
+pub const ENVIRONMENT: &str = "studyhall";
+
+/// A decision a module records in the audit log: component `studyhall.MODULE`, a
+/// message from the README's vocabulary, who, and what (`data`, an object to which
+/// the actor is added).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub component: &'static str,
+    pub message: &'static str,
+    pub actor: Actor,
+    pub data: serde_json::Value,
+}
+
+impl Decision {
+    pub fn new(
+        component: &'static str,
+        message: &'static str,
+        actor: Actor,
+        data: serde_json::Value,
+    ) -> Decision {
+        Decision {
+            component,
+            message,
+            actor,
+            data,
+        }
+    }
+
+    /// The event that records it.
+    pub fn event(&self) -> Result<crate::events::model::NewEvent, serde_json::Error> {
+        let mut data = match &self.data {
+            serde_json::Value::Object(fields) => fields.clone(),
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("value".to_owned(), other.clone())]),
+        };
+        data.insert("actor".into(), serde_json::to_value(&self.actor)?);
+        Ok(crate::events::model::NewEvent {
+            component: self.component.to_owned(),
+            data: serde_json::value::to_raw_value(&data)?,
+            email: self.actor.email_field(),
+            environment: ENVIRONMENT.to_owned(),
+            message: self.message.to_owned(),
+        })
+    }
+}
+
+/// Records `decisions`, made at `at`, inside `tx`, the transaction of the decision
+/// itself, at the end of the chain; the caller commits.
+pub async fn record(
+    tx: &mut studyhall_core::db::Tx,
+    decisions: &[Decision],
+    at: Micros,
+) -> Result<(), sqlx::Error> {
+    let events = decisions
+        .iter()
+        .map(Decision::event)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    let mut at = at;
+    let mut stamped = Vec::with_capacity(events.len());
+    for event in &events {
+        stamped.push((uuid::Uuid::now_v7(), at, event));
+        at = at.plus(1);
+    }
+    let entries: Vec<chain::Entry<'_>> = stamped
+        .iter()
+        .map(|(id, at, event)| chain::Entry {
+            position: 0,
+            id: *id,
+            created_at: *at,
+            component: &event.component,
+            environment: &event.environment,
+            email: &event.email,
+            message: &event.message,
+            data: event.data.get(),
+        })
+        .collect();
+    store::append(tx, &entries).await
+}
+
+/// Records decisions in transactions of their own, group-committed: for decisions that
+/// are not a database write of this service (a Redis stream lease, a refused token).
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    batcher: studyhall_core::batch::Batcher<Decision, ()>,
+}
+
+struct RecordBatch(Db, Clock);
+
+impl studyhall_core::batch::Batched for RecordBatch {
+    type Write = Decision;
+    type Outcome = ();
+
+    async fn apply(&mut self, decisions: &[Decision]) -> Result<Vec<()>, sqlx::Error> {
+        let mut tx = self.0.begin_write().await?;
+        record(&mut tx, decisions, self.1.now()).await?;
+        tx.commit().await?;
+        Ok(vec![(); decisions.len()])
+    }
+}
+
+impl Recorder {
+    /// The recorder, and its task to await at shutdown.
+    pub fn start(db: &Db, clock: Clock) -> (Recorder, tokio::task::JoinHandle<()>) {
+        let (batcher, task) = studyhall_core::batch::Batcher::start(RecordBatch(db.clone(), clock));
+        (Recorder { batcher }, task)
+    }
+
+    /// Records `decision` once it is durable.
+    pub async fn record(
+        &self,
+        decision: Decision,
+    ) -> Result<(), studyhall_core::error::StoreError> {
+        self.batcher.submit(decision).await
+    }
+}
+
+/// Records one kind of refusal (a bad token, a refused console login) at most
+/// [`Throttled::PER_MINUTE`] times a minute, so a flood cannot flood the log; the next
+/// record counts the refusals left out before it (`suppressed_before`). The refusal is
+/// answered at once and its record follows.
+pub struct Throttled {
+    recorder: Recorder,
+    component: &'static str,
+    message: &'static str,
+    /// The minute's start, the refusals recorded in it, and those left out since the
+    /// last record.
+    window: std::sync::Mutex<(std::time::Instant, u32, u64)>,
+}
+
+impl Throttled {
+    pub const PER_MINUTE: u32 = 10;
+
+    pub fn new(recorder: Recorder, component: &'static str, message: &'static str) -> Throttled {
+        Throttled {
+            recorder,
+            component,
+            message,
+            window: std::sync::Mutex::new((std::time::Instant::now(), 0, 0)),
+        }
+    }
+
+    /// Records a refusal of `actor` with `data` (an object), unless this minute's
+    /// records are spent.
+    pub fn note(&self, actor: Actor, mut data: serde_json::Value) {
+        let suppressed = {
+            let Ok(mut window) = self.window.lock() else {
+                return;
+            };
+            let (started, recorded, suppressed) = &mut *window;
+            if started.elapsed() >= std::time::Duration::from_secs(60) {
+                *started = std::time::Instant::now();
+                *recorded = 0;
+            }
+            if *recorded >= Self::PER_MINUTE {
+                *suppressed += 1;
+                metrics::counter!("audit_refusals_suppressed_total").increment(1);
+                return;
+            }
+            *recorded += 1;
+            std::mem::take(suppressed)
+        };
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("suppressed_before".into(), serde_json::json!(suppressed));
+        }
+        let decision = Decision::new(self.component, self.message, actor, data);
+        let recorder = self.recorder.clone();
+        tokio::spawn(async move {
+            if let Err(err) = recorder.record(decision).await {
+                tracing::warn!(error = %err, "recording a refusal failed");
+            }
+        });
+    }
+}

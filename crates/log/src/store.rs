@@ -1,0 +1,579 @@
+//! The chain in the database: appending events at its end inside the caller's
+//! transaction, chaining events stored without a position, signed statements, and
+//! reading the log back in chain order.
+//!
+//! One chain on every backend and any number of instances: the last position and
+//! hash live in one row (`event_chain_head`) that each appending transaction locks
+//! after its other writes, by the `UPDATE … RETURNING` that reserves its positions
+//! (SQLite has one writer at a time anyway), so appenders never wait on each other in
+//! another order, and holds until it commits. Writers already group-commit, so one lock turn carries a whole batch.
+
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::chain::Entry;
+use super::key::Statement;
+use studyhall_core::clock::Micros;
+use studyhall_core::db::{Db, Tx};
+use studyhall_core::sql::{On, Sql};
+
+/// Rows per multi-row INSERT (× 9 parameters, far below either backend's limit).
+const INSERT_CHUNK: usize = 500;
+
+/// The end of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Head {
+    /// The last position given out; 0 before the first event.
+    pub position: i64,
+    pub hash: String,
+}
+
+/// A stored event with its place in the chain.
+#[derive(Debug, Clone)]
+pub struct ChainedEvent {
+    pub position: i64,
+    pub hash: String,
+    pub id: Uuid,
+    pub created_at: Micros,
+    pub component: String,
+    pub environment: String,
+    pub email: String,
+    pub message: String,
+    pub data: Box<RawValue>,
+}
+
+impl ChainedEvent {
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            position: self.position,
+            id: self.id,
+            created_at: self.created_at,
+            component: &self.component,
+            environment: &self.environment,
+            email: &self.email,
+            message: &self.message,
+            data: self.data.get(),
+        }
+    }
+}
+
+fn decode_error(err: impl std::error::Error + Send + Sync + 'static) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(err))
+}
+
+const HEAD: &str = "SELECT position, hash FROM event_chain_head WHERE id = 1";
+
+/// Takes the next `count` positions: the head before them, its row locked until `tx`
+/// ends (SQLite's write transaction already excludes every other writer). One
+/// statement, one round trip.
+async fn reserve(tx: &mut Tx, count: usize) -> Result<Head, sqlx::Error> {
+    let (position, hash) = Sql::new(
+        "UPDATE event_chain_head SET position = position + $1 WHERE id = 1 RETURNING position - $1, hash",
+    )
+    .bind(count as i64)
+    .fetch_one::<(i64, String)>(tx)
+    .await?;
+    Ok(Head { position, hash })
+}
+
+/// Writes the hash at the end of the reserved positions.
+async fn seal_head(tx: &mut Tx, hash: &str) -> Result<(), sqlx::Error> {
+    Sql::new("UPDATE event_chain_head SET hash = $1 WHERE id = 1")
+        .bind(hash)
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
+/// The committed head.
+pub async fn head(db: &Db) -> Result<Head, sqlx::Error> {
+    let (position, hash) = Sql::new(HEAD).fetch_one::<(i64, String)>(db).await?;
+    Ok(Head { position, hash })
+}
+
+/// Where this process last saw the chain end. On PostgreSQL a batch appends after it
+/// in one statement whose guard (the head row still holds it, checked under the row's
+/// lock) lets the insert through; if another transaction or instance moved the head,
+/// nothing is written and the batch takes the reservation's round trip. The guard is
+/// checked on the database written to, so a stale hint, or one seen on another
+/// database, costs that round trip and never a wrong link.
+static HEAD_HINT: std::sync::Mutex<Option<Head>> = std::sync::Mutex::new(None);
+
+fn hint() -> Option<Head> {
+    HEAD_HINT.lock().ok().and_then(|hint| hint.clone())
+}
+
+fn remember(head: &Head) {
+    if let Ok(mut hint) = HEAD_HINT.lock() {
+        *hint = Some(head.clone());
+    }
+}
+
+/// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
+/// here); the caller commits. Take this last among the transaction's locks.
+pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let postgres = matches!(tx, Tx::Postgres(_));
+    if postgres && entries.len() <= INSERT_CHUNK {
+        if let Some(seen) = hint() {
+            let (chained, head) = link(&seen, entries)?;
+            if append_after(tx, &seen, &chained, &head).await? {
+                metrics::counter!("audit_chain_appends_total", "head" => "seen").increment(1);
+                remember(&head);
+                return Ok(());
+            }
+        }
+    }
+    metrics::counter!("audit_chain_appends_total", "head" => "reserved").increment(1);
+    let start = reserve(tx, entries.len()).await?;
+    let (chained, head) = link(&start, entries)?;
+    insert(tx, &chained, Some(&head.hash)).await?;
+    if postgres {
+        remember(&head);
+    }
+    Ok(())
+}
+
+/// An event to insert, with its hash (`None` outside the chain).
+type Row<'a> = (Entry<'a>, Option<String>);
+
+/// `entries` at the positions after `start`, each with its hash; and the new head.
+fn link<'a>(start: &Head, entries: &[Entry<'a>]) -> Result<(Vec<Row<'a>>, Head), sqlx::Error> {
+    let mut head = start.clone();
+    let mut chained = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = Entry {
+            position: head.position + 1,
+            ..*entry
+        };
+        head = Head {
+            position: entry.position,
+            hash: entry.link(&head.hash).map_err(decode_error)?,
+        };
+        chained.push((entry, Some(head.hash.clone())));
+    }
+    Ok((chained, head))
+}
+
+/// On PostgreSQL, inserts `rows` and moves the head from `seen` to `head` in one
+/// statement, if the chain still ends at `seen`; whether it did.
+async fn append_after(
+    tx: &mut Tx,
+    seen: &Head,
+    rows: &[Row<'_>],
+    head: &Head,
+) -> Result<bool, sqlx::Error> {
+    let guard = rows.len() * 9;
+    let text = format!(
+        "WITH head AS (UPDATE event_chain_head SET position = ${}, hash = ${} \
+           WHERE id = 1 AND position = ${} AND hash = ${} RETURNING 1) \
+         {INSERT_EVENTS} SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+        guard + 1,
+        guard + 2,
+        guard + 3,
+        guard + 4,
+        studyhall_core::sql::values_rows(rows.len(), 9, studyhall_core::sql::tuple)
+    );
+    let insert = bind_rows(Sql::new(&text), rows)
+        .bind(head.position)
+        .bind(&head.hash)
+        .bind(seen.position)
+        .bind(&seen.hash);
+    Ok(insert.execute(&mut *tx).await? == rows.len() as u64)
+}
+
+/// The INSERT both appends begin with; [`bind_rows`] binds its columns in this order.
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash)";
+
+/// Binds each row's nine columns, in the order of [`INSERT_EVENTS`].
+fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
+    for (entry, hash) in rows {
+        insert = insert
+            .bind(entry.id)
+            .bind(entry.component)
+            .bind(entry.data)
+            .bind(entry.email)
+            .bind(entry.environment)
+            .bind(entry.message)
+            .bind(entry.created_at)
+            .bind(hash.as_ref().map(|_| entry.position))
+            .bind(hash.clone());
+    }
+    insert
+}
+
+/// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
+/// benchmark): no position, no hash, no lock.
+pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+    let rows: Vec<Row<'_>> = entries.iter().map(|entry| (*entry, None)).collect();
+    insert(tx, &rows, None).await
+}
+
+/// Inserts events (a row without a hash goes in without a position too), then writes
+/// `head_hash` as the chain's end: on PostgreSQL in the last INSERT's own statement, to
+/// save a round trip while the head is locked.
+async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Result<(), sqlx::Error> {
+    let chunks = rows.chunks(INSERT_CHUNK).count();
+    let postgres = matches!(tx, Tx::Postgres(_));
+    for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+        let with_head = postgres && head_hash.is_some() && n + 1 == chunks;
+        let head = if with_head {
+            format!(
+                "WITH head AS (UPDATE event_chain_head SET hash = ${} WHERE id = 1) ",
+                chunk.len() * 9 + 1
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{head}{INSERT_EVENTS} VALUES {}",
+            studyhall_core::sql::values_rows(chunk.len(), 9, studyhall_core::sql::tuple)
+        );
+        let mut insert = bind_rows(Sql::new(&text), chunk);
+        if with_head {
+            insert = insert.bind(head_hash);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    match head_hash {
+        Some(hash) if !postgres => seal_head(tx, hash).await,
+        _ => Ok(()),
+    }
+}
+
+const CHAINED_COLUMNS: &str =
+    "position, hash, CAST(id AS TEXT), created_at, component, environment, email, message, data";
+
+type ChainedRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+fn chained_from_row(row: ChainedRow) -> Result<ChainedEvent, sqlx::Error> {
+    let (position, hash, id, created_at, component, environment, email, message, data) = row;
+    Ok(ChainedEvent {
+        position,
+        hash,
+        id: Uuid::try_parse(&id).map_err(decode_error)?,
+        created_at: Micros(created_at),
+        component,
+        environment,
+        email,
+        message,
+        data: RawValue::from_string(data).map_err(decode_error)?,
+    })
+}
+
+/// Gives events stored without a position (before the chain existed, or by an older
+/// version of the service during a rolling deploy) their place at the end of the
+/// chain, in (created_at, id) order, `batch` per transaction. How many it chained.
+pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut chained = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        // The chain's lock before the read, so two instances chaining at once cannot
+        // both pick the same events (SQLite's write transaction already excludes).
+        if matches!(tx, Tx::Postgres(_)) {
+            Sql::new("SELECT position FROM event_chain_head WHERE id = 1 FOR UPDATE")
+                .execute(&mut tx)
+                .await?;
+        }
+        let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
+            "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
+             FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
+        )
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(chained);
+        }
+        let mut head = reserve(&mut tx, rows.len()).await?;
+        let mut chained_rows = Vec::with_capacity(rows.len());
+        for (id, created_at, component, environment, email, message, data) in &rows {
+            let entry = Entry {
+                position: head.position + 1,
+                id: Uuid::try_parse(id).map_err(decode_error)?,
+                created_at: Micros(*created_at),
+                component,
+                environment,
+                email,
+                message,
+                data,
+            };
+            head = Head {
+                position: entry.position,
+                hash: entry.link(&head.hash).map_err(decode_error)?,
+            };
+            chained_rows.push((head.position, head.hash.clone(), id));
+        }
+        // One statement for the batch, so the chain's lock is held briefly.
+        let id = if matches!(tx, Tx::Postgres(_)) {
+            "CAST(v.column3 AS uuid)"
+        } else {
+            "v.column3"
+        };
+        let text = format!(
+            "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v WHERE events.id = {id}",
+            studyhall_core::sql::values_rows(chained_rows.len(), 3, studyhall_core::sql::tuple)
+        );
+        let mut update = Sql::new(&text);
+        for (position, hash, id) in &chained_rows {
+            update = update.bind(*position).bind(hash).bind(*id);
+        }
+        update.execute(&mut tx).await?;
+        seal_head(&mut tx, &head.hash).await?;
+        tx.commit().await?;
+        chained += rows.len() as u64;
+    }
+}
+
+/// Events not chained yet (they are stored and listed all the same).
+pub async fn unchained(db: &Db) -> Result<i64, sqlx::Error> {
+    Ok(
+        Sql::new("SELECT count(*) FROM events WHERE position IS NULL")
+            .fetch_scalar::<i64>(db)
+            .await?
+            .unwrap_or(0),
+    )
+}
+
+/// Exact filters of an export; `None` everywhere is the whole log.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub email: Option<String>,
+    pub environment: Option<String>,
+    pub component: Option<String>,
+    pub message: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Filter {
+    pub fn is_everything(&self) -> bool {
+        self.email.is_none()
+            && self.environment.is_none()
+            && self.component.is_none()
+            && self.message.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+}
+
+/// Up to `limit` chained events after `after`, in chain order, matching `filter`.
+pub async fn chained_after(
+    db: &Db,
+    after: i64,
+    limit: i64,
+    filter: &Filter,
+) -> Result<Vec<ChainedEvent>, sqlx::Error> {
+    let mut text = format!("SELECT {CHAINED_COLUMNS} FROM events WHERE position > $1");
+    let mut params: Vec<studyhall_core::sql::Param> = vec![after.into()];
+    let mut clause = |sql: &str, value: studyhall_core::sql::Param| {
+        params.push(value);
+        text.push_str(&sql.replace('?', &format!("${}", params.len())));
+    };
+    for (column, value) in [
+        ("email", &filter.email),
+        ("environment", &filter.environment),
+        ("component", &filter.component),
+    ] {
+        if let Some(value) = value {
+            clause(&format!(" AND {column} = ?"), value.into());
+        }
+    }
+    if let Some(message) = &filter.message {
+        // Case-sensitive, like the list route; an export walks the chain anyway.
+        let test = if matches!(db, Db::Postgres(_)) {
+            " AND strpos(message, ?) > 0"
+        } else {
+            " AND instr(message, ?) > 0"
+        };
+        clause(test, message.into());
+    }
+    if let Some(from) = filter.from {
+        clause(" AND created_at >= ?", from.into());
+    }
+    if let Some(to) = filter.to {
+        clause(" AND created_at < ?", to.into());
+    }
+    params.push(limit.into());
+    text.push_str(&format!(" ORDER BY position LIMIT ${}", params.len()));
+    let mut query = Sql::new(&text);
+    for param in params {
+        query = query.bind(param);
+    }
+    query
+        .fetch_all::<ChainedRow>(db)
+        .await?
+        .into_iter()
+        .map(chained_from_row)
+        .collect()
+}
+
+type StatementRow = (String, i64, Option<i64>, String, i64, String);
+
+const STATEMENT_COLUMNS: &str = "kind, position, first_position, hash, signed_at, signature";
+
+fn statement_from_row(row: StatementRow) -> Result<Statement, sqlx::Error> {
+    let (kind, position, first_position, hash, signed_at, signature) = row;
+    let signed_at_us = Micros(signed_at);
+    match (kind.as_str(), first_position) {
+        ("checkpoint", _) => Ok(Statement::Checkpoint {
+            position,
+            hash,
+            signed_at_us,
+            signature,
+        }),
+        ("retention", Some(first_position)) => Ok(Statement::Retention {
+            first_position,
+            position,
+            hash,
+            signed_at_us,
+            signature,
+        }),
+        _ => Err(sqlx::Error::Decode(
+            format!("event_checkpoints holds an unknown statement `{kind}` at {position}").into(),
+        )),
+    }
+}
+
+/// Stores a signed statement; a second one for the same position (another instance
+/// got there first) is dropped.
+pub async fn insert_statement<'a>(
+    on: impl Into<On<'a>>,
+    statement: &Statement,
+) -> Result<(), sqlx::Error> {
+    let (kind, first) = match statement {
+        Statement::Checkpoint { .. } => ("checkpoint", None),
+        Statement::Retention { first_position, .. } => ("retention", Some(*first_position)),
+    };
+    let (signed_at, signature) = match statement {
+        Statement::Checkpoint {
+            signed_at_us,
+            signature,
+            ..
+        }
+        | Statement::Retention {
+            signed_at_us,
+            signature,
+            ..
+        } => (*signed_at_us, signature),
+    };
+    Sql::new(
+        "INSERT INTO event_checkpoints (kind, position, first_position, hash, signed_at, signature)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind)
+    .bind(statement.position())
+    .bind(first)
+    .bind(statement.hash())
+    .bind(signed_at)
+    .bind(signature)
+    .execute(on)
+    .await
+    .map(drop)
+}
+
+/// Statements with `after < position <= through`, by position (a retention marker
+/// before a checkpoint at the same position).
+pub async fn statements(
+    db: &Db,
+    after: i64,
+    through: i64,
+    limit: i64,
+) -> Result<Vec<Statement>, sqlx::Error> {
+    Sql::new(&format!(
+        "SELECT {STATEMENT_COLUMNS} FROM event_checkpoints
+         WHERE position > $1 AND position <= $2 ORDER BY position, kind DESC LIMIT $3"
+    ))
+    .bind(after)
+    .bind(through)
+    .bind(limit)
+    .fetch_all::<StatementRow>(db)
+    .await?
+    .into_iter()
+    .map(statement_from_row)
+    .collect()
+}
+
+/// The newest checkpoint's position and signing time.
+pub async fn last_checkpoint(db: &Db) -> Result<Option<(i64, Micros)>, sqlx::Error> {
+    let row: Option<(i64, i64)> = Sql::new(
+        "SELECT position, signed_at FROM event_checkpoints WHERE kind = 'checkpoint'
+         ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(position, at)| (position, Micros(at))))
+}
+
+/// Removes chained events created before `cutoff`, oldest first, `batch` per
+/// transaction, each transaction leaving a retention marker signed by `key` at `now`
+/// for the range it removed. Stops at the first event not old enough (positions follow commit
+/// order, close to time order), so a late old event waits for the ones before it. How
+/// many it removed.
+pub async fn remove_before(
+    db: &Db,
+    key: &super::key::AuditKey,
+    (cutoff, now): (Micros, Micros),
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut removed = 0;
+    loop {
+        let mut tx = db.begin_write().await?;
+        let rows: Vec<(i64, String, i64)> = Sql::new(
+            "SELECT position, hash, created_at FROM events WHERE position IS NOT NULL
+             ORDER BY position LIMIT $1",
+        )
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+        let old: Vec<&(i64, String, i64)> = rows
+            .iter()
+            .take_while(|(_, _, created_at)| *created_at < cutoff.0)
+            .collect();
+        let (Some(first), Some(last)) = (old.first(), old.last()) else {
+            return Ok(removed);
+        };
+        let (first, (last, hash)) = (first.0, (last.0, &last.1));
+        Sql::new(
+            "DELETE FROM event_idempotency_keys WHERE event_id IN
+               (SELECT id FROM events WHERE position >= $1 AND position <= $2)",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut tx)
+        .await?;
+        let gone = Sql::new("DELETE FROM events WHERE position >= $1 AND position <= $2")
+            .bind(first)
+            .bind(last)
+            .execute(&mut tx)
+            .await?;
+        // A checkpoint inside the removed range covers events no longer there; the
+        // marker now speaks for them.
+        Sql::new("DELETE FROM event_checkpoints WHERE kind = 'checkpoint' AND position <= $1")
+            .bind(last)
+            .execute(&mut tx)
+            .await?;
+        let marker = key.retention(first, last, hash, now);
+        insert_statement(&mut tx, &marker).await?;
+        tx.commit().await?;
+        removed += gone;
+        if old.len() < rows.len() || (rows.len() as i64) < batch {
+            return Ok(removed);
+        }
+        // Let writers in between batches.
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,50 @@
+//! Learning-session stats (Seneca Stats API): post a session's stats when it ends, read
+//! one session back, and read the user's lifetime aggregate for a course.
+
+pub mod model;
+mod routes;
+mod store;
+pub use store::StatsStore;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use studyhall_module::{self as module, Core, Module, Plugin};
+
+/// The module's state.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    store: StatsStore,
+}
+
+pub const PLUGIN: Plugin = Plugin {
+    name: "stats",
+    api: || module::document(routes()),
+    aliases: &[],
+    jobs: module::no_jobs,
+    start: |core, _| Ok(start(core)),
+};
+
+fn start(core: &Core) -> Module {
+    let (store, writer) = store(core);
+    Module::new(routes().with_state(Stats { store })).with_writer(writer)
+}
+
+/// The store and its writer task, for the module and for the store ceiling
+/// (the binary's `ceiling`).
+pub fn store(core: &Core) -> (StatsStore, Option<tokio::task::JoinHandle<()>>) {
+    StatsStore::new(&core.db)
+}
+
+fn routes() -> OpenApiRouter<Stats> {
+    OpenApiRouter::with_openapi(Api::openapi())
+        .routes(routes!(routes::post_session, routes::get_course))
+        .routes(routes!(routes::get_session))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    tags((name = "stats", description = "Learning-session stats (Seneca Stats API compatible)"))
+)]
+pub struct Api;

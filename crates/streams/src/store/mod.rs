@@ -1,0 +1,355 @@
+//! Stream leases: `sql` (the database, default) or `redis`, behind one interface.
+//!
+//! A start is a check-and-insert that must be atomic per viewer across every instance:
+//! PostgreSQL locks the viewer's row (`FOR UPDATE`) for the count and the insert,
+//! SQLite has one writer, Redis runs one Lua script. Expiry is judged by the store's
+//! clock, never an instance's, so instances with skewed clocks agree.
+
+mod redis;
+mod sql;
+
+use tokio::task::JoinHandle;
+
+use super::model::{Counts, StartRequest, Started, Stream};
+use serde_json::json;
+
+use studyhall_core::clock::Clock;
+use studyhall_core::config::{StreamSettings, StreamsBackend};
+use studyhall_core::db::Db;
+use studyhall_core::error::StoreError;
+use studyhall_core::sql::Sql;
+use studyhall_log::{Actor, Decision, Recorder};
+
+pub use studyhall_core::redis_handle::RedisHandle;
+
+/// Limits and lease length every backend applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub default_limit: i64,
+    pub lease_us: i64,
+}
+
+impl From<&StreamSettings> for Policy {
+    fn from(settings: &StreamSettings) -> Self {
+        Policy {
+            default_limit: i64::from(settings.stream_limit),
+            lease_us: i64::from(settings.stream_lease_secs) * 1_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StreamStore {
+    /// Decisions are recorded in the transaction that makes them (when audited).
+    Sql(sql::SqlStreams),
+    /// Decisions are recorded right after Redis made them, by the recorder (when
+    /// audited): a crash between the two loses the record, never the decision.
+    Redis(redis::RedisStreams, Option<Recorder>),
+}
+
+/// The audit log's record of what a start did.
+fn started(viewer: &str, started: &Started) -> Decision {
+    let (message, data) = match started {
+        Started::Created(stream, counts) | Started::Renewed(stream, counts) => (
+            "stream.started",
+            json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
+                   "renewed": matches!(started, Started::Renewed(..))}),
+        ),
+        Started::Refused {
+            counts,
+            retry_after_us,
+        } => (
+            "stream.refused",
+            json!({"viewer": viewer, "active": counts.active, "limit": counts.limit, "retry_after_us": retry_after_us}),
+        ),
+    };
+    Decision::new(COMPONENT, message, viewer_actor(viewer), data)
+}
+
+fn ended(viewer: &str, stream: &Stream, counts: &Counts, by: Actor) -> Decision {
+    let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit});
+    Decision::new(COMPONENT, "stream.ended", by, data)
+}
+
+fn limit_changed(viewer: &str, limit: Option<i64>, by: Actor) -> Decision {
+    let data = json!({"viewer": viewer, "limit": limit});
+    Decision::new(COMPONENT, "stream.limit_changed", by, data)
+}
+
+fn expired(viewer: &str, stream: &str, at: i64) -> Decision {
+    let data = json!({"viewer": viewer, "stream": stream, "expired_at_us": at});
+    Decision::new(COMPONENT, "stream.expired", Actor::system(), data)
+}
+
+const COMPONENT: &str = "studyhall.streams";
+
+fn viewer_actor(viewer: &str) -> Actor {
+    Actor {
+        kind: "viewer",
+        id: Some(viewer.to_owned()),
+        email: None,
+    }
+}
+
+impl StreamStore {
+    /// The store, and on SQLite the group-commit task to await at shutdown.
+    /// `recorder`: record decisions, with it where they are not a database write.
+    pub fn new(
+        db: &Db,
+        backend: StreamsBackend,
+        redis: Option<&RedisHandle>,
+        policy: Policy,
+        (recorder, clock): (Option<Recorder>, Clock),
+    ) -> anyhow::Result<(StreamStore, Vec<JoinHandle<()>>)> {
+        Ok(match (backend, db) {
+            (StreamsBackend::Redis, _) => {
+                let redis = redis.ok_or_else(|| {
+                    anyhow::anyhow!("the redis streams backend needs STUDYHALL_REDIS_URL")
+                })?;
+                (
+                    StreamStore::Redis(
+                        redis::RedisStreams::new(redis.clone(), policy, clock),
+                        recorder,
+                    ),
+                    Vec::new(),
+                )
+            }
+            (StreamsBackend::Sql, db) => {
+                let (store, task) =
+                    sql::SqlStreams::spawn(db.clone(), policy, (recorder.is_some(), clock));
+                (StreamStore::Sql(store), task)
+            }
+        })
+    }
+
+    /// Records a decision Redis made (a no-op when unaudited).
+    async fn recorded(
+        recorder: &Option<Recorder>,
+        decision: impl FnOnce() -> Decision,
+    ) -> Result<(), StoreError> {
+        match recorder {
+            Some(recorder) => recorder.record(decision()).await,
+            None => Ok(()),
+        }
+    }
+
+    #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
+    pub async fn start(&self, viewer: &str, request: &StartRequest) -> Result<Started, StoreError> {
+        match self {
+            StreamStore::Sql(store) => Ok(store.start(viewer, request).await?),
+            StreamStore::Redis(store, recorder) => {
+                let done = store.start(viewer, request).await?;
+                StreamStore::recorded(recorder, || started(viewer, &done)).await?;
+                Ok(done)
+            }
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
+        match self {
+            StreamStore::Sql(store) => Ok(store.heartbeat(viewer, id).await?),
+            StreamStore::Redis(store, _) => store.heartbeat(viewer, id).await,
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn end(
+        &self,
+        viewer: &str,
+        id: &str,
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
+        self.end_by(viewer, id, viewer_actor(viewer)).await
+    }
+
+    /// Ends a viewer's stream for them (`by`: an operator).
+    #[tracing::instrument(skip(self))]
+    pub async fn end_by(
+        &self,
+        viewer: &str,
+        id: &str,
+        by: Actor,
+    ) -> Result<Option<(Stream, Counts)>, StoreError> {
+        match self {
+            StreamStore::Sql(store) => Ok(store.end(viewer, id, by).await?),
+            StreamStore::Redis(store, recorder) => {
+                let done = store.end(viewer, id).await?;
+                if let Some((stream, counts)) = &done {
+                    StreamStore::recorded(recorder, || ended(viewer, stream, counts, by)).await?;
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub async fn list(&self, viewer: &str) -> Result<(Vec<Stream>, Counts), StoreError> {
+        match self {
+            StreamStore::Sql(store) => Ok(store.list(viewer).await?),
+            StreamStore::Redis(store, _) => store.list(viewer).await,
+        }
+    }
+
+    /// Sets (or with `None` resets) a viewer's limit.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_limit(
+        &self,
+        viewer: &str,
+        limit: Option<i64>,
+        by: Actor,
+    ) -> Result<(), StoreError> {
+        match self {
+            StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit, by).await?),
+            StreamStore::Redis(store, recorder) => {
+                store.set_limit(viewer, limit).await?;
+                StreamStore::recorded(recorder, || limit_changed(viewer, limit, by)).await
+            }
+        }
+    }
+
+    /// Every viewer's active streams, by viewer (up to `limit`), on the SQL backends;
+    /// `None` with Redis, which keeps leases by viewer only.
+    pub async fn active_by_viewer(&self, limit: i64) -> Result<Option<Vec<Stream>>, sqlx::Error> {
+        let StreamStore::Sql(store) = self else {
+            return Ok(None);
+        };
+        let now = store.now().await?;
+        let streams = Sql::new(ACTIVE_BY_VIEWER)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(store.db())
+            .await?;
+        Ok(Some(streams))
+    }
+
+    /// The default limit, for viewers without their own.
+    pub fn default_limit(&self) -> i64 {
+        match self {
+            StreamStore::Sql(store) => store.policy().default_limit,
+            StreamStore::Redis(store, _) => store.policy().default_limit,
+        }
+    }
+
+    /// Active streams of every viewer, for the `active_streams` gauge.
+    pub async fn active_total(&self) -> anyhow::Result<i64> {
+        let store = match self {
+            StreamStore::Sql(store) => store,
+            StreamStore::Redis(store, _) => return Ok(store.active_total().await?),
+        };
+        let now = store.now().await?;
+        let active: Option<i64> = Sql::new(ACTIVE_TOTAL)
+            .bind(now)
+            .fetch_scalar(store.db())
+            .await?;
+        Ok(active.unwrap_or_default())
+    }
+
+    /// Forgets streams that ended or expired over an hour ago (SQL backends; Redis
+    /// expires its keys itself).
+    pub async fn prune(&self) -> Result<u64, sqlx::Error> {
+        let store = match self {
+            StreamStore::Sql(store) => store,
+            StreamStore::Redis(..) => return Ok(0),
+        };
+        let now = store.now().await?;
+        Sql::new(PRUNE).bind(now).execute(store.db()).await
+    }
+    /// Records the leases that expired since the last sweep (SQL backends, when
+    /// audited; Redis expires its leases unseen). How many.
+    pub async fn sweep_expired(&self) -> Result<u64, sqlx::Error> {
+        match self {
+            StreamStore::Sql(store) => store.sweep_expired().await,
+            StreamStore::Redis(..) => Ok(0),
+        }
+    }
+}
+
+// SQL shared by both SQL backends (`$N` parameters work on both). `now` is always the
+// database's clock, read once per transaction.
+const ENSURE_VIEWER: &str =
+    "INSERT INTO stream_viewers (viewer) VALUES ($1) ON CONFLICT (viewer) DO NOTHING";
+
+/// Active leases, the earliest expiry and the viewer's limit override, in one round trip.
+const ACTIVE: &str = "SELECT count(*) AS active, min(expires_at) AS earliest,
+        (SELECT stream_limit FROM stream_viewers WHERE viewer = $1) AS viewer_limit
+    FROM streams WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
+
+/// Renews a lease; `$5`, the metadata sent with a re-start, replaces the stored one
+/// unless it is empty (`{}`, as heartbeats send).
+const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4,
+        metadata = CASE WHEN $5 = '{}' THEN metadata ELSE $5 END
+    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
+    RETURNING id, viewer, started_at, expires_at, metadata";
+
+/// Inserts a new lease; a client id that was used before (ended or expired) starts over.
+const INSERT: &str = "INSERT INTO streams (viewer, id, started_at, expires_at, metadata)
+    VALUES ($1, $2, $3, $3 + $4, $5)
+    ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
+        expires_at = excluded.expires_at, ended_at = NULL, metadata = excluded.metadata";
+
+const END: &str = "UPDATE streams SET ended_at = $3
+    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
+    RETURNING id, viewer, started_at, expires_at, metadata";
+
+const LIST: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+    WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2 ORDER BY started_at, id";
+
+const SET_LIMIT: &str = "INSERT INTO stream_viewers (viewer, stream_limit) VALUES ($1, $2)
+    ON CONFLICT (viewer) DO UPDATE SET stream_limit = excluded.stream_limit";
+
+const VIEWER_LIMIT: &str = "SELECT stream_limit FROM stream_viewers WHERE viewer = $1";
+
+const ACTIVE_BY_VIEWER: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+    WHERE ended_at IS NULL AND expires_at > $1 ORDER BY viewer, started_at, id LIMIT $2";
+
+const ACTIVE_TOTAL: &str =
+    "SELECT count(*) FROM streams WHERE ended_at IS NULL AND expires_at > $1";
+
+/// Streams that ended or expired over an hour ago are forgotten.
+const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1 - 3600000000";
+
+/// A viewer's leases now: how many are active, when the earliest expires, and the
+/// viewer's own limit if one is set.
+#[derive(Debug, sqlx::FromRow)]
+struct Active {
+    active: i64,
+    earliest: Option<i64>,
+    viewer_limit: Option<i64>,
+}
+
+impl Active {
+    /// The counts a response shows: the viewer's limit, or the default.
+    fn counts(&self, policy: Policy) -> Counts {
+        Counts {
+            active: self.active,
+            limit: self.viewer_limit.unwrap_or(policy.default_limit),
+        }
+    }
+}
+
+/// What a heartbeat sends as metadata: nothing, so the stored metadata stays.
+const NO_METADATA: &str = "{}";
+
+/// The decision after counting a viewer's active leases.
+fn decide(
+    active: i64,
+    earliest_expiry: Option<i64>,
+    limit: Option<i64>,
+    now: i64,
+    policy: Policy,
+) -> Result<Counts, Started> {
+    let counts = Counts {
+        active,
+        limit: limit.unwrap_or(policy.default_limit),
+    };
+    if active < counts.limit {
+        Ok(counts)
+    } else {
+        let retry_after_us =
+            earliest_expiry.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
+        Err(Started::Refused {
+            counts,
+            retry_after_us,
+        })
+    }
+}
