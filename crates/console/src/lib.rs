@@ -59,6 +59,7 @@ pub struct Console {
     /// Logins and logouts are recorded (`STUDYHALL_AUDIT_MODULES` names `console`).
     audited: bool,
     refused_logins: Arc<studyhall_log::Throttled>,
+    /// The stores of the modules this server runs, as those modules offered them.
     events: Option<studyhall_events::EventStore>,
     streams: Option<studyhall_streams::StreamStore>,
     social: Option<studyhall_social::SocialStore>,
@@ -69,22 +70,6 @@ pub struct Console {
 }
 
 fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
-    let serves = |name: &str| settings.serves(name);
-    let mut writers = Vec::new();
-    let streams = if serves("streams") {
-        let (store, writer) = studyhall_streams::store(core, &settings.streams)?;
-        writers.extend(writer);
-        Some(store)
-    } else {
-        None
-    };
-    let stats = if serves("stats") {
-        let (store, writer) = studyhall_stats::StatsStore::new(&core.db);
-        writers.extend(writer);
-        Some(store)
-    } else {
-        None
-    };
     let console = Console {
         db: core.db.clone(),
         queue: core.queue.clone(),
@@ -101,24 +86,15 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
             "studyhall.console",
             "console.login_refused",
         )),
-        events: serves("events")
-            .then(|| studyhall_events::EventStore::new(&core.db, core.audited.audit_chain)),
-        streams,
-        social: serves("social").then(|| {
-            studyhall_social::SocialStore::new(
-                &core.db,
-                core.audited.audits("social"),
-                core.clock.clone(),
-            )
-        }),
-        stats,
-        grades: serves("grades").then(|| studyhall_grades::GradeStore::new(&core.db)),
+        events: core.shared.get(),
+        streams: core.shared.get(),
+        social: core.shared.get(),
+        stats: core.shared.get(),
+        grades: core.shared.get(),
         modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
-    Ok(Module::new(routes().with_state(console))
-        .with_writer(writers)
-        .with_housekeeping(housekeeping))
+    Ok(Module::new(routes().with_state(console)).with_housekeeping(housekeeping))
 }
 
 fn routes() -> OpenApiRouter<Console> {

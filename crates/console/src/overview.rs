@@ -8,8 +8,7 @@ use maud::{html, Markup};
 
 use super::layout::{self, Failure};
 use super::{chart, Console, Session};
-use studyhall_core::clock::now_micros;
-use studyhall_core::sql::Sql;
+use studyhall_core::clock::{now_micros, Micros};
 
 pub async fn page(State(console): State<Console>, session: Session) -> Result<Markup, Failure> {
     let live = live_content(&console).await?;
@@ -176,13 +175,7 @@ async fn readiness(console: &Console) -> (Check, Option<Check>) {
 async fn events_today(console: &Console) -> Result<(i64, i64), Failure> {
     let head = studyhall_log::store::head(&console.db).await?;
     let midnight = now_micros().div_euclid(86_400_000_000) * 86_400_000_000;
-    let first: Option<i64> = Sql::new(
-        "SELECT position FROM events WHERE created_at >= $1 AND position IS NOT NULL
-         ORDER BY created_at, id LIMIT 1",
-    )
-    .bind(midnight)
-    .fetch_scalar(&console.db)
-    .await?;
+    let first = studyhall_log::store::first_position_since(&console.db, Micros(midnight)).await?;
     let today = first.map_or(0, |first| head.position - first + 1);
     Ok((today.max(0), head.position))
 }

@@ -12,8 +12,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Failure};
 use super::{chart, Console, Session};
-use studyhall_core::clock::now_micros;
-use studyhall_core::sql::Sql;
+use studyhall_core::clock::{now_micros, Micros};
 use studyhall_streams::model::named_viewer;
 
 /// Active streams listed at most.
@@ -182,18 +181,14 @@ fn stream_table(session: &Session, streams: &[studyhall_streams::model::Stream])
 async fn per_minute(console: &Console) -> Result<(Vec<f64>, Vec<f64>), Failure> {
     let now = now_micros().div_euclid(60_000_000);
     let first = now - 59;
-    let rows: Vec<(String, i64)> = Sql::new(
-        "SELECT message, created_at FROM events
-         WHERE component = 'studyhall.streams' AND created_at >= $1
-         ORDER BY created_at DESC LIMIT 100000",
-    )
-    .bind(first * 60_000_000)
-    .fetch_all(&console.db)
-    .await?;
+    let since = Micros(first * 60_000_000);
+    let rows =
+        studyhall_log::store::recorded_since(&console.db, "studyhall.streams", since, 100_000)
+            .await?;
     let mut starts = vec![0.0; 60];
     let mut refusals = vec![0.0; 60];
     for (message, at) in rows {
-        let Ok(index) = usize::try_from(at.div_euclid(60_000_000) - first) else {
+        let Ok(index) = usize::try_from(at.0.div_euclid(60_000_000) - first) else {
             continue;
         };
         let counts = match message.as_str() {

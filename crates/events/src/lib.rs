@@ -59,6 +59,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         );
     }
     let (store, writer, writer_task) = writer(core);
+    core.shared.offer(store.clone());
     let pruner = tokio::spawn(prune_keys(store.clone(), core.clock.clone()));
     let cadence = Cadence {
         events: i64::from(audit.audit_checkpoint_events),

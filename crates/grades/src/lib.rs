@@ -41,6 +41,7 @@ fn start(core: &Core) -> Module {
         queue: core.queue.clone(),
         store: GradeStore::new(&core.db),
     };
+    core.shared.offer(grades.store.clone());
     Module::new(routes().with_state(grades))
 }
 

@@ -178,7 +178,7 @@ pub fn run_worker(
 
 /// The operator routes over `queue`.
 pub fn routes(queue: Queue) -> OpenApiRouter {
-    api_routes().with_state(queue)
+    studyhall_core::http::recent::answered_by("jobs", api_routes().with_state(queue))
 }
 
 fn api_routes() -> OpenApiRouter<Queue> {

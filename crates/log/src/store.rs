@@ -91,6 +91,42 @@ pub async fn head(db: &Db) -> Result<Head, sqlx::Error> {
     Ok(Head { position, hash })
 }
 
+/// The position of the first chained event stored at or after `since`: with the
+/// head's, how many events a period holds, in one index lookup whatever the log's size.
+pub async fn first_position_since(db: &Db, since: Micros) -> Result<Option<i64>, sqlx::Error> {
+    Sql::new(
+        "SELECT position FROM events WHERE created_at >= $1 AND position IS NOT NULL
+         ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(since.0)
+    .fetch_scalar(db)
+    .await
+}
+
+/// The messages `component` recorded at or after `since`, newest first, each with
+/// when, at most `limit` of them.
+pub async fn recorded_since(
+    db: &Db,
+    component: &str,
+    since: Micros,
+    limit: i64,
+) -> Result<Vec<(String, Micros)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = Sql::new(
+        "SELECT message, created_at FROM events
+         WHERE component = $1 AND created_at >= $2
+         ORDER BY created_at DESC LIMIT $3",
+    )
+    .bind(component)
+    .bind(since.0)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(message, at)| (message, Micros(at)))
+        .collect())
+}
+
 /// Where this process last saw the chain end. On PostgreSQL a batch appends after it
 /// in one statement whose guard (the head row still holds it, checked under the row's
 /// lock) lets the insert through; if another transaction or instance moved the head,

@@ -2,6 +2,9 @@
 //! `mod.rs`; `lib.rs` lists the plugins and builds each selected one on the shared
 //! [`Core`]. Adding a module is its folder and one line in that list.
 
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
 use tokio::task::JoinHandle;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +34,45 @@ pub struct Core {
     pub audited: AuditModules,
     /// What every store and periodic task reads the time from.
     pub clock: Clock,
+    /// What the modules started so far offer the ones after them (their stores, for
+    /// the console to read through).
+    pub shared: Shared,
+}
+
+/// Values modules hand the modules started after them, one of each type: the console
+/// reads a module's data through the very store (and writer) the module runs, never a
+/// second copy.
+#[derive(Clone, Default)]
+pub struct Shared(Arc<Mutex<Vec<Box<dyn Any + Send + Sync>>>>);
+
+impl Shared {
+    /// Offers `value` to the modules started after this one.
+    pub fn offer<T: Any + Clone + Send + Sync>(&self, value: T) {
+        let mut values = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        values.retain(|held| !held.is::<T>());
+        values.push(Box::new(value));
+    }
+
+    /// The value of type `T` a module started earlier offered, if one did.
+    pub fn get<T: Any + Clone + Send + Sync>(&self) -> Option<T> {
+        let values = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        values
+            .iter()
+            .find_map(|held| held.downcast_ref::<T>().cloned())
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let values = self.0.lock().map_or(0, |values| values.len());
+        write!(f, "Shared({values} values)")
+    }
 }
 
 impl Core {
@@ -59,6 +101,7 @@ impl Core {
             recorder,
             audited: audited.clone(),
             clock,
+            shared: Shared::default(),
         };
         Ok((core, enqueuer.into_iter().chain([recording]).collect()))
     }
@@ -75,7 +118,8 @@ pub struct Plugin {
     pub aliases: &'static [(&'static str, &'static str)],
     /// The job kinds it enqueues, each with its handler; a worker runs them.
     pub jobs: fn(&mut Handlers),
-    /// Builds the module on the core, with its own settings out of `settings`.
+    /// Builds the module on the core, with its own settings out of `settings`. It sees
+    /// what the plugins listed before it offered in [`Core::shared`].
     pub start: fn(&Core, &ServeSettings) -> anyhow::Result<Module>,
 }
 

@@ -30,6 +30,7 @@ pub const PLUGIN: Plugin = Plugin {
                 &core.clock,
             )?,
         };
+        core.shared.offer(social.store.clone());
         Ok(Module::new(routes().with_state(social)))
     },
 };

@@ -28,6 +28,7 @@ pub const PLUGIN: Plugin = Plugin {
 
 fn start(core: &Core) -> Module {
     let (store, writer) = store(core);
+    core.shared.offer(store.clone());
     Module::new(routes().with_state(Stats { store })).with_writer(writer)
 }
 

@@ -95,7 +95,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
     for plugin in &selected {
         let module = (plugin.start)(&core, settings)
             .with_context(|| format!("starting the {} module", plugin.name))?;
-        routes = routes.merge(module.routes);
+        routes = routes.merge(http::recent::answered_by(plugin.name, module.routes));
         tasks.extend(module.tasks);
     }
     let handlers = job_handlers(|plugin| settings.serves(plugin.name));

@@ -48,7 +48,7 @@ impl Draining {
 /// The operations routes, documented; `/openapi.json` answers the document a
 /// [`document_route`] layer gives it.
 pub fn routes(readiness: Readiness) -> OpenApiRouter {
-    api_routes().with_state(readiness)
+    super::recent::answered_by("operations", api_routes().with_state(readiness))
 }
 
 fn api_routes() -> OpenApiRouter<Readiness> {

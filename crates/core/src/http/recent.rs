@@ -5,21 +5,29 @@
 //! can afford.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-/// The modules requests are counted under, by route.
-pub const MODULES: [&str; 9] = [
-    "events",
-    "stats",
-    "streams",
-    "social",
-    "grades",
-    "jobs",
-    "console",
-    "operations",
-    "unmatched",
-];
+use axum::response::Response;
+use utoipa_axum::router::OpenApiRouter;
+
+/// The module whose router answered, set on its responses by [`answered_by`]; a request
+/// no module's router matched counts as `unmatched`.
+#[derive(Debug, Clone, Copy)]
+pub struct AnsweredBy(pub &'static str);
+
+/// `routes`, each of whose answers is counted under `module`.
+pub fn answered_by<S>(module: &'static str, routes: OpenApiRouter<S>) -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes.layer(axum::middleware::map_response(
+        move |mut response: Response| async move {
+            response.extensions_mut().insert(AnsweredBy(module));
+            response
+        },
+    ))
+}
 
 /// Latency buckets: quarter octaves from 16 µs (the first holds everything faster,
 /// the last everything slower than about 16 s).
@@ -62,37 +70,48 @@ impl Slot {
     }
 }
 
+/// A module's last hour, a slot a minute.
+type Minutes = Arc<[Slot; MINUTES]>;
+
+/// Each module's minutes, a module added the first time it answers.
 struct Recent {
-    slots: Vec<[Slot; MINUTES]>,
+    modules: RwLock<Vec<(&'static str, Minutes)>>,
 }
 
 fn recent() -> &'static Recent {
     static RECENT: OnceLock<Recent> = OnceLock::new();
     RECENT.get_or_init(|| Recent {
-        slots: MODULES
-            .iter()
-            .map(|_| std::array::from_fn(|_| Slot::new()))
-            .collect(),
+        modules: RwLock::new(Vec::new()),
     })
 }
 
-/// The module a route template belongs to.
-pub fn module_of(route: &str) -> &'static str {
-    let first = route
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("");
-    match first {
-        "api" if route.starts_with("/api/events") => "events",
-        "api" if route.starts_with("/api/v1/") => "streams",
-        "courses" => "stats",
-        "stats" => "grades",
-        "users" | "friendship" | "ping" => "social",
-        "jobs" => "jobs",
-        "console" | "docs" | "" if route != "unmatched" => "console",
-        "health" | "ready" | "metrics" | "openapi.json" | "api" => "operations",
-        _ => "unmatched",
+impl Recent {
+    fn slots(&self, module: &'static str) -> Minutes {
+        let read = self
+            .modules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, slots)) = read.iter().find(|(name, _)| *name == module) {
+            return slots.clone();
+        }
+        drop(read);
+        let mut write = self
+            .modules
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, slots)) = write.iter().find(|(name, _)| *name == module) {
+            return slots.clone();
+        }
+        let slots = Arc::new(std::array::from_fn(|_| Slot::new()));
+        write.push((module, slots.clone()));
+        slots
+    }
+
+    fn all(&self) -> Vec<(&'static str, Minutes)> {
+        self.modules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -111,14 +130,11 @@ fn minute_now() -> i64 {
     crate::clock::now_micros().div_euclid(60_000_000)
 }
 
-/// Counts one answered request.
-pub fn record(route: &str, server_error: bool, elapsed: Duration) {
-    let module = module_of(route);
-    let Some(index) = MODULES.iter().position(|name| *name == module) else {
-        return;
-    };
+/// Counts one request `module` answered.
+pub fn record(module: &'static str, server_error: bool, elapsed: Duration) {
     let minute = minute_now();
-    let slot = recent().slots[index][minute.rem_euclid(MINUTES as i64) as usize].at(minute);
+    let slots = recent().slots(module);
+    let slot = slots[minute.rem_euclid(MINUTES as i64) as usize].at(minute);
     slot.requests.fetch_add(1, Ordering::Relaxed);
     if server_error {
         slot.errors.fetch_add(1, Ordering::Relaxed);
@@ -144,9 +160,9 @@ pub struct ModuleHour {
 /// Every module's last hour, busiest first, the quiet ones left out.
 pub fn last_hour() -> Vec<ModuleHour> {
     let now = minute_now();
-    let mut hours: Vec<ModuleHour> = MODULES
-        .iter()
-        .zip(&recent().slots)
+    let mut hours: Vec<ModuleHour> = recent()
+        .all()
+        .into_iter()
         .map(|(module, slots)| {
             let mut per_minute = vec![0; MINUTES];
             let mut errors_per_minute = vec![0; MINUTES];
@@ -195,21 +211,6 @@ fn p99(latency: &[u64; BUCKETS], requests: u64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_belong_to_their_module() {
-        assert_eq!(module_of("/api/events"), "events");
-        assert_eq!(module_of("/api/v1/viewers/{viewer}/limit"), "streams");
-        assert_eq!(module_of("/courses/{courseId}"), "stats");
-        assert_eq!(module_of("/stats/student/grade"), "grades");
-        assert_eq!(module_of("/friendship/all"), "social");
-        assert_eq!(module_of("/jobs/{id}"), "jobs");
-        assert_eq!(module_of("/console/jobs"), "console");
-        assert_eq!(module_of("/"), "console");
-        assert_eq!(module_of("/ready"), "operations");
-        assert_eq!(module_of("/api/health"), "operations");
-        assert_eq!(module_of("unmatched"), "unmatched");
-    }
 
     #[test]
     fn the_p99_is_the_bucket_holding_the_99th_percentile() {

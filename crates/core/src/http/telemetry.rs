@@ -81,8 +81,12 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         ("route", route),
         ("status", response.status().as_str().to_owned()),
     ];
+    let module = response
+        .extensions()
+        .get::<super::recent::AnsweredBy>()
+        .map_or("unmatched", |answered| answered.0);
     super::recent::record(
-        &labels[1].1,
+        module,
         response.status().is_server_error(),
         started.elapsed(),
     );

@@ -356,6 +356,19 @@ on_every_backend_each! {
         assert!(docs.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
     }
 
+    async fn the_overview_counts_requests_under_the_module_whose_router_answered(app, with_admin) {
+        let session = login(&app, ADMIN).await;
+        let client = browser();
+        let posted = client.get(app.url("/courses/not-a-course/sessions/nope")).send().await.unwrap();
+        assert!(posted.status().is_client_error());
+        assert_eq!(client.get(app.url("/no/such/route")).send().await.unwrap().status(), 404);
+        assert_eq!(client.get(app.url("/health")).send().await.unwrap().status(), 200);
+        let page = session.page(&app, "/console").await;
+        for module in ["stats", "unmatched", "operations", "console"] {
+            assert!(page.contains(&format!("<td>{module}</td>")), "the overview has a {module} row");
+        }
+    }
+
     async fn a_change_needs_the_sessions_form_token_and_a_same_site_request(app, with_admin) {
         broken_job(&app, "job-csrf").await;
         wait_for_state(&app, "job-csrf", "dead").await;
