@@ -271,9 +271,8 @@ pub async fn download(
         "format": export.format.extension(), "after": 0, "via": "console",
     });
     let exported = Decision::new("studyhall.events", "events.exported", session.actor(), data);
-    let mut tx = console.db.begin_write().await?;
-    studyhall_log::record(&mut tx, &[exported], console.queue.clock().now()).await?;
-    tx.commit().await?;
+    let tx = console.db.begin_write().await?;
+    studyhall_log::commit(tx, &[exported], console.queue.clock().now()).await?;
     Ok(studyhall_log::export::download(
         console.db.clone(),
         export.filter,

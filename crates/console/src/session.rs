@@ -284,6 +284,7 @@ pub async fn login(
     .bind(now.saturating_add(ttl))
     .execute(&mut tx)
     .await?;
+    let mut decisions = Vec::new();
     if console.audited {
         let data = serde_json::json!({"role": role.as_str()});
         let login = Decision::new(
@@ -292,9 +293,9 @@ pub async fn login(
             Actor::operator_named(&operator),
             data,
         );
-        studyhall_log::record(&mut tx, &[login], Micros(now)).await?;
+        decisions.push(login);
     }
-    tx.commit().await?;
+    studyhall_log::commit(tx, &decisions, Micros(now)).await?;
     let max_age = console.settings.console_session_ttl.as_secs();
     let cookie = format!(
         "{COOKIE}={secret}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
@@ -363,6 +364,7 @@ pub async fn logout(
         .bind(session.id.as_str())
         .execute(&mut tx)
         .await?;
+    let mut decisions = Vec::new();
     if console.audited {
         let logout = Decision::new(
             "studyhall.console",
@@ -370,9 +372,9 @@ pub async fn logout(
             session.actor(),
             serde_json::json!({}),
         );
-        studyhall_log::record(&mut tx, &[logout], console.queue.clock().now()).await?;
+        decisions.push(logout);
     }
-    tx.commit().await?;
+    studyhall_log::commit(tx, &decisions, console.queue.clock().now()).await?;
     let mut response = Redirect::to("/console/login").into_response();
     let cleared = format!("{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(cleared) = HeaderValue::from_str(&cleared) {

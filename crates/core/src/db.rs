@@ -10,6 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
 
+use crate::dialect::Dialect;
 use crate::sensitive::DatabaseUrl;
 
 /// A transaction on either backend.
@@ -19,6 +20,13 @@ pub enum Tx {
 }
 
 impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,
@@ -195,6 +203,13 @@ impl Db {
         match self {
             Db::Sqlite(db) => Some(tokio::spawn(checkpoint_continuously(db.pool.clone()))),
             Db::Postgres(_) => None,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
         }
     }
 

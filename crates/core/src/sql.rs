@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
 
 use crate::db::{Db, Tx};
+use crate::dialect::Dialect;
 
 /// A value for a `$N` parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,8 +126,11 @@ pub enum On<'a> {
 }
 
 impl On<'_> {
-    pub fn is_postgres(&self) -> bool {
-        matches!(self, On::Db(Db::Postgres(_)) | On::Tx(Tx::Postgres(_)))
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            On::Db(db) => db.dialect(),
+            On::Tx(tx) => tx.dialect(),
+        }
     }
 }
 

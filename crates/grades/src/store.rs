@@ -171,11 +171,7 @@ impl Handler<TaskGrade> for StoreGrades {
                 return Ok(());
             }
             // PostgreSQL: lock the row so concurrent replacements queue up.
-            let lock = if matches!(tx, Tx::Postgres(_)) {
-                " FOR UPDATE"
-            } else {
-                ""
-            };
+            let lock = tx.dialect().for_update();
             let select = format!(
                 "SELECT units AS grade_e6, on_time, created_at FROM task_grades
                  WHERE course_id = $1 AND task_id = $2 AND student_id = $3{lock}"

@@ -8,6 +8,7 @@ use super::increments::{Increments, KeyPart};
 use super::store::{Claimed, JobState, Queue};
 use studyhall_core::clock::Micros;
 use studyhall_core::db::Db;
+use studyhall_core::dialect::Dialect;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision};
 
@@ -40,13 +41,16 @@ impl JobFilter {
         } else {
             "$2 = ''"
         };
-        let text = match (self.text.is_some(), db) {
-            (false, _) => "$3 = ''",
-            (true, Db::Postgres(_)) => {
-                r"(lower(payload) LIKE $3 ESCAPE '\' OR lower(coalesce(last_error, '')) LIKE $3 ESCAPE '\')"
-            }
-            (true, Db::Sqlite(_)) => {
-                r"(payload LIKE $3 ESCAPE '\' OR last_error LIKE $3 ESCAPE '\')"
+        let text = match self.text {
+            None => "$3 = ''".to_owned(),
+            Some(_) => {
+                let dialect = db.dialect();
+                // The expressions PostgreSQL's trigram indexes are built on.
+                let (payload, error) = (
+                    dialect.like_ci("payload", "$3"),
+                    dialect.like_ci("coalesce(last_error, '')", "$3"),
+                );
+                format!("({payload} OR {error})")
             }
         };
         format!("{state} AND {kind} AND {text}")
@@ -183,7 +187,7 @@ impl Queue {
     ) -> Result<Vec<JobDetail>, sqlx::Error> {
         let (time, id) = before.unwrap_or((i64::MAX, String::new()));
         let every_state = matches!(filter.state, None | Some(JobState::Succeeded));
-        if filter.text.is_some() && every_state && matches!(self.db(), Db::Sqlite(_)) {
+        if filter.text.is_some() && every_state && self.db().dialect() == Dialect::Sqlite {
             return self.search_text(filter, &id, limit).await;
         }
         let sql = format!(
@@ -256,14 +260,15 @@ impl Queue {
             .bind(self.clock().now())
             .execute(&mut tx)
             .await?;
+        let mut decisions = Vec::new();
         if self.audited && retried > 0 {
             let data = serde_json::json!({
                 "kind": filter.kind, "text": filter.text, "jobs": retried,
             });
             let decision = Decision::new("studyhall.jobs", "job.bulk_retried", by, data);
-            studyhall_log::record(&mut tx, &[decision], self.clock().now()).await?;
+            decisions.push(decision);
         }
-        tx.commit().await?;
+        studyhall_log::commit(tx, &decisions, self.clock().now()).await?;
         Ok(retried)
     }
 
@@ -320,6 +325,7 @@ impl Queue {
             Sql::new("DELETE FROM job_kinds_paused WHERE kind = $1").bind(kind)
         };
         let changed = change.execute(&mut tx).await? == 1;
+        let mut decisions = Vec::new();
         if changed && self.audited {
             let message = if paused {
                 "job.kind_paused"
@@ -328,9 +334,9 @@ impl Queue {
             };
             let data = serde_json::json!({"kind": kind});
             let decision = Decision::new("studyhall.jobs", message, by, data);
-            studyhall_log::record(&mut tx, &[decision], self.clock().now()).await?;
+            decisions.push(decision);
         }
-        tx.commit().await?;
+        studyhall_log::commit(tx, &decisions, self.clock().now()).await?;
         Ok(changed)
     }
 

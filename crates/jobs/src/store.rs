@@ -266,12 +266,13 @@ impl Queue {
             .bind(self.clock.now())
             .fetch_optional(&mut tx)
             .await?;
+        let mut decisions = Vec::new();
         if let (Some((kind, error)), true) = (&retried, self.audited) {
             let data = serde_json::json!({"job": id, "kind": kind, "last_error": error});
             let decision = Decision::new("studyhall.jobs", "job.retried", by, data);
-            studyhall_log::record(&mut tx, &[decision], self.clock.now()).await?;
+            decisions.push(decision);
         }
-        tx.commit().await?;
+        studyhall_log::commit(tx, &decisions, self.clock.now()).await?;
         let changed = u64::from(retried.is_some());
         Ok(match (changed, self.get(id).await?) {
             (_, None) => Retried::NotFound,
@@ -293,13 +294,14 @@ impl Queue {
                 .execute(&mut tx)
                 .await?;
         }
+        let mut decisions = Vec::new();
         if let (Some((kind, state, error)), true) = (&deleted, self.audited) {
             let data =
                 serde_json::json!({"job": id, "kind": kind, "state": state, "last_error": error});
             let decision = Decision::new("studyhall.jobs", "job.deleted", by, data);
-            studyhall_log::record(&mut tx, &[decision], self.clock.now()).await?;
+            decisions.push(decision);
         }
-        tx.commit().await?;
+        studyhall_log::commit(tx, &decisions, self.clock.now()).await?;
         Ok(match (deleted, self.get(id).await?) {
             (Some(_), _) => Deletion::Deleted,
             (None, None) => Deletion::NotFound,
@@ -310,10 +312,7 @@ impl Queue {
     /// Claims up to `limit` runnable jobs (running with an expired lease first, then
     /// queued or failed and due, oldest first) for `lease_us`.
     pub async fn claim(&self, limit: i64, lease_us: i64) -> Result<Vec<Claimed>, sqlx::Error> {
-        let lock = match self.db {
-            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Db::Sqlite(_) => "",
-        };
+        let lock = self.db.dialect().for_update_skip_locked();
         // Each selection on its own, each in the order of its partial index (an OR of
         // the two would be a bitmap scan that visits every dead row version of a busy
         // queue on PostgreSQL; an index scan skips those it has seen dead before).

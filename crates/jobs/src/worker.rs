@@ -281,10 +281,8 @@ impl Worker {
             }
         }
         later.apply(&mut tx).await?;
-        if self.queue.audited {
-            studyhall_log::record(&mut tx, &dead, now).await?;
-        }
-        tx.commit().await?;
+        let dead: &[_] = if self.queue.audited { &dead } else { &[] };
+        studyhall_log::commit(tx, dead, now).await?;
         Ok((outcome, labels))
     }
 

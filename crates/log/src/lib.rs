@@ -202,9 +202,22 @@ impl Decision {
     }
 }
 
-/// Records `decisions`, made at `at`, inside `tx`, the transaction of the decision
-/// itself, at the end of the chain; the caller commits.
-pub async fn record(
+/// Commits `tx`, the transaction of the decisions themselves, with `decisions`, made at
+/// `at`, recorded at the end of the chain as its last statements. The chain's head is
+/// then always the last lock a transaction takes, whatever else it locked, so two
+/// writers never wait on each other through it; this is the only way to record inside
+/// a transaction.
+pub async fn commit(
+    mut tx: studyhall_core::db::Tx,
+    decisions: &[Decision],
+    at: Micros,
+) -> Result<(), sqlx::Error> {
+    record(&mut tx, decisions, at).await?;
+    tx.commit().await
+}
+
+/// Records `decisions`, made at `at`, inside `tx` at the end of the chain.
+async fn record(
     tx: &mut studyhall_core::db::Tx,
     decisions: &[Decision],
     at: Micros,
@@ -250,9 +263,8 @@ impl studyhall_core::batch::Batched for RecordBatch {
     type Outcome = ();
 
     async fn apply(&mut self, decisions: &[Decision]) -> Result<Vec<()>, sqlx::Error> {
-        let mut tx = self.0.begin_write().await?;
-        record(&mut tx, decisions, self.1.now()).await?;
-        tx.commit().await?;
+        let tx = self.0.begin_write().await?;
+        commit(tx, decisions, self.1.now()).await?;
         Ok(vec![(); decisions.len()])
     }
 }

@@ -15,6 +15,7 @@ use super::chain::Entry;
 use super::key::Statement;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
+use studyhall_core::dialect::Dialect;
 use studyhall_core::sql::{On, Sql};
 
 /// Rows per multi-row INSERT (× 9 parameters, far below either backend's limit).
@@ -146,13 +147,15 @@ fn remember(head: &Head) {
 }
 
 /// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
-/// here); the caller commits. Take this last among the transaction's locks.
-pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+/// here), as the transaction's last statements: its callers commit right after, so the
+/// head's lock is the last a transaction takes (modules record through
+/// [`crate::commit`], which keeps that order for them).
+pub(crate) async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
     if entries.is_empty() {
         return Ok(());
     }
-    let postgres = matches!(tx, Tx::Postgres(_));
-    if postgres && entries.len() <= INSERT_CHUNK {
+    let concurrent = tx.dialect().concurrent_writes();
+    if concurrent && entries.len() <= INSERT_CHUNK {
         if let Some(seen) = hint() {
             let (chained, head) = link(&seen, entries)?;
             if append_after(tx, &seen, &chained, &head).await? {
@@ -166,7 +169,7 @@ pub async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Erro
     let start = reserve(tx, entries.len()).await?;
     let (chained, head) = link(&start, entries)?;
     insert(tx, &chained, Some(&head.hash)).await?;
-    if postgres {
+    if concurrent {
         remember(&head);
     }
     Ok(())
@@ -243,7 +246,10 @@ fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
 
 /// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
 /// benchmark): no position, no hash, no lock.
-pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
+pub(crate) async fn append_unchained(
+    tx: &mut Tx,
+    entries: &[Entry<'_>],
+) -> Result<(), sqlx::Error> {
     let rows: Vec<Row<'_>> = entries.iter().map(|entry| (*entry, None)).collect();
     insert(tx, &rows, None).await
 }
@@ -253,7 +259,7 @@ pub async fn append_unchained(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), 
 /// save a round trip while the head is locked.
 async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Result<(), sqlx::Error> {
     let chunks = rows.chunks(INSERT_CHUNK).count();
-    let postgres = matches!(tx, Tx::Postgres(_));
+    let postgres = tx.dialect() == Dialect::Postgres;
     for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
         let with_head = postgres && head_hash.is_some() && n + 1 == chunks;
         let head = if with_head {
@@ -319,7 +325,7 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
         let mut tx = db.begin_write().await?;
         // The chain's lock before the read, so two instances chaining at once cannot
         // both pick the same events (SQLite's write transaction already excludes).
-        if matches!(tx, Tx::Postgres(_)) {
+        if tx.dialect().concurrent_writes() {
             Sql::new("SELECT position FROM event_chain_head WHERE id = 1 FOR UPDATE")
                 .execute(&mut tx)
                 .await?;
@@ -354,11 +360,7 @@ pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
             chained_rows.push((head.position, head.hash.clone(), id));
         }
         // One statement for the batch, so the chain's lock is held briefly.
-        let id = if matches!(tx, Tx::Postgres(_)) {
-            "CAST(v.column3 AS uuid)"
-        } else {
-            "v.column3"
-        };
+        let id = tx.dialect().uuid("v.column3");
         let text = format!(
             "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v WHERE events.id = {id}",
             studyhall_core::sql::values_rows(chained_rows.len(), 3, studyhall_core::sql::tuple)
@@ -430,12 +432,8 @@ pub async fn chained_after(
     }
     if let Some(message) = &filter.message {
         // Case-sensitive, like the list route; an export walks the chain anyway.
-        let test = if matches!(db, Db::Postgres(_)) {
-            " AND strpos(message, ?) > 0"
-        } else {
-            " AND instr(message, ?) > 0"
-        };
-        clause(test, message.into());
+        let test = format!(" AND {}", db.dialect().contains("message", "?"));
+        clause(&test, message.into());
     }
     if let Some(from) = filter.from {
         clause(" AND created_at >= ?", from.into());

@@ -10,6 +10,7 @@ use super::model::{
 };
 use studyhall_core::clock::Clock;
 use studyhall_core::db::Db;
+use studyhall_core::dialect::Dialect;
 use studyhall_core::error::StoreError;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision};
@@ -118,10 +119,12 @@ impl SocialStore {
     ) -> Result<u64, sqlx::Error> {
         let mut tx = self.db.begin_write().await?;
         let changed = statement.execute(&mut tx).await?;
-        if changed > 0 && self.audited {
-            studyhall_log::record(&mut tx, &[decision()], self.clock.now()).await?;
-        }
-        tx.commit().await?;
+        let decisions: &[_] = if changed > 0 && self.audited {
+            &[decision()]
+        } else {
+            &[]
+        };
+        studyhall_log::commit(tx, decisions, self.clock.now()).await?;
         Ok(changed)
     }
 
@@ -298,13 +301,13 @@ impl SocialStore {
             // "first last" containing it.
             Match::Name => "lower(u.first_name || ' ' || u.last_name)",
         };
-        let condition = match (by, &self.db) {
+        let condition = match (by, self.db.dialect()) {
             // The trigram index answers plain substrings; patterns with LIKE's own
             // metacharacters take the escaped scan so their meaning never changes.
-            (Match::Email, Db::Sqlite(_)) if plain => {
+            (Match::Email, Dialect::Sqlite) if plain => {
                 "u.rowid IN (SELECT rowid FROM social_users_search WHERE email LIKE $2)".to_owned()
             }
-            (Match::Name, Db::Sqlite(_)) if plain => {
+            (Match::Name, Dialect::Sqlite) if plain => {
                 "u.rowid IN (SELECT rowid FROM social_users_search WHERE full_name LIKE $2)"
                     .to_owned()
             }

@@ -169,11 +169,11 @@ const REPLACE: &str = "DO UPDATE SET
 /// for ours, then does nothing and falls through); a known one is read `FOR UPDATE`,
 /// which holds its row until the batch commits.
 async fn store_session(tx: &mut Tx, post: &SessionPost) -> Result<Stored, sqlx::Error> {
-    let postgres = matches!(tx, Tx::Postgres(_));
-    if postgres && write_session(tx, post, "DO NOTHING").await? == 1 {
+    let dialect = tx.dialect();
+    if dialect.concurrent_writes() && write_session(tx, post, "DO NOTHING").await? == 1 {
         return Ok(Stored::Replacing(None));
     }
-    let lock = if postgres { " FOR UPDATE" } else { "" };
+    let lock = dialect.for_update();
     let previous: Option<Previous> = Sql::new(&format!(
         "SELECT user_id, course_id, total_modules, score_units, time_studied
          FROM stats_sessions WHERE session_id = $1{lock}"

@@ -76,9 +76,10 @@ impl SqlStreams {
         policy: Policy,
         (audited, clock): (bool, Clock),
     ) -> (SqlStreams, Vec<JoinHandle<()>>) {
-        let writers = match db {
-            Db::Postgres(_) => POSTGRES_WRITERS,
-            Db::Sqlite(_) => 1,
+        let writers = if db.dialect().concurrent_writes() {
+            POSTGRES_WRITERS
+        } else {
+            1
         };
         let (writers, tasks) = (0..writers)
             .map(|_| {
@@ -199,11 +200,7 @@ impl SqlStreams {
         }
         let mut tx = self.db.begin_write().await?;
         let now = now(&mut tx, &self.clock).await?;
-        let lock = if matches!(tx, Tx::Postgres(_)) {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
+        let lock = tx.dialect().for_update_skip_locked();
         let sweep = format!(
             "UPDATE streams SET ended_at = expires_at WHERE (viewer, id) IN
                (SELECT viewer, id FROM streams WHERE ended_at IS NULL AND expires_at <= $1
@@ -216,8 +213,7 @@ impl SqlStreams {
             .iter()
             .map(|(viewer, id, at)| super::expired(viewer, id, *at))
             .collect();
-        studyhall_log::record(&mut tx, &decisions, Micros(now)).await?;
-        tx.commit().await?;
+        studyhall_log::commit(tx, &decisions, Micros(now)).await?;
         Ok(swept.len() as u64)
     }
 
@@ -243,12 +239,7 @@ async fn now<'a>(
     clock: &Clock,
 ) -> Result<i64, sqlx::Error> {
     let on = on.into();
-    let query = if on.is_postgres() {
-        "SELECT CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)"
-    } else {
-        "SELECT CAST(unixepoch('subsec') * 1000000 AS INTEGER)"
-    };
-    let now: Option<i64> = Sql::new(query).fetch_scalar(on).await?;
+    let now: Option<i64> = Sql::new(on.dialect().now_micros()).fetch_scalar(on).await?;
     Ok(now.unwrap_or_default().saturating_add(clock.shift()))
 }
 
@@ -267,7 +258,7 @@ impl Batched for Batch {
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
         let policy = self.policy;
         let mut tx = self.db.begin_write().await?;
-        let lock_viewers = matches!(tx, Tx::Postgres(_));
+        let lock_viewers = tx.dialect().concurrent_writes();
         let now = now(&mut tx, &self.clock).await?;
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by(|&a, &b| ops[a].viewer().cmp(ops[b].viewer()));
@@ -312,9 +303,8 @@ impl Batched for Batch {
                 decisions.extend(decision(op, done[index].as_ref()));
             }
         }
-        // The chain's lock last, after every viewer's (see `studyhall_log::store`).
-        studyhall_log::record(&mut tx, &decisions, Micros(now)).await?;
-        tx.commit().await?;
+        // The chain's lock last, after every viewer's (`studyhall_log::commit`).
+        studyhall_log::commit(tx, &decisions, Micros(now)).await?;
         Ok(done.into_iter().flatten().collect())
     }
 }
