@@ -251,15 +251,16 @@ impl Auth {
         Ok(())
     }
 
-    /// Who `headers` show the caller to be, if `rule` lets them through. `what` says
-    /// what they are doing, for the refusal ("Reading events").
+    /// Who the request `parts` show the caller to be, if `rule` lets them through.
+    /// `what` says what they are doing, for the refusal ("Reading events").
     pub async fn grant(
         &self,
-        headers: &HeaderMap,
+        parts: &mut Parts,
         rule: Rule,
         what: &str,
     ) -> Result<Grant, ApiError> {
-        let sent = bearer(headers);
+        let sent = bearer(&parts.headers).map(|token| token.map(str::to_owned));
+        let sent = sent.as_ref().map(|token| token.as_deref());
         let needs = match rule {
             Rule::Open => String::new(),
             Rule::Scoped(scope) => format!(
@@ -281,7 +282,10 @@ impl Auth {
             {
                 return Ok(Grant::Operator);
             }
-            return Ok(self.verify(token).await.map_or(Grant::Anyone, Grant::User));
+            return Ok(self
+                .verify_once(parts, token)
+                .await
+                .map_or(Grant::Anyone, Grant::User));
         }
         let token = match sent {
             None => return Err(unauthorized(&needs)),
@@ -302,13 +306,25 @@ impl Auth {
         if rule == Rule::Admin {
             return Err(ApiError::new(StatusCode::FORBIDDEN, needs));
         }
-        let user = self.verify(token).await?;
+        let user = self.verify_once(parts, token).await?;
         match rule {
             Rule::Scoped(scope) if !user.has_scope(scope) => {
                 Err(ApiError::new(StatusCode::FORBIDDEN, needs))
             }
             _ => Ok(Grant::User(user)),
         }
+    }
+
+    /// The user of the request's bearer `token`, verified once per request: a second
+    /// extractor of the same request (a route's rule, then its [`Caller`]) reuses the
+    /// first one's answer.
+    async fn verify_once(&self, parts: &mut Parts, token: &str) -> Result<AuthUser, ApiError> {
+        if let Some(Verified(user)) = parts.extensions.get::<Verified>() {
+            return Ok(user.clone());
+        }
+        let user = self.verify(token).await?;
+        parts.extensions.insert(Verified(user.clone()));
+        Ok(user)
     }
 
     /// Checks a bearer token and returns its user; a refusal is recorded (see
@@ -534,6 +550,10 @@ pub fn mint_hs256_with(
     )?)
 }
 
+/// The user whose token this request carried, once verified (see `Auth::verify_once`).
+#[derive(Clone)]
+struct Verified(AuthUser);
+
 /// Who is calling, resolved once for every route family: the verified token's user if
 /// a token was sent, and the gateway's identity headers and the peer address as far as
 /// this deployment trusts them (`STUDYHALL_TRUST_IDENTITY_HEADERS`,
@@ -626,12 +646,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let auth = auth_of(parts)?;
+        let auth = auth_of(parts)?.clone();
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0);
-        let token = match bearer(&parts.headers) {
+        let sent = bearer(&parts.headers).map(|token| token.map(str::to_owned));
+        let token = match sent.as_ref().map(|token| token.as_deref()) {
             None => None,
             Some(sent) => {
                 let token = sent.ok_or_else(|| {
@@ -646,7 +667,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 {
                     None
                 } else {
-                    Some(auth.verify(token).await?)
+                    Some(auth.verify_once(parts, token).await?)
                 }
             }
         };
@@ -731,6 +752,40 @@ mod tests {
             admin_token: None,
             refusals: None,
         }
+    }
+
+    /// A request whose token `auth` is to verify.
+    fn request_with(auth: Auth, token: &str) -> Parts {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(())
+            .unwrap()
+            .into_parts();
+        parts.extensions.insert(Arc::new(auth));
+        parts
+    }
+
+    #[tokio::test]
+    async fn a_request_verifies_its_token_once_for_its_rule_and_its_caller() {
+        let secret = "a-secret-of-some-length";
+        let token = mint_hs256(secret, "sub", "alice", None, Duration::from_secs(60)).unwrap();
+        let mut parts = request_with(hs256(secret), &token);
+        let auth = auth_of(&parts).unwrap().clone();
+        let grant = auth
+            .grant(&mut parts, Rule::Open, "Posting events")
+            .await
+            .unwrap();
+        assert!(matches!(grant, Grant::User(ref user) if user.id == "alice"));
+        // Keys that would refuse the token: the caller must come from the first
+        // verification, not a second one.
+        parts
+            .extensions
+            .insert(Arc::new(hs256("another-secret-entirely")));
+        let caller = Caller::from_request_parts(&mut parts, &()).await.unwrap();
+        assert_eq!(caller.user_id().as_deref(), Some("alice"));
+        // The same keys on a request not yet verified do refuse it.
+        let mut fresh = request_with(hs256("another-secret-entirely"), &token);
+        assert!(Caller::from_request_parts(&mut fresh, &()).await.is_err());
     }
 
     #[tokio::test]

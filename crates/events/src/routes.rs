@@ -26,10 +26,8 @@ impl FromRequestParts<Events> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, events: &Events) -> Result<Self, ApiError> {
-        let auth = studyhall_auth::auth_of(parts)?;
-        let grant = auth
-            .grant(&parts.headers, events.read, "Reading events")
-            .await?;
+        let auth = studyhall_auth::auth_of(parts)?.clone();
+        let grant = auth.grant(parts, events.read, "Reading events").await?;
         Ok(Reader(grant))
     }
 }
@@ -44,9 +42,8 @@ impl FromRequestParts<Events> for Poster {
         if events.write == Rule::Open {
             return Ok(Poster);
         }
-        let auth = studyhall_auth::auth_of(parts)?;
-        auth.grant(&parts.headers, events.write, "Posting events")
-            .await?;
+        let auth = studyhall_auth::auth_of(parts)?.clone();
+        auth.grant(parts, events.write, "Posting events").await?;
         Ok(Poster)
     }
 }
