@@ -11,7 +11,7 @@ use tokio::sync::{Mutex, RwLock};
 use super::unauthorized;
 use studyhall_core::error::ApiError;
 
-pub struct Jwks {
+pub(crate) struct Jwks {
     url: String,
     client: reqwest::Client,
     refresh: Duration,
@@ -21,7 +21,7 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    pub fn new(url: String, refresh: Duration) -> anyhow::Result<Jwks> {
+    pub(crate) fn new(url: String, refresh: Duration) -> anyhow::Result<Jwks> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -35,7 +35,7 @@ impl Jwks {
         })
     }
 
-    pub async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), ApiError> {
+    pub(crate) async fn key(&self, kid: &str) -> Result<(DecodingKey, Algorithm), ApiError> {
         if let Some(key) = self.keys.read().await.get(kid) {
             return Ok(key.clone());
         }

@@ -5,6 +5,8 @@
 //! sent, must verify (401 otherwise); routes then decide whether gateway headers may
 //! also speak for the caller.
 
+#![warn(unreachable_pub)]
+
 mod jwks;
 mod secret;
 

@@ -14,14 +14,14 @@ use studyhall_grades::model::GradeTally;
 use studyhall_grades::Subject;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     user: Option<String>,
     course: Option<String>,
     session: Option<String>,
     student: Option<String>,
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(console): State<Console>,
     session: Session,
     Query(lookup): Query<Lookup>,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::layout;
 
-pub async fn landing(Extension(auth): Extension<Arc<studyhall_auth::Auth>>) -> Markup {
+pub(crate) async fn landing(Extension(auth): Extension<Arc<studyhall_auth::Auth>>) -> Markup {
     layout::bare(
         "studyhall",
         html! {
@@ -30,7 +30,7 @@ pub async fn landing(Extension(auth): Extension<Arc<studyhall_auth::Auth>>) -> M
     )
 }
 
-pub async fn reference(Extension(document): Extension<Arc<Value>>) -> Markup {
+pub(crate) async fn reference(Extension(document): Extension<Arc<Value>>) -> Markup {
     let title = document["info"]["title"].as_str().unwrap_or("API");
     let version = document["info"]["version"].as_str().unwrap_or("");
     let operations = operations(&document);

@@ -20,7 +20,7 @@ const PAGE_SIZE: u32 = 50;
 
 /// The page's query, as sent: the API's filters and paging, and the tail's start.
 #[derive(Debug, Default, Deserialize, Clone)]
-pub struct EventsParams {
+pub(crate) struct EventsParams {
     email: Option<String>,
     environment: Option<String>,
     component: Option<String>,
@@ -79,7 +79,7 @@ impl EventsParams {
     }
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<EventsParams>,
@@ -144,7 +144,7 @@ pub async fn list(
 }
 
 /// The tail's newest events, those after `since` marked.
-pub async fn tail(
+pub(crate) async fn tail(
     State(console): State<Console>,
     _session: Session,
     Query(params): Query<EventsParams>,
@@ -200,7 +200,7 @@ fn rows(events: &[Event], limit: u32, since: Option<Micros>) -> Markup {
     }
 }
 
-pub async fn detail(
+pub(crate) async fn detail(
     State(console): State<Console>,
     session: Session,
     Path(id): Path<String>,
@@ -243,12 +243,12 @@ pub async fn detail(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DownloadParams {
+pub(crate) struct DownloadParams {
     format: Option<String>,
 }
 
 /// The filter's results as a file, recorded as an export by this operator.
-pub async fn download(
+pub(crate) async fn download(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<EventsParams>,

@@ -23,7 +23,7 @@ const PAGE_SIZE: i64 = 50;
 
 /// The list's query, as sent.
 #[derive(Debug, Default, Deserialize)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     state: Option<String>,
     kind: Option<String>,
     q: Option<String>,
@@ -84,7 +84,7 @@ fn state_badge(state: &str) -> Markup {
     html! { span class={"badge state-" (state)} { (state) } }
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<ListParams>,
@@ -423,7 +423,7 @@ fn timings(kind: &str, minutes: &[MinuteCount]) -> Markup {
     }
 }
 
-pub async fn detail(
+pub(crate) async fn detail(
     State(console): State<Console>,
     session: Session,
     Path(id): Path<String>,
@@ -499,7 +499,7 @@ pub async fn detail(
 }
 
 /// Retries (`retry`, a dead job) or deletes (`delete`, a job no worker holds) one job.
-pub async fn job_action(
+pub(crate) async fn job_action(
     State(console): State<Console>,
     session: Session,
     Path((id, action)): Path<(String, String)>,
@@ -537,7 +537,7 @@ pub async fn job_action(
 }
 
 /// How many dead jobs a retry of this filter would requeue, to confirm.
-pub async fn confirm_bulk_retry(
+pub(crate) async fn confirm_bulk_retry(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<ListParams>,
@@ -579,14 +579,14 @@ pub async fn confirm_bulk_retry(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct BulkRetry {
+pub(crate) struct BulkRetry {
     #[serde(default)]
     csrf: String,
     kind: Option<String>,
     q: Option<String>,
 }
 
-pub async fn bulk_retry(
+pub(crate) async fn bulk_retry(
     State(console): State<Console>,
     session: Session,
     Form(form): Form<BulkRetry>,
@@ -614,7 +614,7 @@ pub async fn bulk_retry(
 }
 
 /// Pauses (`pause`) or resumes (`resume`) a kind.
-pub async fn pause_or_resume(
+pub(crate) async fn pause_or_resume(
     State(console): State<Console>,
     session: Session,
     Path((kind, action)): Path<(String, String)>,

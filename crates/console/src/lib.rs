@@ -10,6 +10,8 @@
 //! session's form token, refused when it comes from another site; every response
 //! carries a strict Content-Security-Policy (see [`secure`]).
 
+#![warn(unreachable_pub)]
+
 mod analytics;
 mod assets;
 mod chart;

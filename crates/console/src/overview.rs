@@ -10,7 +10,10 @@ use super::layout::{self, Failure};
 use super::{chart, Console, Session};
 use studyhall_core::clock::{now_micros, Micros};
 
-pub async fn page(State(console): State<Console>, session: Session) -> Result<Markup, Failure> {
+pub(crate) async fn page(
+    State(console): State<Console>,
+    session: Session,
+) -> Result<Markup, Failure> {
     let live = live_content(&console).await?;
     Ok(layout::page(
         "Overview",
@@ -25,7 +28,10 @@ pub async fn page(State(console): State<Console>, session: Session) -> Result<Ma
 }
 
 /// The part that refreshes.
-pub async fn live(State(console): State<Console>, _session: Session) -> Result<Markup, Failure> {
+pub(crate) async fn live(
+    State(console): State<Console>,
+    _session: Session,
+) -> Result<Markup, Failure> {
     live_content(&console).await
 }
 

@@ -14,12 +14,12 @@ use studyhall_social::{Match, Search};
 const LISTED: i64 = 25;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     id: Option<String>,
     q: Option<String>,
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(console): State<Console>,
     session: Session,
     Query(lookup): Query<Lookup>,

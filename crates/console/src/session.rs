@@ -25,7 +25,7 @@ use studyhall_core::db::Db;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision};
 
-pub const COOKIE: &str = "studyhall_console";
+pub(crate) const COOKIE: &str = "studyhall_console";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -80,7 +80,7 @@ impl Session {
 
 /// The body of every form that changes something: the session's form token.
 #[derive(Debug, Deserialize)]
-pub struct Change {
+pub(crate) struct Change {
     #[serde(default)]
     pub csrf: String,
 }
@@ -178,7 +178,7 @@ async fn find(db: &Db, secret: &str, now: Micros) -> Result<Option<Session>, sql
 }
 
 /// Forgets expired sessions, every ten minutes.
-pub async fn forget_expired(db: Db, clock: studyhall_core::clock::Clock) {
+pub(crate) async fn forget_expired(db: Db, clock: studyhall_core::clock::Clock) {
     loop {
         let forgotten = Sql::new("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(clock.now())
@@ -192,7 +192,7 @@ pub async fn forget_expired(db: Db, clock: studyhall_core::clock::Clock) {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LoginQuery {
+pub(crate) struct LoginQuery {
     next: Option<String>,
 }
 
@@ -204,7 +204,7 @@ fn next_page(next: Option<&str>) -> &str {
     }
 }
 
-pub async fn login_page(
+pub(crate) async fn login_page(
     Extension(auth): Extension<std::sync::Arc<Auth>>,
     Query(query): Query<LoginQuery>,
 ) -> Response {
@@ -235,14 +235,14 @@ fn login_form(next: &str, refused: Option<&str>) -> Markup {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     #[serde(default)]
     token: String,
     next: Option<String>,
 }
 
 /// Checks the credential and opens a session, or shows the form again with the reason.
-pub async fn login(
+pub(crate) async fn login(
     State(console): State<Console>,
     Extension(auth): Extension<std::sync::Arc<Auth>>,
     headers: HeaderMap,
@@ -347,7 +347,7 @@ async fn who_logs_in(
 }
 
 /// Ends the session: its row is deleted and the cookie cleared.
-pub async fn logout(
+pub(crate) async fn logout(
     State(console): State<Console>,
     session: Session,
     Form(form): Form<Change>,

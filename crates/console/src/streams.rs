@@ -19,7 +19,7 @@ use studyhall_streams::model::named_viewer;
 const LISTED: i64 = 500;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct PageParams {
+pub(crate) struct PageParams {
     viewer: Option<String>,
     done: Option<String>,
 }
@@ -29,7 +29,7 @@ fn viewer(text: &str) -> Result<String, Failure> {
     named_viewer(text.trim()).map_err(Failure::from)
 }
 
-pub async fn page(
+pub(crate) async fn page(
     State(console): State<Console>,
     session: Session,
     Query(params): Query<PageParams>,
@@ -204,7 +204,7 @@ async fn per_minute(console: &Console) -> Result<(Vec<f64>, Vec<f64>), Failure> 
 }
 
 #[derive(Debug, Deserialize)]
-pub struct EndForm {
+pub(crate) struct EndForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -213,7 +213,7 @@ pub struct EndForm {
     id: String,
 }
 
-pub async fn end(
+pub(crate) async fn end(
     State(console): State<Console>,
     session: Session,
     Form(form): Form<EndForm>,
@@ -237,7 +237,7 @@ pub async fn end(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LimitForm {
+pub(crate) struct LimitForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -246,7 +246,7 @@ pub struct LimitForm {
     limit: String,
 }
 
-pub async fn set_limit(
+pub(crate) async fn set_limit(
     State(console): State<Console>,
     session: Session,
     Form(form): Form<LimitForm>,

@@ -5,6 +5,8 @@
 //! Redis (`redis_handle`), the settings (`config`) and the HTTP plumbing every route
 //! shares (`http`). It knows no module.
 
+#![warn(unreachable_pub)]
+
 pub mod batch;
 pub mod clock;
 pub mod config;

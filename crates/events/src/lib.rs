@@ -1,6 +1,8 @@
 //! The activity event log (activity_service): POST an event, GET them back filtered
 //! and paged.
 
+#![warn(unreachable_pub)]
+
 mod routes;
 
 pub use studyhall_log::events::model;

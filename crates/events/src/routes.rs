@@ -20,7 +20,7 @@ use studyhall_log::Decision;
 const MAX_KEY: usize = 255;
 
 /// A caller `STUDYHALL_EVENTS_READ` lets read.
-pub struct Reader(Grant);
+pub(crate) struct Reader(Grant);
 
 impl FromRequestParts<Events> for Reader {
     type Rejection = ApiError;
@@ -33,7 +33,7 @@ impl FromRequestParts<Events> for Reader {
 }
 
 /// A caller `STUDYHALL_EVENTS_WRITE` lets post.
-pub struct Poster;
+pub(crate) struct Poster;
 
 impl FromRequestParts<Events> for Poster {
     type Rejection = ApiError;
@@ -80,7 +80,7 @@ async fn record_read(
 /// Liveness, in the activity_service's shape.
 #[utoipa::path(get, path = "/api/health", tag = "events", operation_id = "events_health",
     responses((status = 200, description = "The service is up", body = Object, example = json!({"status": "healthy"}))))]
-pub async fn health() -> Json<serde_json::Value> {
+pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(health_body())
 }
 
@@ -97,7 +97,7 @@ pub async fn health() -> Json<serde_json::Value> {
         (status = 422, description = "Idempotency-Key reused with a different body", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn create(
+pub(crate) async fn create(
     State(events): State<Events>,
     _: Poster,
     caller: Caller,
@@ -177,7 +177,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 400, description = "Invalid date, limit, order or cursor; `message` names it", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn list(
+pub(crate) async fn list(
     State(events): State<Events>,
     reader: Reader,
     AppQuery(filter): AppQuery<FilterParams>,
@@ -217,7 +217,7 @@ pub async fn list(
         (status = 400, description = "Invalid `after` or `limit`", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn checkpoints(
+pub(crate) async fn checkpoints(
     State(events): State<Events>,
     _: Reader,
     AppQuery(params): AppQuery<CheckpointParams>,
@@ -259,7 +259,7 @@ pub async fn checkpoints(
         (status = 400, description = "Invalid filter, format or `after`", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn export(
+pub(crate) async fn export(
     State(events): State<Events>,
     reader: Reader,
     AppQuery(filter): AppQuery<FilterParams>,

@@ -1,6 +1,8 @@
 //! Course grade analytics (ClassConnect): grades are validated and queued; a worker
 //! stores them and keeps daily tallies; reads roll the tallies up into periods.
 
+#![warn(unreachable_pub)]
+
 pub mod model;
 mod routes;
 mod store;

@@ -24,7 +24,7 @@ const INVALID_IDS: &str = "Invalid course_id or task_id format";
 /// Liveness, in the ClassConnect service's shape.
 #[utoipa::path(get, path = "/stats/health", tag = "grades", operation_id = "grades_health",
     responses((status = 200, description = "Up", body = GradesHealth)))]
-pub async fn health() -> Json<GradesHealth> {
+pub(crate) async fn health() -> Json<GradesHealth> {
     Json(GradesHealth { status: "OK" })
 }
 
@@ -77,7 +77,7 @@ async fn enqueue(
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn post_grade(
+pub(crate) async fn post_grade(
     State(grades): State<Grades>,
     headers: HeaderMap,
     AppBody(body): AppBody,
@@ -105,7 +105,7 @@ struct GradedAt {
         (status = 400, description = "Invalid; `error` is the original's text, `detail` names the field", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn post_task_grade(
+pub(crate) async fn post_task_grade(
     State(grades): State<Grades>,
     headers: HeaderMap,
     AppBody(body): AppBody,
@@ -121,7 +121,7 @@ pub async fn post_task_grade(
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No grades", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn student_course(
+pub(crate) async fn student_course(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
 ) -> Result<Json<StudentCourse>> {
@@ -213,7 +213,7 @@ async fn on_time(
     params(("student_id" = String, Path), SeriesParams),
     responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Averages),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
-pub async fn student_average(
+pub(crate) async fn student_average(
     State(grades): State<Grades>,
     Path(student): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
@@ -234,7 +234,7 @@ pub async fn student_average(
     params(("course_id" = String, Path), SeriesParams),
     responses((status = 200, description = "Course-grade average per period (an empty list when there are none)", body = Averages),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
-pub async fn course_average(
+pub(crate) async fn course_average(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
@@ -255,7 +255,7 @@ pub async fn course_average(
     params(("course_id" = String, Path), SeriesParams),
     responses((status = 200, description = "On-time share of task grades per period; without group_by one `all_time` row", body = OnTime),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
-pub async fn course_on_time(
+pub(crate) async fn course_on_time(
     State(grades): State<Grades>,
     Path(course): Path<String>,
     AppQuery(params): AppQuery<SeriesParams>,
@@ -277,7 +277,7 @@ pub async fn course_on_time(
     params(("course_id" = String, Path), ("student_id" = String, Path), SeriesParams),
     responses((status = 200, description = "On-time share of the student's task grades per period; without group_by one `all_time` row", body = OnTime),
               (status = 400, description = "Bad id, date or group_by", body = Problem, content_type = "application/problem+json")))]
-pub async fn student_on_time(
+pub(crate) async fn student_on_time(
     State(grades): State<Grades>,
     Path((course, student)): Path<(String, String)>,
     AppQuery(params): AppQuery<SeriesParams>,
@@ -302,7 +302,7 @@ pub async fn student_on_time(
 /// `limit` (1–1000, default 100) and `cursor` for student lists.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` from the previous page, unchanged (base64url); anything else is a 400.
@@ -330,7 +330,7 @@ impl ListParams {
     params(("course_id" = String, Path), ("task_id" = String, Path), ListParams),
     responses((status = 200, description = "Per-student grades, best first, and the group average (an empty list when there are none)", body = TaskAverages),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
-pub async fn task_averages(
+pub(crate) async fn task_averages(
     State(grades): State<Grades>,
     Path((course, task)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,
@@ -356,7 +356,7 @@ pub async fn task_averages(
     params(("student_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ("course_id" = String, Path, min_length = 1, max_length = 50, description = "Letters of any script, digits or `-`"), ListParams),
     responses((status = 200, description = "The student's task average and the other students', best first; a `warning` when the student has none", body = StudentTaskAverage),
               (status = 400, description = "Bad id, limit or cursor", body = Problem, content_type = "application/problem+json")))]
-pub async fn student_task_average(
+pub(crate) async fn student_task_average(
     State(grades): State<Grades>,
     Path((student, course)): Path<(String, String)>,
     AppQuery(params): AppQuery<ListParams>,

@@ -109,7 +109,7 @@ struct StoredGrade {
 }
 
 /// Applies grade jobs of both kinds.
-pub struct StoreGrades;
+pub(crate) struct StoreGrades;
 
 impl Handler<CourseGrade> for StoreGrades {
     fn run<'a>(
@@ -461,7 +461,7 @@ fn encode_cursor(tally: &GradeTally, student: &str) -> String {
 }
 
 /// Reads a cursor this service issued; `None` for anything else.
-pub fn decode_cursor(cursor: &str) -> Option<After> {
+pub(crate) fn decode_cursor(cursor: &str) -> Option<After> {
     let [grade_sum, grade_count, student_id] = page::decode_cursor(cursor)?;
     let grade_sum = grade_sum.parse().ok()?;
     let grade_count: i64 = grade_count.parse().ok()?;

@@ -14,6 +14,8 @@
 //! ([`Increments`]). A batch that still meets a deadlock or serialization failure is
 //! rolled back and run again whole, without counting as a failure of its jobs.
 
+#![warn(unreachable_pub)]
+
 pub mod admin;
 mod increments;
 mod routes;

@@ -12,7 +12,7 @@ use studyhall_core::page;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// queued, running, succeeded, failed or dead
     #[param(pattern = "^(queued|running|succeeded|failed|dead)?$")]
     pub state: Option<String>,
@@ -25,7 +25,7 @@ pub struct ListParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct JobPage {
+pub(crate) struct JobPage {
     pub jobs: Vec<Job>,
     pub next_cursor: Option<String>,
 }
@@ -41,7 +41,7 @@ fn not_found() -> ApiError {
               (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
-pub async fn get(
+pub(crate) async fn get(
     State(queue): State<Queue>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -56,7 +56,7 @@ pub async fn get(
               (status = 401, description = "No admin token", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 400, description = "Bad state, limit or cursor", body = Problem, content_type = "application/problem+json")))]
-pub async fn list(
+pub(crate) async fn list(
     State(queue): State<Queue>,
     _admin: Admin,
     AppQuery(params): AppQuery<ListParams>,
@@ -99,7 +99,7 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
               (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "The job is not dead", body = Problem, content_type = "application/problem+json")))]
-pub async fn retry(
+pub(crate) async fn retry(
     State(queue): State<Queue>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -125,7 +125,7 @@ pub async fn retry(
               (status = 403, description = "Wrong admin token, or the operator routes are disabled", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "A worker is running the job", body = Problem, content_type = "application/problem+json")))]
-pub async fn delete(
+pub(crate) async fn delete(
     State(queue): State<Queue>,
     _admin: Admin,
     Path(id): Path<String>,

@@ -99,7 +99,7 @@ const JOB_COLUMNS: &str = "id, kind, state, attempts, last_error, created_at, fi
 
 /// A job waiting to be inserted.
 #[derive(Debug)]
-pub struct NewJob {
+pub(crate) struct NewJob {
     pub id: String,
     pub kind: &'static str,
     pub payload: String,
@@ -409,7 +409,11 @@ pub async fn complete(tx: &mut Tx, job: &Claimed, now: Micros) -> Result<bool, s
 
 /// Marks claimed jobs succeeded at `now` inside `tx` with one statement; how many still
 /// held their claim (fewer than `jobs` if some claim was lost).
-pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed], now: Micros) -> Result<u64, sqlx::Error> {
+pub(crate) async fn complete_all(
+    tx: &mut Tx,
+    jobs: &[&Claimed],
+    now: Micros,
+) -> Result<u64, sqlx::Error> {
     let claims: Vec<String> = (0..jobs.len())
         .map(|n| format!("(${}, ${})", 2 * n + 2, 2 * n + 3))
         .collect();
@@ -426,7 +430,7 @@ pub async fn complete_all(tx: &mut Tx, jobs: &[&Claimed], now: Micros) -> Result
 }
 
 /// Records a failure at `now`: retry after `retry_in_us`, or dead after the last attempt.
-pub async fn fail(
+pub(crate) async fn fail(
     tx: &mut Tx,
     job: &Claimed,
     error: &str,
@@ -495,14 +499,14 @@ pub async fn remove_succeeded(queue: &Queue, before: Micros) -> Result<u64, sqlx
 
 /// How many jobs of a kind are in a state.
 #[derive(Debug, sqlx::FromRow)]
-pub struct Depth {
+pub(crate) struct Depth {
     pub state: String,
     pub kind: String,
     pub jobs: i64,
 }
 
 /// Queue depth by state and kind (succeeded jobs excluded), for the metrics gauge.
-pub async fn depth(db: &Db) -> Result<Vec<Depth>, sqlx::Error> {
+pub(crate) async fn depth(db: &Db) -> Result<Vec<Depth>, sqlx::Error> {
     let sql = "SELECT state, kind, CAST(count(*) AS BIGINT) AS jobs FROM jobs WHERE state <> 'succeeded' GROUP BY state, kind";
     Sql::new(sql).fetch_all(db).await
 }

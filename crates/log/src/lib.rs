@@ -3,6 +3,8 @@
 //! key (`key`) by the sealer below, readable back in chain order (`store`, `export`) and
 //! checkable offline (`verify`, `cli`).
 
+#![warn(unreachable_pub)]
+
 pub mod chain;
 pub mod cli;
 pub mod events;

@@ -2,6 +2,8 @@
 //! `mod.rs`; `lib.rs` lists the plugins and builds each selected one on the shared
 //! [`Core`]. Adding a module is its folder and one line in that list.
 
+#![warn(unreachable_pub)]
+
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 

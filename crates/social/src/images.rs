@@ -38,21 +38,21 @@ use studyhall_core::sql::Sql;
 type Result<T> = std::result::Result<T, ApiError>;
 
 /// The largest image accepted (the PageNow client refuses larger files itself).
-pub const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const MAX_IMAGE_BYTES: usize = 2 * 1024 * 1024;
 /// How long an upload URL works.
 const UPLOAD_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// Where the images are: a folder (and the address their URLs start with), or an S3
 /// bucket.
 #[derive(Clone, Debug)]
-pub struct Images {
+pub(crate) struct Images {
     dir: Arc<PathBuf>,
     public_url: Option<Arc<str>>,
     s3: Option<Arc<S3>>,
 }
 
 impl Images {
-    pub fn new(
+    pub(crate) fn new(
         settings: &ImageSettings,
         database: &DatabaseUrl,
         clock: &Clock,
@@ -162,7 +162,7 @@ fn digest(secret: &str) -> String {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct UploadQuery {
+pub(crate) struct UploadQuery {
     /// The image's type: `png`, `jpeg`, `jpg` or `webp`.
     pub image_ext: Option<String>,
 }
@@ -171,7 +171,7 @@ pub struct UploadQuery {
 #[derive(IntoParams)]
 #[allow(dead_code)]
 #[into_params(parameter_in = Query)]
-pub struct ImageQuery {
+pub(crate) struct ImageQuery {
     /// Accepted as the clients send it; the stored image's own type is used.
     pub image_ext: Option<String>,
 }
@@ -179,7 +179,7 @@ pub struct ImageQuery {
 #[derive(IntoParams)]
 #[allow(dead_code)]
 #[into_params(parameter_in = Query)]
-pub struct ImagesQuery {
+pub(crate) struct ImagesQuery {
     /// Accepted as the clients send it; each stored image's own type is used.
     pub image_ext_arr: Option<String>,
 }
@@ -193,7 +193,7 @@ pub struct ImagesQuery {
         (status = 404, description = "The caller has no profile", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not an image type accepted", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn upload_url(
+pub(crate) async fn upload_url(
     State(store): State<SocialStore>,
     State(images): State<Images>,
     caller: Caller,
@@ -256,7 +256,7 @@ pub async fn upload_url(
         (status = 413, description = "Larger than 2 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of the type the URL was made for", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn upload(
+pub(crate) async fn upload(
     State(store): State<SocialStore>,
     State(images): State<Images>,
     Path(secret): Path<String>,
@@ -389,7 +389,10 @@ async fn remove(path: &FsPath) {
         (status = 200, description = "The image, as its own type only", content_type = "image/*"),
         (status = 404, description = "No such image (replaced or deleted)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn image(State(images): State<Images>, Path(file): Path<String>) -> Result<Response> {
+pub(crate) async fn image(
+    State(images): State<Images>,
+    Path(file): Path<String>,
+) -> Result<Response> {
     let not_found = || detail(StatusCode::NOT_FOUND, "No such image");
     let (name, extension) = file.split_once('.').ok_or_else(not_found)?;
     let kind = Kind::from_extension(extension).ok_or_else(not_found)?;
@@ -461,7 +464,7 @@ async fn image_url(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user, or no image", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn image_url_of(
+pub(crate) async fn image_url_of(
     State(store): State<SocialStore>,
     State(images): State<Images>,
     caller: Caller,
@@ -489,7 +492,7 @@ pub async fn image_url_of(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A bad id", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn image_urls_of(
+pub(crate) async fn image_urls_of(
     State(store): State<SocialStore>,
     State(images): State<Images>,
     caller: Caller,
@@ -516,7 +519,7 @@ pub async fn image_urls_of(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The caller has no profile", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(
+pub(crate) async fn delete(
     State(store): State<SocialStore>,
     State(images): State<Images>,
     caller: Caller,

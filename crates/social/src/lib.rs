@@ -1,5 +1,7 @@
 //! User profiles and friendships (user-api), behind bearer tokens.
 
+#![warn(unreachable_pub)]
+
 mod images;
 pub mod model;
 mod routes;

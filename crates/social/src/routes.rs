@@ -37,7 +37,7 @@ pub(super) fn success() -> Json<Value> {
 /// Liveness, in the user-api's shape.
 #[utoipa::path(get, path = "/ping", tag = "social", operation_id = "social_ping",
     responses((status = 200, description = "Alive", body = String, content_type = "application/json", example = json!("pong"))))]
-pub async fn ping() -> Json<&'static str> {
+pub(crate) async fn ping() -> Json<&'static str> {
     Json("pong")
 }
 
@@ -47,7 +47,7 @@ pub async fn ping() -> Json<&'static str> {
     responses((status = 200, description = "A warning per site", body = Object,
                 example = json!({"messenger.com": "Allowing messenger.com may result in sharing personal activities"})),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn share_warnings(caller: Caller) -> Result<Json<Value>> {
+pub(crate) async fn share_warnings(caller: Caller) -> Result<Json<Value>> {
     me(caller)?;
     let personal =
         |site: &str| format!("Allowing {site} may result in sharing personal activities");
@@ -68,7 +68,7 @@ pub async fn share_warnings(caller: Caller) -> Result<Json<Value>> {
         (status = 422, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn create_me(
+pub(crate) async fn create_me(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<NewUser>,
@@ -93,7 +93,10 @@ pub async fn create_me(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No profile yet", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get_me(State(store): State<SocialStore>, caller: Caller) -> Result<Json<UserPrivate>> {
+pub(crate) async fn get_me(
+    State(store): State<SocialStore>,
+    caller: Caller,
+) -> Result<Json<UserPrivate>> {
     let me = me(caller)?;
     Ok(Json(my_profile(&store, &me).await?.private()))
 }
@@ -108,7 +111,7 @@ pub async fn get_me(State(store): State<SocialStore>, caller: Caller) -> Result<
         (status = 422, description = "An invalid field, named in `detail`", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn update_me(
+pub(crate) async fn update_me(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(update): AppJson<UserUpdate>,
@@ -130,7 +133,7 @@ pub async fn update_me(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid domains", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn set_domains(
+pub(crate) async fn set_domains(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(share_type): Path<String>,
@@ -166,7 +169,7 @@ pub async fn set_domains(
         (status = 200, description = "Public profile", body = UserPublic),
         (status = 404, description = "Unknown user", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn user(
+pub(crate) async fn user(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -184,7 +187,7 @@ pub async fn user(
         (status = 200, description = "Profiles that exist", body = Vec<UserPublic>),
         (status = 400, description = "More than 100 ids", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn users(
+pub(crate) async fn users(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(ids): Path<String>,
@@ -234,7 +237,7 @@ async fn friend_count(
         (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn friends(
+pub(crate) async fn friends(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -248,7 +251,7 @@ pub async fn friends(
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "How many friends", body = FriendCount),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn friends_count(
+pub(crate) async fn friends_count(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -264,7 +267,7 @@ pub async fn friends_count(
         (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn mutual_friends(
+pub(crate) async fn mutual_friends(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -278,7 +281,7 @@ pub async fn mutual_friends(
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "How many mutual friends", body = FriendCount),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn mutual_count(
+pub(crate) async fn mutual_count(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -320,7 +323,7 @@ async fn search(
     responses((status = 200, description = "Matching users other than the caller", body = Vec<UserSummary>),
               (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn search_email(
+pub(crate) async fn search_email(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(text): Path<String>,
@@ -335,7 +338,7 @@ pub async fn search_email(
     responses((status = 200, description = "Matching users other than the caller", body = Vec<UserSummary>),
               (status = 400, description = "Negative limit or offset", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn search_name(
+pub(crate) async fn search_name(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(text): Path<String>,
@@ -349,7 +352,7 @@ pub async fn search_name(
     params(("email" = String, Path), Page), security(("bearer" = [])),
     responses((status = 200, description = "The caller's matching friends", body = Vec<UserSummary>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn friends_by_email(
+pub(crate) async fn friends_by_email(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(text): Path<String>,
@@ -363,7 +366,7 @@ pub async fn friends_by_email(
     params(("name" = String, Path), Page), security(("bearer" = [])),
     responses((status = 200, description = "The caller's matching friends", body = Vec<UserSummary>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn friends_by_name(
+pub(crate) async fn friends_by_name(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(text): Path<String>,
@@ -377,7 +380,7 @@ pub async fn friends_by_name(
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The row between the caller and the user, or null", body = Option<Friendship>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn check(
+pub(crate) async fn check(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -397,7 +400,7 @@ pub async fn check(
         (status = 409, description = "Already requested, or already friends", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn request(
+pub(crate) async fn request(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<FriendRequestBody>,
@@ -426,7 +429,7 @@ pub async fn request(
 #[utoipa::path(get, path = "/friendship/requests", tag = "social", operation_id = "social_received", security(("bearer" = [])),
     responses((status = 200, description = "Pending requests received, newest first", body = Vec<UserFriendRequest>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn received(
+pub(crate) async fn received(
     State(store): State<SocialStore>,
     caller: Caller,
 ) -> Result<Json<Vec<UserFriendRequest>>> {
@@ -439,7 +442,7 @@ pub async fn received(
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "The caller's pending request to the user, or null", body = Option<Friendship>),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn sent(
+pub(crate) async fn sent(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -455,7 +458,7 @@ pub async fn sent(
     params(("user_id" = String, Path, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$")), security(("bearer" = [])),
     responses((status = 200, description = "Removed, or there was none", body = Object, example = json!({"success": true})),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn decline(
+pub(crate) async fn decline(
     State(store): State<SocialStore>,
     caller: Caller,
     Path(id): Path<String>,
@@ -471,7 +474,7 @@ pub async fn decline(
     security(("bearer" = [])),
     responses((status = 200, description = "Now friends, or there was no request to accept", body = Object, example = json!({"success": true})),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn accept(
+pub(crate) async fn accept(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<AcceptBody>,
@@ -491,7 +494,7 @@ pub async fn accept(
               (status = 400, description = "The same id twice", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "The caller is neither of the two", body = Problem, content_type = "application/problem+json")))]
-pub async fn unfriend(
+pub(crate) async fn unfriend(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<UnfriendBody>,
@@ -522,7 +525,7 @@ pub async fn unfriend(
 #[utoipa::path(get, path = "/friendship/all", tag = "social", operation_id = "social_all_friends", security(("bearer" = [])),
     responses((status = 200, description = "Every friend of the caller", body = Vec<Object>, example = json!([{"user_id": "bob"}])),
               (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json")))]
-pub async fn all_friends(
+pub(crate) async fn all_friends(
     State(store): State<SocialStore>,
     caller: Caller,
 ) -> Result<Json<Vec<Value>>> {

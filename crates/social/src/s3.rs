@@ -23,7 +23,7 @@ const ECS_CREDENTIALS: &str = "http://169.254.170.2";
 const RENEW_BEFORE_US: i64 = 5 * 60 * 1_000_000;
 
 #[derive(Debug)]
-pub struct S3 {
+pub(crate) struct S3 {
     bucket: Bucket,
     credentials: Source,
     clock: Clock,
@@ -49,7 +49,7 @@ struct EcsCredentials {
 
 impl S3 {
     /// The bucket of `STUDYHALL_S3_BUCKET`, if set, with its credentials from `env`.
-    pub fn from_settings(
+    pub(crate) fn from_settings(
         settings: &ImageSettings,
         env: impl Fn(&str) -> Option<String>,
         clock: Clock,
@@ -148,7 +148,7 @@ impl S3 {
 
     /// A URL to PUT `key` to within `valid`, as `content_type` with a private ACL (the
     /// headers the PageNow client sends, signed so that S3 holds it to them).
-    pub async fn upload_url(
+    pub(crate) async fn upload_url(
         &self,
         key: &str,
         content_type: &str,
@@ -162,7 +162,7 @@ impl S3 {
     }
 
     /// A URL to show `key` for an hour, served as `content_type`, inline.
-    pub async fn show_url(&self, key: &str, content_type: &str) -> anyhow::Result<String> {
+    pub(crate) async fn show_url(&self, key: &str, content_type: &str) -> anyhow::Result<String> {
         let credentials = self.credentials().await?;
         let mut action = self.bucket.get_object(Some(&credentials), key);
         action
@@ -177,7 +177,7 @@ impl S3 {
     }
 
     /// Deletes `key` (a missing one is no error).
-    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+    pub(crate) async fn delete(&self, key: &str) -> anyhow::Result<()> {
         let credentials = self.credentials().await?;
         let action = self.bucket.delete_object(Some(&credentials), key);
         let url = action.sign_with_time(Duration::from_secs(60), &self.signed_at());

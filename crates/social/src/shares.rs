@@ -28,7 +28,7 @@ const MAX_TITLE: usize = 1000;
 
 /// A page to share: with every friend, or with `sent_to` on the personal route.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ShareBody {
+pub(crate) struct ShareBody {
     #[schema(max_length = 8192)]
     pub url: String,
     #[schema(max_length = 1000)]
@@ -39,13 +39,13 @@ pub struct ShareBody {
 
 /// One notification to mark read.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct ShareRead {
+pub(crate) struct ShareRead {
     pub event_id: String,
 }
 
 /// A share the caller received.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ShareReceived {
+pub(crate) struct ShareReceived {
     pub event_id: String,
     /// Who shared it.
     pub user_id: String,
@@ -61,7 +61,7 @@ pub struct ShareReceived {
 
 /// A share the caller sent.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ShareSent {
+pub(crate) struct ShareSent {
     pub event_id: String,
     pub url: String,
     pub title: String,
@@ -78,7 +78,7 @@ pub struct ShareSent {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ReceivedQuery {
+pub(crate) struct ReceivedQuery {
     /// `true`: read ones only; `false`: unread ones only; absent: all.
     pub is_read: Option<bool>,
     /// Newest first, at most this many (default 100; more than 1000 gives 1000).
@@ -88,7 +88,7 @@ pub struct ReceivedQuery {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct SentQuery {
+pub(crate) struct SentQuery {
     /// Newest first, this many (default 10; more than 100 gives 100).
     #[param(minimum = 0)]
     pub limit: Option<i64>,
@@ -123,7 +123,7 @@ fn page(body: &ShareBody) -> Result<(&str, &str)> {
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn received(
+pub(crate) async fn received(
     State(store): State<SocialStore>,
     caller: Caller,
     AppQuery(query): AppQuery<ReceivedQuery>,
@@ -199,7 +199,7 @@ pub async fn received(
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn sent(
+pub(crate) async fn sent(
     State(store): State<SocialStore>,
     caller: Caller,
     AppQuery(query): AppQuery<SentQuery>,
@@ -266,7 +266,7 @@ pub async fn sent(
         (status = 404, description = "The caller has no profile", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn share(
+pub(crate) async fn share(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<ShareBody>,
@@ -296,7 +296,7 @@ pub async fn share(
         (status = 404, description = "The caller or `sent_to` has no profile", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body, or no `sent_to`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn share_personal(
+pub(crate) async fn share_personal(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJson(body): AppJson<ShareBody>,
@@ -326,7 +326,7 @@ pub async fn share_personal(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a list of `{event_id}` with UUIDs", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn read(
+pub(crate) async fn read(
     State(store): State<SocialStore>,
     caller: Caller,
     AppJsonList(read): AppJsonList<ShareRead>,

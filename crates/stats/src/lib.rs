@@ -1,6 +1,8 @@
 //! Learning-session stats (Seneca Stats API): post a session's stats when it ends, read
 //! one session back, and read the user's lifetime aggregate for a course.
 
+#![warn(unreachable_pub)]
+
 pub mod model;
 mod routes;
 mod store;

@@ -29,7 +29,7 @@ use studyhall_core::http::extract::AppBody;
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(course = %course))]
-pub async fn post_session(
+pub(crate) async fn post_session(
     State(stats): State<Stats>,
     caller: Caller,
     Path(course): Path<String>,
@@ -61,7 +61,7 @@ pub async fn post_session(
         (status = 404, description = "No session of this user in this course", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(course = %course))]
-pub async fn get_course(
+pub(crate) async fn get_course(
     State(stats): State<Stats>,
     caller: Caller,
     Path(course): Path<String>,
@@ -89,7 +89,7 @@ pub async fn get_course(
         (status = 404, description = "No such session for this user and course", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(course = %course, session = %session))]
-pub async fn get_session(
+pub(crate) async fn get_session(
     State(stats): State<Stats>,
     caller: Caller,
     Path((course, session)): Path<(String, String)>,

@@ -1,6 +1,8 @@
 //! The concurrent-stream limiter: a viewer may watch at most N streams at once, exactly,
 //! across every instance, with leases that expire when a player disappears.
 
+#![warn(unreachable_pub)]
+
 pub mod model;
 mod routes;
 mod store;

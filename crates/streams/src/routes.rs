@@ -38,7 +38,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
         (status = 503, description = "The lease store is unreachable; nothing was started", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn start(
+pub(crate) async fn start(
     State(streams): State<Streams>,
     caller: Caller,
     AppBody(body): AppBody,
@@ -108,7 +108,7 @@ fn not_active() -> ApiError {
         (status = 503, description = "The lease store is unreachable", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn list(
+pub(crate) async fn list(
     State(streams): State<Streams>,
     caller: Caller,
 ) -> Result<Json<StreamList>, ApiError> {
@@ -130,7 +130,7 @@ pub async fn list(
         (status = 404, description = "Expired, ended or unknown: start it again", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(id = %id))]
-pub async fn heartbeat(
+pub(crate) async fn heartbeat(
     State(streams): State<Streams>,
     caller: Caller,
     Path(id): Path<String>,
@@ -156,7 +156,7 @@ pub async fn heartbeat(
         (status = 404, description = "Not an active stream of this viewer", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(id = %id))]
-pub async fn end(
+pub(crate) async fn end(
     State(streams): State<Streams>,
     caller: Caller,
     Path(id): Path<String>,
@@ -184,7 +184,7 @@ pub async fn end(
         (status = 403, description = "Wrong admin token, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(viewer = %viewer))]
-pub async fn set_limit(
+pub(crate) async fn set_limit(
     State(streams): State<Streams>,
     _admin: Admin,
     Path(viewer): Path<String>,
@@ -213,7 +213,7 @@ pub async fn set_limit(
         (status = 403, description = "Wrong admin token, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(viewer = %viewer))]
-pub async fn reset_limit(
+pub(crate) async fn reset_limit(
     State(streams): State<Streams>,
     _admin: Admin,
     Path(viewer): Path<String>,

@@ -4,6 +4,8 @@
 //! `main` is thin: it parses settings and calls [`build_app`] and [`serve`], which the
 //! integration tests call the same way on a port-0 listener.
 
+#![warn(unreachable_pub)]
+
 pub mod ceiling;
 pub mod config;
 pub mod openapi;

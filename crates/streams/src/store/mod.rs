@@ -20,7 +20,7 @@ use studyhall_core::error::StoreError;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision, Recorder};
 
-pub use studyhall_core::redis_handle::RedisHandle;
+pub(crate) use studyhall_core::redis_handle::RedisHandle;
 
 /// Limits and lease length every backend applies.
 #[derive(Debug, Clone, Copy)]

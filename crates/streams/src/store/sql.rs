@@ -42,7 +42,7 @@ pub struct SqlStreams {
 const POSTGRES_WRITERS: usize = 4;
 
 #[derive(Debug)]
-pub enum Op {
+pub(super) enum Op {
     Start(String, StartRequest),
     Heartbeat(String, String),
     /// Who ends it (the viewer, or an operator).
@@ -62,7 +62,7 @@ impl Op {
 }
 
 #[derive(Debug)]
-pub enum Done {
+pub(super) enum Done {
     Started(Started),
     Renewed(Option<Stream>),
     Ended(Option<(Stream, Counts)>),

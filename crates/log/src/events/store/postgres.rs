@@ -6,16 +6,20 @@ use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
 use crate::events::model::{Event, ListQuery};
 
 #[derive(Clone, Debug)]
-pub struct PgEvents {
+pub(super) struct PgEvents {
     pub(super) pool: PgPool,
 }
 
 impl PgEvents {
-    pub fn new(pool: PgPool) -> Self {
+    pub(super) fn new(pool: PgPool) -> Self {
         PgEvents { pool }
     }
 
-    pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+    pub(super) async fn find_key(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<KeyRecord>, sqlx::Error> {
         let row: Option<(String, Uuid)> = sqlx::query_as(
             "SELECT fingerprint, event_id FROM event_idempotency_keys WHERE scope = $1 AND key = $2",
         )
@@ -29,7 +33,7 @@ impl PgEvents {
         }))
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
+    pub(super) async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
         sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -38,7 +42,11 @@ impl PgEvents {
             .transpose()
     }
 
-    pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+    pub(super) async fn list(
+        &self,
+        query: &ListQuery,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
         let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events"));
         push_filters(&mut qb, query);
         if let Some(message) = &query.filter.message {
@@ -61,7 +69,7 @@ impl PgEvents {
         rows.iter().map(event_from_row).collect()
     }
 
-    pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
+    pub(super) async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < $1")
             .bind(before)
             .execute(&self.pool)

@@ -37,16 +37,20 @@ enum Shape<'a> {
 }
 
 #[derive(Clone, Debug)]
-pub struct SqliteEvents {
+pub(super) struct SqliteEvents {
     pub(super) db: SqliteDb,
 }
 
 impl SqliteEvents {
-    pub fn new(db: SqliteDb) -> Self {
+    pub(super) fn new(db: SqliteDb) -> Self {
         SqliteEvents { db }
     }
 
-    pub async fn find_key(&self, scope: &str, key: &str) -> Result<Option<KeyRecord>, sqlx::Error> {
+    pub(super) async fn find_key(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<KeyRecord>, sqlx::Error> {
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT fingerprint, event_id FROM event_idempotency_keys WHERE scope = ? AND key = ?",
         )
@@ -63,7 +67,7 @@ impl SqliteEvents {
         .transpose()
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
+    pub(super) async fn get(&self, id: Uuid) -> Result<Option<Event>, sqlx::Error> {
         sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.db.pool)
@@ -72,7 +76,11 @@ impl SqliteEvents {
             .transpose()
     }
 
-    pub async fn list(&self, query: &ListQuery, limit: u32) -> Result<Vec<Event>, sqlx::Error> {
+    pub(super) async fn list(
+        &self,
+        query: &ListQuery,
+        limit: u32,
+    ) -> Result<Vec<Event>, sqlx::Error> {
         let Some(message) = &query.filter.message else {
             return self.fetch(Shape::Plain, query, limit).await;
         };
@@ -190,7 +198,7 @@ impl SqliteEvents {
         rows.iter().map(event_from_row).collect()
     }
 
-    pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
+    pub(super) async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
         let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < ?")
             .bind(before)
             .execute(&self.db.pool)
