@@ -8,6 +8,7 @@ COPY crates/log/Cargo.toml crates/log/Cargo.toml
 COPY crates/auth/Cargo.toml crates/auth/Cargo.toml
 COPY crates/jobs/Cargo.toml crates/jobs/Cargo.toml
 COPY crates/module/Cargo.toml crates/module/Cargo.toml
+COPY crates/ui/Cargo.toml crates/ui/Cargo.toml
 COPY crates/events/Cargo.toml crates/events/Cargo.toml
 COPY crates/stats/Cargo.toml crates/stats/Cargo.toml
 COPY crates/streams/Cargo.toml crates/streams/Cargo.toml

@@ -13,11 +13,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{self, Failure};
-use super::session::Change;
 use super::{chart, Console, Session};
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_jobs::admin::{self, JobDetail, JobFilter, MinuteCount};
 use studyhall_jobs::{Deletion, JobState, Retried};
+use studyhall_ui::Change;
 
 const PAGE_SIZE: i64 = 50;
 

@@ -13,12 +13,9 @@
 #![warn(unreachable_pub)]
 
 mod analytics;
-mod assets;
-mod chart;
 mod docs;
 mod events;
 mod jobs;
-mod layout;
 mod overview;
 mod people;
 mod session;
@@ -39,8 +36,18 @@ use studyhall_core::http::ops::Readiness;
 use studyhall_jobs::Queue;
 use studyhall_module::{self as module, Core, Module, Plugin};
 
-pub use layout::Failure;
-pub use session::{Role, Session};
+use studyhall_ui::{assets, chart, layout, Sessions};
+pub use studyhall_ui::{Failure, Role, Session};
+
+/// The console's pages, in the navigation's order: (path, title).
+const PAGES: [(&str, &str); 6] = [
+    ("/console", "Overview"),
+    ("/console/jobs", "Jobs"),
+    ("/console/events", "Events"),
+    ("/console/streams", "Streams"),
+    ("/console/analytics", "Analytics"),
+    ("/console/people", "People"),
+];
 
 pub const PLUGIN: Plugin = Plugin {
     name: "console",
@@ -96,7 +103,15 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
-    Ok(Module::new(routes().with_state(console)).with_housekeeping(housekeeping))
+    let sessions = Sessions(Arc::new(session::Stored {
+        db: core.db.clone(),
+        clock: core.clock.clone(),
+        nav: Arc::new(PAGES.to_vec()),
+    }));
+    let routes = routes()
+        .with_state(console)
+        .layer(axum::Extension(sessions));
+    Ok(Module::new(routes).with_housekeeping(housekeeping))
 }
 
 fn routes() -> OpenApiRouter<Console> {

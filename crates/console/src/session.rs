@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,87 +19,42 @@ use sha2::{Digest, Sha256};
 
 use super::layout::{self, Failure};
 use super::Console;
+use futures_util::future::BoxFuture;
 use studyhall_auth::Auth;
+use studyhall_core::clock::Clock;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::Db;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision};
+use studyhall_ui::{Change, FindSession, Nav, Role, Session};
 
 pub(crate) const COOKIE: &str = "studyhall_console";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sees everything and may change what the console changes.
-    Operator,
-    /// Sees everything and changes nothing.
-    Reader,
+/// Finds the session a request's cookie names, in `console_sessions`.
+pub(crate) struct Stored {
+    pub(crate) db: Db,
+    pub(crate) clock: Clock,
+    /// The pages of this console, for every page's navigation.
+    pub(crate) nav: Nav,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Reader => "reader",
-        }
-    }
-}
-
-/// A logged-in operator, as every console page but the login page extracts it.
-#[derive(Debug, Clone)]
-pub struct Session {
-    id: String,
-    pub operator: String,
-    pub role: Role,
-    /// The form token: every change sends it back.
-    pub csrf: String,
-    pub expires_at: Micros,
-}
-
-impl Session {
-    /// Who the audit log says acted.
-    pub fn actor(&self) -> Actor {
-        Actor::operator_named(&self.operator)
-    }
-
-    /// Lets a change through: an operator's, with this session's form token.
-    pub fn may_change(&self, csrf: &str) -> Result<(), Failure> {
-        use subtle::ConstantTimeEq;
-        if !bool::from(csrf.as_bytes().ct_eq(self.csrf.as_bytes())) {
-            return Err(Failure::forbidden(
-                "This form has expired (it belongs to another login). Reload the page and send it again.",
-            ));
-        }
-        if self.role != Role::Operator {
-            return Err(Failure::forbidden(
-                "You are logged in read-only: you can look at everything and change nothing.",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The body of every form that changes something: the session's form token.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Change {
-    #[serde(default)]
-    pub csrf: String,
-}
-
-impl FromRequestParts<Console> for Session {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
-        let auth = auth_of(parts).map_err(IntoResponse::into_response)?;
-        if !auth.admin_configured() {
-            return Err(layout::console_off().into_response());
-        }
-        let found = match cookie(&parts.headers) {
-            Some(secret) => find(&console.db, &secret, console.queue.clock().now())
-                .await
-                .map_err(|err| Failure::from(err).into_response())?,
-            None => None,
-        };
-        found.ok_or_else(|| to_login(parts))
+impl FindSession for Stored {
+    fn find<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Session, Response>> {
+        Box::pin(async move {
+            let auth = auth_of(parts).map_err(IntoResponse::into_response)?;
+            if !auth.admin_configured() {
+                return Err(layout::console_off().into_response());
+            }
+            let found = match cookie(&parts.headers) {
+                Some(secret) => find(&self.db, &secret, self.clock.now())
+                    .await
+                    .map_err(|err| Failure::from(err).into_response())?,
+                None => None,
+            };
+            let mut session = found.ok_or_else(|| to_login(parts))?;
+            session.nav = self.nav.clone();
+            Ok(session)
+        })
     }
 }
 
@@ -164,16 +119,13 @@ async fn find(db: &Db, secret: &str, now: Micros) -> Result<Option<Session>, sql
     .bind(now)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(id, operator, role, csrf, expires_at)| Session {
-        id,
-        operator,
-        role: if role == "operator" {
+    Ok(row.map(|(id, operator, role, csrf, expires_at)| {
+        let role = if role == "operator" {
             Role::Operator
         } else {
             Role::Reader
-        },
-        csrf,
-        expires_at: Micros(expires_at),
+        };
+        Session::new(id, operator, role, csrf, Micros(expires_at))
     }))
 }
 
@@ -361,7 +313,7 @@ pub(crate) async fn logout(
     }
     let mut tx = console.db.begin_write().await?;
     Sql::new("DELETE FROM console_sessions WHERE id = $1")
-        .bind(session.id.as_str())
+        .bind(session.id())
         .execute(&mut tx)
         .await?;
     let mut decisions = Vec::new();

@@ -11,7 +11,7 @@ const BOTTOM: f64 = 18.0;
 
 /// One bar per value, oldest first; `labels` name the first and last bar. A bar whose
 /// `flagged` value is true is drawn in the warning colour.
-pub(crate) fn bars(title: &str, values: &[f64], flagged: &[bool], labels: (&str, &str)) -> Markup {
+pub fn bars(title: &str, values: &[f64], flagged: &[bool], labels: (&str, &str)) -> Markup {
     let max = values.iter().copied().fold(0.0, f64::max);
     let top = nice_top(max);
     let plot = WIDTH - LEFT;
@@ -46,7 +46,7 @@ pub(crate) fn bars(title: &str, values: &[f64], flagged: &[bool], labels: (&str,
 
 /// Lines over time, oldest first, each `(class, values)`; a missing value breaks the
 /// line. `unit` formats the axis.
-pub(crate) fn lines(
+pub fn lines(
     title: &str,
     series: &[(&str, Vec<Option<f64>>)],
     labels: (&str, &str),
@@ -120,7 +120,7 @@ fn nice_top(max: f64) -> f64 {
     10.0 * magnitude
 }
 
-pub(crate) fn format_value(value: f64) -> String {
+pub fn format_value(value: f64) -> String {
     if value >= 10_000.0 {
         format!("{:.0}k", value / 1000.0)
     } else if value.fract() == 0.0 {

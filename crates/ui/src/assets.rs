@@ -25,11 +25,11 @@ const FILES: [(&str, &str, &[u8]); 3] = [
 
 /// The address of an embedded file, with the build's version so a new build's files
 /// are fetched anew.
-pub(crate) fn url(name: &str) -> String {
+pub fn url(name: &str) -> String {
     format!("/console/assets/{name}?v={}", env!("CARGO_PKG_VERSION"))
 }
 
-pub(crate) async fn serve(Path(file): Path<String>) -> Response {
+pub async fn serve(Path(file): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => (
             [

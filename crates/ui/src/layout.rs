@@ -4,19 +4,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
-use super::session::{Role, Session};
+use crate::session::{Role, Session};
 use studyhall_core::clock::Micros;
 use studyhall_core::error::ApiError;
-
-/// The console's pages, in the navigation's order: (path, title).
-pub(crate) const PAGES: [(&str, &str); 6] = [
-    ("/console", "Overview"),
-    ("/console/jobs", "Jobs"),
-    ("/console/events", "Events"),
-    ("/console/streams", "Streams"),
-    ("/console/analytics", "Analytics"),
-    ("/console/people", "People"),
-];
 
 fn head(title: &str) -> Markup {
     html! {
@@ -26,16 +16,16 @@ fn head(title: &str) -> Markup {
             // htmx may not add inline styles (the policy forbids them) nor evaluate code.
             meta name="htmx-config" content=r#"{"includeIndicatorStyles": false, "allowEval": false, "allowScriptTags": false}"#;
             title { (title) " · studyhall" }
-            link rel="stylesheet" href=(super::assets::url("console.css"));
-            link rel="icon" href=(super::assets::url("favicon.svg")) type="image/svg+xml";
-            script src=(super::assets::url("htmx.min.js")) defer {}
+            link rel="stylesheet" href=(crate::assets::url("console.css"));
+            link rel="icon" href=(crate::assets::url("favicon.svg")) type="image/svg+xml";
+            script src=(crate::assets::url("htmx.min.js")) defer {}
         }
     }
 }
 
 /// A console page: the navigation with `current` marked, who is logged in, and the
 /// content.
-pub(crate) fn page(title: &str, session: &Session, current: &str, content: Markup) -> Markup {
+pub fn page(title: &str, session: &Session, current: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -46,9 +36,9 @@ pub(crate) fn page(title: &str, session: &Session, current: &str, content: Marku
                     a.brand href="/console" { "studyhall" }
                     nav aria-label="Console" {
                         ul {
-                            @for (path, name) in PAGES {
+                            @for (path, name) in session.nav.iter() {
                                 li {
-                                    @if path == current {
+                                    @if *path == current {
                                         a href=(path) aria-current="page" { (name) }
                                     } @else {
                                         a href=(path) { (name) }
@@ -76,7 +66,7 @@ pub(crate) fn page(title: &str, session: &Session, current: &str, content: Marku
 }
 
 /// A page outside the console's navigation (login, errors, the landing page).
-pub(crate) fn bare(title: &str, content: Markup) -> Markup {
+pub fn bare(title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -87,7 +77,7 @@ pub(crate) fn bare(title: &str, content: Markup) -> Markup {
 }
 
 /// What `/console` shows while no admin credential exists.
-pub(crate) fn console_off() -> (StatusCode, Markup) {
+pub fn console_off() -> (StatusCode, Markup) {
     let page = bare(
         "Console off",
         html! {
@@ -146,7 +136,7 @@ impl Failure {
 }
 
 /// Any `/console/…` path that is no page: the console's own 404, not the API's.
-pub(crate) async fn no_such_page() -> Failure {
+pub async fn no_such_page() -> Failure {
     Failure::not_found("There is no such console page.")
 }
 
@@ -199,7 +189,7 @@ impl IntoResponse for Failure {
 }
 
 /// A time as the console shows it: UTC to the second.
-pub(crate) fn at(micros: Micros) -> String {
+pub fn at(micros: Micros) -> String {
     let text = micros.rfc3339();
     match text.split_once('.') {
         Some((seconds, _)) => format!("{}Z", seconds.replace('T', " ")),
@@ -208,7 +198,7 @@ pub(crate) fn at(micros: Micros) -> String {
 }
 
 /// A duration in µs in the unit that reads best.
-pub(crate) fn duration(micros: f64) -> String {
+pub fn duration(micros: f64) -> String {
     if micros < 1000.0 {
         format!("{micros:.0} µs")
     } else if micros < 1_000_000.0 {
@@ -222,7 +212,7 @@ pub(crate) fn duration(micros: f64) -> String {
 
 /// A notice above a page's content after an action (`?done=…`): one of the texts
 /// the console's own redirects name, never text from the address.
-pub(crate) fn notice(done: Option<&str>) -> Markup {
+pub fn notice(done: Option<&str>) -> Markup {
     // A bulk retry says how many it queued again.
     if let Some(count) = done
         .and_then(|done| done.strip_prefix("retried-"))
@@ -248,7 +238,7 @@ pub(crate) fn notice(done: Option<&str>) -> Markup {
 
 /// A text a form sent: trimmed, empty as none, at most [`MAX_TEXT`] characters and no
 /// control character (PostgreSQL text cannot hold a NUL).
-pub(crate) fn field(value: Option<&str>, what: &str) -> Result<Option<String>, Failure> {
+pub fn field(value: Option<&str>, what: &str) -> Result<Option<String>, Failure> {
     match value.map(str::trim).filter(|value| !value.is_empty()) {
         Some(value) if value.chars().count() > MAX_TEXT || value.chars().any(char::is_control) => {
             Err(Failure::bad_request(format!(
@@ -260,10 +250,10 @@ pub(crate) fn field(value: Option<&str>, what: &str) -> Result<Option<String>, F
 }
 
 /// The longest text a form field takes.
-pub(crate) const MAX_TEXT: usize = 200;
+pub const MAX_TEXT: usize = 200;
 
 /// A module's store, or a 404 saying the server does not serve that module.
-pub(crate) fn served<'a, T>(store: &'a Option<T>, module: &str) -> Result<&'a T, Failure> {
+pub fn served<'a, T>(store: &'a Option<T>, module: &str) -> Result<&'a T, Failure> {
     store.as_ref().ok_or_else(|| {
         Failure::not_found(format!(
             "This server does not serve the {module} module (STUDYHALL_MODULES)."
@@ -272,17 +262,17 @@ pub(crate) fn served<'a, T>(store: &'a Option<T>, module: &str) -> Result<&'a T,
 }
 
 /// `text` for a query string or a path segment.
-pub(crate) fn urlencoded(text: &str) -> String {
+pub fn urlencoded(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The hidden form token of a change.
-pub(crate) fn csrf(session: &Session) -> Markup {
+pub fn csrf(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
 }
 
 /// A form posting to `action` with one button, disabled for read-only sessions.
-pub(crate) fn action_button(
+pub fn action_button(
     session: &Session,
     action: &str,
     label: &str,
@@ -292,12 +282,7 @@ pub(crate) fn action_button(
 }
 
 /// An action that cannot be undone (a delete): styled apart, and always confirmed.
-pub(crate) fn destructive_button(
-    session: &Session,
-    action: &str,
-    label: &str,
-    confirm: &str,
-) -> Markup {
+pub fn destructive_button(session: &Session, action: &str, label: &str, confirm: &str) -> Markup {
     button_form(session, action, label, (Some(confirm), Some("danger")))
 }
 

@@ -1,0 +1,14 @@
+//! What a console page is made of: the page frame and its navigation (`layout`), the
+//! logged-in [`Session`] every page extracts, the failures pages answer with, server-side
+//! charts (`chart`) and the embedded stylesheet, icon and htmx (`assets`). Modules render
+//! their console pages with it; the console crate logs operators in and serves the pages.
+
+#![warn(unreachable_pub)]
+
+pub mod assets;
+pub mod chart;
+pub mod layout;
+pub mod session;
+
+pub use layout::Failure;
+pub use session::{Change, FindSession, Nav, Role, Session, Sessions};
