@@ -19,7 +19,6 @@ mod jobs;
 mod overview;
 mod people;
 mod session;
-mod streams;
 
 use std::sync::Arc;
 
@@ -39,12 +38,15 @@ use studyhall_module::{self as module, Core, Module, Plugin};
 use studyhall_ui::{assets, chart, layout, Sessions};
 pub use studyhall_ui::{Failure, Role, Session};
 
-/// The console's pages, in the navigation's order: (path, title).
-const PAGES: [(&str, &str); 6] = [
+/// The console's own pages that open the navigation, before the modules' pages.
+const FIRST: [(&str, &str); 3] = [
     ("/console", "Overview"),
     ("/console/jobs", "Jobs"),
     ("/console/events", "Events"),
-    ("/console/streams", "Streams"),
+];
+
+/// The console's own pages that close the navigation, after the modules' pages.
+const LAST: [(&str, &str); 2] = [
     ("/console/analytics", "Analytics"),
     ("/console/people", "People"),
 ];
@@ -103,13 +105,23 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
+    let pages = core.console.take();
+    let nav = FIRST
+        .into_iter()
+        .chain(pages.iter().map(|page| (page.path, page.title)))
+        .chain(LAST)
+        .collect();
     let sessions = Sessions(Arc::new(session::Stored {
         db: core.db.clone(),
         clock: core.clock.clone(),
-        nav: Arc::new(PAGES.to_vec()),
+        nav: Arc::new(nav),
     }));
-    let routes = routes()
-        .with_state(console)
+    let routes = pages
+        .into_iter()
+        .fold(routes().with_state(console), |routes, page| {
+            routes.merge(page.routes)
+        })
+        .layer(axum::middleware::from_fn(secure))
         .layer(axum::Extension(sessions));
     Ok(Module::new(routes).with_housekeeping(housekeeping))
 }
@@ -141,13 +153,9 @@ fn routes() -> OpenApiRouter<Console> {
         .route("/console/events/tail", get(events::tail))
         .route("/console/events/download", get(events::download))
         .route("/console/events/{id}", get(events::detail))
-        .route("/console/streams", get(streams::page))
-        .route("/console/streams/end", post(streams::end))
-        .route("/console/streams/limit", post(streams::set_limit))
         .route("/console/analytics", get(analytics::page))
         .route("/console/people", get(people::page))
         .route("/console/{*rest}", get(layout::no_such_page))
-        .layer(axum::middleware::from_fn(secure))
 }
 
 impl Console {

@@ -39,6 +39,50 @@ pub struct Core {
     /// What the modules started so far offer the ones after them (their stores, for
     /// the console to read through).
     pub shared: Shared,
+    /// The console pages the modules started so far serve, for the console to mount.
+    pub console: ConsolePages,
+}
+
+/// A console page a module serves: its place in the console's navigation and its
+/// routes, each extracting the operator's `studyhall_ui::Session`. The console serves
+/// them behind its own protections (sessions, CSRF, security headers).
+pub struct ConsolePage {
+    /// The path the navigation links to, under `/console/`.
+    pub path: &'static str,
+    /// Its name in the navigation.
+    pub title: &'static str,
+    pub routes: OpenApiRouter,
+}
+
+/// The console pages of the modules, in the order the modules start.
+#[derive(Clone, Default)]
+pub struct ConsolePages(Arc<Mutex<Vec<ConsolePage>>>);
+
+impl ConsolePages {
+    /// Adds `page` to the console (when the server runs one).
+    pub fn add(&self, page: ConsolePage) {
+        let mut pages = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pages.push(page);
+    }
+
+    /// The pages added so far, handed over once to the console that serves them.
+    pub fn take(&self) -> Vec<ConsolePage> {
+        let mut pages = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::take(&mut *pages)
+    }
+}
+
+impl std::fmt::Debug for ConsolePages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pages = self.0.lock().map_or(0, |pages| pages.len());
+        write!(f, "ConsolePages({pages} pages)")
+    }
 }
 
 /// Values modules hand the modules started after them, one of each type: the console
@@ -104,6 +148,7 @@ impl Core {
             audited: audited.clone(),
             clock,
             shared: Shared::default(),
+            console: ConsolePages::default(),
         };
         Ok((core, enqueuer.into_iter().chain([recording]).collect()))
     }

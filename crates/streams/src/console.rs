@@ -6,17 +6,41 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, Failure};
-use super::{chart, Console, Session};
+use crate::model::named_viewer;
+use crate::StreamStore;
 use studyhall_core::clock::{now_micros, Micros};
-use studyhall_streams::model::named_viewer;
+use studyhall_core::db::Db;
+use studyhall_module::ConsolePage;
+use studyhall_ui::{chart, layout, Failure, Role, Session};
 
 /// Active streams listed at most.
 const LISTED: i64 = 500;
+
+/// What the page reads and changes: the module's own store, and the audit log.
+#[derive(Clone)]
+struct StreamsPage {
+    store: StreamStore,
+    db: Db,
+}
+
+/// The streams page of the console.
+pub(crate) fn page(store: StreamStore, db: Db) -> ConsolePage {
+    let routes = axum::Router::new()
+        .route("/console/streams", get(show))
+        .route("/console/streams/end", post(end))
+        .route("/console/streams/limit", post(set_limit))
+        .with_state(StreamsPage { store, db });
+    ConsolePage {
+        path: "/console/streams",
+        title: "Streams",
+        routes: routes.into(),
+    }
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct PageParams {
@@ -29,12 +53,12 @@ fn viewer(text: &str) -> Result<String, Failure> {
     named_viewer(text.trim()).map_err(Failure::from)
 }
 
-pub(crate) async fn page(
-    State(console): State<Console>,
+async fn show(
+    State(console): State<StreamsPage>,
     session: Session,
     Query(params): Query<PageParams>,
 ) -> Result<Markup, Failure> {
-    let store = layout::served(&console.streams, "streams")?;
+    let store = &console.store;
     let looked_up = match params
         .viewer
         .as_deref()
@@ -49,10 +73,7 @@ pub(crate) async fn page(
         None => None,
     };
     let active = store.active_by_viewer(LISTED + 1).await?;
-    let (starts, refusals) = match console.serves("events") {
-        true => per_minute(&console).await?,
-        false => (vec![0.0; 60], vec![0.0; 60]),
-    };
+    let (starts, refusals) = per_minute(&console.db).await?;
     let refused_flags: Vec<bool> = refusals.iter().map(|count| *count > 0.0).collect();
     Ok(layout::page(
         "Streams",
@@ -74,7 +95,7 @@ pub(crate) async fn page(
                         input type="hidden" name="viewer" value=(viewer);
                         label { "Limit for this viewer (1 to 1000; empty resets to the default of " (store.default_limit()) ")"
                             input type="number" name="limit" min="1" max="1000" value=(counts.limit); }
-                        @if session.role == super::Role::Operator {
+                        @if session.role == Role::Operator {
                             button type="submit" { "Save the limit" }
                         } @else {
                             button type="submit" disabled title="Read-only: you cannot change anything." { "Save the limit" }
@@ -123,10 +144,8 @@ pub(crate) async fn page(
 }
 
 /// The first [`LISTED`] streams by viewer.
-fn by_viewer(
-    streams: &[studyhall_streams::model::Stream],
-) -> BTreeMap<&str, Vec<&studyhall_streams::model::Stream>> {
-    let mut by_viewer: BTreeMap<&str, Vec<&studyhall_streams::model::Stream>> = BTreeMap::new();
+fn by_viewer(streams: &[crate::model::Stream]) -> BTreeMap<&str, Vec<&crate::model::Stream>> {
+    let mut by_viewer: BTreeMap<&str, Vec<&crate::model::Stream>> = BTreeMap::new();
     for stream in streams.iter().take(LISTED as usize) {
         by_viewer
             .entry(stream.viewer.as_str())
@@ -136,13 +155,13 @@ fn by_viewer(
     by_viewer
 }
 
-fn end_button(session: &Session, stream: &studyhall_streams::model::Stream) -> Markup {
+fn end_button(session: &Session, stream: &crate::model::Stream) -> Markup {
     html! {
         form.inline method="post" action="/console/streams/end" hx-boost="true" hx-confirm="End this stream? Its viewer's player stops counting against the limit." {
             (layout::csrf(session))
             input type="hidden" name="viewer" value=(stream.viewer);
             input type="hidden" name="id" value=(stream.id);
-            @if session.role == super::Role::Operator {
+            @if session.role == Role::Operator {
                 button.danger type="submit" { "End" }
             } @else {
                 button type="submit" disabled title="Read-only: you cannot change anything." { "End" }
@@ -151,7 +170,7 @@ fn end_button(session: &Session, stream: &studyhall_streams::model::Stream) -> M
     }
 }
 
-fn stream_table(session: &Session, streams: &[studyhall_streams::model::Stream]) -> Markup {
+fn stream_table(session: &Session, streams: &[crate::model::Stream]) -> Markup {
     html! {
         @if streams.is_empty() {
             p.muted { "No active stream." }
@@ -178,13 +197,12 @@ fn stream_table(session: &Session, streams: &[studyhall_streams::model::Stream])
 
 /// Starts and refusals in each of the last 60 minutes, oldest first, from the audit
 /// log (at most the latest 100 000 records, so the page stays fast).
-async fn per_minute(console: &Console) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+async fn per_minute(db: &Db) -> Result<(Vec<f64>, Vec<f64>), Failure> {
     let now = now_micros().div_euclid(60_000_000);
     let first = now - 59;
     let since = Micros(first * 60_000_000);
     let rows =
-        studyhall_log::store::recorded_since(&console.db, "studyhall.streams", since, 100_000)
-            .await?;
+        studyhall_log::store::recorded_since(db, "studyhall.streams", since, 100_000).await?;
     let mut starts = vec![0.0; 60];
     let mut refusals = vec![0.0; 60];
     for (message, at) in rows {
@@ -213,13 +231,13 @@ pub(crate) struct EndForm {
     id: String,
 }
 
-pub(crate) async fn end(
-    State(console): State<Console>,
+async fn end(
+    State(console): State<StreamsPage>,
     session: Session,
     Form(form): Form<EndForm>,
 ) -> Result<Response, Failure> {
     session.may_change(&form.csrf)?;
-    let store = layout::served(&console.streams, "streams")?;
+    let store = &console.store;
     let viewer = viewer(&form.viewer)?;
     match store
         .end_by(&viewer, form.id.trim(), session.actor())
@@ -246,13 +264,13 @@ pub(crate) struct LimitForm {
     limit: String,
 }
 
-pub(crate) async fn set_limit(
-    State(console): State<Console>,
+async fn set_limit(
+    State(console): State<StreamsPage>,
     session: Session,
     Form(form): Form<LimitForm>,
 ) -> Result<Response, Failure> {
     session.may_change(&form.csrf)?;
-    let store = layout::served(&console.streams, "streams")?;
+    let store = &console.store;
     let viewer = viewer(&form.viewer)?;
     let limit = match form.limit.trim() {
         "" => None,
