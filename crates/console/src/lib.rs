@@ -17,7 +17,6 @@ mod docs;
 mod events;
 mod jobs;
 mod overview;
-mod people;
 mod session;
 
 use std::sync::Arc;
@@ -46,10 +45,7 @@ const FIRST: [(&str, &str); 3] = [
 ];
 
 /// The console's own pages that close the navigation, after the modules' pages.
-const LAST: [(&str, &str); 2] = [
-    ("/console/analytics", "Analytics"),
-    ("/console/people", "People"),
-];
+const LAST: [(&str, &str); 1] = [("/console/analytics", "Analytics")];
 
 pub const PLUGIN: Plugin = Plugin {
     name: "console",
@@ -73,7 +69,6 @@ pub struct Console {
     /// The stores of the modules this server runs, as those modules offered them.
     events: Option<studyhall_events::EventStore>,
     streams: Option<studyhall_streams::StreamStore>,
-    social: Option<studyhall_social::SocialStore>,
     stats: Option<studyhall_stats::StatsStore>,
     grades: Option<studyhall_grades::GradeStore>,
     /// `STUDYHALL_MODULES`: the modules this server runs, all when empty.
@@ -99,7 +94,6 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         )),
         events: core.shared.get(),
         streams: core.shared.get(),
-        social: core.shared.get(),
         stats: core.shared.get(),
         grades: core.shared.get(),
         modules: Arc::new(settings.modules.clone()),
@@ -154,7 +148,6 @@ fn routes() -> OpenApiRouter<Console> {
         .route("/console/events/download", get(events::download))
         .route("/console/events/{id}", get(events::detail))
         .route("/console/analytics", get(analytics::page))
-        .route("/console/people", get(people::page))
         .route("/console/{*rest}", get(layout::no_such_page))
 }
 

@@ -2,6 +2,7 @@
 
 #![warn(unreachable_pub)]
 
+mod console;
 mod images;
 pub mod model;
 mod routes;
@@ -33,6 +34,7 @@ pub const PLUGIN: Plugin = Plugin {
             )?,
         };
         core.shared.offer(social.store.clone());
+        core.console.add(console::page(social.store.clone()));
         Ok(Module::new(routes().with_state(social)))
     },
 };

@@ -5,26 +5,37 @@ use axum::extract::{Query, State};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, Failure};
-use super::{Console, Session};
-use studyhall_social::model::UserRow;
-use studyhall_social::{Match, Search};
+use crate::model::UserRow;
+use crate::{Match, Search, SocialStore};
+use studyhall_module::ConsolePage;
+use studyhall_ui::{layout, Failure, Session};
 
 /// Users a search lists at most.
 const LISTED: i64 = 25;
 
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct Lookup {
+struct Lookup {
     id: Option<String>,
     q: Option<String>,
 }
 
-pub(crate) async fn page(
-    State(console): State<Console>,
+/// The people page of the console, over the module's own store.
+pub(crate) fn page(store: SocialStore) -> ConsolePage {
+    let routes = axum::Router::new()
+        .route("/console/people", axum::routing::get(show))
+        .with_state(store);
+    ConsolePage {
+        path: "/console/people",
+        title: "People",
+        routes: routes.into(),
+    }
+}
+
+async fn show(
+    State(store): State<SocialStore>,
     session: Session,
     Query(lookup): Query<Lookup>,
 ) -> Result<Markup, Failure> {
-    let store = layout::served(&console.social, "social")?;
     let id = layout::field(lookup.id.as_deref(), "user id")?;
     let text = layout::field(lookup.q.as_deref(), "search text")?;
     // No caller: the profile as the service stores it, not as one user sees another.
