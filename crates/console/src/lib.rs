@@ -14,7 +14,6 @@
 
 mod analytics;
 mod docs;
-mod events;
 mod jobs;
 mod overview;
 mod session;
@@ -38,11 +37,7 @@ use studyhall_ui::{assets, chart, layout, Sessions};
 pub use studyhall_ui::{Failure, Role, Session};
 
 /// The console's own pages that open the navigation, before the modules' pages.
-const FIRST: [(&str, &str); 3] = [
-    ("/console", "Overview"),
-    ("/console/jobs", "Jobs"),
-    ("/console/events", "Events"),
-];
+const FIRST: [(&str, &str); 2] = [("/console", "Overview"), ("/console/jobs", "Jobs")];
 
 /// The console's own pages that close the navigation, after the modules' pages.
 const LAST: [(&str, &str); 1] = [("/console/analytics", "Analytics")];
@@ -67,7 +62,6 @@ pub struct Console {
     audited: bool,
     refused_logins: Arc<studyhall_log::Throttled>,
     /// The stores of the modules this server runs, as those modules offered them.
-    events: Option<studyhall_events::EventStore>,
     streams: Option<studyhall_streams::StreamStore>,
     stats: Option<studyhall_stats::StatsStore>,
     grades: Option<studyhall_grades::GradeStore>,
@@ -92,7 +86,6 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
             "studyhall.console",
             "console.login_refused",
         )),
-        events: core.shared.get(),
         streams: core.shared.get(),
         stats: core.shared.get(),
         grades: core.shared.get(),
@@ -143,10 +136,6 @@ fn routes() -> OpenApiRouter<Console> {
         )
         .route("/console/jobs/{id}", get(jobs::detail))
         .route("/console/jobs/{id}/{action}", post(jobs::job_action))
-        .route("/console/events", get(events::list))
-        .route("/console/events/tail", get(events::tail))
-        .route("/console/events/download", get(events::download))
-        .route("/console/events/{id}", get(events::detail))
         .route("/console/analytics", get(analytics::page))
         .route("/console/{*rest}", get(layout::no_such_page))
 }

@@ -3,6 +3,7 @@
 
 #![warn(unreachable_pub)]
 
+mod console;
 mod routes;
 
 pub use studyhall_log::events::model;
@@ -62,6 +63,11 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
     }
     let (store, writer, writer_task) = writer(core);
     core.shared.offer(store.clone());
+    core.console.add(console::page(
+        store.clone(),
+        core.db.clone(),
+        core.clock.clone(),
+    ));
     let pruner = tokio::spawn(prune_keys(store.clone(), core.clock.clone()));
     let cadence = Cadence {
         events: i64::from(audit.audit_checkpoint_events),

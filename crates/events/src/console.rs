@@ -4,23 +4,48 @@
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use axum::routing::get;
 use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::layout::{self, Failure};
-use super::{Console, Session};
+use crate::model::{Event, ExportParams, ExportQuery, FilterParams, ListParams, ListQuery};
+use crate::EventStore;
+use studyhall_core::clock::Clock;
 use studyhall_core::clock::{now_micros, Micros};
-use studyhall_events::model::{
-    Event, ExportParams, ExportQuery, FilterParams, ListParams, ListQuery,
-};
+use studyhall_core::db::Db;
 use studyhall_log::Decision;
+use studyhall_module::ConsolePage;
+use studyhall_ui::{layout, Failure, Session};
 
 const PAGE_SIZE: u32 = 50;
 
+/// What the pages read: the module's store, and the log they record exports in.
+#[derive(Clone)]
+struct EventsPage {
+    store: EventStore,
+    db: Db,
+    clock: Clock,
+}
+
+/// The events pages of the console.
+pub(crate) fn page(store: EventStore, db: Db, clock: Clock) -> ConsolePage {
+    let routes = axum::Router::new()
+        .route("/console/events", get(list))
+        .route("/console/events/tail", get(tail))
+        .route("/console/events/download", get(download))
+        .route("/console/events/{id}", get(detail))
+        .with_state(EventsPage { store, db, clock });
+    ConsolePage {
+        path: "/console/events",
+        title: "Events",
+        routes: routes.into(),
+    }
+}
+
 /// The page's query, as sent: the API's filters and paging, and the tail's start.
 #[derive(Debug, Default, Deserialize, Clone)]
-pub(crate) struct EventsParams {
+struct EventsParams {
     email: Option<String>,
     environment: Option<String>,
     component: Option<String>,
@@ -79,12 +104,12 @@ impl EventsParams {
     }
 }
 
-pub(crate) async fn list(
-    State(console): State<Console>,
+async fn list(
+    State(console): State<EventsPage>,
     session: Session,
     Query(params): Query<EventsParams>,
 ) -> Result<Markup, Failure> {
-    let store = layout::served(&console.events, "events")?;
+    let store = &console.store;
     let query = params.query(params.cursor.clone())?;
     let events = store.list(&query, PAGE_SIZE + 1).await?;
     let live = params.live.as_deref() == Some("1");
@@ -132,7 +157,7 @@ pub(crate) async fn list(
                         @if params.cursor.is_some() { a href={"/console/events?" (params.link(&[]))} { "Newest" } }
                         @if events.len() > PAGE_SIZE as usize {
                             @if let Some(last) = events.get(PAGE_SIZE as usize - 1) {
-                                @let cursor = studyhall_events::model::Cursor { created_at: last.created_at, id: last.id }.encode();
+                                @let cursor = crate::model::Cursor { created_at: last.created_at, id: last.id }.encode();
                                 a href={"/console/events?" (params.link(&[("cursor", &cursor)]))} { "Older events" }
                             }
                         }
@@ -144,12 +169,12 @@ pub(crate) async fn list(
 }
 
 /// The tail's newest events, those after `since` marked.
-pub(crate) async fn tail(
-    State(console): State<Console>,
+async fn tail(
+    State(console): State<EventsPage>,
     _session: Session,
     Query(params): Query<EventsParams>,
 ) -> Result<Markup, Failure> {
-    let store = layout::served(&console.events, "events")?;
+    let store = &console.store;
     let query = params.query(None)?;
     let events = store.list(&query, PAGE_SIZE).await?;
     let since = params
@@ -200,12 +225,12 @@ fn rows(events: &[Event], limit: u32, since: Option<Micros>) -> Markup {
     }
 }
 
-pub(crate) async fn detail(
-    State(console): State<Console>,
+async fn detail(
+    State(console): State<EventsPage>,
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Markup, Failure> {
-    let store = layout::served(&console.events, "events")?;
+    let store = &console.store;
     let id = Uuid::try_parse(&id)
         .map_err(|_| Failure::bad_request("That is not an event id (a UUID)."))?;
     let event = store.get(id).await?.ok_or_else(|| {
@@ -243,18 +268,17 @@ pub(crate) async fn detail(
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct DownloadParams {
+struct DownloadParams {
     format: Option<String>,
 }
 
 /// The filter's results as a file, recorded as an export by this operator.
-pub(crate) async fn download(
-    State(console): State<Console>,
+async fn download(
+    State(console): State<EventsPage>,
     session: Session,
     Query(params): Query<EventsParams>,
     Query(download): Query<DownloadParams>,
 ) -> Result<Response, Failure> {
-    layout::served(&console.events, "events")?;
     let export = ExportQuery::parse(
         params.filter_params(),
         ExportParams {
@@ -272,7 +296,7 @@ pub(crate) async fn download(
     });
     let exported = Decision::new("studyhall.events", "events.exported", session.actor(), data);
     let tx = console.db.begin_write().await?;
-    studyhall_log::commit(tx, &[exported], console.queue.clock().now()).await?;
+    studyhall_log::commit(tx, &[exported], console.clock.now()).await?;
     Ok(studyhall_log::export::download(
         console.db.clone(),
         export.filter,
