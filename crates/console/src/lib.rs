@@ -14,7 +14,6 @@
 
 mod analytics;
 mod docs;
-mod jobs;
 mod overview;
 mod session;
 
@@ -36,8 +35,9 @@ use studyhall_module::{self as module, Core, Module, Plugin};
 use studyhall_ui::{assets, chart, layout, Sessions};
 pub use studyhall_ui::{Failure, Role, Session};
 
-/// The console's own pages that open the navigation, before the modules' pages.
-const FIRST: [(&str, &str); 2] = [("/console", "Overview"), ("/console/jobs", "Jobs")];
+/// The console's own pages that open the navigation, before the queue's and the
+/// modules' pages.
+const FIRST: [(&str, &str); 1] = [("/console", "Overview")];
 
 /// The console's own pages that close the navigation, after the modules' pages.
 const LAST: [(&str, &str); 1] = [("/console/analytics", "Analytics")];
@@ -92,7 +92,9 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
-    let pages = core.console.take();
+    // The queue's page first, then the modules' in the order they started.
+    let mut pages = vec![studyhall_jobs::console::page(core.queue.clone())];
+    pages.extend(core.console.take());
     let nav = FIRST
         .into_iter()
         .chain(pages.iter().map(|page| (page.path, page.title)))
@@ -106,7 +108,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
     let routes = pages
         .into_iter()
         .fold(routes().with_state(console), |routes, page| {
-            routes.merge(page.routes)
+            routes.merge(OpenApiRouter::from(page.routes))
         })
         .layer(axum::middleware::from_fn(secure))
         .layer(axum::Extension(sessions));
@@ -125,17 +127,6 @@ fn routes() -> OpenApiRouter<Console> {
         .route("/console/logout", post(session::logout))
         .route("/console", get(overview::page))
         .route("/console/overview/live", get(overview::live))
-        .route("/console/jobs", get(jobs::list))
-        .route(
-            "/console/jobs/retry-dead",
-            get(jobs::confirm_bulk_retry).post(jobs::bulk_retry),
-        )
-        .route(
-            "/console/jobs/kinds/{kind}/{action}",
-            post(jobs::pause_or_resume),
-        )
-        .route("/console/jobs/{id}", get(jobs::detail))
-        .route("/console/jobs/{id}/{action}", post(jobs::job_action))
         .route("/console/analytics", get(analytics::page))
         .route("/console/{*rest}", get(layout::no_such_page))
 }

@@ -15,7 +15,7 @@ use studyhall_core::clock::Clock;
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_core::db::Db;
 use studyhall_log::Decision;
-use studyhall_module::ConsolePage;
+use studyhall_ui::ConsolePage;
 use studyhall_ui::{layout, Failure, Session};
 
 const PAGE_SIZE: u32 = 50;
@@ -39,7 +39,7 @@ pub(crate) fn page(store: EventStore, db: Db, clock: Clock) -> ConsolePage {
     ConsolePage {
         path: "/console/events",
         title: "Events",
-        routes: routes.into(),
+        routes,
     }
 }
 

@@ -17,6 +17,7 @@
 #![warn(unreachable_pub)]
 
 pub mod admin;
+pub mod console;
 mod increments;
 mod routes;
 mod store;

@@ -20,6 +20,7 @@ use studyhall_jobs::{Handlers, Queue};
 use studyhall_log::Recorder;
 
 pub use studyhall_core::http::document;
+pub use studyhall_ui::ConsolePage;
 
 /// What the modules share: the database, Redis when configured, the job queue, and
 /// the audit log's recorder with the modules whose decisions it records.
@@ -41,17 +42,6 @@ pub struct Core {
     pub shared: Shared,
     /// The console pages the modules started so far serve, for the console to mount.
     pub console: ConsolePages,
-}
-
-/// A console page a module serves: its place in the console's navigation and its
-/// routes, each extracting the operator's `studyhall_ui::Session`. The console serves
-/// them behind its own protections (sessions, CSRF, security headers).
-pub struct ConsolePage {
-    /// The path the navigation links to, under `/console/`.
-    pub path: &'static str,
-    /// Its name in the navigation.
-    pub title: &'static str,
-    pub routes: OpenApiRouter,
 }
 
 /// The console pages of the modules, in the order the modules start.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::model::UserRow;
 use crate::{Match, Search, SocialStore};
-use studyhall_module::ConsolePage;
+use studyhall_ui::ConsolePage;
 use studyhall_ui::{layout, Failure, Session};
 
 /// Users a search lists at most.
@@ -27,7 +27,7 @@ pub(crate) fn page(store: SocialStore) -> ConsolePage {
     ConsolePage {
         path: "/console/people",
         title: "People",
-        routes: routes.into(),
+        routes,
     }
 }
 

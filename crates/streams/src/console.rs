@@ -15,7 +15,7 @@ use crate::model::named_viewer;
 use crate::StreamStore;
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_core::db::Db;
-use studyhall_module::ConsolePage;
+use studyhall_ui::ConsolePage;
 use studyhall_ui::{chart, layout, Failure, Role, Session};
 
 /// Active streams listed at most.
@@ -38,7 +38,7 @@ pub(crate) fn page(store: StreamStore, db: Db) -> ConsolePage {
     ConsolePage {
         path: "/console/streams",
         title: "Streams",
-        routes: routes.into(),
+        routes,
     }
 }
 

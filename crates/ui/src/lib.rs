@@ -12,3 +12,14 @@ pub mod session;
 
 pub use layout::Failure;
 pub use session::{Change, FindSession, Nav, Role, Session, Sessions};
+
+/// A console page: its place in the console's navigation and its routes, each
+/// extracting the operator's [`Session`]. The console serves them behind its own
+/// protections (sessions, CSRF checks, security headers).
+pub struct ConsolePage {
+    /// The path the navigation links to, under `/console/`.
+    pub path: &'static str,
+    /// Its name in the navigation.
+    pub title: &'static str,
+    pub routes: axum::Router,
+}

@@ -8,22 +8,43 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{self, Failure};
-use super::{chart, Console, Session};
+use crate::admin::{self, JobDetail, JobFilter, MinuteCount};
+use crate::Queue;
+use crate::{Deletion, JobState, Retried};
 use studyhall_core::clock::{now_micros, Micros};
-use studyhall_jobs::admin::{self, JobDetail, JobFilter, MinuteCount};
-use studyhall_jobs::{Deletion, JobState, Retried};
 use studyhall_ui::Change;
+use studyhall_ui::ConsolePage;
+use studyhall_ui::{chart, layout, Failure, Role, Session};
+
+/// The jobs pages of the console, over the queue.
+pub fn page(queue: Queue) -> ConsolePage {
+    let routes = axum::Router::new()
+        .route("/console/jobs", get(list))
+        .route(
+            "/console/jobs/retry-dead",
+            get(confirm_bulk_retry).post(bulk_retry),
+        )
+        .route("/console/jobs/kinds/{kind}/{action}", post(pause_or_resume))
+        .route("/console/jobs/{id}", get(detail))
+        .route("/console/jobs/{id}/{action}", post(job_action))
+        .with_state(queue);
+    ConsolePage {
+        path: "/console/jobs",
+        title: "Jobs",
+        routes,
+    }
+}
 
 const PAGE_SIZE: i64 = 50;
 
 /// The list's query, as sent.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct ListParams {
+struct ListParams {
     state: Option<String>,
     kind: Option<String>,
     q: Option<String>,
@@ -84,8 +105,8 @@ fn state_badge(state: &str) -> Markup {
     html! { span class={"badge state-" (state)} { (state) } }
 }
 
-pub(crate) async fn list(
-    State(console): State<Console>,
+async fn list(
+    State(queue): State<Queue>,
     session: Session,
     Query(params): Query<ListParams>,
 ) -> Result<Response, Failure> {
@@ -106,21 +127,17 @@ pub(crate) async fn list(
         },
     };
     let before = params.before()?;
-    let (counts, succeeded) = console.queue.state_counts().await?;
-    let paused = console.queue.paused().await?;
-    let mut jobs = console
-        .queue
-        .search(&filter, before.clone(), PAGE_SIZE + 1)
-        .await?;
+    let (counts, succeeded) = queue.state_counts().await?;
+    let paused = queue.paused().await?;
+    let mut jobs = queue.search(&filter, before.clone(), PAGE_SIZE + 1).await?;
     let more = jobs.len() as i64 > PAGE_SIZE;
     jobs.truncate(PAGE_SIZE as usize);
     let next = more
         .then(|| jobs.last())
         .flatten()
         .map(|job| studyhall_core::page::encode_cursor(&[&job.created_at.0.to_string(), &job.id]));
-    let groups = console.queue.dead_groups(20).await?;
-    let minutes = console
-        .queue
+    let groups = queue.dead_groups(20).await?;
+    let minutes = queue
         .minutes(now_micros().div_euclid(60_000_000) - 59)
         .await?;
     let kinds = kinds(&counts, &minutes, &paused);
@@ -423,18 +440,17 @@ fn timings(kind: &str, minutes: &[MinuteCount]) -> Markup {
     }
 }
 
-pub(crate) async fn detail(
-    State(console): State<Console>,
+async fn detail(
+    State(queue): State<Queue>,
     session: Session,
     Path(id): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Markup, Failure> {
-    let job = console
-        .queue
+    let job = queue
         .detail(&id)
         .await?
         .ok_or_else(|| Failure::not_found("No such job: it may have been deleted."))?;
-    let errors = console.queue.errors(&id).await?;
+    let errors = queue.errors(&id).await?;
     let payload = serde_json::from_str::<serde_json::Value>(&job.payload)
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
@@ -499,8 +515,8 @@ pub(crate) async fn detail(
 }
 
 /// Retries (`retry`, a dead job) or deletes (`delete`, a job no worker holds) one job.
-pub(crate) async fn job_action(
-    State(console): State<Console>,
+async fn job_action(
+    State(queue): State<Queue>,
     session: Session,
     Path((id, action)): Path<(String, String)>,
     Form(change): Form<Change>,
@@ -509,7 +525,7 @@ pub(crate) async fn job_action(
     session.may_change(&change.csrf)?;
     let gone = || Failure::not_found("No such job: it may have been deleted.");
     let done = match action.as_str() {
-        "retry" => match console.queue.retry(&id, session.actor()).await? {
+        "retry" => match queue.retry(&id, session.actor()).await? {
             Retried::Queued(_) => format!("/console/jobs/{}?done=retried", layout::urlencoded(&id)),
             Retried::NotFound => return Err(gone()),
             Retried::NotDead(state) => {
@@ -518,7 +534,7 @@ pub(crate) async fn job_action(
                 return Err(Failure::new(StatusCode::CONFLICT, message));
             }
         },
-        "delete" => match console.queue.delete(&id, session.actor()).await? {
+        "delete" => match queue.delete(&id, session.actor()).await? {
             Deletion::Deleted => "/console/jobs?done=deleted".to_owned(),
             Deletion::NotFound => return Err(gone()),
             Deletion::Running => {
@@ -537,14 +553,14 @@ pub(crate) async fn job_action(
 }
 
 /// How many dead jobs a retry of this filter would requeue, to confirm.
-pub(crate) async fn confirm_bulk_retry(
-    State(console): State<Console>,
+async fn confirm_bulk_retry(
+    State(queue): State<Queue>,
     session: Session,
     Query(params): Query<ListParams>,
 ) -> Result<Markup, Failure> {
     let filter = params.filter()?.dead();
-    let matching = console.queue.count(&filter).await?;
-    let sample = console.queue.search(&filter, None, 10).await?;
+    let matching = queue.count(&filter).await?;
+    let sample = queue.search(&filter, None, 10).await?;
     Ok(layout::page(
         "Retry dead jobs",
         &session,
@@ -565,7 +581,7 @@ pub(crate) async fn confirm_bulk_retry(
                         (layout::csrf(&session))
                         @if let Some(kind) = &filter.kind { input type="hidden" name="kind" value=(kind); }
                         @if let Some(text) = &filter.text { input type="hidden" name="q" value=(text); }
-                        @if session.role == super::Role::Operator {
+                        @if session.role == Role::Operator {
                             button type="submit" { "Retry " (matching) " " (if matching == 1 { "job" } else { "jobs" }) }
                         } @else {
                             button type="submit" disabled title="Read-only: you cannot change anything." { "Retry" }
@@ -579,15 +595,15 @@ pub(crate) async fn confirm_bulk_retry(
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct BulkRetry {
+struct BulkRetry {
     #[serde(default)]
     csrf: String,
     kind: Option<String>,
     q: Option<String>,
 }
 
-pub(crate) async fn bulk_retry(
-    State(console): State<Console>,
+async fn bulk_retry(
+    State(queue): State<Queue>,
     session: Session,
     Form(form): Form<BulkRetry>,
 ) -> Result<Response, Failure> {
@@ -597,10 +613,7 @@ pub(crate) async fn bulk_retry(
         kind: layout::field(form.kind.as_deref(), "kind")?,
         text: search(form.q.as_deref())?,
     };
-    let retried = console
-        .queue
-        .retry_matching(&filter, session.actor())
-        .await?;
+    let retried = queue.retry_matching(&filter, session.actor()).await?;
     // Post, redirect, get: reloading the result does not retry again.
     let done = format!("retried-{retried}");
     let back = query(
@@ -614,8 +627,8 @@ pub(crate) async fn bulk_retry(
 }
 
 /// Pauses (`pause`) or resumes (`resume`) a kind.
-pub(crate) async fn pause_or_resume(
-    State(console): State<Console>,
+async fn pause_or_resume(
+    State(queue): State<Queue>,
     session: Session,
     Path((kind, action)): Path<(String, String)>,
     Form(change): Form<Change>,
@@ -632,10 +645,7 @@ pub(crate) async fn pause_or_resume(
             ))
         }
     };
-    console
-        .queue
-        .set_paused(&kind, paused, session.actor())
-        .await?;
+    queue.set_paused(&kind, paused, session.actor()).await?;
     let done = if paused { "paused" } else { "resumed" };
     Ok(Redirect::to(&format!("/console/jobs?done={done}")).into_response())
 }
