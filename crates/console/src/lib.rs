@@ -32,7 +32,7 @@ use studyhall_core::http::ops::Readiness;
 use studyhall_jobs::Queue;
 use studyhall_module::{self as module, Core, Module, Plugin};
 
-use studyhall_ui::{assets, chart, layout, Sessions};
+use studyhall_ui::{assets, chart, layout, Figure, Section, Sessions};
 pub use studyhall_ui::{Failure, Role, Session};
 
 /// The console's own pages that open the navigation, before the queue's and the
@@ -61,15 +61,15 @@ pub struct Console {
     /// Logins and logouts are recorded (`STUDYHALL_AUDIT_MODULES` names `console`).
     audited: bool,
     refused_logins: Arc<studyhall_log::Throttled>,
-    /// The stores of the modules this server runs, as those modules offered them.
-    streams: Option<studyhall_streams::StreamStore>,
-    stats: Option<studyhall_stats::StatsStore>,
-    grades: Option<studyhall_grades::GradeStore>,
+    /// The modules' sections of the analytics page, and their figures on the overview.
+    sections: Arc<Vec<Arc<dyn Section>>>,
+    figures: Arc<Vec<Arc<dyn Figure>>>,
     /// `STUDYHALL_MODULES`: the modules this server runs, all when empty.
     modules: Arc<Vec<String>>,
 }
 
 fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
+    let parts = core.console.take();
     let console = Console {
         db: core.db.clone(),
         queue: core.queue.clone(),
@@ -86,15 +86,14 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
             "studyhall.console",
             "console.login_refused",
         )),
-        streams: core.shared.get(),
-        stats: core.shared.get(),
-        grades: core.shared.get(),
+        sections: Arc::new(parts.sections),
+        figures: Arc::new(parts.figures),
         modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
     // The queue's page first, then the modules' in the order they started.
     let mut pages = vec![studyhall_jobs::console::page(core.queue.clone())];
-    pages.extend(core.console.take());
+    pages.extend(parts.pages);
     let nav = FIRST
         .into_iter()
         .chain(pages.iter().map(|page| (page.path, page.title)))

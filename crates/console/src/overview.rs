@@ -46,10 +46,10 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
             .map(|count| count.jobs)
             .sum()
     };
-    let streams = match &console.streams {
-        Some(store) => Some(store.active_total().await.map_err(Failure::internal)?),
-        None => None,
-    };
+    let mut figures = Vec::new();
+    for figure in console.figures.iter() {
+        figures.push(figure.read().await?);
+    }
     let today = match console.serves("events") {
         true => Some(events_today(console).await?),
         false => None,
@@ -88,8 +88,8 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
                 }
                 div.muted { (succeeded) " succeeded in 24 h" }
             }
-            @if let Some(active) = streams {
-                div.stat { div.label { "Active streams" } div.value { (active) } }
+            @for (label, value) in &figures {
+                div.stat { div.label { (label) } div.value { (value) } }
             }
             @if let Some((events, chained)) = today {
                 div.stat {

@@ -62,7 +62,6 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         );
     }
     let (store, writer, writer_task) = writer(core);
-    core.shared.offer(store.clone());
     core.console.add(console::page(
         store.clone(),
         core.db.clone(),

@@ -3,6 +3,7 @@
 
 #![warn(unreachable_pub)]
 
+mod console;
 pub mod model;
 mod routes;
 mod store;
@@ -43,7 +44,8 @@ fn start(core: &Core) -> Module {
         queue: core.queue.clone(),
         store: GradeStore::new(&core.db),
     };
-    core.shared.offer(grades.store.clone());
+    core.console
+        .add_section(console::GradesSection(grades.store.clone()));
     Module::new(routes().with_state(grades))
 }
 

@@ -4,7 +4,6 @@
 
 #![warn(unreachable_pub)]
 
-use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
@@ -20,7 +19,7 @@ use studyhall_jobs::{Handlers, Queue};
 use studyhall_log::Recorder;
 
 pub use studyhall_core::http::document;
-pub use studyhall_ui::ConsolePage;
+pub use studyhall_ui::{ConsolePage, Figure, Section};
 
 /// What the modules share: the database, Redis when configured, the job queue, and
 /// the audit log's recorder with the modules whose decisions it records.
@@ -37,77 +36,55 @@ pub struct Core {
     pub audited: AuditModules,
     /// What every store and periodic task reads the time from.
     pub clock: Clock,
-    /// What the modules started so far offer the ones after them (their stores, for
-    /// the console to read through).
-    pub shared: Shared,
     /// The console pages the modules started so far serve, for the console to mount.
     pub console: ConsolePages,
 }
 
-/// The console pages of the modules, in the order the modules start.
+/// What the modules add to the console, in the order the modules start: their pages,
+/// their sections of the analytics page and their figures on the overview.
 #[derive(Clone, Default)]
-pub struct ConsolePages(Arc<Mutex<Vec<ConsolePage>>>);
+pub struct ConsolePages(Arc<Mutex<ConsoleParts>>);
+
+/// The console's parts from the modules, handed over once to the console.
+#[derive(Default)]
+pub struct ConsoleParts {
+    pub pages: Vec<ConsolePage>,
+    pub sections: Vec<Arc<dyn Section>>,
+    pub figures: Vec<Arc<dyn Figure>>,
+}
 
 impl ConsolePages {
     /// Adds `page` to the console (when the server runs one).
     pub fn add(&self, page: ConsolePage) {
-        let mut pages = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        pages.push(page);
+        self.parts().pages.push(page);
     }
 
-    /// The pages added so far, handed over once to the console that serves them.
-    pub fn take(&self) -> Vec<ConsolePage> {
-        let mut pages = self
-            .0
+    /// Adds `section` to the analytics page.
+    pub fn add_section(&self, section: impl Section + 'static) {
+        self.parts().sections.push(Arc::new(section));
+    }
+
+    /// Adds `figure` to the overview.
+    pub fn add_figure(&self, figure: impl Figure + 'static) {
+        self.parts().figures.push(Arc::new(figure));
+    }
+
+    /// The parts added so far, handed over once to the console that serves them.
+    pub fn take(&self) -> ConsoleParts {
+        std::mem::take(&mut *self.parts())
+    }
+
+    fn parts(&self) -> std::sync::MutexGuard<'_, ConsoleParts> {
+        self.0
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        std::mem::take(&mut *pages)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl std::fmt::Debug for ConsolePages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pages = self.0.lock().map_or(0, |pages| pages.len());
+        let pages = self.0.lock().map_or(0, |parts| parts.pages.len());
         write!(f, "ConsolePages({pages} pages)")
-    }
-}
-
-/// Values modules hand the modules started after them, one of each type: the console
-/// reads a module's data through the very store (and writer) the module runs, never a
-/// second copy.
-#[derive(Clone, Default)]
-pub struct Shared(Arc<Mutex<Vec<Box<dyn Any + Send + Sync>>>>);
-
-impl Shared {
-    /// Offers `value` to the modules started after this one.
-    pub fn offer<T: Any + Clone + Send + Sync>(&self, value: T) {
-        let mut values = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        values.retain(|held| !held.is::<T>());
-        values.push(Box::new(value));
-    }
-
-    /// The value of type `T` a module started earlier offered, if one did.
-    pub fn get<T: Any + Clone + Send + Sync>(&self) -> Option<T> {
-        let values = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        values
-            .iter()
-            .find_map(|held| held.downcast_ref::<T>().cloned())
-    }
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let values = self.0.lock().map_or(0, |values| values.len());
-        write!(f, "Shared({values} values)")
     }
 }
 
@@ -137,7 +114,6 @@ impl Core {
             recorder,
             audited: audited.clone(),
             clock,
-            shared: Shared::default(),
             console: ConsolePages::default(),
         };
         Ok((core, enqueuer.into_iter().chain([recording]).collect()))
@@ -155,8 +131,8 @@ pub struct Plugin {
     pub aliases: &'static [(&'static str, &'static str)],
     /// The job kinds it enqueues, each with its handler; a worker runs them.
     pub jobs: fn(&mut Handlers),
-    /// Builds the module on the core, with its own settings out of `settings`. It sees
-    /// what the plugins listed before it offered in [`Core::shared`].
+    /// Builds the module on the core, with its own settings out of `settings`. What it
+    /// adds to the console ([`Core::console`]) reaches the console, listed last.
     pub start: fn(&Core, &ServeSettings) -> anyhow::Result<Module>,
 }
 

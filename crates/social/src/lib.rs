@@ -33,7 +33,6 @@ pub const PLUGIN: Plugin = Plugin {
                 &core.clock,
             )?,
         };
-        core.shared.offer(social.store.clone());
         core.console.add(console::page(social.store.clone()));
         Ok(Module::new(routes().with_state(social)))
     },

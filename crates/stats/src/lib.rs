@@ -3,6 +3,7 @@
 
 #![warn(unreachable_pub)]
 
+mod console;
 pub mod model;
 mod routes;
 mod store;
@@ -30,7 +31,8 @@ pub const PLUGIN: Plugin = Plugin {
 
 fn start(core: &Core) -> Module {
     let (store, writer) = store(core);
-    core.shared.offer(store.clone());
+    core.console
+        .add_section(console::StatsSection(store.clone()));
     Module::new(routes().with_state(Stats { store })).with_writer(writer)
 }
 

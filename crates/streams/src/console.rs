@@ -13,10 +13,11 @@ use serde::Deserialize;
 
 use crate::model::named_viewer;
 use crate::StreamStore;
+use futures_util::future::BoxFuture;
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_core::db::Db;
 use studyhall_ui::ConsolePage;
-use studyhall_ui::{chart, layout, Failure, Role, Session};
+use studyhall_ui::{chart, layout, Failure, Figure, Role, Session};
 
 /// Active streams listed at most.
 const LISTED: i64 = 500;
@@ -289,4 +290,16 @@ async fn set_limit(
         layout::urlencoded(&viewer)
     ))
     .into_response())
+}
+
+/// The overview's figure of the streams playing now.
+pub(crate) struct ActiveStreams(pub(crate) StreamStore);
+
+impl Figure for ActiveStreams {
+    fn read(&self) -> BoxFuture<'_, Result<(&'static str, String), Failure>> {
+        Box::pin(async move {
+            let active = self.0.active_total().await.map_err(Failure::internal)?;
+            Ok(("Active streams", active.to_string()))
+        })
+    }
 }

@@ -36,9 +36,10 @@ pub const PLUGIN: Plugin = Plugin {
 
 fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {
     let (store, writer) = store(core, settings)?;
-    core.shared.offer(store.clone());
     core.console
         .add(console::page(store.clone(), core.db.clone()));
+    core.console
+        .add_figure(console::ActiveStreams(store.clone()));
     let housekeeping = tokio::spawn(housekeeping(store.clone(), core.clock.clone()));
     let routes = routes()
         .route("/api/v1/stream", post(routes::start).get(routes::list))

@@ -8,9 +8,11 @@
 pub mod assets;
 pub mod chart;
 pub mod layout;
+pub mod parts;
 pub mod session;
 
 pub use layout::Failure;
+pub use parts::{Figure, Lookup, Section};
 pub use session::{Change, FindSession, Nav, Role, Session, Sessions};
 
 /// A console page: its place in the console's navigation and its routes, each
