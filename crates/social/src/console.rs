@@ -47,19 +47,24 @@ async fn show(
         None => None,
     };
     let found = match &text {
+        // The text is looked for in emails and in names alike, as the form says.
         Some(text) => {
-            let by = if text.contains('@') {
-                Match::Email
-            } else {
-                Match::Name
-            };
-            let search = Search {
-                by,
-                text,
-                friends_only: false,
-                exact: false,
-            };
-            Some(store.search("", &search, LISTED, 0).await?)
+            let mut found: Vec<UserRow> = Vec::new();
+            for by in [Match::Email, Match::Name] {
+                let search = Search {
+                    by,
+                    text,
+                    friends_only: false,
+                    exact: false,
+                };
+                for user in store.search("", &search, LISTED, 0).await? {
+                    if !found.iter().any(|seen| seen.user_id == user.user_id) {
+                        found.push(user);
+                    }
+                }
+            }
+            found.truncate(LISTED as usize);
+            Some(found)
         }
         None => None,
     };

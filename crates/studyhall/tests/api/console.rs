@@ -722,6 +722,24 @@ on_every_backend_each! {
         assert_eq!(export["data"]["actor"]["id"], "admin");
     }
 
+    async fn people_search_looks_in_emails_and_names_alike(app, with_admin) {
+        let token = token_in("cleo", &[]);
+        let signed_up = app.client.post(app.url("/users/me")).bearer_auth(&token)
+            .json(&json!({"first_name": "Cleo", "last_name": "Vance"})).send().await.unwrap();
+        assert_eq!(signed_up.status(), 200);
+        let me = app.client.get(app.url("/users/me")).bearer_auth(&token).send().await.unwrap();
+        let (_, me) = json(me).await;
+        let email = me["email"].as_str().unwrap().to_owned();
+        let domain = email.split_once('@').unwrap().1.to_owned();
+        let session = login(&app, ADMIN).await;
+        for (text, by) in [(domain.as_str(), "an email's domain, without @"), ("vance", "a last name"), ("cleo vance", "a whole name"), (email.as_str(), "a whole email")] {
+            let found = session.page(&app, &format!("/console/people?q={}", text.replace('@', "%40").replace(' ', "+"))).await;
+            assert!(found.contains("/console/people?id=cleo"), "{by}: {found}");
+        }
+        let none = session.page(&app, "/console/people?q=nobody-has-this").await;
+        assert!(!none.contains("/console/people?id=cleo"), "{none}");
+    }
+
     async fn people_and_analytics_look_up_a_profile_and_a_courses_grades(app, with_admin) {
         let signed_up = |name: &'static str| {
             let token = token_in(name, &[]);
