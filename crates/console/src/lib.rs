@@ -50,8 +50,7 @@ pub const PLUGIN: Plugin = Plugin {
     start,
 };
 
-/// What the console's pages read and change: the other modules' stores, each present
-/// when its module is served.
+/// What the console's own pages (login, the overview, analytics) read and change.
 #[derive(Clone)]
 pub struct Console {
     db: Db,
@@ -64,8 +63,6 @@ pub struct Console {
     /// The modules' sections of the analytics page, and their figures on the overview.
     sections: Arc<Vec<Arc<dyn Section>>>,
     figures: Arc<Vec<Arc<dyn Figure>>>,
-    /// `STUDYHALL_MODULES`: the modules this server runs, all when empty.
-    modules: Arc<Vec<String>>,
 }
 
 fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
@@ -88,7 +85,6 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         )),
         sections: Arc::new(parts.sections),
         figures: Arc::new(parts.figures),
-        modules: Arc::new(settings.modules.clone()),
     };
     let housekeeping = tokio::spawn(session::forget_expired(core.db.clone(), core.clock.clone()));
     // The queue's page first, then the modules' in the order they started.
@@ -128,12 +124,6 @@ fn routes() -> OpenApiRouter<Console> {
         .route("/console/overview/live", get(overview::live))
         .route("/console/analytics", get(analytics::page))
         .route("/console/{*rest}", get(layout::no_such_page))
-}
-
-impl Console {
-    fn serves(&self, module: &str) -> bool {
-        self.modules.is_empty() || self.modules.iter().any(|name| name == module)
-    }
 }
 
 /// The Content-Security-Policy of every console page: scripts, styles and images from

@@ -8,7 +8,6 @@ use maud::{html, Markup};
 
 use super::layout::{self, Failure};
 use super::{chart, Console, Session};
-use studyhall_core::clock::{now_micros, Micros};
 
 pub(crate) async fn page(
     State(console): State<Console>,
@@ -50,10 +49,6 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
     for figure in console.figures.iter() {
         figures.push(figure.read().await?);
     }
-    let today = match console.serves("events") {
-        true => Some(events_today(console).await?),
-        false => None,
-    };
     let mut per_minute = vec![0f64; 60];
     let mut errors_by_minute = vec![false; 60];
     for hour in &hours {
@@ -88,15 +83,8 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
                 }
                 div.muted { (succeeded) " succeeded in 24 h" }
             }
-            @for (label, value) in &figures {
-                div.stat { div.label { (label) } div.value { (value) } }
-            }
-            @if let Some((events, chained)) = today {
-                div.stat {
-                    div.label { "Events today (UTC)" }
-                    div.value { a href="/console/events" { (events) } }
-                    div.muted { (chained) " in the chain" }
-                }
+            @for figure in &figures {
+                div.stat { (figure) }
             }
         }
         section.card {
@@ -174,14 +162,4 @@ async fn readiness(console: &Console) -> (Check, Option<Check>) {
         None => None,
     };
     (database, redis)
-}
-
-/// Events stored since midnight UTC and the chain's length, from the chain's head and
-/// the position of today's first event (two index lookups, whatever the log's size).
-async fn events_today(console: &Console) -> Result<(i64, i64), Failure> {
-    let head = studyhall_log::store::head(&console.db).await?;
-    let midnight = now_micros().div_euclid(86_400_000_000) * 86_400_000_000;
-    let first = studyhall_log::store::first_position_since(&console.db, Micros(midnight)).await?;
-    let today = first.map_or(0, |first| head.position - first + 1);
-    Ok((today.max(0), head.position))
 }

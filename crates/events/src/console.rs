@@ -11,12 +11,13 @@ use uuid::Uuid;
 
 use crate::model::{Event, ExportParams, ExportQuery, FilterParams, ListParams, ListQuery};
 use crate::EventStore;
+use futures_util::future::BoxFuture;
 use studyhall_core::clock::Clock;
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_core::db::Db;
 use studyhall_log::Decision;
 use studyhall_ui::ConsolePage;
-use studyhall_ui::{layout, Failure, Session};
+use studyhall_ui::{layout, Failure, Figure, Session};
 
 const PAGE_SIZE: u32 = 50;
 
@@ -303,4 +304,26 @@ async fn download(
         0,
         export.format,
     ))
+}
+
+/// The overview's figure of the events stored since midnight UTC and the chain's length,
+/// from the chain's head and the position of today's first event (two index lookups,
+/// whatever the log's size).
+pub(crate) struct EventsToday(pub(crate) Db);
+
+impl Figure for EventsToday {
+    fn read(&self) -> BoxFuture<'_, Result<Markup, Failure>> {
+        Box::pin(async move {
+            let head = studyhall_log::store::head(&self.0).await?;
+            let midnight = now_micros().div_euclid(86_400_000_000) * 86_400_000_000;
+            let first =
+                studyhall_log::store::first_position_since(&self.0, Micros(midnight)).await?;
+            let today = first.map_or(0, |first| head.position - first + 1).max(0);
+            Ok(html! {
+                div.label { "Events today (UTC)" }
+                div.value { a href="/console/events" { (today) } }
+                div.muted { (head.position) " in the chain" }
+            })
+        })
+    }
 }

@@ -67,6 +67,8 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
         core.db.clone(),
         core.clock.clone(),
     ));
+    core.console
+        .add_figure(console::EventsToday(core.db.clone()));
     let pruner = tokio::spawn(prune_keys(store.clone(), core.clock.clone()));
     let cadence = Cadence {
         events: i64::from(audit.audit_checkpoint_events),

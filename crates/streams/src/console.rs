@@ -296,10 +296,10 @@ async fn set_limit(
 pub(crate) struct ActiveStreams(pub(crate) StreamStore);
 
 impl Figure for ActiveStreams {
-    fn read(&self) -> BoxFuture<'_, Result<(&'static str, String), Failure>> {
+    fn read(&self) -> BoxFuture<'_, Result<Markup, Failure>> {
         Box::pin(async move {
             let active = self.0.active_total().await.map_err(Failure::internal)?;
-            Ok(("Active streams", active.to_string()))
+            Ok(html! { div.label { "Active streams" } div.value { (active) } })
         })
     }
 }

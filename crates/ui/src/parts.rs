@@ -25,8 +25,8 @@ pub trait Section: Send + Sync {
     fn render<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Option<Markup>, Failure>>;
 }
 
-/// A module's figure on the overview: a label and a value, read each time the overview
-/// refreshes.
+/// A module's figure on the overview, read each time the overview refreshes: its
+/// `div.label`, `div.value` and any `div.muted` line (the overview draws the card).
 pub trait Figure: Send + Sync {
-    fn read(&self) -> BoxFuture<'_, Result<(&'static str, String), Failure>>;
+    fn read(&self) -> BoxFuture<'_, Result<Markup, Failure>>;
 }

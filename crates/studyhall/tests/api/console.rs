@@ -26,6 +26,11 @@ fn with_admin(settings: &mut ServeSettings) {
 
 fn without_admin(_: &mut ServeSettings) {}
 
+fn stats_alone(settings: &mut ServeSettings) {
+    with_admin(settings);
+    settings.modules = vec!["stats".into(), "console".into()];
+}
+
 fn with_two_attempts(settings: &mut ServeSettings) {
     with_admin(settings);
     settings.jobs.job_max_attempts = 2;
@@ -367,6 +372,35 @@ on_every_backend_each! {
         for module in ["stats", "unmatched", "operations", "console"] {
             assert!(page.contains(&format!("<td>{module}</td>")), "the overview has a {module} row");
         }
+    }
+
+    async fn the_overview_and_navigation_show_what_each_served_module_adds(app, with_admin) {
+        let session = login(&app, ADMIN).await;
+        let overview = session.page(&app, "/console/overview/live").await;
+        for figure in ["Active streams", "Events today (UTC)", "Jobs waiting"] {
+            assert!(overview.contains(figure), "the overview shows {figure}: {overview}");
+        }
+        let page = session.page(&app, "/console").await;
+        for (path, title) in [("/console/jobs", "Jobs"), ("/console/events", "Events"), ("/console/streams", "Streams"), ("/console/people", "People"), ("/console/analytics", "Analytics")] {
+            assert!(page.contains(&format!("<a href=\"{path}\">{title}</a>")), "the navigation links {title}");
+        }
+    }
+
+    async fn a_console_beside_one_module_shows_that_modules_parts_only(app, stats_alone) {
+        let session = login(&app, ADMIN).await;
+        let overview = session.page(&app, "/console/overview/live").await;
+        assert!(overview.contains("Jobs waiting"), "{overview}");
+        for figure in ["Active streams", "Events today (UTC)"] {
+            assert!(!overview.contains(figure), "no {figure} without its module: {overview}");
+        }
+        let page = session.page(&app, "/console").await;
+        for path in ["/console/events", "/console/streams", "/console/people"] {
+            assert!(!page.contains(&format!("href=\"{path}\"")), "no link to {path}");
+            assert_eq!(session.get(&app, path).await.status(), 404, "{path}");
+        }
+        let analytics = session.page(&app, "/console/analytics?course=c1&user=u1").await;
+        assert!(analytics.contains("No session of this learner in this course."), "{analytics}");
+        assert!(!analytics.contains("Grades"), "no grades section without grades: {analytics}");
     }
 
     async fn a_change_needs_the_sessions_form_token_and_a_same_site_request(app, with_admin) {
