@@ -26,11 +26,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use utoipa_axum::router::OpenApiRouter;
 
-use studyhall_core::config::{ConsoleSettings, ServeSettings};
+use studyhall_core::config::ConsoleSettings;
 use studyhall_core::db::Db;
 use studyhall_core::http::ops::Readiness;
 use studyhall_jobs::Queue;
-use studyhall_module::{self as module, Core, Module, Plugin};
+use studyhall_module::{self as module, Core, Definition, Module};
 
 use studyhall_ui::{assets, chart, layout, Figure, Section, Sessions};
 pub use studyhall_ui::{Failure, Role, Session};
@@ -42,7 +42,7 @@ const FIRST: [(&str, &str); 1] = [("/console", "Overview")];
 /// The console's own pages that close the navigation, after the modules' pages.
 const LAST: [(&str, &str); 1] = [("/console/analytics", "Analytics")];
 
-pub const PLUGIN: Plugin = Plugin {
+pub const MODULE: Definition<ConsoleSettings> = Definition {
     name: "console",
     api: || module::document(OpenApiRouter::<()>::new()),
     aliases: &[],
@@ -65,7 +65,7 @@ pub struct Console {
     figures: Arc<Vec<Arc<dyn Figure>>>,
 }
 
-fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
+fn start(core: &Core, settings: &ConsoleSettings) -> anyhow::Result<Module> {
     let parts = core.console.take();
     let console = Console {
         db: core.db.clone(),
@@ -76,7 +76,7 @@ fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
             redis: core.redis.clone(),
             draining: Default::default(),
         },
-        settings: Arc::new(settings.console.clone()),
+        settings: Arc::new(settings.clone()),
         audited: core.audited.audits("console"),
         refused_logins: Arc::new(studyhall_log::Throttled::new(
             core.recorder.clone(),

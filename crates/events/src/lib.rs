@@ -18,10 +18,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use studyhall_auth::Rule;
-use studyhall_core::config::{ReadAccess, ServeSettings, WriteAccess};
+use studyhall_core::config::{AuditSettings, EventSettings, ReadAccess, WriteAccess};
+use studyhall_core::sensitive::DatabaseUrl;
 use studyhall_log::key::AuditKey;
 use studyhall_log::Cadence;
-use studyhall_module::{self as module, Core, Module, Plugin};
+use studyhall_module::{self as module, Core, Definition, Module};
 use writer::Writer;
 
 /// Idempotency keys are kept at least this long.
@@ -39,7 +40,16 @@ pub struct Events {
     write: Rule,
 }
 
-pub const PLUGIN: Plugin = Plugin {
+/// What the events module starts with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub audit: AuditSettings,
+    pub events: EventSettings,
+    /// Where an SQLite database lives, beside which a generated key is kept.
+    pub database_url: DatabaseUrl,
+}
+
+pub const MODULE: Definition<Settings> = Definition {
     name: "events",
     api: || module::document(routes()),
     aliases: ALIASES,
@@ -47,12 +57,9 @@ pub const PLUGIN: Plugin = Plugin {
     start,
 };
 
-fn start(core: &Core, settings: &ServeSettings) -> anyhow::Result<Module> {
+fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
     let audit = &settings.audit;
-    let key = AuditKey::load(
-        audit.audit_signing_key.as_ref(),
-        &settings.database.database_url,
-    )?;
+    let key = AuditKey::load(audit.audit_signing_key.as_ref(), &settings.database_url)?;
     if key.is_none() {
         if settings.events.events_retention.is_some() {
             anyhow::bail!("STUDYHALL_EVENTS_RETENTION needs STUDYHALL_AUDIT_SIGNING_KEY: each removal leaves a signed marker");

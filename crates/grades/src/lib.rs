@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use store::StoreGrades;
 use studyhall_jobs::{Handlers, Queue};
-use studyhall_module::{self as module, Core, Module, Plugin};
+use studyhall_module::{self as module, Core, Definition, Module};
 
 pub use store::{CourseGrade, TaskGrade};
 
@@ -25,12 +25,12 @@ pub struct Grades {
     store: GradeStore,
 }
 
-pub const PLUGIN: Plugin = Plugin {
+pub const MODULE: Definition<()> = Definition {
     name: "grades",
     api: || module::document(routes()),
     aliases: &[],
     jobs: register,
-    start: |core, _| Ok(start(core)),
+    start: |core, ()| Ok(start(core)),
 };
 
 /// The grade job kinds, both stored by one handler.

@@ -120,7 +120,24 @@ impl Core {
     }
 }
 
-/// A module as `lib.rs` lists it: what it is before it runs.
+/// A module as its crate declares it, with `S`, the settings it starts with: its own,
+/// which the binary picks out of the server's settings when it lists the module (a
+/// [`Plugin`]). A module never sees the other modules' settings.
+pub struct Definition<S: 'static> {
+    /// Its name in `--modules` and in logs.
+    pub name: &'static str,
+    /// Its routes' OpenAPI document, without a running module (`studyhall openapi`).
+    pub api: fn() -> OpenApi,
+    /// Paths it also answers under a second spelling (see [`Plugin::aliases`]).
+    pub aliases: &'static [(&'static str, &'static str)],
+    /// The job kinds it enqueues, each with its handler; a worker runs them.
+    pub jobs: fn(&mut Handlers),
+    /// Builds the module on the core with its settings.
+    pub start: fn(&Core, &S) -> anyhow::Result<Module>,
+}
+
+/// A module as the binary lists it: its [`Definition`] with the settings it starts
+/// with picked out of the server's.
 pub struct Plugin {
     /// Its name in `--modules` and in logs.
     pub name: &'static str,
@@ -131,8 +148,8 @@ pub struct Plugin {
     pub aliases: &'static [(&'static str, &'static str)],
     /// The job kinds it enqueues, each with its handler; a worker runs them.
     pub jobs: fn(&mut Handlers),
-    /// Builds the module on the core, with its own settings out of `settings`. What it
-    /// adds to the console ([`Core::console`]) reaches the console, listed last.
+    /// Builds the module on the core with its settings picked out of `settings`. What
+    /// it adds to the console ([`Core::console`]) reaches the console, listed last.
     pub start: fn(&Core, &ServeSettings) -> anyhow::Result<Module>,
 }
 

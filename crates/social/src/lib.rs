@@ -17,9 +17,19 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use studyhall_module::{self as module, Module, Plugin};
+use studyhall_core::config::ImageSettings;
+use studyhall_core::sensitive::DatabaseUrl;
+use studyhall_module::{self as module, Definition, Module};
 
-pub const PLUGIN: Plugin = Plugin {
+/// What the social module starts with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub images: ImageSettings,
+    /// Where an SQLite database lives, beside which images are kept by default.
+    pub database_url: DatabaseUrl,
+}
+
+pub const MODULE: Definition<Settings> = Definition {
     name: "social",
     api: || module::document(routes()),
     aliases: &[],
@@ -27,11 +37,7 @@ pub const PLUGIN: Plugin = Plugin {
     start: |core, settings| {
         let social = Social {
             store: SocialStore::new(&core.db, core.audited.audits("social"), core.clock.clone()),
-            images: Images::new(
-                &settings.images,
-                &settings.database.database_url,
-                &core.clock,
-            )?,
+            images: Images::new(&settings.images, &settings.database_url, &core.clock)?,
         };
         core.console.add(console::page(social.store.clone()));
         Ok(Module::new(routes().with_state(social)))

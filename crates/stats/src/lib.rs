@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use studyhall_module::{self as module, Core, Module, Plugin};
+use studyhall_module::{self as module, Core, Definition, Module};
 
 /// The module's state.
 #[derive(Clone, Debug)]
@@ -21,12 +21,12 @@ pub struct Stats {
     store: StatsStore,
 }
 
-pub const PLUGIN: Plugin = Plugin {
+pub const MODULE: Definition<()> = Definition {
     name: "stats",
     api: || module::document(routes()),
     aliases: &[],
     jobs: module::no_jobs,
-    start: |core, _| Ok(start(core)),
+    start: |core, ()| Ok(start(core)),
 };
 
 fn start(core: &Core) -> Module {

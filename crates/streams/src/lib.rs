@@ -19,19 +19,19 @@ use utoipa_axum::routes;
 use store::Policy;
 use studyhall_core::clock::Clock;
 use studyhall_core::config::StreamSettings;
-use studyhall_module::{self as module, Core, Module, Plugin};
+use studyhall_module::{self as module, Core, Definition, Module};
 
 #[derive(Clone, Debug)]
 pub struct Streams {
     store: StreamStore,
 }
 
-pub const PLUGIN: Plugin = Plugin {
+pub const MODULE: Definition<StreamSettings> = Definition {
     name: "streams",
     api: || module::document(routes()),
     aliases: ALIASES,
     jobs: module::no_jobs,
-    start: |core, settings| start(core, &settings.streams),
+    start,
 };
 
 fn start(core: &Core, settings: &StreamSettings) -> anyhow::Result<Module> {

@@ -34,15 +34,36 @@ use config::ServeSettings;
 use db::Db;
 use module::{Core, Plugin, Tasks};
 
-/// Every module, in the order their routes are merged. Adding a module is its crate
-/// and one line here.
+/// A module's [`module::Definition`] as this binary lists it: with the settings it starts
+/// with, picked out of the server's (`settings` names them in the expression).
+macro_rules! plugin {
+    ($definition:path, |$settings:pat_param| $part:expr) => {
+        Plugin {
+            name: $definition.name,
+            api: $definition.api,
+            aliases: $definition.aliases,
+            jobs: $definition.jobs,
+            start: |core, $settings| ($definition.start)(core, &$part),
+        }
+    };
+}
+
+/// Every module, in the order their routes are merged, each with the settings it needs.
+/// Adding a module is its crate and one line here.
 pub const MODULES: &[Plugin] = &[
-    events::PLUGIN,
-    stats::PLUGIN,
-    streams::PLUGIN,
-    social::PLUGIN,
-    grades::PLUGIN,
-    console::PLUGIN,
+    plugin!(events::MODULE, |settings| events::Settings {
+        audit: settings.audit.clone(),
+        events: settings.events.clone(),
+        database_url: settings.database.database_url.clone(),
+    }),
+    plugin!(stats::MODULE, |_| ()),
+    plugin!(streams::MODULE, |settings| settings.streams.clone()),
+    plugin!(social::MODULE, |settings| social::Settings {
+        images: settings.images.clone(),
+        database_url: settings.database.database_url.clone(),
+    }),
+    plugin!(grades::MODULE, |_| ()),
+    plugin!(console::MODULE, |settings| settings.console.clone()),
 ];
 
 /// A built application: the router plus the background tasks to stop when it stops.
