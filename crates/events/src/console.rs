@@ -212,7 +212,7 @@ fn rows(events: &[Event], limit: u32, since: Option<Micros>) -> Markup {
                     tbody {
                         @for event in events.iter().take(limit as usize) {
                             tr class=[since.filter(|since| event.created_at > *since).map(|_| "new")] {
-                                td { a href={"/console/events/" (event.id)} { (layout::at(event.created_at)) } }
+                                td { a href={"/console/events/" (event.id)} { (layout::when(event.created_at)) } }
                                 td { (event.component) }
                                 td { (event.message) }
                                 td.hide-narrow { (who(event)) }

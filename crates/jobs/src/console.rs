@@ -229,7 +229,7 @@ async fn list(
                                         td { (group.kind) }
                                         td { code { (group.error) } }
                                         td.num { a href={"/console/jobs?" (query(&filter, &[]))} { (group.jobs) } }
-                                        td { (layout::at(group.last)) }
+                                        td { (layout::when(group.last)) }
                                         td { @if filter.text.is_some() { a href={"/console/jobs/retry-dead?" (query(&filter, &[]))} { "Retry these…" } } }
                                     }
                                 }
@@ -335,7 +335,7 @@ fn job_table(jobs: &[JobDetail]) -> Markup {
                                 td.muted { (summary(&job.payload)) }
                                 td { (state_badge(&job.state)) }
                                 td.num { (job.attempts) " / " (job.max_attempts) }
-                                td.hide-narrow { (layout::at(job.created_at)) }
+                                td.hide-narrow { (layout::when(job.created_at)) }
                                 td { @if let Some(error) = &job.last_error { code { (search_text(error)) } } }
                             }
                         }
@@ -500,7 +500,7 @@ async fn detail(
                                 @for error in &errors {
                                     tr {
                                         td.num { (error.attempt) }
-                                        td { (layout::at(error.at)) }
+                                        td { (layout::when(error.at)) }
                                         td { code { (error.holder.as_deref().unwrap_or("")) } }
                                         td { pre { (error.error) } }
                                     }

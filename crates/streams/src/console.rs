@@ -127,8 +127,8 @@ async fn show(
                                                 td { @if index == 0 { a href={"/console/streams?viewer=" (layout::urlencoded(viewer))} { (viewer) } } }
                                                 td.num { @if index == 0 { (streams.len()) } }
                                                 td { code { (stream.id) } }
-                                                td { (layout::at(stream.started_at)) }
-                                                td { (layout::at(stream.expires_at)) }
+                                                td { (layout::when(stream.started_at)) }
+                                                td { (layout::when(stream.expires_at)) }
                                                 td { (end_button(&session, stream)) }
                                             }
                                         }
@@ -183,8 +183,8 @@ fn stream_table(session: &Session, streams: &[crate::model::Stream]) -> Markup {
                         @for stream in streams {
                             tr {
                                 td { code { (stream.id) } }
-                                td { (layout::at(stream.started_at)) }
-                                td { (layout::at(stream.expires_at)) }
+                                td { (layout::when(stream.started_at)) }
+                                td { (layout::when(stream.expires_at)) }
                                 td { code { (stream.metadata) } }
                                 td { (end_button(session, stream)) }
                             }

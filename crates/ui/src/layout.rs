@@ -197,6 +197,29 @@ pub fn at(micros: Micros) -> String {
     }
 }
 
+/// `at` as a person reads it in a list: how long ago (or how soon) from now, with the
+/// exact time on hover and for machines.
+pub fn when(at: Micros) -> Markup {
+    html! { time datetime=(at.rfc3339()) title=(self::at(at)) { (relative(at, Micros::now())) } }
+}
+
+/// How far `at` is from `now`, in the largest whole unit: `12 s ago`, `in 3 min`.
+fn relative(at: Micros, now: Micros) -> String {
+    let seconds = (now.0 - at.0) / 1_000_000;
+    let (amount, unit) = match seconds.unsigned_abs() {
+        0 => return "just now".to_owned(),
+        s @ 1..60 => (s, "s"),
+        s @ 60..3600 => (s / 60, "min"),
+        s @ 3600..172_800 => (s / 3600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    if seconds > 0 {
+        format!("{amount} {unit} ago")
+    } else {
+        format!("in {amount} {unit}")
+    }
+}
+
 /// A duration in µs in the unit that reads best.
 pub fn duration(micros: f64) -> String {
     if micros < 1000.0 {
@@ -309,6 +332,21 @@ fn button_form(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_times_take_the_largest_whole_unit() {
+        let now = Micros(1_764_662_400_000_000);
+        let ago = |seconds: i64| relative(Micros(now.0 - seconds * 1_000_000), now);
+        assert_eq!(ago(0), "just now");
+        assert_eq!(ago(12), "12 s ago");
+        assert_eq!(ago(59), "59 s ago");
+        assert_eq!(ago(60), "1 min ago");
+        assert_eq!(ago(3599), "59 min ago");
+        assert_eq!(ago(3600), "1 h ago");
+        assert_eq!(ago(47 * 3600), "47 h ago");
+        assert_eq!(ago(3 * 86_400), "3 d ago");
+        assert_eq!(ago(-90), "in 1 min");
+    }
 
     #[test]
     fn times_and_durations_read_well() {

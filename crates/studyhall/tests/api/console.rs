@@ -403,6 +403,19 @@ on_every_backend_each! {
         assert!(!analytics.contains("Grades"), "no grades section without grades: {analytics}");
     }
 
+    async fn lists_say_how_long_ago_with_the_exact_time_on_hover(app, with_admin) {
+        broken_job(&app, "job-when").await;
+        wait_for_state(&app, "job-when", "dead").await;
+        let session = login(&app, ADMIN).await;
+        for path in ["/console/jobs", "/console/events"] {
+            let page = session.page(&app, path).await;
+            let at = page.find("<time datetime=\"").unwrap_or_else(|| panic!("{path} has no time element: {page}"));
+            let element = &page[at..at + page[at..].find("</time>").unwrap()];
+            assert!(element.contains(" title=\"20") && element.contains("Z\""), "{path}: the exact time on hover: {element}");
+            assert!(element.ends_with(" ago") || element.ends_with("just now"), "{path}: how long ago: {element}");
+        }
+    }
+
     async fn a_change_needs_the_sessions_form_token_and_a_same_site_request(app, with_admin) {
         broken_job(&app, "job-csrf").await;
         wait_for_state(&app, "job-csrf", "dead").await;
