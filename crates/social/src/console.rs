@@ -68,6 +68,11 @@ async fn show(
         }
         None => None,
     };
+    // With nothing asked, the page opens on the newest profiles.
+    let newest = match (&id, &text) {
+        (None, None) => Some(store.newest(LISTED).await?),
+        _ => None,
+    };
     Ok(layout::page(
         "People",
         &session,
@@ -91,32 +96,49 @@ async fn show(
                     }
                 }
             }
+            @if let Some(newest) = &newest {
+                section.card {
+                    h2 { "Newest profiles" }
+                    @if newest.is_empty() {
+                        p.muted { "No profile yet." }
+                    } @else {
+                        (people_table(newest))
+                    }
+                }
+            }
             @if let Some(found) = &found {
                 section.card {
                     h2 { "Matches" }
                     @if found.is_empty() {
                         p.muted { "Nobody matches." }
                     } @else {
-                        div.scroll {
-                            table {
-                                thead { tr { th { "Name" } th { "Email" } th { "Id" } } }
-                                tbody {
-                                    @for user in found {
-                                        tr {
-                                            td { (user.first_name) " " (user.last_name) }
-                                            td { (user.email) }
-                                            td { a href={"/console/people?id=" (layout::urlencoded(&user.user_id))} { code { (user.user_id) } } }
-                                        }
-                                    }
-                                }
-                            }
-                        }
+                        (people_table(found))
                         @if found.len() as i64 == LISTED { p.muted { "The first " (LISTED) " are shown; narrow the search." } }
                     }
                 }
             }
         },
     ))
+}
+
+/// Profiles by name, email and id, each linking to its profile.
+fn people_table(users: &[UserRow]) -> Markup {
+    html! {
+        div.scroll {
+            table {
+                thead { tr { th { "Name" } th { "Email" } th { "Id" } } }
+                tbody {
+                    @for user in users {
+                        tr {
+                            td { (user.first_name) " " (user.last_name) }
+                            td { (user.email) }
+                            td { a href={"/console/people?id=" (layout::urlencoded(&user.user_id))} { code { (user.user_id) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn profile_card(user: &UserRow, friends: i64) -> Markup {

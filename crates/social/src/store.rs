@@ -141,6 +141,19 @@ impl SocialStore {
             .await
     }
 
+    /// The `limit` profiles made last, newest first (as the service stores them).
+    pub async fn newest(&self, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+        let sql = format!(
+            "SELECT {} FROM social_users u ORDER BY u.created_at DESC, u.user_id DESC LIMIT $2",
+            user_columns()
+        );
+        Sql::new(&sql)
+            .bind("")
+            .bind(limit)
+            .fetch_all(&self.db)
+            .await
+    }
+
     #[tracing::instrument(skip(self))]
     pub async fn create(
         &self,

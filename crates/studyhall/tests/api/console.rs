@@ -785,6 +785,14 @@ on_every_backend_each! {
         }
         let none = session.page(&app, "/console/people?q=nobody-has-this").await;
         assert!(!none.contains("/console/people?id=cleo"), "{none}");
+        // With nothing asked, the page opens on the newest profiles, newest first.
+        let later = app.client.post(app.url("/users/me")).bearer_auth(token_in("dora", &[]))
+            .json(&json!({"first_name": "Dora", "last_name": "Quinn"})).send().await.unwrap();
+        assert_eq!(later.status(), 200);
+        let opening = session.page(&app, "/console/people").await;
+        assert!(opening.contains("Newest profiles"), "{opening}");
+        let (dora, cleo) = (opening.find("/console/people?id=dora"), opening.find("/console/people?id=cleo"));
+        assert!(matches!((dora, cleo), (Some(dora), Some(cleo)) if dora < cleo), "the newest first: {opening}");
     }
 
     async fn people_and_analytics_look_up_a_profile_and_a_courses_grades(app, with_admin) {
