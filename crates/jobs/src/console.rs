@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::admin::{self, JobDetail, JobFilter, MinuteCount};
 use crate::Queue;
-use crate::{Deletion, JobState, Retried};
+use crate::{Deletion, Hastened, JobState, Retried};
 use studyhall_core::clock::{now_micros, Micros};
 use studyhall_ui::Change;
 use studyhall_ui::ConsolePage;
@@ -479,6 +479,9 @@ async fn detail(
                     @if job.state == "dead" {
                         (layout::action_button(&session, &format!("{url}/retry"), "Retry", None)) " "
                     }
+                    @if matches!(job.state.as_str(), "queued" | "failed") && job.run_at.0 > queue.clock().now().0 {
+                        (layout::action_button(&session, &format!("{url}/run-now"), "Run now", None)) " "
+                    }
                     @if job.state != "running" {
                         (layout::destructive_button(&session, &format!("{url}/delete"), "Delete", "Delete this job for good?"))
                     }
@@ -534,6 +537,16 @@ async fn job_action(
                 return Err(Failure::new(StatusCode::CONFLICT, message));
             }
         },
+        "run-now" => match queue.run_now(&id, session.actor()).await? {
+            Hastened::Due(_) => format!("/console/jobs/{}?done=due", layout::urlencoded(&id)),
+            Hastened::NotFound => return Err(gone()),
+            Hastened::NotWaiting(state) => {
+                let state = state.as_str();
+                let message =
+                    format!("Only a job waiting its turn runs sooner; this one is {state}.");
+                return Err(Failure::new(StatusCode::CONFLICT, message));
+            }
+        },
         "delete" => match queue.delete(&id, session.actor()).await? {
             Deletion::Deleted => "/console/jobs?done=deleted".to_owned(),
             Deletion::NotFound => return Err(gone()),
@@ -545,7 +558,7 @@ async fn job_action(
         },
         _ => {
             return Err(Failure::not_found(
-                "A job is retried or deleted, nothing else.",
+                "A job is retried, run now or deleted, nothing else.",
             ))
         }
     };

@@ -35,7 +35,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use increments::{Increments, KeyPart};
-pub use store::{complete, remove_succeeded, Claimed, Deletion, Job, JobState, Queue, Retried};
+pub use store::{
+    complete, remove_succeeded, Claimed, Deletion, Hastened, Job, JobState, Queue, Retried,
+};
 pub use worker::{report_depth, Outcome, Worker, WorkerSettings};
 
 use studyhall_core::db::Tx;

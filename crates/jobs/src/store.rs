@@ -142,6 +142,17 @@ pub enum Retried {
     NotDead(JobState),
 }
 
+/// What asking a waiting job to run now did.
+#[derive(Debug)]
+pub enum Hastened {
+    /// It is due now; a worker claims it next.
+    Due(Job),
+    NotFound,
+    /// Only a job waiting its turn (queued for later, or failed and waiting out its
+    /// backoff) is run sooner; this one is in the given state.
+    NotWaiting(JobState),
+}
+
 /// What a delete did.
 #[derive(Debug)]
 pub enum Deletion {
@@ -278,6 +289,35 @@ impl Queue {
             (_, None) => Retried::NotFound,
             (0, Some(job)) => Retried::NotDead(job.state),
             (_, Some(job)) => Retried::Queued(job),
+        })
+    }
+
+    /// Makes a job waiting its turn (queued for later, or failed and waiting out its
+    /// backoff) due now, recording that `by` did; its attempts so far still count.
+    pub async fn run_now(&self, id: &str, by: Actor) -> Result<Hastened, StoreError> {
+        let sql = "UPDATE jobs SET run_at = $2 WHERE id = $1 AND state IN ('queued', 'failed') AND run_at > $2
+                   RETURNING kind, run_at";
+        let now = self.clock.now();
+        let mut tx = self.db.begin_write().await?;
+        let hastened: Option<(String, i64)> = Sql::new(sql)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut tx)
+            .await?;
+        let mut decisions = Vec::new();
+        if let (Some((kind, _)), true) = (&hastened, self.audited) {
+            let data = serde_json::json!({"job": id, "kind": kind});
+            decisions.push(Decision::new("studyhall.jobs", "job.run_now", by, data));
+        }
+        studyhall_log::commit(tx, &decisions, now).await?;
+        Ok(match (hastened, self.get(id).await?) {
+            (_, None) => Hastened::NotFound,
+            (Some(_), Some(job)) => Hastened::Due(job),
+            (None, Some(job)) if matches!(job.state, JobState::Queued | JobState::Failed) => {
+                // Due already: nothing to hasten, and a worker takes it as it is.
+                Hastened::Due(job)
+            }
+            (None, Some(job)) => Hastened::NotWaiting(job.state),
         })
     }
 

@@ -249,6 +249,7 @@ pub fn notice(done: Option<&str>) -> Markup {
     let text = match done {
         Some("retried") => "Queued again with fresh attempts.",
         Some("deleted") => "Deleted.",
+        Some("due") => "Due now: a worker runs it next; its attempts so far still count.",
         Some("paused") => "Paused: workers claim no job of this kind until it is resumed.",
         Some("resumed") => "Resumed: workers claim this kind again.",
         Some("ended") => "The stream was ended; its slot is free.",

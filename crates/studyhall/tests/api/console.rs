@@ -664,6 +664,32 @@ on_every_backend_each! {
         assert_eq!(session.get(&app, "/console/jobs/retry-dead?q=ne").await.status(), 400);
     }
 
+    async fn a_job_waiting_out_its_backoff_runs_now_when_an_operator_says_so(app, with_two_attempts) {
+        let db = db(&app).await;
+        let now = studyhall::clock::now_micros();
+        let hour = 3_600_000_000i64;
+        Sql::new("INSERT INTO jobs (id, kind, payload, state, attempts, max_attempts, run_at, created_at, last_error)
+                  VALUES ('job-later', 'grades.course_grade', '[1]', 'failed', 1, 2, $1, $2, 'the first attempt failed')")
+            .bind(now + hour).bind(now).execute(&db).await.unwrap();
+        db.close().await;
+        let session = login(&app, ADMIN).await;
+        let detail = session.page(&app, "/console/jobs/job-later").await;
+        assert!(detail.contains("action=\"/console/jobs/job-later/run-now\""), "a waiting job offers Run now: {detail}");
+        let reader = login(&app, &token_in("rita", &["studyhall-readers"])).await;
+        assert_eq!(reader.post(&app, "/console/jobs/job-later/run-now", &[]).await.status(), 403, "read-only");
+        assert_eq!(job_state(&app, "job-later").await.as_deref(), Some("failed"), "a refused change changes nothing");
+        let hastened = session.post(&app, "/console/jobs/job-later/run-now", &[]).await;
+        assert_eq!(hastened.status(), 303);
+        assert!(hastened.headers()["location"].to_str().unwrap().ends_with("done=due"));
+        // Due now, the job runs its second and last attempt at once instead of in an hour.
+        wait_for_state(&app, "job-later", "dead").await;
+        let dead = session.post(&app, "/console/jobs/job-later/run-now", &[]).await;
+        assert_eq!(dead.status(), 409, "a dead job is retried, not hastened");
+        assert_eq!(session.post(&app, "/console/jobs/no-such-job/run-now", &[]).await.status(), 404);
+        let records = console_records(&app, "studyhall.jobs").await;
+        assert!(records.iter().any(|record| record["message"] == "job.run_now" && record["data"]["job"] == "job-later"), "{records:?}");
+    }
+
     async fn a_jobs_detail_shows_every_failed_attempt_with_its_worker(app, with_two_attempts) {
         let db = db(&app).await;
         let now = studyhall::clock::now_micros();
