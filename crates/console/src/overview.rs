@@ -61,13 +61,13 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
         div.stats {
             div.stat {
                 div.label { "Database" }
-                div.value class=(if database.is_ok() { "ok" } else { "bad" }) { (status_text(&database)) }
+                div.value.ok[database.is_ok()].bad[database.is_err()] { (status_text(&database)) }
                 div.muted { (console.db.backend_name()) }
             }
             div.stat {
                 div.label { "Redis" }
                 @match &redis {
-                    Some(redis) => div.value class=(if redis.is_ok() { "ok" } else { "bad" }) { (status_text(redis)) },
+                    Some(redis) => div.value.ok[redis.is_ok()].bad[redis.is_err()] { (status_text(redis)) },
                     None => div.value.muted { "not used" },
                 }
             }
@@ -78,7 +78,7 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
             }
             div.stat {
                 div.label { "Dead jobs" }
-                div.value class=(if total("dead") > 0 { "bad" } else { "" }) {
+                div.value.bad[total("dead") > 0] {
                     a href="/console/jobs?state=dead" { (total("dead")) }
                 }
                 div.muted { (succeeded) " succeeded in 24 h" }
@@ -103,7 +103,7 @@ async fn live_content(console: &Console) -> Result<Markup, Failure> {
                                     td.num { (hour.requests) }
                                     td.num { (format!("{:.2}", hour.per_second)) }
                                     td.num { (hour.p99.map_or_else(|| "–".to_owned(), |p99| layout::duration(p99 * 1e6))) }
-                                    td.num class=(if hour.errors > 0 { "bad" } else { "" }) { (hour.errors) }
+                                    td.num.bad[hour.errors > 0] { (hour.errors) }
                                 }
                             }
                         }

@@ -162,7 +162,7 @@ async fn list(
                     table {
                         thead { tr {
                             th { "Kind" } th.num { "Queued" } th.num { "Running" } th.num { "Failed" } th.num { "Dead" }
-                            th.num { "Succeeded (1 h)" } th { "Workers" }
+                            th.num { "Succeeded (1 h)" } th.num { "Error rate (1 h)" } th { "Workers" }
                         } }
                         tbody {
                             @for (kind, row) in &kinds {
@@ -172,6 +172,7 @@ async fn list(
                                         td.num { (row.states.get(state).copied().unwrap_or(0)) }
                                     }
                                     td.num { (row.succeeded_hour) }
+                                    td.num.bad[row.failed_hour > 0] { (error_rate(row)) }
                                     td {
                                         @if let Some((by, at)) = &row.paused {
                                             span.badge.warn title={"paused by " (by) " at " (layout::at(*at))} { "paused" } " "
@@ -351,8 +352,18 @@ fn job_table(jobs: &[JobDetail]) -> Markup {
 struct KindRow {
     states: BTreeMap<String, i64>,
     succeeded_hour: i64,
+    /// Attempts that failed over the hour, those that killed their job included.
+    failed_hour: i64,
     paused: Option<(String, Micros)>,
     minutes: Vec<MinuteCount>,
+}
+
+/// The share of the hour's finished attempts that failed, or a dash when none finished.
+fn error_rate(row: &KindRow) -> String {
+    match row.succeeded_hour + row.failed_hour {
+        0 => "–".to_owned(),
+        attempts => format!("{:.0} %", 100.0 * row.failed_hour as f64 / attempts as f64),
+    }
 }
 
 fn kinds(
@@ -370,8 +381,10 @@ fn kinds(
     }
     for minute in minutes {
         let row = kinds.entry(minute.kind.clone()).or_default();
-        if minute.metric == "succeeded" {
-            row.succeeded_hour += minute.jobs;
+        match minute.metric.as_str() {
+            "succeeded" => row.succeeded_hour += minute.jobs,
+            "failed" | "dead" => row.failed_hour += minute.jobs,
+            _ => {}
         }
         row.minutes.push(minute.clone());
     }

@@ -380,6 +380,12 @@ on_every_backend_each! {
         for figure in ["Active streams", "Events today (UTC)", "Jobs waiting"] {
             assert!(overview.contains(figure), "the overview shows {figure}: {overview}");
         }
+        assert!(overview.contains("<div class=\"value ok\">"), "the database's state is coloured: {overview}");
+        for path in ["/console", "/console/overview/live", "/console/jobs", "/console/events", "/console/streams", "/console/people", "/console/analytics"] {
+            let page = session.page(&app, path).await;
+            let twice = page.split('<').find(|tag| tag.matches(" class=").count() > 1);
+            assert!(twice.is_none(), "{path}: an element with two class attributes (the second is ignored): <{}", twice.unwrap_or_default());
+        }
         let page = session.page(&app, "/console").await;
         for (path, title) in [("/console/jobs", "Jobs"), ("/console/events", "Events"), ("/console/streams", "Streams"), ("/console/people", "People"), ("/console/analytics", "Analytics")] {
             assert!(page.contains(&format!("<a href=\"{path}\">{title}</a>")), "the navigation links {title}");
@@ -709,6 +715,8 @@ on_every_backend_each! {
         let jobs = session.page(&app, "/console/jobs").await;
         assert!(jobs.contains("grades.course_grade: jobs finished per minute"), "the kind's chart");
         assert!(jobs.contains("1 failed, 1 died"), "{jobs}");
+        assert!(jobs.contains("<th class=\"num\">Error rate (1 h)</th>"), "{jobs}");
+        assert!(jobs.contains("<td class=\"num bad\">100 %</td>"), "both attempts failed: {jobs}");
     }
 
     async fn operators_end_streams_and_set_and_reset_a_viewers_limit(app, with_admin) {
