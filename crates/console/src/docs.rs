@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use axum::extract::Query;
 use axum::Extension;
 use maud::{html, Markup};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::layout;
@@ -30,10 +32,39 @@ pub(crate) async fn landing(Extension(auth): Extension<Arc<studyhall_auth::Auth>
     )
 }
 
-pub(crate) async fn reference(Extension(document): Extension<Arc<Value>>) -> Markup {
+/// `path` with a line-break opportunity after each `/`, so a long path wraps between
+/// its segments rather than inside one.
+fn breakable(path: &str) -> Markup {
+    html! {
+        @for (n, segment) in path.split('/').enumerate() {
+            @if n > 0 { "/" wbr; }
+            (segment)
+        }
+    }
+}
+
+/// The reference's search: a text its operations are narrowed to.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Search {
+    q: Option<String>,
+}
+
+pub(crate) async fn reference(
+    Extension(document): Extension<Arc<Value>>,
+    Query(search): Query<Search>,
+) -> Markup {
     let title = document["info"]["title"].as_str().unwrap_or("API");
     let version = document["info"]["version"].as_str().unwrap_or("");
-    let operations = operations(&document);
+    let wanted = search
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(str::to_lowercase);
+    let mut operations = operations(&document);
+    if let Some(wanted) = &wanted {
+        operations.retain(|operation| operation.mentions(wanted));
+    }
     let mut tags: Vec<(String, String)> = document["tags"]
         .as_array()
         .map(|tags| {
@@ -51,6 +82,9 @@ pub(crate) async fn reference(Extension(document): Extension<Arc<Value>>) -> Mar
             tags.push((operation.tag.clone(), String::new()));
         }
     }
+    if wanted.is_some() {
+        tags.retain(|(name, _)| operations.iter().any(|operation| operation.tag == *name));
+    }
     let schemas = document["components"]["schemas"].as_object();
     layout::bare(
         "API reference",
@@ -59,12 +93,20 @@ pub(crate) async fn reference(Extension(document): Extension<Arc<Value>>) -> Mar
                 h1 { (title) " " span.muted { (version) } }
                 p { "The machine-readable document is at " a href="/openapi.json" { "/openapi.json" } ". "
                     a href="/" { "Start page" } " · " a href="/console" { "Console" } }
+                form.filters method="get" action="/docs" role="search" {
+                    label { "Routes mentioning" input type="search" name="q" value=[wanted.as_deref()] placeholder="a path, a tag, a word of a summary"; }
+                    button type="submit" { "Search" }
+                    @if wanted.is_some() { a href="/docs" { "Every route" } }
+                }
+                @if wanted.is_some() && operations.is_empty() {
+                    p.muted { "No route mentions that." }
+                }
                 nav.toc aria-label="Operations" {
                     @for (tag, _) in &tags {
                         h2 { a href={"#tag-" (tag)} { (tag) } }
                         ul {
                             @for operation in operations.iter().filter(|op| op.tag == *tag) {
-                                li { a href={"#" (operation.anchor)} { span class={"method " (operation.method)} { (operation.method) } " " (operation.path) } }
+                                li { a href={"#" (operation.anchor)} { span class={"method " (operation.method)} { (operation.method) } " " span { (breakable(operation.path)) } } }
                             }
                         }
                     }
@@ -100,6 +142,22 @@ struct Operation<'a> {
     path: &'a str,
     anchor: String,
     body: &'a Value,
+}
+
+impl Operation<'_> {
+    /// Whether its method, path, tag, summary or description mention `wanted` (lowercase).
+    fn mentions(&self, wanted: &str) -> bool {
+        let text = |value: &Value| value.as_str().unwrap_or("").to_lowercase();
+        [
+            self.method.to_owned(),
+            self.path.to_lowercase(),
+            self.tag.to_lowercase(),
+            text(&self.body["summary"]),
+            text(&self.body["description"]),
+        ]
+        .iter()
+        .any(|field| field.contains(wanted))
+    }
 }
 
 fn operations(document: &Value) -> Vec<Operation<'_>> {

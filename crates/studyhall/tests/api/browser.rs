@@ -219,6 +219,18 @@ async fn an_operator_fixes_a_dead_job_watches_the_tail_ends_a_stream_and_logs_ou
                 "uneven rows: {rows:?}"
             );
         }
+        if name == "docs" {
+            // The route index's entries never run into each other, however long a path.
+            let script = "const boxes = [...document.querySelectorAll('nav.toc li')].map(e => { const r = e.getBoundingClientRect(); const a = e.querySelector('a').getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom, a.right]; }); \
+                return boxes.flatMap((b, i) => boxes.slice(i + 1).filter(c => b[0] < c[2] - 1 && c[0] < b[2] - 1 && b[1] < c[3] - 1 && c[1] < b[3] - 1).map(c => [b, c])) \
+                    .concat(boxes.filter(b => b[4] > b[2] + 1).map(b => [b, b]));";
+            let overlaps: Vec<serde_json::Value> =
+                serde_json::from_value(browser.execute(script, vec![]).await.unwrap()).unwrap();
+            assert!(
+                overlaps.is_empty(),
+                "route index entries overlap or overflow: {overlaps:?}"
+            );
+        }
     }
 
     // The dead job: its payload is mended (the cause fixed), then retried from its page.

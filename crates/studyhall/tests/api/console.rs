@@ -277,6 +277,12 @@ on_every_backend_each! {
         for text in ["/api/events", "/api/v1/streams", "/stats/student/grade", "/users/me", "/jobs/{id}", "Schemas", "admin_token"] {
             assert!(docs.contains(text), "the reference shows {text}");
         }
+        // The reference narrows to the routes a text mentions (path, tag or summary).
+        let found = browser().get(app.url("/docs?q=Heartbeat")).send().await.unwrap().text().await.unwrap();
+        assert!(found.contains("/api/v1/streams/{id}/heartbeat"), "{found}");
+        assert!(!found.contains("href=\"#tag-social\""), "only the streams routes: {found}");
+        let none = browser().get(app.url("/docs?q=no-route-says-this")).send().await.unwrap().text().await.unwrap();
+        assert!(none.contains("No route mentions that."));
     }
 
     async fn a_visitor_without_a_session_is_sent_to_log_in_and_changes_nothing(app, with_admin) {
