@@ -97,28 +97,31 @@ async fn show(
                 }
             }
             @if let Some(newest) = &newest {
-                section.card {
-                    h2 { "Newest profiles" }
-                    @if newest.is_empty() {
-                        p.muted { "No profile yet." }
-                    } @else {
-                        (people_table(newest))
-                    }
-                }
+                (people_card("Newest profiles", newest, "No profile yet.", ""))
             }
             @if let Some(found) = &found {
-                section.card {
-                    h2 { "Matches" }
-                    @if found.is_empty() {
-                        p.muted { "Nobody matches." }
-                    } @else {
-                        (people_table(found))
-                        @if found.len() as i64 == LISTED { p.muted { "The first " (LISTED) " are shown; narrow the search." } }
-                    }
-                }
+                (people_card("Matches", found, "Nobody matches.", "narrow the search."))
             }
         },
     ))
+}
+
+/// A card listing `users` under `title`, or saying `none`; when the list is full, it says
+/// so and how to see the rest (`narrow`).
+fn people_card(title: &str, users: &[UserRow], none: &str, narrow: &str) -> Markup {
+    html! {
+        section.card {
+            h2 { (title) }
+            @if users.is_empty() {
+                p.muted { (none) }
+            } @else {
+                (people_table(users))
+                @if users.len() as i64 == LISTED && !narrow.is_empty() {
+                    p.muted { "The first " (LISTED) " are shown; " (narrow) }
+                }
+            }
+        }
+    }
 }
 
 /// Profiles by name, email and id, each linking to its profile.
