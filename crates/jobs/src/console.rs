@@ -327,7 +327,7 @@ fn job_table(jobs: &[JobDetail]) -> Markup {
         } @else {
             div.scroll {
                 table {
-                    thead { tr { th { "Job" } th { "Kind" } th { "About" } th { "State" } th.num { "Attempts" } th.hide-narrow { "Created" } th { "Last error" } } }
+                    thead { tr { th { "Job" } th { "Kind" } th { "About" } th { "State" } th.num { "Attempts" } th.hide-narrow { "Created" } th { "Runs" } th { "Last error" } } }
                     tbody {
                         @for job in jobs {
                             tr {
@@ -337,6 +337,8 @@ fn job_table(jobs: &[JobDetail]) -> Markup {
                                 td { (state_badge(&job.state)) }
                                 td.num { (job.attempts) " / " (job.max_attempts) }
                                 td.hide-narrow { (layout::when(job.created_at)) }
+                                // When a waiting job (queued, or failed and retrying) runs next.
+                                td { @if matches!(job.state.as_str(), "queued" | "failed") { (layout::when(job.run_at)) } }
                                 td { @if let Some(error) = &job.last_error { code { (search_text(error)) } } }
                             }
                         }

@@ -685,6 +685,9 @@ on_every_backend_each! {
             .bind(now + hour).bind(now).execute(&db).await.unwrap();
         db.close().await;
         let session = login(&app, ADMIN).await;
+        // The retrying view: failed jobs with when each runs next.
+        let retrying = session.page(&app, "/console/jobs?state=failed").await;
+        assert!(retrying.contains("<th>Runs</th>") && retrying.contains(">in 59 min</time>"), "{retrying}");
         let detail = session.page(&app, "/console/jobs/job-later").await;
         assert!(detail.contains("action=\"/console/jobs/job-later/run-now\""), "a waiting job offers Run now: {detail}");
         let reader = login(&app, &token_in("rita", &["studyhall-readers"])).await;
