@@ -21,8 +21,7 @@ use super::layout::{self, Failure};
 use super::Console;
 use futures_util::future::BoxFuture;
 use studyhall_auth::Auth;
-use studyhall_core::clock::Clock;
-use studyhall_core::clock::Micros;
+use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::db::Db;
 use studyhall_core::sql::Sql;
 use studyhall_log::{Actor, Decision};
@@ -41,7 +40,8 @@ pub(crate) struct Stored {
 impl FindSession for Stored {
     fn find<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Session, Response>> {
         Box::pin(async move {
-            let auth = auth_of(parts).map_err(IntoResponse::into_response)?;
+            let auth =
+                studyhall_auth::auth_of(parts).map_err(|err| Failure::from(err).into_response())?;
             if !auth.admin_configured() {
                 return Err(layout::console_off().into_response());
             }
@@ -58,14 +58,6 @@ impl FindSession for Stored {
     }
 }
 
-fn auth_of(parts: &Parts) -> Result<std::sync::Arc<Auth>, Failure> {
-    parts
-        .extensions
-        .get::<std::sync::Arc<Auth>>()
-        .cloned()
-        .ok_or_else(|| Failure::internal(anyhow::anyhow!("no Auth in request extensions")))
-}
-
 /// Sends a visitor without a session to the login page, and back here afterwards; an
 /// htmx request is told to load the login page whole.
 fn to_login(parts: &Parts) -> Response {
@@ -73,7 +65,7 @@ fn to_login(parts: &Parts) -> Response {
         .uri
         .path_and_query()
         .map_or("/console", |path| path.as_str());
-    let login = format!("/console/login?next={}", urlencode(here));
+    let login = format!("/console/login?next={}", layout::urlencoded(here));
     if parts.headers.contains_key("hx-request") {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         if let Ok(location) = HeaderValue::from_str(&login) {
@@ -82,10 +74,6 @@ fn to_login(parts: &Parts) -> Response {
         return response;
     }
     Redirect::to(&login).into_response()
-}
-
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// The session cookie's value, if the request has one.
@@ -130,7 +118,7 @@ async fn find(db: &Db, secret: &str, now: Micros) -> Result<Option<Session>, sql
 }
 
 /// Forgets expired sessions, every ten minutes.
-pub(crate) async fn forget_expired(db: Db, clock: studyhall_core::clock::Clock) {
+pub(crate) async fn forget_expired(db: Db, clock: Clock) {
     loop {
         let forgotten = Sql::new("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(clock.now())

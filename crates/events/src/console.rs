@@ -21,22 +21,22 @@ use studyhall_ui::{layout, Failure, Figure, Session};
 
 const PAGE_SIZE: u32 = 50;
 
-/// What the pages read: the module's store, and the log they record exports in.
+/// What the pages read: the module's store (whose database the exports are recorded
+/// in), and the clock they are stamped with.
 #[derive(Clone)]
 struct EventsPage {
     store: EventStore,
-    db: Db,
     clock: Clock,
 }
 
 /// The events pages of the console.
-pub(crate) fn page(store: EventStore, db: Db, clock: Clock) -> ConsolePage {
+pub(crate) fn page(store: EventStore, clock: Clock) -> ConsolePage {
     let routes = axum::Router::new()
         .route("/console/events", get(list))
         .route("/console/events/tail", get(tail))
         .route("/console/events/download", get(download))
         .route("/console/events/{id}", get(detail))
-        .with_state(EventsPage { store, db, clock });
+        .with_state(EventsPage { store, clock });
     ConsolePage {
         path: "/console/events",
         title: "Events",
@@ -296,10 +296,11 @@ async fn download(
         "format": export.format.extension(), "after": 0, "via": "console",
     });
     let exported = Decision::new("studyhall.events", "events.exported", session.actor(), data);
-    let tx = console.db.begin_write().await?;
+    let db = console.store.db();
+    let tx = db.begin_write().await?;
     studyhall_log::commit(tx, &[exported], console.clock.now()).await?;
     Ok(studyhall_log::export::download(
-        console.db.clone(),
+        db,
         export.filter,
         0,
         export.format,

@@ -69,11 +69,8 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
         );
     }
     let (store, writer, writer_task) = writer(core);
-    core.console.add(console::page(
-        store.clone(),
-        core.db.clone(),
-        core.clock.clone(),
-    ));
+    core.console
+        .add(console::page(store.clone(), core.clock.clone()));
     core.console
         .add_figure(console::EventsToday(core.db.clone()));
     let pruner = tokio::spawn(prune_keys(store.clone(), core.clock.clone()));

@@ -5,7 +5,7 @@
 //! can afford.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::response::Response;
@@ -71,11 +71,11 @@ impl Slot {
 }
 
 /// A module's last hour, a slot a minute.
-type Minutes = Arc<[Slot; MINUTES]>;
+type Minutes = [Slot; MINUTES];
 
 /// Each module's minutes, a module added the first time it answers.
 struct Recent {
-    modules: RwLock<Vec<(&'static str, Minutes)>>,
+    modules: RwLock<Vec<(&'static str, Box<Minutes>)>>,
 }
 
 fn recent() -> &'static Recent {
@@ -86,32 +86,27 @@ fn recent() -> &'static Recent {
 }
 
 impl Recent {
-    fn slots(&self, module: &'static str) -> Minutes {
+    /// Runs `count` on `module`'s minutes, under the shared lock once the module has
+    /// answered before (every request but its first).
+    fn count(&self, module: &'static str, count: impl FnOnce(&Minutes)) {
         let read = self
             .modules
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((_, slots)) = read.iter().find(|(name, _)| *name == module) {
-            return slots.clone();
+            return count(slots);
         }
         drop(read);
         let mut write = self
             .modules
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, slots)) = write.iter().find(|(name, _)| *name == module) {
-            return slots.clone();
+        if !write.iter().any(|(name, _)| *name == module) {
+            write.push((module, Box::new(std::array::from_fn(|_| Slot::new()))));
         }
-        let slots = Arc::new(std::array::from_fn(|_| Slot::new()));
-        write.push((module, slots.clone()));
-        slots
-    }
-
-    fn all(&self) -> Vec<(&'static str, Minutes)> {
-        self.modules
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        if let Some((_, slots)) = write.iter().find(|(name, _)| *name == module) {
+            count(slots);
+        }
     }
 }
 
@@ -133,13 +128,14 @@ fn minute_now() -> i64 {
 /// Counts one request `module` answered.
 pub fn record(module: &'static str, server_error: bool, elapsed: Duration) {
     let minute = minute_now();
-    let slots = recent().slots(module);
-    let slot = slots[minute.rem_euclid(MINUTES as i64) as usize].at(minute);
-    slot.requests.fetch_add(1, Ordering::Relaxed);
-    if server_error {
-        slot.errors.fetch_add(1, Ordering::Relaxed);
-    }
-    slot.latency[bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
+    recent().count(module, |slots| {
+        let slot = slots[minute.rem_euclid(MINUTES as i64) as usize].at(minute);
+        slot.requests.fetch_add(1, Ordering::Relaxed);
+        if server_error {
+            slot.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        slot.latency[bucket(elapsed)].fetch_add(1, Ordering::Relaxed);
+    });
 }
 
 /// A module's last hour.
@@ -160,9 +156,12 @@ pub struct ModuleHour {
 /// Every module's last hour, busiest first, the quiet ones left out.
 pub fn last_hour() -> Vec<ModuleHour> {
     let now = minute_now();
-    let mut hours: Vec<ModuleHour> = recent()
-        .all()
-        .into_iter()
+    let modules = recent()
+        .modules
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut hours: Vec<ModuleHour> = modules
+        .iter()
         .map(|(module, slots)| {
             let mut per_minute = vec![0; MINUTES];
             let mut errors_per_minute = vec![0; MINUTES];
