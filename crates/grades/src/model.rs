@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use studyhall_core::clock::Micros;
 use studyhall_core::error::ApiError;
+use studyhall_core::http::extract::{read_json, BodyError, Sent};
 
 /// Grades are kept and summed in millionths of a point, exactly.
 pub const E6: f64 = 1_000_000.0;
@@ -124,45 +125,68 @@ impl TryFrom<QueuedGrade> for GradePost {
 }
 
 /// The body of `POST /stats/student/grade`.
-// Documentation only: `parse_post` reads the body field by field, so that each mistake
-// is named.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+// Each field as sent (`Sent`), so that `parse_post` names each mistake.
+#[derive(Deserialize, ToSchema)]
 pub struct CourseGradeBody {
-    #[schema(min_length = 1, max_length = 128)]
-    student_id: String,
-    #[schema(min_length = 1, max_length = 128)]
-    course_id: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    student_id: Sent<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    course_id: Sent<String>,
     /// Kept to the millionth (digits past the sixth decimal place are rounded).
-    #[schema(minimum = -10000, maximum = 10000)]
-    grade: f64,
+    #[serde(default)]
+    #[schema(value_type = f64, required = true, minimum = -10000, maximum = 10000)]
+    grade: Sent<f64>,
     /// Default false.
-    on_time: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    on_time: Sent<bool>,
     /// Ignored, as the original ignored it (a grade's time is when it is posted, or
     /// `X-Graded-At`); refused only when it is not an RFC 3339 timestamp, as the
     /// original refused it.
-    #[schema(format = DateTime)]
-    created_at: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    created_at: Sent<String>,
 }
 
 /// The body of `POST /stats/student/task/grade`: a course grade's fields and `task_id`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
 pub struct TaskGradeBody {
-    #[schema(min_length = 1, max_length = 128)]
-    student_id: String,
-    #[schema(min_length = 1, max_length = 128)]
-    course_id: String,
-    #[schema(min_length = 1, max_length = 128)]
-    task_id: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    student_id: Sent<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    course_id: Sent<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128)]
+    task_id: Sent<String>,
     /// Kept to the millionth (digits past the sixth decimal place are rounded).
-    #[schema(minimum = -10000, maximum = 10000)]
-    grade: f64,
+    #[serde(default)]
+    #[schema(value_type = f64, required = true, minimum = -10000, maximum = 10000)]
+    grade: Sent<f64>,
     /// Default false.
-    on_time: Option<bool>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    on_time: Sent<bool>,
     /// Ignored (see the course grade's).
-    #[schema(format = DateTime)]
-    created_at: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    created_at: Sent<String>,
+}
+
+impl From<CourseGradeBody> for TaskGradeBody {
+    fn from(body: CourseGradeBody) -> TaskGradeBody {
+        TaskGradeBody {
+            student_id: body.student_id,
+            course_id: body.course_id,
+            task_id: Sent::Absent,
+            grade: body.grade,
+            on_time: body.on_time,
+            created_at: body.created_at,
+        }
+    }
 }
 
 /// The header that files a grade at another time than its post (for importers).
@@ -190,36 +214,46 @@ pub fn graded_at(header: Option<&[u8]>, now: Micros) -> Result<Micros, ApiError>
 /// and not used, as the original's INSERT did not use it.
 pub fn parse_post(body: &[u8], task: bool, at: Micros) -> Result<GradePost, ApiError> {
     let invalid = |detail: String| bad(INVALID_INPUT, detail);
-    let Value::Object(fields) = studyhall_core::http::extract::json_value(body).map_err(invalid)?
-    else {
-        return Err(invalid("Request body must be a JSON object.".into()));
+    let object = "a JSON object";
+    let body: TaskGradeBody = if task {
+        read_json(body, b'{', object)
+    } else {
+        read_json(body, b'{', object).map(|course: CourseGradeBody| course.into())
+    }
+    .map_err(|err| match err {
+        BodyError::Shape(_) => invalid("Request body must be a JSON object.".into()),
+        other => invalid(other.message().to_owned()),
+    })?;
+    let text = |name: &str, sent: Sent<String>| {
+        let text = sent.required(
+            invalid(format!("{name} is required.")),
+            invalid(format!("{name} must be a string.")),
+        )?;
+        any_id(name, &text, INVALID_INPUT)
     };
-    let text = |name: &str| match fields.get(name) {
-        Some(Value::String(text)) => any_id(name, text, INVALID_INPUT),
-        None | Some(Value::Null) => Err(invalid(format!("{name} is required."))),
-        Some(_) => Err(invalid(format!("{name} must be a string."))),
+    let student_id = text("student_id", body.student_id)?;
+    let course_id = text("course_id", body.course_id)?;
+    let task_id = if task {
+        Some(text("task_id", body.task_id)?)
+    } else {
+        None
     };
-    let student_id = text("student_id")?;
-    let course_id = text("course_id")?;
-    let task_id = if task { Some(text("task_id")?) } else { None };
     let out_of_range = || invalid("grade must be a number from -10000 to 10000.".into());
-    let grade = match fields.get("grade") {
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|g| (-MAX_GRADE..=MAX_GRADE).contains(g))
-            .ok_or_else(out_of_range)?,
-        None | Some(Value::Null) => return Err(invalid("grade is required.".into())),
-        Some(_) => return Err(out_of_range()),
-    };
-    let on_time = match fields.get("on_time") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(on_time)) => *on_time,
-        Some(_) => return Err(invalid("on_time must be true or false.".into())),
-    };
-    match fields.get("created_at") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(text)) if OffsetDateTime::parse(text, &Rfc3339).is_ok() => {}
-        Some(_) => return Err(invalid("created_at must be an RFC 3339 timestamp.".into())),
+    let grade = body
+        .grade
+        .required(invalid("grade is required.".into()), out_of_range())?;
+    if !(-MAX_GRADE..=MAX_GRADE).contains(&grade) {
+        return Err(out_of_range());
+    }
+    let on_time = body
+        .on_time
+        .optional(invalid("on_time must be true or false.".into()))?
+        .unwrap_or(false);
+    let timestamp = |text: &String| OffsetDateTime::parse(text, &Rfc3339).is_ok();
+    if !matches!(body.created_at, Sent::Absent | Sent::Null)
+        && !matches!(&body.created_at, Sent::Value(text) if timestamp(text))
+    {
+        return Err(invalid("created_at must be an RFC 3339 timestamp.".into()));
     }
     Ok(GradePost {
         student_id,

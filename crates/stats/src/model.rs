@@ -2,13 +2,14 @@
 //! canonical lowercase UUIDs and numbers are within bounds.
 
 use axum::http::HeaderValue;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Number, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use studyhall_auth::Caller;
 use studyhall_core::error::ApiError;
+use studyhall_core::http::extract::{read_json, BodyError, Sent};
 
 /// Upper bounds that keep every sum exact in 64-bit integers.
 pub const MAX_MODULES: i64 = 1_000_000;
@@ -206,35 +207,31 @@ pub fn header_user(
     canonical_uuid(text).ok_or(USER_INVALID)
 }
 
-fn whole_number(
-    value: Option<&Value>,
-    max: i64,
-    missing: &'static str,
-    invalid: &'static str,
-) -> Result<i64, &'static str> {
-    match value {
-        None | Some(Value::Null) => Err(missing),
-        Some(Value::Number(n)) => {
-            let whole = n.as_i64().or_else(|| {
-                n.as_f64()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
-                    .map(|f| f as i64)
-            });
-            whole.filter(|n| (0..=max).contains(n)).ok_or(invalid)
-        }
-        Some(_) => Err(invalid),
-    }
+/// The body of `POST /courses/{courseId}`, each field as sent.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionBody {
+    #[serde(default)]
+    session_id: Sent<String>,
+    #[serde(default)]
+    total_modules_studied: Sent<Number>,
+    #[serde(default)]
+    average_score: Sent<Number>,
+    #[serde(default)]
+    time_studied: Sent<Number>,
 }
 
-fn score(value: Option<&Value>) -> Result<f64, &'static str> {
-    match value {
-        None | Some(Value::Null) => Err("Average Score not defined."),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|s| s.is_finite() && (0.0..=100.0).contains(s))
-            .ok_or("Average Score invalid."),
-        Some(_) => Err("Average Score invalid."),
-    }
+/// A whole number from 0 to `max`, written as one (`5`) or with no fraction (`5.0`).
+fn whole_number(number: Number, max: i64) -> Option<i64> {
+    number
+        .as_i64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+                .map(|f| f as i64)
+        })
+        .filter(|n| (0..=max).contains(n))
 }
 
 /// Validates `POST /courses/{courseId}`: path, caller and body together.
@@ -246,37 +243,46 @@ pub fn parse_post(
     let mut problems = Problems::default();
     let course = problems.check(course_id(course));
     let user = problems.check(user);
-    let body = match studyhall_core::http::extract::json_value(body) {
-        Ok(body) if body.is_object() => body,
+    let body: SessionBody = match read_json(body, b'{', "a JSON object") {
+        Ok(body) => body,
         // A body that parses as JSON but breaks a rule every route keeps is named as
         // such; anything else gets the seed's words.
-        Err(message) if !message.starts_with("Request body is not valid JSON") => {
+        Err(BodyError::Rule(message) | BodyError::Field { message, .. }) => {
             problems.add(message);
             return problems.into_result(None);
         }
-        _ => {
+        Err(BodyError::Shape(_) | BodyError::Syntax(_)) => {
             problems.check::<()>(Err("Request body must be a JSON object."));
             return problems.into_result(None);
         }
     };
-    let session = problems.check(match body.get("sessionId") {
-        None | Some(Value::Null) => Err("Session ID needs to be defined."),
-        Some(Value::String(text)) => session_id(text),
-        Some(_) => Err("Session ID is invalid."),
-    });
-    let modules = problems.check(whole_number(
-        body.get("totalModulesStudied"),
-        MAX_MODULES,
-        "Total modules studied not defined.",
-        "Total modules studied invalid.",
-    ));
-    let score = problems.check(score(body.get("averageScore")));
-    let time_ms = problems.check(whole_number(
-        body.get("timeStudied"),
-        MAX_TIME_MS,
-        "Time studied not defined.",
-        "Time studied invalid.",
-    ));
+    let session = problems.check(
+        body.session_id
+            .required("Session ID needs to be defined.", "Session ID is invalid.")
+            .and_then(|text| session_id(&text)),
+    );
+    let modules = problems.check(
+        body.total_modules_studied
+            .required(
+                "Total modules studied not defined.",
+                "Total modules studied invalid.",
+            )
+            .and_then(|n| whole_number(n, MAX_MODULES).ok_or("Total modules studied invalid.")),
+    );
+    let score = problems.check(
+        body.average_score
+            .required("Average Score not defined.", "Average Score invalid.")
+            .and_then(|n| {
+                n.as_f64()
+                    .filter(|s| s.is_finite() && (0.0..=100.0).contains(s))
+                    .ok_or("Average Score invalid.")
+            }),
+    );
+    let time_ms = problems.check(
+        body.time_studied
+            .required("Time studied not defined.", "Time studied invalid.")
+            .and_then(|n| whole_number(n, MAX_TIME_MS).ok_or("Time studied invalid.")),
+    );
     let post = match (user, course, session, modules, score, time_ms) {
         (Some(user), Some(course), Some(session), Some(modules), Some(score), Some(time_ms)) => {
             Some(SessionPost {

@@ -2,30 +2,17 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use studyhall_auth::Caller;
 use studyhall_core::clock::Micros;
 use studyhall_core::error::ApiError;
+use studyhall_core::http::extract::{read_json, BodyError, Sent};
 
 pub const MAX_ID: usize = 128;
 pub const MAX_FIELD: usize = 1024;
-
-/// The seed's metadata fields, stored as given.
-pub const METADATA_FIELDS: &[&str] = &[
-    "video_name",
-    "codec_info",
-    "file_type",
-    "size",
-    "src",
-    "framerate",
-    "video_ended",
-    "video_playing",
-    "video_start_time",
-    "video_end_time",
-];
 
 /// Who is watching: the token's user; else a user (`X-User-Id`) or a client address
 /// (`X-Forwarded-For`) from trusted gateway headers; else, if allowed, the peer address.
@@ -113,49 +100,90 @@ pub struct StartRequest {
     pub ends: bool,
 }
 
+/// A metadata field's value: the seed's fields are strings, numbers and booleans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Bool(bool),
+    Number(serde_json::Number),
+    Text(String),
+}
+
+/// The body of a start, each field as sent.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StartBody {
+    stream_id: Sent<String>,
+    video_name: Sent<Scalar>,
+    codec_info: Sent<Scalar>,
+    file_type: Sent<Scalar>,
+    size: Sent<Scalar>,
+    src: Sent<Scalar>,
+    framerate: Sent<Scalar>,
+    video_ended: Sent<Scalar>,
+    video_playing: Sent<Scalar>,
+    video_start_time: Sent<Scalar>,
+    video_end_time: Sent<Scalar>,
+}
+
+impl StartBody {
+    /// The seed's metadata fields, stored as given.
+    fn metadata(&self) -> [(&'static str, &Sent<Scalar>); 10] {
+        [
+            ("video_name", &self.video_name),
+            ("codec_info", &self.codec_info),
+            ("file_type", &self.file_type),
+            ("size", &self.size),
+            ("src", &self.src),
+            ("framerate", &self.framerate),
+            ("video_ended", &self.video_ended),
+            ("video_playing", &self.video_playing),
+            ("video_start_time", &self.video_start_time),
+            ("video_end_time", &self.video_end_time),
+        ]
+    }
+}
+
 /// Parses the optional body: empty, or a JSON object of the seed's fields.
 pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(StartRequest {
-            stream_id: None,
-            metadata: "{}".into(),
-            ends: false,
-        });
-    }
-    let Value::Object(fields) =
-        studyhall_core::http::extract::json_value(body).map_err(ApiError::bad_request)?
-    else {
-        return Err(ApiError::bad_request(
-            "Request body must be empty or a JSON object.",
-        ));
+    let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StartBody::default()
+    } else {
+        read_json(body, b'{', "a JSON object").map_err(|err| match err {
+            BodyError::Shape(_) => {
+                ApiError::bad_request("Request body must be empty or a JSON object.")
+            }
+            other => other.into(),
+        })?
     };
-    let stream_id = match fields.get("stream_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(stream_id(id)?),
-        Some(_) => return Err(ApiError::bad_request("stream_id must be a string.")),
-    };
+    let stream_id = body
+        .stream_id
+        .clone()
+        .optional(ApiError::bad_request("stream_id must be a string."))?
+        .map(|id| stream_id(&id))
+        .transpose()?;
     let mut metadata = Map::new();
-    for name in METADATA_FIELDS {
-        let Some(value) = fields.get(*name) else {
-            continue;
-        };
-        match value {
-            Value::String(text) if text.chars().count() > MAX_FIELD => {
+    for (name, sent) in body.metadata() {
+        let value = match sent {
+            Sent::Absent => continue,
+            Sent::Null => Value::Null,
+            Sent::Value(Scalar::Text(text)) if text.chars().count() > MAX_FIELD => {
                 return Err(ApiError::bad_request(format!(
                     "{name} must be at most {MAX_FIELD} characters."
                 )));
             }
-            Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
-                metadata.insert((*name).to_owned(), value.clone());
-            }
-            _ => {
+            Sent::Value(Scalar::Text(text)) => Value::String(text.clone()),
+            Sent::Value(Scalar::Number(number)) => Value::Number(number.clone()),
+            Sent::Value(Scalar::Bool(flag)) => Value::Bool(*flag),
+            Sent::Other(_) => {
                 return Err(ApiError::bad_request(format!(
                     "{name} must be a string, number or boolean."
                 )))
             }
-        }
+        };
+        metadata.insert(name.to_owned(), value);
     }
-    let ends = matches!(fields.get("video_ended"), Some(Value::Bool(true)));
+    let ends = matches!(body.video_ended, Sent::Value(Scalar::Bool(true)));
     if ends && stream_id.is_none() {
         return Err(ApiError::bad_request(
             "video_ended: true needs the stream_id of the stream to end.",

@@ -22,7 +22,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        parse_json(&bytes, b'{', "a JSON object").map(AppJson)
+        parse_object(&bytes).map(AppJson)
     }
 }
 
@@ -31,7 +31,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AppJsonList<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        parse_json(&bytes, b'[', "a JSON array").map(AppJsonList)
+        read_json(&bytes, b'[', "a JSON array")
+            .map(AppJsonList)
+            .map_err(ApiError::from)
     }
 }
 
@@ -48,6 +50,9 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
     })
 }
 
+/// How every refusal of a body that is not JSON begins.
+const NOT_JSON: &str = "Request body is not valid JSON";
+
 /// The deepest nesting of arrays and objects a request body may have.
 pub const MAX_JSON_DEPTH: usize = 64;
 
@@ -62,8 +67,7 @@ pub fn json_value(bytes: &[u8]) -> Result<Value, String> {
             "Request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels."
         ));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|err| format!("Request body is not valid JSON: {err}"))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|err| format!("{NOT_JSON}: {err}"))?;
     if let Some(path) = nul_at(&value, String::new()) {
         let place = if path.is_empty() {
             "The body".to_owned()
@@ -139,38 +143,131 @@ impl<S: Send + Sync> FromRequest<S> for AppBody {
     }
 }
 
-/// Parses a body whose top level must open with `opening` (serde would otherwise read a
-/// struct from an array), naming the failing field on a type error.
-pub fn parse_json<T: DeserializeOwned>(
+/// Why a body was refused, in a sentence, sorted so that a route answering in an
+/// original's words can pick its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Empty, or another JSON shape than the route takes (an array for an object).
+    Shape(String),
+    /// Not JSON at all.
+    Syntax(String),
+    /// JSON that breaks a rule every route keeps: too deep, a NUL character.
+    Rule(String),
+    /// A field of another type than the route takes (or named twice), at `path`.
+    Field { path: String, message: String },
+}
+
+impl BodyError {
+    pub fn message(&self) -> &str {
+        match self {
+            BodyError::Shape(message) | BodyError::Syntax(message) | BodyError::Rule(message) => {
+                message
+            }
+            BodyError::Field { message, .. } => message,
+        }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> ApiError {
+        match err {
+            BodyError::Field { path, message } => {
+                ApiError::bad_request(message.clone()).with_errors(json!({ path: message }))
+            }
+            other => ApiError::bad_request(other.message().to_owned()),
+        }
+    }
+}
+
+/// The one way a body is read: a JSON object (or, with `b'['`, array) parsed into `T`
+/// after [`json_value`]'s rules. Serde would otherwise read a struct from an array, so
+/// the top level is checked first; a field of the wrong type is named by its path.
+/// Routes that answer each mistake in an original's words give their fields the type
+/// [`Sent`], which takes any value, and judge them afterwards.
+pub fn read_json<T: DeserializeOwned>(
     bytes: &[u8],
     opening: u8,
     shape: &str,
-) -> Result<T, ApiError> {
+) -> Result<T, BodyError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => {
-            return Err(ApiError::bad_request(format!(
+            return Err(BodyError::Shape(format!(
                 "Request body must be {shape}; it is empty."
             )))
         }
         Some(b) if *b == opening => {}
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "Request body must be {shape}."
-            )))
-        }
+        Some(_) => return Err(BodyError::Shape(format!("Request body must be {shape}."))),
     }
-    json_value(bytes).map_err(ApiError::bad_request)?;
+    json_value(bytes).map_err(|message| {
+        if message.starts_with(NOT_JSON) {
+            BodyError::Syntax(message)
+        } else {
+            BodyError::Rule(message)
+        }
+    })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("Request body is not valid JSON: {inner}"))
+            BodyError::Syntax(format!("{NOT_JSON}: {inner}"))
         } else {
-            let message = format!("{path}: {inner}");
-            ApiError::bad_request(message.clone()).with_errors(json!({ path: message }))
+            BodyError::Field {
+                message: format!("{path}: {inner}"),
+                path,
+            }
         }
     })
+}
+
+/// [`read_json`] for an object, refused as problem+json.
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    read_json(bytes, b'{', "a JSON object").map_err(ApiError::from)
+}
+
+/// One field of a body as sent: absent, `null`, a value of the type the route takes, or
+/// another JSON value. Reading it never fails, so the route can say in its own words
+/// what is wrong with each field, and all of them at once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Sent<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+    Other(Value),
+}
+
+impl<T> Sent<T> {
+    /// The value, or `missing` when absent or null, or `invalid` for another value.
+    pub fn required<E>(self, missing: E, invalid: E) -> Result<T, E> {
+        match self {
+            Sent::Value(value) => Ok(value),
+            Sent::Absent | Sent::Null => Err(missing),
+            Sent::Other(_) => Err(invalid),
+        }
+    }
+
+    /// The value, `None` when absent or null, or `invalid` for another value.
+    pub fn optional<E>(self, invalid: E) -> Result<Option<T>, E> {
+        match self {
+            Sent::Value(value) => Ok(Some(value)),
+            Sent::Absent | Sent::Null => Ok(None),
+            Sent::Other(_) => Err(invalid),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for Sent<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value.is_null() {
+            return Ok(Sent::Null);
+        }
+        Ok(match T::deserialize(&value) {
+            Ok(typed) => Sent::Value(typed),
+            Err(_) => Sent::Other(value),
+        })
+    }
 }
 
 /// Query parameters, with a problem+json 400 naming the parameter when they do not parse.
@@ -225,5 +322,52 @@ mod tests {
         assert!(json_value(fine.as_bytes()).is_ok());
         let brackets_in_strings = format!(r#"{{"a": "{}"}}"#, "[".repeat(500));
         assert!(json_value(brackets_in_strings.as_bytes()).is_ok());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Fields {
+        #[serde(default)]
+        name: Sent<String>,
+        #[serde(default)]
+        count: Sent<u8>,
+    }
+
+    #[test]
+    fn sent_fields_take_any_value_and_say_which_it_was() {
+        let read = |body: &str| read_json::<Fields>(body.as_bytes(), b'{', "a JSON object");
+        let fields = read(r#"{"name": "ada", "count": null}"#).unwrap();
+        assert_eq!(fields.name, Sent::Value("ada".to_owned()));
+        assert_eq!(fields.count, Sent::Null);
+        let fields = read(r#"{"name": 5, "count": 300, "other": [1]}"#).unwrap();
+        assert_eq!(fields.name, Sent::Other(json!(5)));
+        assert_eq!(fields.count, Sent::Other(json!(300)));
+        assert_eq!(fields.name.required("missing", "invalid"), Err("invalid"));
+        let fields = read("{}").unwrap();
+        assert_eq!(fields.name, Sent::Absent);
+        assert_eq!(
+            fields.name.clone().required("missing", "invalid"),
+            Err("missing")
+        );
+        assert_eq!(fields.count.optional("invalid"), Ok(None));
+    }
+
+    #[test]
+    fn a_refused_body_says_why_by_kind() {
+        let read = |body: &[u8]| read_json::<Fields>(body, b'{', "a JSON object").unwrap_err();
+        assert_eq!(
+            read(b"  "),
+            BodyError::Shape("Request body must be a JSON object; it is empty.".into())
+        );
+        assert!(matches!(read(b"[1]"), BodyError::Shape(_)));
+        assert!(matches!(read(b"{\"name\": }"), BodyError::Syntax(_)));
+        assert!(matches!(
+            read(br#"{"name": "a\u0000"}"#),
+            BodyError::Rule(_)
+        ));
+        let BodyError::Field { path, message } = read(br#"{"name": "a", "name": "b"}"#) else {
+            panic!("a field named twice is refused")
+        };
+        assert_eq!(path, ".");
+        assert!(message.contains("duplicate field `name`"), "{message}");
     }
 }

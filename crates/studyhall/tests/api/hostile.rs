@@ -227,6 +227,20 @@ on_every_backend_with! {
         nothing_written(&app).await;
     }
 
+    async fn a_body_naming_a_field_twice_is_refused_by_name_on_every_route(app) {
+        for (method, path, template) in routes() {
+            let valid = template.replace("{text}", "x");
+            let key = valid.split('"').nth(1).unwrap().to_owned();
+            let value = serde_json::from_str::<serde_json::Value>(&valid).unwrap()[&key].to_string();
+            let twice = valid.replacen('{', &format!(r#"{{"{key}": {value}, "#), 1);
+            let (status, problem) = send(&app, method.clone(), &path, twice).await;
+            assert_eq!(status, 400, "{method} {path}: {problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.contains(&format!("duplicate field `{key}`")), "{method} {path}: {problem}");
+        }
+        nothing_written(&app).await;
+    }
+
     async fn a_lone_surrogate_or_invalid_utf8_even_in_an_ignored_field_is_refused(app) {
         for (method, path, template) in routes() {
             let valid = template.replace("{text}", "x");
