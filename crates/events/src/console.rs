@@ -9,7 +9,8 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::model::{Event, ExportParams, ExportQuery, FilterParams, ListParams, ListQuery};
+use crate::model::Event;
+use crate::query::{ExportParams, ExportQuery, FilterParams, ListParams, ListQuery};
 use crate::EventStore;
 use futures_util::future::BoxFuture;
 use studyhall_core::clock::Clock;
@@ -158,7 +159,7 @@ async fn list(
                         @if params.cursor.is_some() { a href={"/console/events?" (params.link(&[]))} { "Newest" } }
                         @if events.len() > PAGE_SIZE as usize {
                             @if let Some(last) = events.get(PAGE_SIZE as usize - 1) {
-                                @let cursor = crate::model::Cursor { created_at: last.created_at, id: last.id }.encode();
+                                @let cursor = crate::query::Cursor { created_at: last.created_at, id: last.id }.encode();
                                 a href={"/console/events?" (params.link(&[("cursor", &cursor)]))} { "Older events" }
                             }
                         }

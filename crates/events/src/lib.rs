@@ -6,8 +6,8 @@
 mod console;
 mod routes;
 
-pub use studyhall_log::events::model;
 pub use studyhall_log::events::store::EventStore;
+pub use studyhall_log::events::{model, query};
 use studyhall_log::events::{store, writer};
 
 use std::time::Duration;

@@ -4,9 +4,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::model::{
-    health_body, CheckpointPage, CheckpointParams, Event, EventBody, EventPage, ExportParams,
-    ExportQuery, FilterParams, ListParams, ListQuery, NewEvent,
+use super::model::{health_body, Event, EventBody, NewEvent};
+use super::query::{
+    CheckpointPage, CheckpointParams, EventPage, ExportParams, ExportQuery, FilterParams,
+    ListParams, ListQuery,
 };
 use super::store::{Inserted, KeyClaim};
 use super::Events;
@@ -195,7 +196,7 @@ pub(crate) async fn list(
     // One extra row tells whether another page follows.
     let rows = events.store.list(&query, query.limit + 1).await?;
     let (events, next_cursor) = studyhall_core::page::page(rows, query.limit as usize, |event| {
-        super::model::Cursor {
+        super::query::Cursor {
             created_at: event.created_at,
             id: event.id,
         }

@@ -5,6 +5,7 @@
 
 mod console;
 pub mod model;
+pub mod post;
 mod routes;
 mod store;
 pub use store::{GradeStore, Subject};

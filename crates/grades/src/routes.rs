@@ -7,10 +7,10 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::model::{
-    self, any_id, bad, code, path_id, AveragePoint, Averages, CourseFigures, CourseGradeBody,
-    GradeQueued, GradesHealth, GroupBy, OnTime, OnTimePoint, Series, SeriesParams, StudentCourse,
-    StudentTaskAverage, TaskAverages, TaskGradeBody, TimeRange,
+    self, AveragePoint, Averages, CourseFigures, GradeQueued, GradesHealth, GroupBy, OnTime,
+    OnTimePoint, Series, SeriesParams, StudentCourse, StudentTaskAverage, TaskAverages, TimeRange,
 };
+use super::post::{self, any_id, bad, code, path_id, CourseGradeBody, TaskGradeBody};
 use super::store::{decode_cursor, After, CourseGrade, Subject, TaskGrade};
 use super::Grades;
 use studyhall_core::error::{ApiError, Problem};
@@ -43,9 +43,9 @@ async fn enqueue(
     body: &[u8],
     task: bool,
 ) -> Result<Response> {
-    let sent = headers.get(model::GRADED_AT).map(HeaderValue::as_bytes);
-    let at = model::graded_at(sent, grades.queue.clock().now())?;
-    let post = model::parse_post(body, task, at)?;
+    let sent = headers.get(post::GRADED_AT).map(HeaderValue::as_bytes);
+    let at = post::graded_at(sent, grades.queue.clock().now())?;
+    let post = post::parse_post(body, task, at)?;
     let job_id = if task {
         grades.queue.enqueue(&TaskGrade(post)).await?
     } else {

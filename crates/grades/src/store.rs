@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{day_of, GradePost, GradeTally, StudentAverage};
+use super::model::{day_of, GradeTally, StudentAverage};
+use super::post::GradePost;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
 use studyhall_core::page;

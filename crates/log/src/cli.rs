@@ -88,7 +88,7 @@ pub struct ExportArgs {
 }
 
 fn parse_instant(text: &str) -> Result<i64, String> {
-    crate::events::model::parse_date(text)
+    crate::events::query::parse_date(text)
         .ok_or_else(|| format!("`{text}` is not MM-DD-YYYY, YYYY-MM-DD or an RFC 3339 timestamp"))
 }
 

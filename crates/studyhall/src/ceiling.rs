@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::ServeSettings;
 use crate::error::StoreError;
 use crate::events::model::NewEvent;
-use crate::grades::model::GradePost;
+use crate::grades::post::GradePost;
 use crate::grades::CourseGrade;
 use crate::stats::model::SessionPost;
 use crate::streams::model::{StartRequest, Started};

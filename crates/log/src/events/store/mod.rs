@@ -6,7 +6,8 @@ mod sqlite;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use uuid::Uuid;
 
-use super::model::{Event, ListQuery, NewEvent};
+use super::model::{Event, NewEvent};
+use super::query::ListQuery;
 use crate::chain::Entry;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::Db;

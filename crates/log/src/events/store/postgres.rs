@@ -3,7 +3,8 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
-use crate::events::model::{Event, ListQuery};
+use crate::events::model::Event;
+use crate::events::query::ListQuery;
 
 #[derive(Clone, Debug)]
 pub(super) struct PgEvents {

@@ -3,7 +3,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
-use crate::events::model::{Event, ListQuery};
+use crate::events::model::Event;
+use crate::events::query::ListQuery;
 use studyhall_core::db::SqliteDb;
 
 /// Candidates an exact filter may leave for a message search to test them one by one
