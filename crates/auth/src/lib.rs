@@ -308,6 +308,12 @@ impl Auth {
             return Ok(Grant::Operator);
         }
         if rule == Rule::Admin {
+            // A JWT (dot-separated parts) that does not verify is no credential at all:
+            // 401, saying why. One that verifies, or an opaque token, is not the
+            // admin's: 403.
+            if token.split('.').count() >= 3 {
+                self.verify_once(parts, token).await?;
+            }
             return Err(ApiError::new(StatusCode::FORBIDDEN, needs));
         }
         let user = self.verify_once(parts, token).await?;

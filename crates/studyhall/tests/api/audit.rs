@@ -474,6 +474,20 @@ mod access {
             }
         }
 
+        async fn with_admin_reads_a_token_that_does_not_verify_is_a_401_not_a_403(app, reads_by_admin) {
+            let expired = token_with("reader", json!({"scope": "events:read", "exp": 1_000_000_000}));
+            let forged = crate::helpers::token_with("another-secret-entirely-32-bytes!", "reader", json!({}));
+            let malformed = format!("{}.x", token_with("reader", json!({})));
+            for path in READ_ROUTES {
+                for (token, what) in [(&expired, "expired"), (&forged, "badly signed"), (&malformed, "malformed")] {
+                    let response = app.client.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+                    let (status, problem) = json(response).await;
+                    assert_eq!(status, 401, "{path}, {what}: {problem}");
+                    assert!(!problem["detail"].as_str().unwrap().contains("admin token"), "says why the token failed: {problem}");
+                }
+            }
+        }
+
         async fn with_token_writes_a_post_needs_the_write_scope_and_a_refusal_stores_nothing(app, writes_by_token) {
             let post = |token: Option<String>| {
                 let mut request = app.client.post(app.url("/api/events")).json(&event(1));
