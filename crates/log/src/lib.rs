@@ -11,6 +11,7 @@ pub mod events;
 pub mod export;
 pub mod key;
 pub mod store;
+pub mod tree;
 pub mod verify;
 
 use std::time::Duration;
