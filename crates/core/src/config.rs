@@ -408,8 +408,28 @@ pub struct AuditSettings {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub audit_checkpoint_secs: u32,
 
+    /// The log's name in its signed checkpoints (C2SP `origin`, also the signing key's
+    /// name): a schema-less URL such as `example.com/studyhall`. Default:
+    /// `studyhall.invalid/log/` and 16 hex digits of the public key's hash.
+    #[arg(long, env = "STUDYHALL_AUDIT_ORIGIN", value_parser = parse_log_origin)]
+    pub audit_origin: Option<String>,
+
     #[command(flatten)]
     pub modules: AuditModules,
+}
+
+fn parse_log_origin(text: &str) -> Result<String, String> {
+    if text.is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    {
+        return Err(
+            "an origin is a non-empty name without spaces or `+`, e.g. example.com/studyhall"
+                .into(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Clone, Args)]

@@ -19,6 +19,14 @@ pub enum Param {
     Float(Option<f64>),
     /// A native `uuid` on PostgreSQL, its hyphenated text on SQLite.
     Uuid(Option<uuid::Uuid>),
+    /// `bytea` on PostgreSQL, a BLOB on SQLite.
+    Bytes(Option<Vec<u8>>),
+}
+
+impl From<&[u8]> for Param {
+    fn from(value: &[u8]) -> Self {
+        Param::Bytes(Some(value.to_vec()))
+    }
 }
 
 impl From<uuid::Uuid> for Param {
@@ -180,6 +188,7 @@ impl<'q> Sql<'q> {
         Option<i64>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<bool>: for<'a> Encode<'a, DB> + Type<DB>,
         Option<f64>: for<'a> Encode<'a, DB> + Type<DB>,
+        Option<Vec<u8>>: for<'a> Encode<'a, DB> + Type<DB>,
     {
         let mut arguments = DB::Arguments::<'q>::default();
         for param in &self.params {
@@ -192,6 +201,7 @@ impl<'q> Sql<'q> {
                     arguments.add(value.map(|id| id.to_string()))
                 }
                 Param::Uuid(value) => arguments.add(*value),
+                Param::Bytes(value) => arguments.add(value.clone()),
             };
             added.map_err(sqlx::Error::Encode)?;
         }

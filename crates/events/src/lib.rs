@@ -5,6 +5,7 @@
 
 mod console;
 mod routes;
+mod tree;
 
 pub use studyhall_log::events::store::EventStore;
 pub use studyhall_log::events::{model, query};
@@ -21,7 +22,7 @@ use studyhall_auth::Rule;
 use studyhall_core::config::{AuditSettings, EventSettings, ReadAccess, WriteAccess};
 use studyhall_core::sensitive::DatabaseUrl;
 use studyhall_log::key::AuditKey;
-use studyhall_log::Cadence;
+use studyhall_log::{Cadence, Signing};
 use studyhall_module::{self as module, Core, Definition, Module};
 use writer::Writer;
 
@@ -80,15 +81,23 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
         retention: settings.events.events_retention,
     };
     let public_key = key.as_ref().map(AuditKey::public_text);
+    let signing = key.map(|key| Signing {
+        origin: audit
+            .audit_origin
+            .clone()
+            .unwrap_or_else(|| key.default_origin()),
+        key,
+    });
     let sealer = tokio::spawn(studyhall_log::seal(
         core.db.clone(),
-        key,
+        signing,
         cadence,
         (core.audited.audit_chain, core.clock.clone()),
     ));
     let routes = routes()
         .route("/api/healthz", get(routes::health))
         .route("/api/events/", get(routes::list).post(routes::create))
+        .route("/api/events/log/tile/{*tile}", get(tree::tile))
         .with_state(Events {
             store,
             writer,
@@ -115,6 +124,9 @@ fn routes() -> OpenApiRouter<Events> {
         .routes(routes!(routes::list, routes::create))
         .routes(routes!(routes::checkpoints))
         .routes(routes!(routes::export))
+        .routes(routes!(tree::checkpoint))
+        .routes(routes!(tree::consistency))
+        .routes(routes!(tree::proof))
 }
 
 /// The store and its writer, for the module and for the store ceiling

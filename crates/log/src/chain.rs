@@ -38,10 +38,18 @@ impl Entry<'_> {
     pub fn link(&self, previous: &str) -> Result<String, BadHash> {
         let mut hasher = Sha256::new();
         hasher.update(decode_hex(previous)?);
+        hasher.update(self.canonical());
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// The fields, each as `field(x)`: what the chain hashes after the previous hash,
+    /// and what the tree's leaf hashes (`tree::leaf_hash`).
+    pub fn canonical(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.message.len() + self.data.len());
         let mut field = |text: &str| {
             // Fields are bounded far below 4 GiB (the body limit is 1 MiB).
-            hasher.update((text.len() as u32).to_be_bytes());
-            hasher.update(text.as_bytes());
+            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
         };
         field(&self.position.to_string());
         field(
@@ -55,7 +63,7 @@ impl Entry<'_> {
         field(self.email);
         field(self.message);
         field(self.data);
-        Ok(hex(&hasher.finalize()))
+        out
     }
 }
 

@@ -21,7 +21,8 @@ pub enum AuditCommand {
     PublicKey(KeyArgs),
     /// Print a new signing key, for STUDYHALL_AUDIT_SIGNING_KEY.
     NewKey,
-    /// Verify a store (--database-url) or an export file (--file) with the public key.
+    /// Verify a store (--database-url), an export file (--file) or an event's receipt
+    /// (--proof) with the public key.
     Verify(VerifyArgs),
     /// Write the log, or the events matching the filters, as NDJSON or CSV.
     Export(Box<ExportArgs>),
@@ -38,7 +39,7 @@ pub struct KeyArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["database_url", "file"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["database_url", "file", "proof"])))]
 pub struct VerifyArgs {
     /// The store to verify (read only).
     #[arg(long)]
@@ -47,6 +48,11 @@ pub struct VerifyArgs {
     /// The export file to verify (NDJSON or CSV, as `audit export` writes them).
     #[arg(long)]
     pub file: Option<PathBuf>,
+
+    /// An event's receipt to verify (a C2SP tlog-proof, as `GET /api/events/{id}/proof`
+    /// answers it).
+    #[arg(long)]
+    pub proof: Option<PathBuf>,
 
     /// The deployment's public key, as `studyhall audit public-key` prints it, or a file
     /// holding it.
@@ -112,10 +118,14 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::NewKey => print(&AuditKey::generate()?.private_text())?,
         AuditCommand::Verify(args) => {
             let public = public_key(&args.public_key)?;
+            if let Some(path) = &args.proof {
+                print(&verify_proof(path, &public)?)?;
+                return Ok(());
+            }
             let verified = match (&args.database_url, &args.file) {
                 (Some(url), _) => verify_store(url, &public).await?,
                 (None, Some(file)) => verify_file(file, &public)?,
-                (None, None) => anyhow::bail!("give --database-url or --file"),
+                (None, None) => anyhow::bail!("give --database-url, --file or --proof"),
             };
             print(&describe(&verified))?;
         }
@@ -252,6 +262,30 @@ pub fn verify_file(
         }
     }
     Ok(verifier.finish()?)
+}
+
+/// Verifies a receipt; what it proves, in a sentence.
+pub fn verify_proof(
+    path: &std::path::Path,
+    public: &ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let receipt = crate::receipt::Receipt::parse(&text)
+        .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
+    let checkpoint = receipt
+        .verify(public)
+        .map_err(|err| anyhow::anyhow!("{} does not verify: {err}", path.display()))?;
+    let described = match crate::receipt::fields(&receipt.entry).as_deref() {
+        Some([position, id, _, component, environment, email, message, _]) => format!(
+            "event {id} at position {position} ({component}/{environment}, {email}: {message:?})"
+        ),
+        _ => format!("entry {}", receipt.index),
+    };
+    Ok(format!(
+        "verified: {described} is entry {} of the log {} at size {}, signed by this key",
+        receipt.index, checkpoint.origin, checkpoint.size
+    ))
 }
 
 async fn export_to(args: &ExportArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::Digest;
 
 use studyhall_core::clock::Micros;
 use studyhall_core::sensitive::{DatabaseUrl, Secret};
@@ -144,6 +145,18 @@ impl AuditKey {
     /// The 32-byte public key, base64: what `studyhall audit public-key` prints.
     pub fn public_text(&self) -> String {
         STANDARD.encode(self.0.verifying_key().to_bytes())
+    }
+
+    /// `checkpoint` as a C2SP signed note, signed under its origin.
+    pub fn sign_checkpoint(&self, checkpoint: &crate::note::Checkpoint) -> String {
+        checkpoint.sign(&self.0)
+    }
+
+    /// The name checkpoints are signed under when the deployment names none: unique to
+    /// this key, under a domain that is never registered.
+    pub fn default_origin(&self) -> String {
+        let digest = sha2::Sha256::digest(self.public().as_bytes());
+        format!("studyhall.invalid/log/{}", crate::chain::hex(&digest[..8]))
     }
 
     pub fn public(&self) -> VerifyingKey {

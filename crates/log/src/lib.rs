@@ -9,7 +9,10 @@ pub mod chain;
 pub mod cli;
 pub mod events;
 pub mod export;
+pub mod integrate;
 pub mod key;
+pub mod note;
+pub mod receipt;
 pub mod store;
 pub mod tree;
 pub mod verify;
@@ -22,6 +25,9 @@ use studyhall_core::db::Db;
 
 /// Events chained per transaction when giving older events their positions.
 const CHAIN_BATCH: i64 = 500;
+
+/// Events added to the tree per transaction.
+const TREE_BATCH: i64 = 2000;
 
 /// Events removed per transaction by the retention policy.
 const RETENTION_BATCH: i64 = 1000;
@@ -37,12 +43,24 @@ pub struct Cadence {
     pub retention: Option<Duration>,
 }
 
-/// Chains what is unchained, removes what the retention policy no longer keeps, and
-/// signs checkpoints when due, until the task is stopped.
-/// Any number of instances may run it: chaining takes the chain's lock, and a second
-/// checkpoint for the same position is dropped.
+/// The key that signs, and the name the log signs under (C2SP `origin`).
+#[derive(Debug, Clone)]
+pub struct Signing {
+    pub key: AuditKey,
+    pub origin: String,
+}
+
+/// Chains what is unchained, grows the tree over it, removes what the retention policy
+/// no longer keeps, and signs checkpoints when due, until the task is stopped.
+/// Any number of instances may run it: chaining takes the chain's lock, growing the
+/// tree's, and a second checkpoint for the same position or size is dropped.
 /// With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves unchained events as they are.
-pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, (chain, clock): (bool, Clock)) {
+pub async fn seal(
+    db: Db,
+    signing: Option<Signing>,
+    cadence: Cadence,
+    (chain, clock): (bool, Clock),
+) {
     if !chain {
         tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
         return;
@@ -50,26 +68,38 @@ pub async fn seal(db: Db, key: Option<AuditKey>, cadence: Cadence, (chain, clock
     let period = cadence.every.min(Duration::from_secs(1));
     loop {
         clock.sleep(period).await;
-        if let Err(err) = seal_once(&db, key.as_ref(), cadence, clock.now()).await {
+        if let Err(err) = seal_once(&db, signing.as_ref(), cadence, clock.now()).await {
             tracing::warn!(error = %err, "sealing the audit chain failed; retrying");
         }
     }
 }
 
-/// One round of [`seal`] at `now`: the checkpoint it signed, if one was due.
+/// Why a round of sealing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Tree(#[from] integrate::SignError),
+}
+
+/// One round of [`seal`] at `now`: the chain checkpoint it signed, if one was due. The
+/// tree's checkpoint is signed every round the tree grew.
 pub async fn seal_once(
     db: &Db,
-    key: Option<&AuditKey>,
+    signing: Option<&Signing>,
     cadence: Cadence,
     now: Micros,
-) -> Result<Option<Statement>, sqlx::Error> {
+) -> Result<Option<Statement>, SealError> {
     let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
     if chained > 0 {
         tracing::info!(chained, "gave stored events their place in the audit chain");
     }
-    let Some(key) = key else {
+    while integrate::grow(db, TREE_BATCH).await? == TREE_BATCH as u64 {}
+    let Some(Signing { key, origin }) = signing else {
         return Ok(None);
     };
+    integrate::sign(db, key, origin, now).await?;
     if let Some(retention) = cadence.retention {
         let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
         let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;

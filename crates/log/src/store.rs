@@ -286,10 +286,10 @@ async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Resul
     }
 }
 
-const CHAINED_COLUMNS: &str =
+pub(crate) const CHAINED_COLUMNS: &str =
     "position, hash, CAST(id AS TEXT), created_at, component, environment, email, message, data";
 
-type ChainedRow = (
+pub(crate) type ChainedRow = (
     i64,
     String,
     String,
@@ -301,7 +301,7 @@ type ChainedRow = (
     String,
 );
 
-fn chained_from_row(row: ChainedRow) -> Result<ChainedEvent, sqlx::Error> {
+pub(crate) fn chained_from_row(row: ChainedRow) -> Result<ChainedEvent, sqlx::Error> {
     let (position, hash, id, created_at, component, environment, email, message, data) = row;
     Ok(ChainedEvent {
         position,

@@ -17,7 +17,7 @@ use crate::on_every_backend_with;
 
 /// A key every test server signs with (PostgreSQL generates none), checkpoints after
 /// every event and every second.
-fn audited(settings: &mut ServeSettings) {
+pub(crate) fn audited(settings: &mut ServeSettings) {
     let key = AuditKey::generate().unwrap();
     settings.audit.audit_signing_key = Some(key.private_text().parse().unwrap());
     settings.audit.audit_checkpoint_events = 1;
@@ -30,7 +30,7 @@ fn event(n: usize) -> Value {
 }
 
 /// Posts `n` events one after another.
-async fn post_events(app: &TestApp, n: usize) {
+pub(crate) async fn post_events(app: &TestApp, n: usize) {
     for i in 1..=n {
         let (status, body) = json(app.post_json("/api/events", &event(i)).await).await;
         assert_eq!(status, 201, "{body}");
@@ -39,7 +39,7 @@ async fn post_events(app: &TestApp, n: usize) {
 
 /// Waits until a checkpoint covers the chain's head at `position`; the public key. It
 /// moves the server's clock a second at a time, so the sealer's next round comes at once.
-async fn checkpointed(app: &TestApp, position: i64) -> ed25519_dalek::VerifyingKey {
+pub(crate) async fn checkpointed(app: &TestApp, position: i64) -> ed25519_dalek::VerifyingKey {
     for _ in 0..200 {
         app.clock.advance(Duration::from_secs(1));
         let (status, page) = json(app.get("/api/events/checkpoints?limit=1000").await).await;
@@ -63,7 +63,7 @@ async fn db(app: &TestApp) -> Db {
 }
 
 /// Runs one statement behind the service's back.
-async fn tamper(app: &TestApp, statement: &str) {
+pub(crate) async fn tamper(app: &TestApp, statement: &str) {
     let db = db(app).await;
     let changed = Sql::new(statement).execute(&db).await.unwrap();
     assert!(changed > 0, "the tampering changed nothing: {statement}");
@@ -81,7 +81,7 @@ async fn broken_at(app: &TestApp, key: &ed25519_dalek::VerifyingKey) -> i64 {
     broken.position
 }
 
-async fn export(app: &TestApp, query: &str) -> String {
+pub(crate) async fn export(app: &TestApp, query: &str) -> String {
     let response = app.get(&format!("/api/events/export{query}")).await;
     assert_eq!(response.status(), 200);
     response.text().await.unwrap()

@@ -52,7 +52,7 @@ async fn assert_rejected(app: &TestApp, body: &Value, field: &str, message: &str
     );
 }
 
-fn ids(page: &Value) -> Vec<String> {
+pub(crate) fn ids(page: &Value) -> Vec<String> {
     page["events"]
         .as_array()
         .unwrap()

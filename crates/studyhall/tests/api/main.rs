@@ -24,6 +24,7 @@ mod queue;
 mod social;
 mod stats;
 mod streams;
+mod tree;
 mod writers;
 
 use helpers::{Case, Need};

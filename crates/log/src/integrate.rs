@@ -1,0 +1,505 @@
+//! The tree in the database: growing it over the chained events, signing checkpoints
+//! of it, and reading the stored hashes that roots, proofs and tiles need.
+//!
+//! Growing is one transaction per batch that holds the `log_tree` row (SQLite's write
+//! transaction excludes every other writer anyway), so any number of instances may
+//! run it and each leaf is integrated once. Writers never wait on it: it reads events
+//! already committed and writes only the tree's own tables.
+
+use studyhall_core::clock::Micros;
+use studyhall_core::db::{Db, Tx};
+use studyhall_core::sql::{On, Sql};
+
+use super::key::AuditKey;
+use super::note::Checkpoint;
+use super::store::{chained_from_row, ChainedRow, CHAINED_COLUMNS};
+use super::tree::{self, Fetched, Hash, ProofError};
+
+/// Rows per multi-row INSERT of hashes (× 2 parameters).
+const INSERT_CHUNK: usize = 1000;
+/// Stored indexes per `IN (…)` read.
+const READ_CHUNK: usize = 500;
+
+/// How far the tree has grown: `size` leaves, leaf `i` being the event at position
+/// `base + 1 + i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grown {
+    pub base: i64,
+    pub size: u64,
+}
+
+impl Grown {
+    /// The leaf of the event at `position`, if the tree holds it.
+    pub fn leaf(&self, position: i64) -> Option<u64> {
+        let leaf = u64::try_from(position - self.base - 1).ok()?;
+        (leaf < self.size).then_some(leaf)
+    }
+}
+
+pub async fn grown<'a>(on: impl Into<On<'a>>) -> Result<Grown, sqlx::Error> {
+    let (base, size) = Sql::new("SELECT base, size FROM log_tree WHERE id = 1")
+        .fetch_one::<(i64, i64)>(on)
+        .await?;
+    Ok(Grown {
+        base,
+        size: size.max(0) as u64,
+    })
+}
+
+/// The stored hashes at `indexes`.
+pub async fn fetch(db: &Db, indexes: &[u64]) -> Result<Fetched, sqlx::Error> {
+    let mut fetched = Fetched::default();
+    for chunk in indexes.chunks(READ_CHUNK) {
+        let rows = read_rows(db.into(), chunk).await?;
+        fetched.0.extend(rows);
+    }
+    Ok(fetched)
+}
+
+async fn read_rows(on: On<'_>, indexes: &[u64]) -> Result<Vec<(u64, Hash)>, sqlx::Error> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = (1..=indexes.len()).map(|n| format!("${n}")).collect();
+    let text = format!(
+        "SELECT idx, hash FROM log_tree_hashes WHERE idx IN ({})",
+        list.join(", ")
+    );
+    let mut query = Sql::new(&text);
+    for index in indexes {
+        query = query.bind(*index as i64);
+    }
+    query
+        .fetch_all::<(i64, Vec<u8>)>(on)
+        .await?
+        .into_iter()
+        .map(|(index, hash)| {
+            let hash = Hash::try_from(hash).map_err(|bytes| {
+                sqlx::Error::Decode(
+                    format!("a stored tree hash of {} bytes, not 32", bytes.len()).into(),
+                )
+            })?;
+            Ok((index as u64, hash))
+        })
+        .collect()
+}
+
+/// Runs `compute` over the stored hashes it reads: a first pass to learn which, one
+/// read, then the real pass.
+pub async fn with_hashes<T>(
+    db: &Db,
+    compute: impl Fn(&dyn tree::Hashes) -> Result<T, ProofError>,
+) -> Result<Result<T, ProofError>, sqlx::Error> {
+    let needed = tree::needs(|recorder| compute(recorder));
+    let fetched = fetch(db, &needed).await?;
+    Ok(compute(&fetched))
+}
+
+/// Adds up to `batch` chained events to the tree, in position order, stopping at a
+/// position that is missing. How many it added.
+pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    if tx.dialect().concurrent_writes() {
+        Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
+            .execute(&mut tx)
+            .await?;
+    }
+    let before = grown(&mut tx).await?;
+    let next = before.base + 1 + before.size as i64;
+    let text = format!(
+        "SELECT {CHAINED_COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2"
+    );
+    let rows: Vec<ChainedRow> = Sql::new(&text)
+        .bind(next)
+        .bind(batch)
+        .fetch_all(&mut tx)
+        .await?;
+    let events = rows
+        .into_iter()
+        .map(chained_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let contiguous = events
+        .iter()
+        .enumerate()
+        .take_while(|(n, event)| event.position == next + *n as i64)
+        .count();
+    if contiguous == 0 {
+        if let Some(first) = events.first() {
+            tracing::error!(
+                expected = next,
+                found = first.position,
+                "the tree cannot grow: the event at the next position is missing"
+            );
+        }
+        return Ok(0);
+    }
+    let frontier: Vec<u64> = tree::cover(0, before.size)
+        .into_iter()
+        .map(tree::Subtree::stored_index)
+        .collect();
+    let mut hashes = Fetched(
+        read_rows((&mut tx).into(), &frontier)
+            .await?
+            .into_iter()
+            .collect(),
+    );
+    let mut rows: Vec<(u64, Hash)> = Vec::with_capacity(contiguous * 2);
+    for (n, event) in events.iter().take(contiguous).enumerate() {
+        let leaf = before.size + n as u64;
+        let first = tree::stored_index(0, leaf);
+        let stored = tree::appended(&hashes, leaf, tree::leaf_hash(&event.entry().canonical()))
+            .map_err(|missing| sqlx::Error::Protocol(missing.to_string()))?;
+        for (i, hash) in stored.into_iter().enumerate() {
+            let index = first + i as u64;
+            hashes.0.insert(index, hash);
+            rows.push((index, hash));
+        }
+    }
+    insert_hashes(&mut tx, &rows).await?;
+    let after = before.size + contiguous as u64;
+    Sql::new("UPDATE log_tree SET size = $1 WHERE id = 1 AND size = $2")
+        .bind(after as i64)
+        .bind(before.size as i64)
+        .execute(&mut tx)
+        .await?;
+    tx.commit().await?;
+    metrics::gauge!("audit_tree_size").set(after as f64);
+    Ok(contiguous as u64)
+}
+
+async fn insert_hashes(tx: &mut Tx, rows: &[(u64, Hash)]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let text = format!(
+            "INSERT INTO log_tree_hashes (idx, hash) VALUES {}",
+            studyhall_core::sql::values_rows(chunk.len(), 2, studyhall_core::sql::tuple)
+        );
+        let mut insert = Sql::new(&text);
+        for (index, hash) in chunk {
+            insert = insert.bind(*index as i64).bind(&hash[..]);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// The latest signed checkpoint: its size and note.
+pub async fn latest_checkpoint(db: &Db) -> Result<Option<(u64, Hash, String)>, sqlx::Error> {
+    let row: Option<(i64, Vec<u8>, String)> =
+        Sql::new("SELECT size, root, note FROM log_tree_checkpoints ORDER BY size DESC LIMIT 1")
+            .fetch_optional(db)
+            .await?;
+    row.map(|(size, root, note)| {
+        let root = Hash::try_from(root)
+            .map_err(|_| sqlx::Error::Decode("a checkpoint root that is not 32 bytes".into()))?;
+        Ok((size as u64, root, note))
+    })
+    .transpose()
+}
+
+/// Why the tree was not signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The stored tree does not extend what was signed before: its rows were
+    /// rewritten. Nothing more is signed.
+    #[error("the stored tree no longer extends the checkpoint signed at size {size}: {reason}")]
+    Inconsistent { size: u64, reason: String },
+}
+
+/// Signs a checkpoint of the tree as it has grown, if it grew since the last one and
+/// still extends it (its root at the last signed size is the one signed). The note.
+pub async fn sign(
+    db: &Db,
+    key: &AuditKey,
+    origin: &str,
+    now: Micros,
+) -> Result<Option<String>, SignError> {
+    let size = grown(db).await?.size;
+    let last = latest_checkpoint(db).await?;
+    if let Some((signed, root, _)) = &last {
+        if *signed >= size {
+            return Ok(None);
+        }
+        let (signed, root) = (*signed, *root);
+        let again = with_hashes(db, |hashes| Ok(tree::root(&hashes, signed)?)).await?;
+        match again {
+            Ok(again) if again == root => {}
+            Ok(_) => {
+                return Err(SignError::Inconsistent {
+                    size: signed,
+                    reason: "its root there differs from the signed one".into(),
+                })
+            }
+            Err(err) => {
+                return Err(SignError::Inconsistent {
+                    size: signed,
+                    reason: err.to_string(),
+                })
+            }
+        }
+    }
+    let root = with_hashes(db, |hashes| Ok(tree::root(&hashes, size)?))
+        .await?
+        .map_err(|err| SignError::Inconsistent {
+            size,
+            reason: err.to_string(),
+        })?;
+    let checkpoint = Checkpoint {
+        origin: origin.to_owned(),
+        size,
+        root,
+    };
+    let note = key.sign_checkpoint(&checkpoint);
+    Sql::new(
+        "INSERT INTO log_tree_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (size) DO NOTHING",
+    )
+    .bind(size as i64)
+    .bind(&root[..])
+    .bind(note.as_str())
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(Some(note))
+}
+
+impl tree::Hashes for &dyn tree::Hashes {
+    fn hash(&self, at: tree::Subtree) -> Result<Hash, tree::Missing> {
+        (**self).hash(at)
+    }
+}
+
+/// A tile of the C2SP `tlog-tiles` API: `tile/<L>/<N>[.p/<W>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TilePath {
+    pub level: u8,
+    pub index: u64,
+    /// 1 to 256 hashes; 256 is a full tile.
+    pub width: u16,
+}
+
+/// Hashes per full tile.
+pub const TILE_WIDTH: u16 = 256;
+
+impl TilePath {
+    /// Reads `<L>/<N>[.p/<W>]` (what follows `tile/`), strictly as the spec writes it.
+    pub fn parse(path: &str) -> Option<TilePath> {
+        let (path, width) = match path.split_once(".p/") {
+            Some((path, width)) => {
+                let width: u16 = canonical_decimal(width)?;
+                if !(1..TILE_WIDTH).contains(&width) {
+                    return None;
+                }
+                (path, width)
+            }
+            None => (path, TILE_WIDTH),
+        };
+        let (level, index) = path.split_once('/')?;
+        let level: u8 = canonical_decimal(level).filter(|level| *level <= 63)?;
+        let parts: Vec<&str> = index.split('/').collect();
+        let (last, leading) = parts.split_last()?;
+        let mut n: u64 = 0;
+        for part in leading {
+            n = n
+                .checked_mul(1000)?
+                .checked_add(three_digits(part.strip_prefix('x')?)?)?;
+        }
+        let index = n.checked_mul(1000)?.checked_add(three_digits(last)?)?;
+        Some(TilePath {
+            level,
+            index,
+            width,
+        })
+    }
+
+    /// The stored hashes it holds, if a tree of `size` leaves has all of them.
+    fn subtrees(&self, size: u64) -> Option<Vec<tree::Subtree>> {
+        let level = self.level.checked_mul(8).filter(|level| *level < 64)?;
+        let first = self.index.checked_mul(u64::from(TILE_WIDTH))?;
+        let end = first.checked_add(u64::from(self.width))?;
+        let leaves = end.checked_mul(1u64.checked_shl(u32::from(level))?)?;
+        if leaves > size || leaves >> level != end {
+            return None;
+        }
+        Some(
+            (first..end)
+                .map(|index| tree::Subtree { level, index })
+                .collect(),
+        )
+    }
+}
+
+fn canonical_decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+fn three_digits(text: &str) -> Option<u64> {
+    (text.len() == 3 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+/// The tile's bytes (its hashes, concatenated), if the tree has grown over it.
+pub async fn tile(db: &Db, path: TilePath) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let size = grown(db).await?.size;
+    let Some(subtrees) = path.subtrees(size) else {
+        return Ok(None);
+    };
+    let indexes: Vec<u64> = subtrees.iter().map(|s| s.stored_index()).collect();
+    let fetched = fetch(db, &indexes).await?;
+    let mut bytes = Vec::with_capacity(indexes.len() * 32);
+    for index in &indexes {
+        let Some(hash) = fetched.0.get(index) else {
+            return Ok(None);
+        };
+        bytes.extend_from_slice(hash);
+    }
+    Ok(Some(bytes))
+}
+
+/// What can be proved about one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Receipt {
+    /// A C2SP `tlog-proof`: the event's entry (as `extra`), its index, its inclusion
+    /// proof and the signed checkpoint it leads to.
+    Proof(String),
+    /// No event has this id.
+    Unknown,
+    /// Stored, but not yet in a signed checkpoint (it will be within a second or so).
+    Pending,
+    /// The event as stored, or the tree's hashes, no longer lead to the signed root:
+    /// altered after the event was logged.
+    Altered,
+}
+
+/// The receipt of the event `id`.
+pub async fn receipt(db: &Db, id: uuid::Uuid) -> Result<Receipt, sqlx::Error> {
+    let position: Option<Option<i64>> = Sql::new("SELECT position FROM events WHERE id = $1")
+        .bind(id)
+        .fetch_scalar(db)
+        .await?;
+    let Some(position) = position else {
+        return Ok(Receipt::Unknown);
+    };
+    let (Some(position), Some((size, _, note))) = (position, latest_checkpoint(db).await?) else {
+        return Ok(Receipt::Pending);
+    };
+    let grown = grown(db).await?;
+    let Some(leaf) = grown.leaf(position).filter(|leaf| *leaf < size) else {
+        return Ok(Receipt::Pending);
+    };
+    let text = format!("SELECT {CHAINED_COLUMNS} FROM events WHERE position = $1");
+    let row: ChainedRow = Sql::new(&text).bind(position).fetch_one(db).await?;
+    let event = chained_from_row(row)?;
+    let Ok(proof) = with_hashes(db, |hashes| tree::inclusion_proof(&hashes, leaf, size)).await?
+    else {
+        return Ok(Receipt::Altered);
+    };
+    let entry = event.entry().canonical();
+    let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or_default());
+    // The receipt is checked before it is handed out, so an event altered since it
+    // was logged is reported rather than answered with a proof that fails.
+    let proves = checkpoint.is_ok_and(|checkpoint| {
+        tree::check_inclusion(
+            &proof,
+            leaf,
+            size,
+            &tree::leaf_hash(&entry),
+            &checkpoint.root,
+        )
+        .is_ok()
+    });
+    if !proves {
+        tracing::error!(
+            position,
+            "a logged event no longer proves itself against the signed checkpoint"
+        );
+        return Ok(Receipt::Altered);
+    }
+    let receipt = crate::receipt::Receipt {
+        entry,
+        index: leaf,
+        proof,
+        note,
+    };
+    Ok(Receipt::Proof(receipt.text()))
+}
+
+/// The proof that the tree of `old` leaves is a prefix of the tree of `new`, both at
+/// most the tree's size.
+pub async fn consistency(
+    db: &Db,
+    old: u64,
+    new: u64,
+) -> Result<Result<Vec<Hash>, ProofError>, sqlx::Error> {
+    let size = grown(db).await?.size;
+    if new > size {
+        return Ok(Err(ProofError::Sizes {
+            old: new,
+            new: size,
+        }));
+    }
+    with_hashes(db, |hashes| tree::consistency_proof(&hashes, old, new)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_read_as_the_spec_writes_them() {
+        let tile = |level, index, width| {
+            Some(TilePath {
+                level,
+                index,
+                width,
+            })
+        };
+        assert_eq!(TilePath::parse("0/000"), tile(0, 0, 256));
+        assert_eq!(TilePath::parse("0/x001/x234/067"), tile(0, 1_234_067, 256));
+        assert_eq!(TilePath::parse("1/005.p/17"), tile(1, 5, 17));
+        assert_eq!(TilePath::parse("63/999"), tile(63, 999, 256));
+        for bad in [
+            "",
+            "0",
+            "0/",
+            "0/1",
+            "0/0001",
+            "00/000",
+            "64/000",
+            "0/001/002",
+            "0/x001",
+            "0/000.p/0",
+            "0/000.p/256",
+            "0/000.p/01",
+            "0/000.p/",
+            "-1/000",
+            "0/x18446744073709551/000",
+        ] {
+            assert_eq!(TilePath::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_tile_is_served_only_once_the_tree_holds_all_its_hashes() {
+        let path = |level, index, width| TilePath {
+            level,
+            index,
+            width,
+        };
+        assert!(path(0, 0, 256).subtrees(255).is_none());
+        assert_eq!(path(0, 0, 256).subtrees(256).map(|s| s.len()), Some(256));
+        assert!(path(0, 0, 17).subtrees(17).is_some());
+        assert!(path(1, 0, 1).subtrees(255).is_none());
+        let top = path(1, 0, 1).subtrees(256).unwrap();
+        assert_eq!(top, vec![tree::Subtree { level: 8, index: 0 }]);
+        assert!(
+            path(7, 1, 256).subtrees(u64::MAX).is_none(),
+            "beyond 2^64 leaves"
+        );
+    }
+}
