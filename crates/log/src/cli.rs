@@ -8,9 +8,11 @@ use clap::{Args, Subcommand};
 use futures_util::TryStreamExt;
 
 use super::export::{self, Format, Record};
+use super::integrate;
 use super::key::{self, AuditKey};
+use super::note::Checkpoint;
 use super::store::{self, Filter};
-use super::verify::{Verified, Verifier};
+use super::verify::{Broken, TreeCheck, Verified, Verifier};
 use studyhall_core::config::DatabaseSettings;
 use studyhall_core::db::Db;
 use studyhall_core::sensitive::{DatabaseUrl, Secret};
@@ -53,6 +55,12 @@ pub struct VerifyArgs {
     /// answers it).
     #[arg(long)]
     pub proof: Option<PathBuf>,
+
+    /// A tree checkpoint saved earlier (`GET /api/events/log/checkpoint`): the log must
+    /// still reach its size with its root, so history before it was neither rewritten
+    /// nor cut off, whatever else was changed in the database since.
+    #[arg(long)]
+    pub trusted_checkpoint: Option<PathBuf>,
 
     /// The deployment's public key, as `studyhall audit public-key` prints it, or a file
     /// holding it.
@@ -122,9 +130,14 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
                 print(&verify_proof(path, &public)?)?;
                 return Ok(());
             }
+            let trusted = args
+                .trusted_checkpoint
+                .as_deref()
+                .map(|path| trusted_checkpoint(path, &public))
+                .transpose()?;
             let verified = match (&args.database_url, &args.file) {
-                (Some(url), _) => verify_store(url, &public).await?,
-                (None, Some(file)) => verify_file(file, &public)?,
+                (Some(url), _) => verify_store_trusting(url, &public, trusted).await?,
+                (None, Some(file)) => verify_file_trusting(file, &public, trusted)?,
                 (None, None) => anyhow::bail!("give --database-url, --file or --proof"),
             };
             print(&describe(&verified))?;
@@ -167,6 +180,15 @@ fn describe(verified: &Verified) -> String {
         plural(verified.checkpoints, "checkpoint", "checkpoints"),
         plural(verified.removed.max(0) as u64, "position", "positions"),
     );
+    if verified.tree_checkpoints > 0 {
+        text.push_str(&format!(
+            ", the tree's root at {}",
+            plural(verified.tree_checkpoints, "signed size", "signed sizes")
+        ));
+    }
+    if let Some(why) = &verified.tree_unchecked {
+        text.push_str(&format!("; the tree was not rebuilt: {why}"));
+    }
     if verified.unsigned > 0 {
         text.push_str(&format!(
             "; the last {} events are chained but not yet covered by a checkpoint",
@@ -185,22 +207,84 @@ async fn open_existing(url: &DatabaseUrl) -> anyhow::Result<Db> {
     Db::connect(url, 2).await
 }
 
+/// A checkpoint note the auditor kept, if the key signed it.
+fn trusted_checkpoint(
+    path: &std::path::Path,
+    public: &ed25519_dalek::VerifyingKey,
+) -> anyhow::Result<Checkpoint> {
+    let note =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let origin = note.lines().next().unwrap_or_default();
+    Checkpoint::open(&note, origin, public).map_err(|err| {
+        anyhow::anyhow!(
+            "{} is not a checkpoint this key signed: {err}",
+            path.display()
+        )
+    })
+}
+
 /// Verifies a store as it is, without changing it.
 pub async fn verify_store(
     url: &DatabaseUrl,
     public: &ed25519_dalek::VerifyingKey,
 ) -> anyhow::Result<Verified> {
+    verify_store_trusting(url, public, None).await
+}
+
+/// [`verify_store`], also against a checkpoint the auditor kept.
+pub async fn verify_store_trusting(
+    url: &DatabaseUrl,
+    public: &ed25519_dalek::VerifyingKey,
+    trusted: Option<Checkpoint>,
+) -> anyhow::Result<Verified> {
     let db = open_existing(url).await?;
-    let result = verify_db(&db, public).await;
+    let result = verify_db(&db, public, trusted).await;
     db.close().await;
     result
 }
 
-pub async fn verify_db(db: &Db, public: &ed25519_dalek::VerifyingKey) -> anyhow::Result<Verified> {
+/// The tree checks of a store: its base and every signed tree checkpoint, each
+/// signature verified.
+async fn tree_check(
+    db: &Db,
+    public: &ed25519_dalek::VerifyingKey,
+    trusted: Option<Checkpoint>,
+) -> anyhow::Result<TreeCheck> {
+    let base = integrate::grown(db).await.context("reading the tree")?.base;
+    let mut roots = std::collections::BTreeMap::new();
+    for (size, note) in integrate::checkpoint_notes(db)
+        .await
+        .context("reading the tree checkpoints")?
+    {
+        let origin = note.lines().next().unwrap_or_default();
+        let checkpoint = Checkpoint::open(&note, origin, public)
+            .ok()
+            .filter(|checkpoint| checkpoint.size == size)
+            .ok_or_else(|| Broken {
+                position: base + size as i64,
+                reason: format!(
+                    "the tree checkpoint at size {size} does not verify with this public key (forged or altered)"
+                ),
+            })?;
+        roots.insert(size, checkpoint.root);
+    }
+    Ok(TreeCheck {
+        base,
+        roots,
+        trusted,
+    })
+}
+
+pub async fn verify_db(
+    db: &Db,
+    public: &ed25519_dalek::VerifyingKey,
+    trusted: Option<Checkpoint>,
+) -> anyhow::Result<Verified> {
     let statements = store::statements(db, i64::MIN, i64::MAX, i64::MAX)
         .await
         .context("reading the signed statements")?;
-    let mut verifier = Verifier::new(public, statements)?;
+    let tree = tree_check(db, public, trusted).await?;
+    let mut verifier = Verifier::new(public, statements)?.with_tree(tree);
     let mut after = i64::MIN;
     loop {
         let page = store::chained_after(db, after, 1000, &Filter::default())
@@ -230,6 +314,16 @@ pub fn verify_file(
     path: &std::path::Path,
     public: &ed25519_dalek::VerifyingKey,
 ) -> anyhow::Result<Verified> {
+    verify_file_trusting(path, public, None)
+}
+
+/// [`verify_file`], also against a checkpoint the auditor kept (the tree is rebuilt
+/// from the file's events when its leaves start at position 1).
+pub fn verify_file_trusting(
+    path: &std::path::Path,
+    public: &ed25519_dalek::VerifyingKey,
+    trusted: Option<Checkpoint>,
+) -> anyhow::Result<Verified> {
     let open = || -> anyhow::Result<_> {
         let file =
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -245,6 +339,12 @@ pub fn verify_file(
     // selection of events, whose positions skip those the filter left out.
     let whole = !statements.is_empty();
     let mut verifier = Verifier::new(public, statements)?;
+    if let Some(trusted) = trusted {
+        verifier = verifier.with_tree(TreeCheck {
+            trusted: Some(trusted),
+            ..TreeCheck::default()
+        });
+    }
     for record in open()? {
         if let Record::Event(event) = record.map_err(anyhow::Error::msg)? {
             verifier.event(&event).map_err(|broken| {

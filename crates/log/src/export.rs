@@ -48,6 +48,7 @@ impl Format {
 /// One record of an export, flat so that both formats share it. Events fill the
 /// event fields, statements the statement fields; `position` and `hash` are always set.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Flat<D> {
     kind: String,
     position: i64,
@@ -147,20 +148,32 @@ impl<D> Flat<D> {
             )
         };
         match self.kind.as_str() {
-            "event" => Ok(Record::Event(ChainedEvent {
-                position: self.position,
-                id: self.id.ok_or_else(|| missing("id"))?,
-                created_at: Micros(self.created_at_us.ok_or_else(|| missing("created_at_us"))?),
-                component: self.component.clone().ok_or_else(|| missing("component"))?,
-                environment: self
-                    .environment
-                    .clone()
-                    .ok_or_else(|| missing("environment"))?,
-                email: self.email.clone().ok_or_else(|| missing("email"))?,
-                message: self.message.clone().ok_or_else(|| missing("message"))?,
-                data: data(self.data.ok_or_else(|| missing("data"))?)?,
-                hash: self.hash,
-            })),
+            "event" => {
+                let created_at_us = self.created_at_us.ok_or_else(|| missing("created_at_us"))?;
+                // The list route's form is not hashed; it must say the same as what is.
+                let said = crate::events::model::seconds_text(created_at_us);
+                if self.created_at.as_ref().is_some_and(|text| *text != said) {
+                    return Err(format!(
+                        "the event at position {} says created_at {:?} but its hashed created_at_us is {created_at_us} ({said}): the file was edited",
+                        self.position,
+                        self.created_at.unwrap_or_default()
+                    ));
+                }
+                Ok(Record::Event(ChainedEvent {
+                    position: self.position,
+                    id: self.id.ok_or_else(|| missing("id"))?,
+                    created_at: Micros(created_at_us),
+                    component: self.component.clone().ok_or_else(|| missing("component"))?,
+                    environment: self
+                        .environment
+                        .clone()
+                        .ok_or_else(|| missing("environment"))?,
+                    email: self.email.clone().ok_or_else(|| missing("email"))?,
+                    message: self.message.clone().ok_or_else(|| missing("message"))?,
+                    data: data(self.data.ok_or_else(|| missing("data"))?)?,
+                    hash: self.hash,
+                }))
+            }
             "checkpoint" => Ok(Record::Statement(Statement::Checkpoint {
                 position: self.position,
                 signed_at_us: Micros(self.signed_at_us.ok_or_else(|| missing("signed_at_us"))?),

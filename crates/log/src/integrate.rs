@@ -196,6 +196,18 @@ pub async fn latest_checkpoint(db: &Db) -> Result<Option<(u64, Hash, String)>, s
     .transpose()
 }
 
+/// Every signed tree checkpoint note, by size.
+pub async fn checkpoint_notes(db: &Db) -> Result<Vec<(u64, String)>, sqlx::Error> {
+    let rows: Vec<(i64, String)> =
+        Sql::new("SELECT size, note FROM log_tree_checkpoints ORDER BY size")
+            .fetch_all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(size, note)| (size.max(0) as u64, note))
+        .collect())
+}
+
 /// Why the tree was not signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -208,35 +220,36 @@ pub enum SignError {
 }
 
 /// Signs a checkpoint of the tree as it has grown, if it grew since the last one and
-/// still extends it (its root at the last signed size is the one signed). The note.
+/// still extends the last one this process signed (`signed`, kept in memory where a
+/// database writer cannot reach it; after a restart, the newest in the database). The
+/// note; `signed` then holds the new checkpoint.
 pub async fn sign(
     db: &Db,
     key: &AuditKey,
     origin: &str,
     now: Micros,
+    signed: &mut Option<(u64, Hash)>,
 ) -> Result<Option<String>, SignError> {
     let size = grown(db).await?.size;
-    let last = latest_checkpoint(db).await?;
-    if let Some((signed, root, _)) = &last {
-        if *signed >= size {
+    let last = match signed {
+        Some(last) => Some(*last),
+        None => latest_checkpoint(db)
+            .await?
+            .map(|(size, root, _)| (size, root)),
+    };
+    if let Some((last_size, last_root)) = last {
+        if last_size >= size {
             return Ok(None);
         }
-        let (signed, root) = (*signed, *root);
-        let again = with_hashes(db, |hashes| Ok(tree::root(&hashes, signed)?)).await?;
-        match again {
-            Ok(again) if again == root => {}
-            Ok(_) => {
-                return Err(SignError::Inconsistent {
-                    size: signed,
-                    reason: "its root there differs from the signed one".into(),
-                })
-            }
-            Err(err) => {
-                return Err(SignError::Inconsistent {
-                    size: signed,
-                    reason: err.to_string(),
-                })
-            }
+        let again = with_hashes(db, |hashes| Ok(tree::root(&hashes, last_size)?)).await?;
+        if again.as_ref() != Ok(&last_root) {
+            return Err(SignError::Inconsistent {
+                size: last_size,
+                reason: match again {
+                    Ok(_) => "its root there differs from the signed one".into(),
+                    Err(err) => err.to_string(),
+                },
+            });
         }
     }
     let root = with_hashes(db, |hashes| Ok(tree::root(&hashes, size)?))
@@ -261,6 +274,7 @@ pub async fn sign(
     .bind(now)
     .execute(db)
     .await?;
+    *signed = Some((size, root));
     Ok(Some(note))
 }
 

@@ -66,12 +66,28 @@ pub async fn seal(
         return;
     }
     let period = cadence.every.min(Duration::from_secs(1));
+    let mut sealed = Sealed::default();
     loop {
         clock.sleep(period).await;
-        if let Err(err) = seal_once(&db, signing.as_ref(), cadence, clock.now()).await {
-            tracing::warn!(error = %err, "sealing the audit chain failed; retrying");
+        match seal_once(&db, signing.as_ref(), cadence, clock.now(), &mut sealed).await {
+            Ok(_) => {}
+            Err(err @ SealError::Rewritten(_)) => {
+                metrics::counter!("audit_rewrites_refused_total").increment(1);
+                tracing::error!(error = %err, "refusing to sign: the stored log no longer extends what this process signed");
+            }
+            Err(err) => tracing::warn!(error = %err, "sealing the audit chain failed; retrying"),
         }
     }
+}
+
+/// What this process signed last, kept in memory, out of a database writer's reach:
+/// nothing is signed that does not extend it.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    /// The tree's size and root.
+    tree: Option<(u64, tree::Hash)>,
+    /// The chain's position and hash.
+    chain: Option<(i64, String)>,
 }
 
 /// Why a round of sealing stopped.
@@ -79,8 +95,18 @@ pub async fn seal(
 pub enum SealError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Tree(#[from] integrate::SignError),
+    /// The stored log no longer extends what this process signed: nothing is signed.
+    #[error("{0}")]
+    Rewritten(String),
+}
+
+impl From<integrate::SignError> for SealError {
+    fn from(err: integrate::SignError) -> SealError {
+        match err {
+            integrate::SignError::Database(err) => SealError::Database(err),
+            inconsistent => SealError::Rewritten(inconsistent.to_string()),
+        }
+    }
 }
 
 /// One round of [`seal`] at `now`: the chain checkpoint it signed, if one was due. The
@@ -90,6 +116,7 @@ pub async fn seal_once(
     signing: Option<&Signing>,
     cadence: Cadence,
     now: Micros,
+    sealed: &mut Sealed,
 ) -> Result<Option<Statement>, SealError> {
     let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
     if chained > 0 {
@@ -99,7 +126,7 @@ pub async fn seal_once(
     let Some(Signing { key, origin }) = signing else {
         return Ok(None);
     };
-    integrate::sign(db, key, origin, now).await?;
+    integrate::sign(db, key, origin, now, &mut sealed.tree).await?;
     if let Some(retention) = cadence.retention {
         let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
         let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
@@ -127,8 +154,20 @@ pub async fn seal_once(
     if !due {
         return Ok(None);
     }
+    if let Some((position, hash)) = &sealed.chain {
+        let kept = match store::hash_at(db, *position).await? {
+            Some(stored) => stored == *hash,
+            None => store::removed_by_retention(db, *position).await?,
+        };
+        if !kept {
+            return Err(SealError::Rewritten(format!(
+                "the chain hash at position {position}, which this process signed, was changed or removed"
+            )));
+        }
+    }
     let checkpoint = key.checkpoint(head.position, &head.hash, now);
     store::insert_statement(db, &checkpoint).await?;
+    sealed.chain = Some((head.position, head.hash.clone()));
     Ok(Some(checkpoint))
 }
 

@@ -92,6 +92,26 @@ pub async fn head(db: &Db) -> Result<Head, sqlx::Error> {
     Ok(Head { position, hash })
 }
 
+/// The chain hash stored at `position`, if an event is there.
+pub async fn hash_at(db: &Db, position: i64) -> Result<Option<String>, sqlx::Error> {
+    Sql::new("SELECT hash FROM events WHERE position = $1")
+        .bind(position)
+        .fetch_scalar(db)
+        .await
+}
+
+/// Whether a retention marker says `position` was removed.
+pub async fn removed_by_retention(db: &Db, position: i64) -> Result<bool, sqlx::Error> {
+    let markers: Option<i64> = Sql::new(
+        "SELECT COUNT(*) FROM event_checkpoints
+         WHERE kind = 'retention' AND first_position <= $1 AND position >= $1",
+    )
+    .bind(position)
+    .fetch_scalar(db)
+    .await?;
+    Ok(markers.unwrap_or(0) > 0)
+}
+
 /// The position of the first chained event stored at or after `since`: with the
 /// head's, how many events a period holds, in one index lookup whatever the log's size.
 pub async fn first_position_since(db: &Db, since: Micros) -> Result<Option<i64>, sqlx::Error> {

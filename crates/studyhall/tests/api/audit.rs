@@ -87,6 +87,60 @@ pub(crate) async fn export(app: &TestApp, query: &str) -> String {
     response.text().await.unwrap()
 }
 
+/// Changes the message at `at` and recomputes every chain hash from there on, as a
+/// database writer who knows the canonical form can.
+async fn rewrite(app: &TestApp, at: i64, new_message: &str) {
+    let db = db(app).await;
+    let mut previous: String = Sql::new("SELECT hash FROM events WHERE position = $1")
+        .bind(at - 1)
+        .fetch_scalar(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    type Row = (i64, String, i64, String, String, String, String, String);
+    let rows: Vec<Row> = Sql::new(
+        "SELECT position, CAST(id AS TEXT), created_at, component, environment, email, message, data
+         FROM events WHERE position >= $1 ORDER BY position",
+    )
+    .bind(at)
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for (position, id, created_at, component, environment, email, message, data) in rows {
+        let message = if position == at {
+            new_message.to_owned()
+        } else {
+            message
+        };
+        let hash = Entry {
+            position,
+            id: id.parse().unwrap(),
+            created_at: Micros(created_at),
+            component: &component,
+            environment: &environment,
+            email: &email,
+            message: &message,
+            data: &data,
+        }
+        .link(&previous)
+        .unwrap();
+        Sql::new("UPDATE events SET message = $1, hash = $2 WHERE position = $3")
+            .bind(&message)
+            .bind(&hash)
+            .bind(position)
+            .execute(&db)
+            .await
+            .unwrap();
+        previous = hash;
+    }
+    Sql::new("UPDATE event_chain_head SET hash = $1")
+        .bind(&previous)
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+}
+
 on_every_backend_with! {
     audited;
 
@@ -157,45 +211,7 @@ on_every_backend_with! {
         // signed checkpoint is what they cannot recompute.
         post_events(&app, 5).await;
         let key = checkpointed(&app, 5).await;
-        let db = db(&app).await;
-        let mut previous: String = Sql::new("SELECT hash FROM events WHERE position = 2")
-            .fetch_scalar(&db)
-            .await
-            .unwrap()
-            .unwrap();
-        type Row = (i64, String, i64, String, String, String, String, String);
-        let rows: Vec<Row> = Sql::new(
-            "SELECT position, CAST(id AS TEXT), created_at, component, environment, email, message, data
-             FROM events WHERE position >= 3 ORDER BY position",
-        )
-        .fetch_all(&db)
-        .await
-        .unwrap();
-        for (position, id, created_at, component, environment, email, message, data) in rows {
-            let message = if position == 3 { "invoice 3 refunded".to_owned() } else { message };
-            let hash = Entry {
-                position,
-                id: id.parse().unwrap(),
-                created_at: Micros(created_at),
-                component: &component,
-                environment: &environment,
-                email: &email,
-                message: &message,
-                data: &data,
-            }
-            .link(&previous)
-            .unwrap();
-            Sql::new("UPDATE events SET message = $1, hash = $2 WHERE position = $3")
-                .bind(&message)
-                .bind(&hash)
-                .bind(position)
-                .execute(&db)
-                .await
-                .unwrap();
-            previous = hash;
-        }
-        Sql::new("UPDATE event_chain_head SET hash = $1").bind(&previous).execute(&db).await.unwrap();
-        db.close().await;
+        rewrite(&app, 3, "invoice 3 refunded").await;
         let position = broken_at(&app, &key).await;
         assert!((1..=3).contains(&position), "reported {position}, the change is at 3");
     }
@@ -308,6 +324,80 @@ on_every_backend_with! {
         assert_eq!(page["unchained"], 0, "{page}");
         let verified = verify_store(&app.database_url, &key).await.unwrap();
         assert_eq!(verified.events, 702);
+    }
+
+    async fn a_rewrite_with_every_checkpoint_deleted_is_caught_and_the_server_signs_none_of_it(app) {
+        post_events(&app, 5).await;
+        let key = checkpointed(&app, 5).await;
+        crate::tree::signed(&app, 5).await;
+        rewrite(&app, 3, "invoice 3 refunded").await;
+        tamper(&app, "DELETE FROM event_checkpoints").await;
+        // The tree checkpoint still signs the honest root.
+        let err = verify_store(&app.database_url, &key).await.unwrap_err();
+        assert!(format!("{err:#}").contains("tree root"), "{err:#}");
+        // The running server signs nothing over the rewritten chain.
+        post_events(&app, 2).await;
+        for _ in 0..10 {
+            app.clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+        assert_eq!(page["checkpoints"], json!([]), "signed over a rewritten chain: {page}");
+        // With the tree's checkpoints gone too, nothing signs the log: that proves nothing.
+        tamper(&app, "DELETE FROM log_tree_checkpoints").await;
+        let err = verify_store(&app.database_url, &key).await.unwrap_err();
+        assert!(format!("{err:#}").contains("no checkpoint signs"), "{err:#}");
+    }
+
+    async fn a_kept_checkpoint_catches_a_log_cut_off_below_it_with_its_checkpoints(app) {
+        post_events(&app, 3).await;
+        checkpointed(&app, 3).await;
+        crate::tree::signed(&app, 3).await;
+        post_events(&app, 2).await;
+        let key = checkpointed(&app, 5).await;
+        let (_, _, note) = crate::tree::signed(&app, 5).await;
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("checkpoint");
+        std::fs::write(&kept, &note).unwrap();
+        // The end cut off with every checkpoint that covered it: what is left verifies
+        // on its own, as a shorter log…
+        for statement in [
+            "DELETE FROM events WHERE position > 3",
+            "DELETE FROM event_checkpoints WHERE position > 3",
+            "DELETE FROM log_tree_checkpoints WHERE size > 3",
+        ] {
+            tamper(&app, statement).await;
+        }
+        verify_store(&app.database_url, &key).await.unwrap();
+        // …but not against the checkpoint the auditor kept.
+        let trusted = studyhall::audit::note::Checkpoint::open(&note, note.lines().next().unwrap(), &key).unwrap();
+        let err = studyhall::audit::cli::verify_store_trusting(&app.database_url, &key, Some(trusted)).await.unwrap_err();
+        assert!(format!("{err:#}").contains("removed from its end"), "{err:#}");
+    }
+
+    async fn an_export_with_an_edited_created_at_or_an_unknown_field_does_not_verify(app) {
+        post_events(&app, 3).await;
+        let key = checkpointed(&app, 3).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.ndjson");
+        let text = export(&app, "").await;
+        let line = text.lines().find(|line| line.contains("invoice 2 paid")).unwrap();
+        let record: Value = serde_json::from_str(line).unwrap();
+        let mut edited = record.clone();
+        edited["created_at"] = json!("1000000000.0");
+        std::fs::write(&file, text.replacen(line, &edited.to_string(), 1)).unwrap();
+        let err = verify_file(&file, &key).unwrap_err();
+        assert!(format!("{err:#}").contains("created_at"), "{err:#}");
+        let mut extra = record.clone();
+        extra["approved_by"] = json!("mallory");
+        std::fs::write(&file, text.replacen(line, &extra.to_string(), 1)).unwrap();
+        let err = verify_file(&file, &key).unwrap_err();
+        assert!(format!("{err:#}").contains("approved_by"), "{err:#}");
+        let csv = export(&app, "?format=csv").await;
+        let csv_file = dir.path().join("events.csv");
+        let (header, rest) = csv.split_once('\n').unwrap();
+        std::fs::write(&csv_file, format!("{header},approved_by\n{}", rest.replace('\n', ",x\n"))).unwrap();
+        assert!(verify_file(&csv_file, &key).is_err(), "an unknown CSV column");
     }
 
     async fn bad_export_and_checkpoint_parameters_are_refused_by_name(app) {

@@ -16,7 +16,10 @@ use crate::helpers::{json, TestApp};
 use crate::on_every_backend_with;
 
 /// The public key and the newest checkpoint note, once one covers `size` events.
-async fn signed(app: &TestApp, size: u64) -> (ed25519_dalek::VerifyingKey, Checkpoint, String) {
+pub(crate) async fn signed(
+    app: &TestApp,
+    size: u64,
+) -> (ed25519_dalek::VerifyingKey, Checkpoint, String) {
     for _ in 0..200 {
         app.clock.advance(Duration::from_secs(1));
         let response = app.get("/api/events/log/checkpoint").await;
