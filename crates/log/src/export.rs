@@ -73,6 +73,10 @@ struct Flat<D> {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     first_position: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    cutoff_us: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    chained_by_us: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     signed_at_us: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     signature: Option<String>,
@@ -100,24 +104,33 @@ impl<D> Flat<D> {
             message: Some(event.message.clone()),
             data: Some(data),
             first_position: None,
+            cutoff_us: None,
+            chained_by_us: None,
             signed_at_us: None,
             signature: None,
         }
     }
 
     fn statement(statement: &Statement) -> Flat<D> {
-        let (kind, first_position, signed_at_us, signature) = match statement {
+        let (kind, first_position, window, signed_at_us, signature) = match statement {
             Statement::Checkpoint {
                 signed_at_us,
                 signature,
                 ..
-            } => ("checkpoint", None, signed_at_us, signature),
+            } => ("checkpoint", None, None, signed_at_us, signature),
             Statement::Retention {
                 first_position,
+                window,
                 signed_at_us,
                 signature,
                 ..
-            } => ("retention", Some(*first_position), signed_at_us, signature),
+            } => (
+                "retention",
+                Some(*first_position),
+                *window,
+                signed_at_us,
+                signature,
+            ),
         };
         Flat {
             kind: kind.into(),
@@ -132,6 +145,8 @@ impl<D> Flat<D> {
             message: None,
             data: None,
             first_position,
+            cutoff_us: window.map(|window| window.cutoff_us.0),
+            chained_by_us: window.map(|window| window.chained_by_us.0),
             signed_at_us: Some(signed_at_us.0),
             signature: Some(signature.clone()),
         }
@@ -185,6 +200,13 @@ impl<D> Flat<D> {
                     .first_position
                     .ok_or_else(|| missing("first_position"))?,
                 position: self.position,
+                window: self
+                    .cutoff_us
+                    .zip(self.chained_by_us)
+                    .map(|(cutoff, chained_by)| crate::key::Window {
+                        cutoff_us: Micros(cutoff),
+                        chained_by_us: Micros(chained_by),
+                    }),
                 signed_at_us: Micros(self.signed_at_us.ok_or_else(|| missing("signed_at_us"))?),
                 signature: self.signature.clone().ok_or_else(|| missing("signature"))?,
                 hash: self.hash,
@@ -332,6 +354,8 @@ fn encode(
                     text(record.message.clone()),
                     text(record.data.map(|data| data.get().to_owned())),
                     number(record.first_position),
+                    number(record.cutoff_us),
+                    number(record.chained_by_us),
                     number(record.signed_at_us),
                     text(record.signature.clone()),
                 ];
@@ -345,7 +369,7 @@ fn encode(
     Ok(lines)
 }
 
-const CSV_HEADER: [&str; 14] = [
+const CSV_HEADER: [&str; 16] = [
     "kind",
     "position",
     "hash",
@@ -358,6 +382,8 @@ const CSV_HEADER: [&str; 14] = [
     "message",
     "data",
     "first_position",
+    "cutoff_us",
+    "chained_by_us",
     "signed_at_us",
     "signature",
 ];

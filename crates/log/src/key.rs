@@ -28,9 +28,20 @@ pub enum Statement {
         first_position: i64,
         position: i64,
         hash: String,
+        /// The policy's cutoff, and the time a signed checkpoint says every removed
+        /// event was chained by (before the cutoff). Absent on older markers.
+        #[serde(flatten, skip_serializing_if = "Option::is_none", default)]
+        window: Option<Window>,
         signed_at_us: Micros,
         signature: String,
     },
+}
+
+/// Why a retention marker's range was old enough to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    pub cutoff_us: Micros,
+    pub chained_by_us: Micros,
 }
 
 impl Statement {
@@ -72,12 +83,21 @@ impl Statement {
                 first_position,
                 position,
                 hash,
+                window,
                 signed_at_us,
                 ..
-            } => format!(
-                "studyhall audit retention\nfirst_position {first_position}\nposition {position}\nhash {hash}\nsigned_at {}\n",
-                signed_at_us.0
-            ),
+            } => {
+                let window = window.map_or(String::new(), |window| {
+                    format!(
+                        "cutoff {}\nchained_by {}\n",
+                        window.cutoff_us.0, window.chained_by_us.0
+                    )
+                });
+                format!(
+                    "studyhall audit retention\nfirst_position {first_position}\nposition {position}\nhash {hash}\n{window}signed_at {}\n",
+                    signed_at_us.0
+                )
+            }
         }
     }
 
@@ -174,15 +194,16 @@ impl AuditKey {
 
     pub fn retention(
         &self,
-        first_position: i64,
-        position: i64,
+        (first_position, position): (i64, i64),
         hash: &str,
+        window: Option<Window>,
         at: Micros,
     ) -> Statement {
         self.signed(Statement::Retention {
             first_position,
             position,
             hash: hash.to_owned(),
+            window,
             signed_at_us: at,
             signature: String::new(),
         })
@@ -262,9 +283,32 @@ mod tests {
             signature: signature.clone(),
         };
         assert!(!moved.verify(&key.public()));
-        let marker = key.retention(1, 10, &hash, Micros(5));
+        let marker = key.retention((1, 10), &hash, None, Micros(5));
         assert!(marker.verify(&key.public()));
         assert_ne!(marker.signed_text(), statement.signed_text());
+        // A marker's window is signed: another cutoff does not verify.
+        let window = Window {
+            cutoff_us: Micros(100),
+            chained_by_us: Micros(90),
+        };
+        let marker = key.retention((1, 10), &hash, Some(window), Micros(5));
+        assert!(marker.verify(&key.public()));
+        assert!(marker.signed_text().contains("cutoff 100\nchained_by 90\n"));
+        let Statement::Retention { signature, .. } = &marker else {
+            unreachable!()
+        };
+        let widened = Statement::Retention {
+            first_position: 1,
+            position: 10,
+            hash: hash.clone(),
+            window: Some(Window {
+                cutoff_us: Micros(200),
+                ..window
+            }),
+            signed_at_us: Micros(5),
+            signature: signature.clone(),
+        };
+        assert!(!widened.verify(&key.public()));
     }
 
     #[test]

@@ -100,6 +100,15 @@ pub enum SealError {
     Rewritten(String),
 }
 
+impl From<store::RetentionError> for SealError {
+    fn from(err: store::RetentionError) -> SealError {
+        match err {
+            store::RetentionError::Database(err) => SealError::Database(err),
+            altered => SealError::Rewritten(altered.to_string()),
+        }
+    }
+}
+
 impl From<integrate::SignError> for SealError {
     fn from(err: integrate::SignError) -> SealError {
         match err {

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::chain::Entry;
-use super::key::Statement;
+use super::key::{Statement, Window};
 use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
 use studyhall_core::dialect::Dialect;
@@ -475,12 +475,22 @@ pub async fn chained_after(
         .collect()
 }
 
-type StatementRow = (String, i64, Option<i64>, String, i64, String);
+type StatementRow = (
+    String,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+);
 
-const STATEMENT_COLUMNS: &str = "kind, position, first_position, hash, signed_at, signature";
+const STATEMENT_COLUMNS: &str =
+    "kind, position, first_position, hash, signed_at, signature, cutoff, chained_by";
 
 fn statement_from_row(row: StatementRow) -> Result<Statement, sqlx::Error> {
-    let (kind, position, first_position, hash, signed_at, signature) = row;
+    let (kind, position, first_position, hash, signed_at, signature, cutoff, chained_by) = row;
     let signed_at_us = Micros(signed_at);
     match (kind.as_str(), first_position) {
         ("checkpoint", _) => Ok(Statement::Checkpoint {
@@ -493,6 +503,10 @@ fn statement_from_row(row: StatementRow) -> Result<Statement, sqlx::Error> {
             first_position,
             position,
             hash,
+            window: cutoff.zip(chained_by).map(|(cutoff, chained_by)| Window {
+                cutoff_us: Micros(cutoff),
+                chained_by_us: Micros(chained_by),
+            }),
             signed_at_us,
             signature,
         }),
@@ -508,9 +522,13 @@ pub async fn insert_statement<'a>(
     on: impl Into<On<'a>>,
     statement: &Statement,
 ) -> Result<(), sqlx::Error> {
-    let (kind, first) = match statement {
-        Statement::Checkpoint { .. } => ("checkpoint", None),
-        Statement::Retention { first_position, .. } => ("retention", Some(*first_position)),
+    let (kind, first, window) = match statement {
+        Statement::Checkpoint { .. } => ("checkpoint", None, None),
+        Statement::Retention {
+            first_position,
+            window,
+            ..
+        } => ("retention", Some(*first_position), *window),
     };
     let (signed_at, signature) = match statement {
         Statement::Checkpoint {
@@ -525,8 +543,9 @@ pub async fn insert_statement<'a>(
         } => (*signed_at_us, signature),
     };
     Sql::new(
-        "INSERT INTO event_checkpoints (kind, position, first_position, hash, signed_at, signature)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "INSERT INTO event_checkpoints
+           (kind, position, first_position, hash, signed_at, signature, cutoff, chained_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
     )
     .bind(kind)
     .bind(statement.position())
@@ -534,6 +553,8 @@ pub async fn insert_statement<'a>(
     .bind(statement.hash())
     .bind(signed_at)
     .bind(signature)
+    .bind(window.map(|window| window.cutoff_us))
+    .bind(window.map(|window| window.chained_by_us))
     .execute(on)
     .await
     .map(drop)
@@ -572,35 +593,42 @@ pub async fn last_checkpoint(db: &Db) -> Result<Option<(i64, Micros)>, sqlx::Err
     Ok(row.map(|(position, at)| (position, Micros(at))))
 }
 
-/// Removes chained events created before `cutoff`, oldest first, `batch` per
-/// transaction, each transaction leaving a retention marker signed by `key` at `now`
-/// for the range it removed. Stops at the first event not old enough (positions follow commit
-/// order, close to time order), so a late old event waits for the ones before it. How
-/// many it removed.
+/// Removes the events a signed checkpoint says were chained before `cutoff`, oldest
+/// first, `batch` per transaction, each transaction leaving a retention marker signed by
+/// `key` at `now` that names the cutoff and that checkpoint's time. How old an event is
+/// is never read from its `created_at`, which a database writer could back-date: the
+/// newest checkpoint this key signed before the cutoff is the limit. Before anything is
+/// removed the whole range is checked to chain to that checkpoint's hash, so a changed
+/// event is never removed under a valid marker. How many it removed.
 pub async fn remove_before(
     db: &Db,
     key: &super::key::AuditKey,
     (cutoff, now): (Micros, Micros),
     batch: i64,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, RetentionError> {
+    let Some((limit, limit_hash, chained_by)) = retention_limit(db, key, cutoff).await? else {
+        return Ok(0);
+    };
+    check_range(db, limit, &limit_hash).await?;
+    let window = Some(super::key::Window {
+        cutoff_us: cutoff,
+        chained_by_us: chained_by,
+    });
     let mut removed = 0;
     loop {
         let mut tx = db.begin_write().await?;
-        let rows: Vec<(i64, String, i64)> = Sql::new(
-            "SELECT position, hash, created_at FROM events WHERE position IS NOT NULL
-             ORDER BY position LIMIT $1",
+        let rows: Vec<(i64, String)> = Sql::new(
+            "SELECT position, hash FROM events WHERE position IS NOT NULL AND position <= $1
+             ORDER BY position LIMIT $2",
         )
+        .bind(limit)
         .bind(batch)
         .fetch_all(&mut tx)
         .await?;
-        let old: Vec<&(i64, String, i64)> = rows
-            .iter()
-            .take_while(|(_, _, created_at)| *created_at < cutoff.0)
-            .collect();
-        let (Some(first), Some(last)) = (old.first(), old.last()) else {
+        let (Some((first, _)), Some((last, hash))) = (rows.first(), rows.last()) else {
             return Ok(removed);
         };
-        let (first, (last, hash)) = (first.0, (last.0, &last.1));
+        let (first, last) = (*first, *last);
         Sql::new(
             "DELETE FROM event_idempotency_keys WHERE event_id IN
                (SELECT id FROM events WHERE position >= $1 AND position <= $2)",
@@ -620,14 +648,106 @@ pub async fn remove_before(
             .bind(last)
             .execute(&mut tx)
             .await?;
-        let marker = key.retention(first, last, hash, now);
+        let marker = key.retention((first, last), hash, window, now);
         insert_statement(&mut tx, &marker).await?;
         tx.commit().await?;
         removed += gone;
-        if old.len() < rows.len() || (rows.len() as i64) < batch {
+        if (rows.len() as i64) < batch || last == limit {
             return Ok(removed);
         }
         // Let writers in between batches.
         tokio::task::yield_now().await;
     }
+}
+
+/// Why retention removed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The events to remove do not chain to the checkpoint: they were changed.
+    #[error("retention refused: {0}")]
+    Altered(String),
+}
+
+/// The newest chain checkpoint `key` signed before `cutoff` (its signature checked, as
+/// a database writer could insert rows): its position, hash and signing time.
+async fn retention_limit(
+    db: &Db,
+    key: &super::key::AuditKey,
+    cutoff: Micros,
+) -> Result<Option<(i64, String, Micros)>, sqlx::Error> {
+    let rows = Sql::new(&format!(
+        "SELECT {STATEMENT_COLUMNS} FROM event_checkpoints
+         WHERE kind = 'checkpoint' AND signed_at < $1 ORDER BY position DESC LIMIT 16"
+    ))
+    .bind(cutoff)
+    .fetch_all::<StatementRow>(db)
+    .await?;
+    let public = key.public();
+    for row in rows {
+        let statement = statement_from_row(row)?;
+        if let Statement::Checkpoint {
+            position,
+            hash,
+            signed_at_us,
+            ..
+        } = &statement
+        {
+            if statement.verify(&public) {
+                return Ok(Some((*position, hash.clone(), *signed_at_us)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Checks that the stored events up to `limit` chain from where the log starts (the
+/// last retention marker, or the beginning) to `limit_hash`.
+async fn check_range(db: &Db, limit: i64, limit_hash: &str) -> Result<(), RetentionError> {
+    let start: Option<(i64, String)> = Sql::new(
+        "SELECT position, hash FROM event_checkpoints WHERE kind = 'retention'
+         ORDER BY position DESC LIMIT 1",
+    )
+    .fetch_optional(db)
+    .await?;
+    let (mut next, mut previous) = match start {
+        Some((position, hash)) => (position + 1, hash),
+        None => (1, super::chain::GENESIS.to_owned()),
+    };
+    let altered = |position: i64, what: &str| {
+        RetentionError::Altered(format!(
+            "the event at position {position} {what}; nothing was removed"
+        ))
+    };
+    while next <= limit {
+        let page = chained_after(db, next - 1, 1000, &Filter::default()).await?;
+        let Some(last) = page.last().map(|event| event.position) else {
+            return Err(altered(next, "is missing"));
+        };
+        for event in page.iter().take_while(|event| event.position <= limit) {
+            if event.position != next {
+                return Err(altered(next, "is missing"));
+            }
+            let hash = event
+                .entry()
+                .link(&previous)
+                .map_err(|err| altered(event.position, &err.to_string()))?;
+            if hash != event.hash {
+                return Err(altered(event.position, "does not hash to its stored hash"));
+            }
+            previous = hash;
+            next += 1;
+        }
+        if last >= limit {
+            break;
+        }
+    }
+    if previous != limit_hash {
+        return Err(altered(
+            limit,
+            "does not chain to the hash its signed checkpoint holds (an earlier event was changed and the chain recomputed)",
+        ));
+    }
+    Ok(())
 }

@@ -373,12 +373,12 @@ mod tests {
         let events = log(&["a", "b", "c"]);
         let rest = &events[2..];
         assert_eq!(run(&key, vec![], rest).unwrap_err().position, 1);
-        let marker = key.retention(1, 2, &events[1].hash, Micros(9));
+        let marker = key.retention((1, 2), &events[1].hash, None, Micros(9));
         let checkpoint = key.checkpoint(3, &events[2].hash, Micros(9));
         let verified = run(&key, vec![marker.clone(), checkpoint], rest).unwrap();
         assert_eq!((verified.removed, verified.events), (2, 1));
         let other = AuditKey::generate().unwrap();
-        let forged = other.retention(1, 2, &events[1].hash, Micros(9));
+        let forged = other.retention((1, 2), &events[1].hash, None, Micros(9));
         assert!(run(&key, vec![forged], rest).is_err());
     }
 

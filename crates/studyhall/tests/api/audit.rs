@@ -679,6 +679,10 @@ mod retention {
                 .collect();
             assert_eq!(markers.len(), 1, "{page}");
             assert_eq!((markers[0]["first_position"].as_i64(), markers[0]["position"].as_i64()), (Some(1), Some(5)));
+            // The marker names the cutoff and when a signed checkpoint says the removed
+            // events were chained by, both under its signature.
+            let (cutoff, chained_by) = (markers[0]["cutoff_us"].as_i64().unwrap(), markers[0]["chained_by_us"].as_i64().unwrap());
+            assert!(chained_by < cutoff, "{page}");
             // The export carries the marker and verifies alone.
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("events.ndjson");
@@ -687,6 +691,35 @@ mod retention {
             // Without the marker, the removal is tampering.
             tamper(&app, "DELETE FROM event_checkpoints WHERE kind = 'retention'").await;
             assert_eq!(broken_at(&app, &key).await, 1);
+        }
+
+        async fn back_dated_rows_are_not_removed_before_their_time(app) {
+            post_events(&app, 5).await;
+            checkpointed(&app, 5).await;
+            // A database writer makes the events look years old.
+            tamper(&app, "UPDATE events SET created_at = 1000000").await;
+            for _ in 0..10 {
+                app.clock.advance(Duration::from_secs(1));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(listed(&app).await, 5, "seconds-old events were removed as if past retention");
+            let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+            assert!(page["checkpoints"].as_array().unwrap().iter().all(|s| s["kind"] != "retention"), "{page}");
+        }
+
+        async fn a_changed_event_is_never_removed_under_a_valid_marker(app) {
+            post_events(&app, 5).await;
+            checkpointed(&app, 5).await;
+            rewrite(&app, 3, "invoice 3 refunded").await;
+            app.clock.advance(KEPT);
+            post_events(&app, 2).await;
+            for _ in 0..10 {
+                app.clock.advance(Duration::from_secs(1));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(listed(&app).await, 7, "the changed range was removed");
+            let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+            assert!(page["checkpoints"].as_array().unwrap().iter().all(|s| s["kind"] != "retention"), "{page}");
         }
     }
 }
