@@ -414,6 +414,26 @@ pub struct AuditSettings {
     #[arg(long, env = "STUDYHALL_AUDIT_ORIGIN", value_parser = parse_log_origin)]
     pub audit_origin: Option<String>,
 
+    /// Witnesses asked to cosign each tree checkpoint (C2SP tlog-witness), comma
+    /// separated, each `<submission prefix URL> <witness vkey>`.
+    #[arg(long, env = "STUDYHALL_AUDIT_WITNESSES", value_delimiter = ',')]
+    pub audit_witnesses: Vec<String>,
+
+    /// Act as a witness for other logs: the Ed25519 seed (base64) this deployment
+    /// cosigns with at `POST /api/witness/add-checkpoint`.
+    #[arg(long, env = "STUDYHALL_WITNESS_KEY", hide_env_values = true)]
+    pub witness_key: Option<Secret>,
+
+    /// The witness's name (default `studyhall.invalid/witness/` and 16 hex digits of
+    /// its public key's hash).
+    #[arg(long, env = "STUDYHALL_WITNESS_NAME", value_parser = parse_log_origin)]
+    pub witness_name: Option<String>,
+
+    /// The logs this witness cosigns, comma separated, each as its checkpoint `vkey`
+    /// (`studyhall audit public-key --vkey` prints one).
+    #[arg(long, env = "STUDYHALL_WITNESS_LOGS", value_delimiter = ',')]
+    pub witness_logs: Vec<String>,
+
     #[command(flatten)]
     pub modules: AuditModules,
 }

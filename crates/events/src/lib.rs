@@ -6,6 +6,7 @@
 mod console;
 mod routes;
 mod tree;
+mod witness;
 
 pub use studyhall_log::events::store::EventStore;
 pub use studyhall_log::events::{model, query};
@@ -21,6 +22,7 @@ use utoipa_axum::routes;
 use studyhall_auth::Rule;
 use studyhall_core::config::{AuditSettings, EventSettings, ReadAccess, WriteAccess};
 use studyhall_core::sensitive::DatabaseUrl;
+use studyhall_log::cosign::Cosigner;
 use studyhall_log::key::AuditKey;
 use studyhall_log::{Cadence, Signing};
 use studyhall_module::{self as module, Core, Definition, Module};
@@ -39,6 +41,8 @@ pub struct Events {
     read: Rule,
     /// Who may post (`STUDYHALL_EVENTS_WRITE`).
     write: Rule,
+    /// This deployment as a witness of other logs, if it is one.
+    witness: Option<std::sync::Arc<witness::Witnessing>>,
 }
 
 /// What the events module starts with.
@@ -81,13 +85,22 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
         retention: settings.events.events_retention,
     };
     let public_key = key.as_ref().map(AuditKey::public_text);
+    let witnesses = audit
+        .audit_witnesses
+        .iter()
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| Cosigner::parse(text))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| anyhow::anyhow!("STUDYHALL_AUDIT_WITNESSES: {why}"))?;
     let signing = key.map(|key| Signing {
         origin: audit
             .audit_origin
             .clone()
             .unwrap_or_else(|| key.default_origin()),
         key,
+        witnesses,
     });
+    let witness = witness::configured(audit, core.clock.clone())?;
     let sealer = tokio::spawn(studyhall_log::seal(
         core.db.clone(),
         signing,
@@ -98,10 +111,16 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
         .route("/api/healthz", get(routes::health))
         .route("/api/events/", get(routes::list).post(routes::create))
         .route("/api/events/log/tile/{*tile}", get(tree::tile))
+        .route("/api/witness", get(witness::vkey))
+        .route(
+            "/api/witness/add-checkpoint",
+            axum::routing::post(witness::add_checkpoint),
+        )
         .with_state(Events {
             store,
             writer,
             public_key,
+            witness,
             read: match settings.events.events_read {
                 ReadAccess::Open => Rule::Open,
                 ReadAccess::Token => Rule::Scoped("events:read"),

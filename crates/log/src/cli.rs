@@ -38,6 +38,15 @@ pub struct KeyArgs {
     /// The signing key (else the one generated beside a SQLite database).
     #[arg(long, env = "STUDYHALL_AUDIT_SIGNING_KEY", hide_env_values = true)]
     pub audit_signing_key: Option<Secret>,
+
+    /// Print the key as the C2SP verifier key (`vkey`) of the log's tree checkpoints,
+    /// for witnesses (`STUDYHALL_WITNESS_LOGS`) and other verifiers.
+    #[arg(long)]
+    pub vkey: bool,
+
+    /// The log's origin, as the server has it (default: derived from the key).
+    #[arg(long, env = "STUDYHALL_AUDIT_ORIGIN")]
+    pub audit_origin: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +130,15 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             let key = AuditKey::load(args.audit_signing_key.as_ref(), database)?.context(
                 "no audit signing key: set STUDYHALL_AUDIT_SIGNING_KEY (generated ones exist only with SQLite)",
             )?;
-            print(&key.public_text())?;
+            if args.vkey {
+                let origin = args
+                    .audit_origin
+                    .clone()
+                    .unwrap_or_else(|| key.default_origin());
+                print(&crate::note::verifier_key(&origin, &key.public()))?;
+            } else {
+                print(&key.public_text())?;
+            }
         }
         AuditCommand::NewKey => print(&AuditKey::generate()?.private_text())?,
         AuditCommand::Verify(args) => {

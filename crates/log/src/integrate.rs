@@ -301,7 +301,7 @@ impl TilePath {
     pub fn parse(path: &str) -> Option<TilePath> {
         let (path, width) = match path.split_once(".p/") {
             Some((path, width)) => {
-                let width: u16 = canonical_decimal(width)?;
+                let width: u16 = crate::note::decimal(width)?;
                 if !(1..TILE_WIDTH).contains(&width) {
                     return None;
                 }
@@ -310,7 +310,7 @@ impl TilePath {
             None => (path, TILE_WIDTH),
         };
         let (level, index) = path.split_once('/')?;
-        let level: u8 = canonical_decimal(level).filter(|level| *level <= 63)?;
+        let level: u8 = crate::note::decimal(level).filter(|level| *level <= 63)?;
         let parts: Vec<&str> = index.split('/').collect();
         let (last, leading) = parts.split_last()?;
         let mut n: u64 = 0;
@@ -342,13 +342,6 @@ impl TilePath {
                 .collect(),
         )
     }
-}
-
-fn canonical_decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
-    let canonical = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    canonical.then(|| text.parse().ok()).flatten()
 }
 
 fn three_digits(text: &str) -> Option<u64> {

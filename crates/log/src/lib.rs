@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod cosign;
 pub mod events;
 pub mod export;
 pub mod integrate;
@@ -16,6 +17,7 @@ pub mod receipt;
 pub mod store;
 pub mod tree;
 pub mod verify;
+pub mod witness;
 
 use std::time::Duration;
 
@@ -43,11 +45,13 @@ pub struct Cadence {
     pub retention: Option<Duration>,
 }
 
-/// The key that signs, and the name the log signs under (C2SP `origin`).
+/// The key that signs, the name the log signs under (C2SP `origin`), and the
+/// witnesses asked to cosign.
 #[derive(Debug, Clone)]
 pub struct Signing {
     pub key: AuditKey,
     pub origin: String,
+    pub witnesses: Vec<cosign::Cosigner>,
 }
 
 /// Chains what is unchained, grows the tree over it, removes what the retention policy
@@ -66,7 +70,13 @@ pub async fn seal(
         return;
     }
     let period = cadence.every.min(Duration::from_secs(1));
-    let mut sealed = Sealed::default();
+    let mut sealed = Sealed {
+        witnesses: signing
+            .as_ref()
+            .map(|signing| signing.witnesses.clone())
+            .unwrap_or_default(),
+        ..Sealed::default()
+    };
     loop {
         clock.sleep(period).await;
         match seal_once(&db, signing.as_ref(), cadence, clock.now(), &mut sealed).await {
@@ -88,6 +98,9 @@ pub struct Sealed {
     tree: Option<(u64, tree::Hash)>,
     /// The chain's position and hash.
     chain: Option<(i64, String)>,
+    /// The witnesses, each with the size it cosigned last.
+    witnesses: Vec<cosign::Cosigner>,
+    client: reqwest::Client,
 }
 
 /// Why a round of sealing stopped.
@@ -132,10 +145,20 @@ pub async fn seal_once(
         tracing::info!(chained, "gave stored events their place in the audit chain");
     }
     while integrate::grow(db, TREE_BATCH).await? == TREE_BATCH as u64 {}
-    let Some(Signing { key, origin }) = signing else {
+    let Some(Signing { key, origin, .. }) = signing else {
         return Ok(None);
     };
-    integrate::sign(db, key, origin, now, &mut sealed.tree).await?;
+    if integrate::sign(db, key, origin, now, &mut sealed.tree)
+        .await?
+        .is_some()
+    {
+        let size = sealed.tree.map_or(0, |(size, _)| size);
+        for witness in &mut sealed.witnesses {
+            if let Err(err) = cosign::ask(db, &sealed.client, witness, size).await {
+                tracing::warn!(witness = %witness.vkey.name, error = %err, "a witness did not cosign");
+            }
+        }
+    }
     if let Some(retention) = cadence.retention {
         let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
         let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;

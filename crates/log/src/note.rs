@@ -45,6 +45,28 @@ pub fn verifier_key(name: &str, public: &VerifyingKey) -> String {
     )
 }
 
+/// A decimal number written as the C2SP formats write them: digits only, no leading
+/// zero (but `0` itself).
+pub fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    canonical.then(|| text.parse().ok()).flatten()
+}
+
+/// Lines of base64 SHA-256 hashes (a proof), in order.
+pub fn hash_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Hash>, String> {
+    lines
+        .map(|line| {
+            STANDARD
+                .decode(line)
+                .ok()
+                .and_then(|hash| Hash::try_from(hash).ok())
+                .ok_or_else(|| format!("`{line}` is not a base64 SHA-256 hash"))
+        })
+        .collect()
+}
+
 /// A name a key may have: non-empty, no spaces, no `+`.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -168,13 +190,9 @@ impl Checkpoint {
             .next()
             .filter(|origin| !origin.is_empty())
             .ok_or(NoteError::Malformed("a checkpoint starts with its origin"))?;
-        let size = lines
-            .next()
-            .filter(|size| size == &"0" || !size.starts_with('0'))
-            .and_then(|size| size.parse().ok())
-            .ok_or(NoteError::Malformed(
-                "a checkpoint's second line is its size",
-            ))?;
+        let size = lines.next().and_then(decimal).ok_or(NoteError::Malformed(
+            "a checkpoint's second line is its size",
+        ))?;
         let root = lines
             .next()
             .and_then(|root| STANDARD.decode(root).ok())

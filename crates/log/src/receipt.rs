@@ -62,18 +62,9 @@ impl Receipt {
         let index = lines
             .next()
             .and_then(|line| line.strip_prefix("index "))
-            .filter(|n| *n == "0" || !n.starts_with('0'))
-            .and_then(|n| n.parse().ok())
+            .and_then(crate::note::decimal)
             .ok_or("the third line is not `index` and a decimal number")?;
-        let proof = lines
-            .map(|line| {
-                STANDARD
-                    .decode(line)
-                    .ok()
-                    .and_then(|hash| Hash::try_from(hash).ok())
-                    .ok_or_else(|| format!("`{line}` is not a base64 SHA-256 hash"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let proof = crate::note::hash_lines(lines)?;
         Ok(Receipt {
             entry,
             index,

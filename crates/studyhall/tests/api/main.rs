@@ -25,6 +25,7 @@ mod social;
 mod stats;
 mod streams;
 mod tree;
+mod witness;
 mod writers;
 
 use helpers::{Case, Need};
