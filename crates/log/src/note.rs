@@ -67,6 +67,18 @@ pub fn hash_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Hash>,
         .collect()
 }
 
+/// `head` (its lines), a proof as base64 lines, an empty line, then a signed `note`:
+/// the shape of a receipt and of a witness request.
+pub fn with_proof(mut head: String, proof: &[Hash], note: &str) -> String {
+    for hash in proof {
+        head.push_str(&STANDARD.encode(hash));
+        head.push('\n');
+    }
+    head.push('\n');
+    head.push_str(note);
+    head
+}
+
 /// A name a key may have: non-empty, no spaces, no `+`.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()

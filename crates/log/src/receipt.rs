@@ -32,18 +32,12 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn text(&self) -> String {
-        let mut out = format!(
+        let head = format!(
             "{HEADER}\nextra {}\nindex {}\n",
             STANDARD.encode(&self.entry),
             self.index
         );
-        for hash in &self.proof {
-            out.push_str(&STANDARD.encode(hash));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.note);
-        out
+        crate::note::with_proof(head, &self.proof, &self.note)
     }
 
     pub fn parse(text: &str) -> Result<Receipt, String> {

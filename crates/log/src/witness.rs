@@ -152,14 +152,7 @@ pub struct AddCheckpoint {
 
 impl AddCheckpoint {
     pub fn text(&self) -> String {
-        let mut out = format!("old {}\n", self.old);
-        for hash in &self.proof {
-            out.push_str(&STANDARD.encode(hash));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.note);
-        out
+        note::with_proof(format!("old {}\n", self.old), &self.proof, &self.note)
     }
 
     pub fn parse(body: &str) -> Result<AddCheckpoint, String> {
