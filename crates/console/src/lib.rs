@@ -75,6 +75,7 @@ fn start(core: &Core, settings: &ConsoleSettings) -> anyhow::Result<Module> {
             db: core.db.clone(),
             redis: core.redis.clone(),
             draining: Default::default(),
+            notices: core.notices.clone(),
         },
         settings: Arc::new(settings.clone()),
         audited: core.audited.audits("console"),

@@ -99,6 +99,10 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
             .unwrap_or_else(|| key.default_origin()),
         key,
         witnesses,
+        kept: settings
+            .database_url
+            .sqlite_file()
+            .map(|file| std::path::PathBuf::from(format!("{}.audit-signed", file.display()))),
     });
     let witness = witness::configured(audit, core.clock.clone())?;
     let sealer = tokio::spawn(studyhall_log::seal(
@@ -106,6 +110,7 @@ fn start(core: &Core, settings: &Settings) -> anyhow::Result<Module> {
         signing,
         cadence,
         (core.audited.audit_chain, core.clock.clone()),
+        core.notices.clone(),
     ));
     let routes = routes()
         .route("/api/healthz", get(routes::health))

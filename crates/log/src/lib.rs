@@ -52,6 +52,9 @@ pub struct Signing {
     pub key: AuditKey,
     pub origin: String,
     pub witnesses: Vec<cosign::Cosigner>,
+    /// A file outside the database where what was signed last is kept across restarts
+    /// (beside a SQLite database file; none on PostgreSQL, where witnesses hold it).
+    pub kept: Option<std::path::PathBuf>,
 }
 
 /// Chains what is unchained, grows the tree over it, removes what the retention policy
@@ -64,26 +67,36 @@ pub async fn seal(
     signing: Option<Signing>,
     cadence: Cadence,
     (chain, clock): (bool, Clock),
+    notices: studyhall_core::http::ops::Notices,
 ) {
     if !chain {
         tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
         return;
     }
     let period = cadence.every.min(Duration::from_secs(1));
-    let mut sealed = Sealed {
-        witnesses: signing
-            .as_ref()
-            .map(|signing| signing.witnesses.clone())
-            .unwrap_or_default(),
-        ..Sealed::default()
-    };
+    let kept = signing.as_ref().and_then(|signing| signing.kept.clone());
+    let mut sealed = kept.as_deref().map(Sealed::read).unwrap_or_default();
+    sealed.witnesses = signing
+        .as_ref()
+        .map(|signing| signing.witnesses.clone())
+        .unwrap_or_default();
     loop {
         clock.sleep(period).await;
         match seal_once(&db, signing.as_ref(), cadence, clock.now(), &mut sealed).await {
-            Ok(_) => {}
-            Err(err @ SealError::Rewritten(_)) => {
+            Ok(_) => {
+                notices.clear(NOTICE);
+                if let Some(path) = &kept {
+                    sealed.write(path);
+                }
+            }
+            Err(SealError::Rewritten(why)) => {
                 metrics::counter!("audit_rewrites_refused_total").increment(1);
-                tracing::error!(error = %err, "refusing to sign: the stored log no longer extends what this process signed");
+                tracing::error!(error = %why, "refusing to sign: the stored log no longer extends what this process signed");
+                notices.set(NOTICE, format!("refusing to sign: {why}"));
+                if sealed.alerted.as_deref() != Some(why.as_str()) {
+                    alert(&db, &why, clock.now()).await;
+                    sealed.alerted = Some(why);
+                }
             }
             Err(err) => tracing::warn!(error = %err, "sealing the audit chain failed; retrying"),
         }
@@ -101,6 +114,82 @@ pub struct Sealed {
     /// The witnesses, each with the size it cosigned last.
     witnesses: Vec<cosign::Cosigner>,
     client: reqwest::Client,
+    /// The refusal last recorded in the log, so each is recorded once.
+    alerted: Option<String>,
+    /// What was last written to the kept file.
+    written: Option<String>,
+}
+
+impl Sealed {
+    /// What a previous run kept in `path` (nothing if it is missing or unreadable).
+    fn read(path: &std::path::Path) -> Sealed {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Sealed::default();
+        };
+        let mut sealed = Sealed::default();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields.as_slice() {
+                ["tree", size, root] => {
+                    let root = chain::decode_hex(root).ok();
+                    sealed.tree = size.parse().ok().zip(root);
+                }
+                ["chain", position, hash] => {
+                    sealed.chain = position
+                        .parse()
+                        .ok()
+                        .map(|position| (position, (*hash).to_owned()));
+                }
+                _ => {}
+            }
+        }
+        sealed
+    }
+
+    /// Keeps what was signed last in `path` (replaced whole, so a crash leaves the old
+    /// or the new, never half).
+    fn write(&mut self, path: &std::path::Path) {
+        let mut text = String::new();
+        if let Some((size, root)) = &self.tree {
+            text.push_str(&format!("tree {size} {}\n", chain::hex(root)));
+        }
+        if let Some((position, hash)) = &self.chain {
+            text.push_str(&format!("chain {position} {hash}\n"));
+        }
+        if text.is_empty() || self.written.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let temporary = path.with_extension("signed-tmp");
+        let written =
+            std::fs::write(&temporary, &text).and_then(|()| std::fs::rename(&temporary, path));
+        match written {
+            Ok(()) => self.written = Some(text),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "keeping what was signed last failed")
+            }
+        }
+    }
+}
+
+/// The subject of the sealer's notice on `/ready`.
+const NOTICE: &str = "audit_log";
+
+/// Records in the log itself that signing stopped, and why: an event anyone reading
+/// the log sees (`studyhall.audit`, `audit.signing_refused`).
+async fn alert(db: &Db, why: &str, now: Micros) {
+    let decision = Decision::new(
+        "studyhall.audit",
+        "audit.signing_refused",
+        Actor::system(),
+        serde_json::json!({ "reason": why }),
+    );
+    let recorded = match db.begin_write().await {
+        Ok(tx) => commit(tx, &[decision], now).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = recorded {
+        tracing::error!(error = %err, "recording that signing stopped failed");
+    }
 }
 
 /// Why a round of sealing stopped.

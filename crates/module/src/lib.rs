@@ -38,6 +38,8 @@ pub struct Core {
     pub clock: Clock,
     /// The console pages the modules started so far serve, for the console to mount.
     pub console: ConsolePages,
+    /// What `/ready` shows an operator.
+    pub notices: studyhall_core::http::ops::Notices,
 }
 
 /// What the modules add to the console, in the order the modules start: their pages,
@@ -115,6 +117,7 @@ impl Core {
             audited: audited.clone(),
             clock,
             console: ConsolePages::default(),
+            notices: Default::default(),
         };
         Ok((core, enqueuer.into_iter().chain([recording]).collect()))
     }

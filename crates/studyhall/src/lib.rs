@@ -114,6 +114,7 @@ pub async fn build_app(settings: &ServeSettings) -> anyhow::Result<App> {
         db: db.clone(),
         redis: core.redis.clone(),
         draining: draining.clone(),
+        notices: core.notices.clone(),
     });
     for plugin in &selected {
         let module = (plugin.start)(&core, settings)

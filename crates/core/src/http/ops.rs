@@ -21,6 +21,33 @@ pub struct Readiness {
     pub db: Db,
     pub redis: Option<RedisHandle>,
     pub draining: Draining,
+    pub notices: Notices,
+}
+
+/// What a part of the server wants an operator to see on `/ready` without taking the
+/// instance out of service (e.g. the audit log refusing to sign): by subject.
+#[derive(Clone, Debug, Default)]
+pub struct Notices(Arc<std::sync::RwLock<std::collections::BTreeMap<&'static str, String>>>);
+
+impl Notices {
+    pub fn set(&self, subject: &'static str, notice: String) {
+        if let Ok(mut notices) = self.0.write() {
+            notices.insert(subject, notice);
+        }
+    }
+
+    pub fn clear(&self, subject: &'static str) {
+        if let Ok(mut notices) = self.0.write() {
+            notices.remove(subject);
+        }
+    }
+
+    fn all(&self) -> std::collections::BTreeMap<&'static str, String> {
+        self.0
+            .read()
+            .map(|notices| notices.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Whether the server is draining before it stops: `/ready` then fails at once, so the
@@ -79,7 +106,7 @@ pub async fn health() -> Json<serde_json::Value> {
 /// Readiness: the database, and Redis when configured, answer within 2 s.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
-        (status = 200, description = "Every dependency answers", body = Object, example = json!({"status": "ready", "database": "ok", "redis": "ok"})),
+        (status = 200, description = "Every dependency answers; `notices` says what an operator should look at (e.g. the audit log refusing to sign)", body = Object, example = json!({"status": "ready", "database": "ok", "redis": "ok"})),
         (status = 503, description = "A dependency does not answer (`detail` names it), or the server is draining before it stops", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(
@@ -104,6 +131,10 @@ pub async fn ready(
             Ok(Err(err)) => return Err(not_ready("redis", &err)),
             Err(_) => return Err(not_ready("redis", &"no answer within 2 s")),
         }
+    }
+    let notices = readiness.notices.all();
+    if !notices.is_empty() {
+        body["notices"] = json!(notices);
     }
     Ok(Json(body))
 }

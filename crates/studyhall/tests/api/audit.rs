@@ -87,6 +87,30 @@ pub(crate) async fn export(app: &TestApp, query: &str) -> String {
     response.text().await.unwrap()
 }
 
+/// The admin token of the tests that configure one.
+const ADMIN: &str = "audit-admin-token-0123456789";
+
+/// Events the service recorded with `component` and `message` (read with the admin
+/// token, which reads whatever `STUDYHALL_EVENTS_READ` says).
+async fn recorded_in(app: &TestApp, component: &str, message: &str) -> Vec<Value> {
+    let response = app
+        .client
+        .get(app.url(&format!("/api/events?component={component}&limit=1000")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = json(response).await;
+    assert_eq!(status, 200, "{page}");
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["message"] == message)
+        .cloned()
+        .collect()
+}
+
 /// Changes the message at `at` and recomputes every chain hash from there on, as a
 /// database writer who knows the canonical form can.
 async fn rewrite(app: &TestApp, at: i64, new_message: &str) {
@@ -343,6 +367,14 @@ on_every_backend_with! {
         }
         let (_, page) = json(app.get("/api/events/checkpoints").await).await;
         assert_eq!(page["checkpoints"], json!([]), "signed over a rewritten chain: {page}");
+        // It says so on /ready (still ready: the service keeps taking events) and in
+        // the log itself, once.
+        let (status, ready) = json(app.get("/ready").await).await;
+        assert_eq!(status, 200, "{ready}");
+        assert!(ready["notices"]["audit_log"].as_str().unwrap().contains("refusing to sign"), "{ready}");
+        let alerts = recorded_in(&app, "studyhall.audit", "audit.signing_refused").await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0]["data"]["reason"].as_str().unwrap().contains("position 5"), "{alerts:?}");
         // With the tree's checkpoints gone too, nothing signs the log: that proves nothing.
         tamper(&app, "DELETE FROM log_tree_checkpoints").await;
         let err = verify_store(&app.database_url, &key).await.unwrap_err();
@@ -419,13 +451,46 @@ on_every_backend_with! {
     }
 }
 
+/// A SQLite server keeps what it signed last beside the database file: restarted
+/// after a database writer rewrote the chain and deleted every checkpoint, it still
+/// signs none of the rewrite.
+async fn a_restarted_server_still_refuses_to_sign_over_what_was_rewritten() {
+    let key = AuditKey::generate().unwrap().private_text();
+    let configure = |settings: &mut ServeSettings| {
+        audited(settings);
+        settings.audit.audit_signing_key = Some(key.parse().unwrap());
+    };
+    let app = TestApp::sqlite_with(configure).await;
+    post_events(&app, 5).await;
+    checkpointed(&app, 5).await;
+    crate::tree::signed(&app, 5).await;
+    rewrite(&app, 3, "invoice 3 refunded").await;
+    tamper(&app, "DELETE FROM event_checkpoints").await;
+    tamper(&app, "DELETE FROM log_tree_checkpoints").await;
+    let app = app.restart(configure).await;
+    post_events(&app, 2).await;
+    for _ in 0..10 {
+        app.clock.advance(Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, page) = json(app.get("/api/events/checkpoints").await).await;
+    assert_eq!(
+        page["checkpoints"],
+        json!([]),
+        "signed over a rewritten chain after a restart: {page}"
+    );
+    let (_, ready) = json(app.get("/ready").await).await;
+    assert!(ready["notices"]["audit_log"].is_string(), "{ready}");
+    app.stop().await;
+}
+crate::case!(a_restarted_server_still_refuses_to_sign_over_what_was_rewritten);
+
 /// Who may read and post.
 mod access {
     use super::*;
     use crate::on_every_backend_each;
 
     const SECRET: &str = "audit-test-secret-0123456789abcdef";
-    const ADMIN: &str = "audit-admin-token-0123456789";
 
     fn token_with(sub: &str, extra: Value) -> String {
         crate::helpers::token_with(SECRET, sub, extra)
@@ -473,26 +538,6 @@ mod access {
     /// Events the service recorded about its event log with `message`.
     async fn recorded(app: &TestApp, message: &str) -> Vec<Value> {
         recorded_in(app, "studyhall.events", message).await
-    }
-
-    /// Events the service recorded with `component` and `message`.
-    async fn recorded_in(app: &TestApp, component: &str, message: &str) -> Vec<Value> {
-        let response = app
-            .client
-            .get(app.url(&format!("/api/events?component={component}&limit=1000")))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
-        let (status, page) = json(response).await;
-        assert_eq!(status, 200, "{page}");
-        page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|event| event["message"] == message)
-            .cloned()
-            .collect()
     }
 
     on_every_backend_each! {
@@ -717,9 +762,14 @@ mod retention {
                 app.clock.advance(Duration::from_secs(1));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            assert_eq!(listed(&app).await, 7, "the changed range was removed");
+            let (_, billing) = json(app.get("/api/events?component=billing&limit=1000").await).await;
+            assert_eq!(billing["events"].as_array().unwrap().len(), 7, "the changed range was removed");
             let (_, page) = json(app.get("/api/events/checkpoints").await).await;
             assert!(page["checkpoints"].as_array().unwrap().iter().all(|s| s["kind"] != "retention"), "{page}");
+            // The refusal is on /ready and in the log.
+            let (_, ready) = json(app.get("/ready").await).await;
+            assert!(ready["notices"]["audit_log"].as_str().unwrap().contains("retention refused"), "{ready}");
+            assert_eq!(recorded_in(&app, "studyhall.audit", "audit.signing_refused").await.len(), 1);
         }
     }
 }

@@ -404,6 +404,10 @@ impl TestApp {
 
     /// Stops the server the way SIGTERM does and waits for it to flush.
     pub async fn stop(mut self) {
+        self.stop_server().await;
+    }
+
+    async fn stop_server(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -413,6 +417,14 @@ impl TestApp {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
+    }
+
+    /// Stops the server and starts a new one on the same database, as a restart does:
+    /// nothing the old process held in memory survives.
+    pub async fn restart(mut self, configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
+        self.stop_server().await;
+        let database = std::mem::replace(&mut self._database, TestDatabase::Borrowed);
+        TestApp::spawn(self.database_url.clone(), database, configure).await
     }
 }
 
