@@ -11,6 +11,7 @@ use super::export::{self, Format, Record};
 use super::integrate;
 use super::key::{self, AuditKey};
 use super::note::Checkpoint;
+use super::policy::Policy;
 use super::store::{self, Filter};
 use super::verify::{Broken, TreeCheck, Verified, Verifier};
 use studyhall_core::config::DatabaseSettings;
@@ -70,6 +71,12 @@ pub struct VerifyArgs {
     /// nor cut off, whatever else was changed in the database since.
     #[arg(long)]
     pub trusted_checkpoint: Option<PathBuf>,
+
+    /// A trust policy (C2SP tlog-policy: the logs, the witnesses and the quorum of
+    /// cosignatures): a receipt's checkpoint, or a store's newest tree checkpoint, must
+    /// meet it.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 
     /// The deployment's public key, as `studyhall audit public-key` prints it, or a file
     /// holding it.
@@ -143,9 +150,15 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::NewKey => print(&AuditKey::generate()?.private_text())?,
         AuditCommand::Verify(args) => {
             let public = public_key(&args.public_key)?;
+            let policy = args.policy.as_deref().map(read_policy).transpose()?;
             if let Some(path) = &args.proof {
-                print(&verify_proof(path, &public)?)?;
+                print(&verify_proof(path, &public, policy.as_ref())?)?;
                 return Ok(());
+            }
+            if let (Some(policy), Some(url)) = (&policy, &args.database_url) {
+                print(&verify_newest_against(url, policy).await?)?;
+            } else if policy.is_some() {
+                anyhow::bail!("--policy applies to --proof and --database-url (an export carries no tree checkpoint)");
             }
             let trusted = args
                 .trusted_checkpoint
@@ -381,10 +394,33 @@ pub fn verify_file_trusting(
     Ok(verifier.finish()?)
 }
 
-/// Verifies a receipt; what it proves, in a sentence.
+fn read_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Policy::parse(&text).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))
+}
+
+/// Checks a store's newest tree checkpoint against `policy`.
+async fn verify_newest_against(url: &DatabaseUrl, policy: &Policy) -> anyhow::Result<String> {
+    let db = open_existing(url).await?;
+    let newest = integrate::latest_checkpoint(&db).await;
+    db.close().await;
+    let (size, _, note) =
+        newest?.context("the store has no tree checkpoint to hold to the policy")?;
+    policy
+        .check(&note)
+        .map_err(|why| anyhow::anyhow!("the newest tree checkpoint (size {size}): {why}"))?;
+    Ok(format!(
+        "the newest tree checkpoint (size {size}) meets the policy"
+    ))
+}
+
+/// Verifies a receipt (and, with a policy, its checkpoint's cosignatures); what it
+/// proves, in a sentence.
 pub fn verify_proof(
     path: &std::path::Path,
     public: &ed25519_dalek::VerifyingKey,
+    policy: Option<&Policy>,
 ) -> anyhow::Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -399,9 +435,21 @@ pub fn verify_proof(
         ),
         _ => format!("entry {}", receipt.index),
     };
+    if let Some(policy) = policy {
+        policy
+            .check(&receipt.note)
+            .map_err(|why| anyhow::anyhow!("{} does not meet the policy: {why}", path.display()))?;
+    }
     Ok(format!(
-        "verified: {described} is entry {} of the log {} at size {}, signed by this key",
-        receipt.index, checkpoint.origin, checkpoint.size
+        "verified: {described} is entry {} of the log {} at size {}, signed by this key{}",
+        receipt.index,
+        checkpoint.origin,
+        checkpoint.size,
+        if policy.is_some() {
+            " and cosigned as the policy requires"
+        } else {
+            ""
+        }
     ))
 }
 

@@ -13,6 +13,7 @@ pub mod export;
 pub mod integrate;
 pub mod key;
 pub mod note;
+pub mod policy;
 pub mod receipt;
 pub mod store;
 pub mod tree;

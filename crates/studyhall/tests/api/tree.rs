@@ -117,11 +117,11 @@ on_every_backend_with! {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("event.tlog-proof");
             std::fs::write(&file, &text).unwrap();
-            let said = studyhall::audit::cli::verify_proof(&file, &key).unwrap();
+            let said = studyhall::audit::cli::verify_proof(&file, &key, None).unwrap();
             assert!(said.contains(id.as_str()) && said.contains("size 6"), "{said}");
             let moved = text.replacen(&format!("index {index}\n"), &format!("index {}\n", (index + 1) % 6), 1);
             std::fs::write(&file, &moved).unwrap();
-            assert!(studyhall::audit::cli::verify_proof(&file, &key).is_err(), "a receipt moved to another index");
+            assert!(studyhall::audit::cli::verify_proof(&file, &key, None).is_err(), "a receipt moved to another index");
         }
         let (status, problem) = json(app.get("/api/events/0195d6f0-0000-7000-8000-000000000000/proof").await).await;
         assert_eq!(status, 404, "{problem}");

@@ -127,6 +127,64 @@ async fn the_witness_cosigns_each_extension_and_the_log_publishes_it() {
             >= 2,
         "{note}"
     );
+    // An event's receipt carries the cosigned checkpoint: an auditor's policy that
+    // requires this witness accepts it, one that requires another witness does not.
+    let (_, page) = json(pair.log.get("/api/events?limit=1").await).await;
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    let receipt = pair
+        .log
+        .get(&format!("/api/events/{id}/proof"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (proof, policy) = (
+        dir.path().join("event.tlog-proof"),
+        dir.path().join("policy"),
+    );
+    std::fs::write(&proof, &receipt).unwrap();
+    let log_vkey = note::verifier_key(&pair.log_key.default_origin(), &pair.log_key.public());
+    std::fs::write(
+        &policy,
+        format!(
+            "log {log_vkey}\nwitness W {}\nquorum W\n",
+            pair.witness_vkey.text()
+        ),
+    )
+    .unwrap();
+    let policy_of = |path: &std::path::Path| {
+        studyhall::audit::policy::Policy::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let said = studyhall::audit::cli::verify_proof(
+        &proof,
+        &pair.log_key.public(),
+        Some(&policy_of(&policy)),
+    )
+    .unwrap();
+    assert!(said.contains("cosigned as the policy requires"), "{said}");
+    let absent = Witness::configure(
+        &AuditKey::generate().unwrap().private_text(),
+        Some("absent.example".into()),
+        &[],
+    )
+    .unwrap();
+    std::fs::write(
+        &policy,
+        format!(
+            "log {log_vkey}\nwitness W {}\nwitness V {}\ngroup both all W V\nquorum both\n",
+            pair.witness_vkey.text(),
+            absent.vkey().text()
+        ),
+    )
+    .unwrap();
+    let err = studyhall::audit::cli::verify_proof(
+        &proof,
+        &pair.log_key.public(),
+        Some(&policy_of(&policy)),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("quorum"), "{err}");
     pair.log.stop().await;
     pair.witness.stop().await;
 }
