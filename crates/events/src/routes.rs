@@ -229,7 +229,8 @@ pub(crate) async fn checkpoints(
     // Read in this order while the sealer may chain and sign in between: the head read
     // after the checkpoints is never behind one of them (the chain only grows), and the
     // events not yet chained are counted after the head.
-    let mut checkpoints = store::statements(&db, after, i64::MAX, i64::from(limit) + 1).await?;
+    let mut checkpoints =
+        studyhall_log::statements::statements(&db, after, i64::MAX, i64::from(limit) + 1).await?;
     let head = store::head(&db).await?;
     let unchained = store::unchained(&db).await?;
     let next_after = (checkpoints.len() > limit as usize).then(|| {

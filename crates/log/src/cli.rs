@@ -310,7 +310,7 @@ pub async fn verify_db(
     public: &ed25519_dalek::VerifyingKey,
     trusted: Option<Checkpoint>,
 ) -> anyhow::Result<Verified> {
-    let statements = store::statements(db, i64::MIN, i64::MAX, i64::MAX)
+    let statements = crate::statements::statements(db, i64::MIN, i64::MAX, i64::MAX)
         .await
         .context("reading the signed statements")?;
     let tree = tree_check(db, public, trusted).await?;

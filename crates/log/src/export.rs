@@ -291,7 +291,7 @@ pub fn export(
             } else {
                 cursor.after
             };
-            store::statements(&cursor.db, from, last, i64::MAX).await?
+            crate::statements::statements(&cursor.db, from, last, i64::MAX).await?
         } else {
             Vec::new()
         };

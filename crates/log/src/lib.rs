@@ -15,6 +15,8 @@ pub mod key;
 pub mod note;
 pub mod policy;
 pub mod receipt;
+pub mod retention;
+pub mod statements;
 pub mod store;
 pub mod tree;
 pub mod verify;
@@ -203,10 +205,10 @@ pub enum SealError {
     Rewritten(String),
 }
 
-impl From<store::RetentionError> for SealError {
-    fn from(err: store::RetentionError) -> SealError {
+impl From<retention::RetentionError> for SealError {
+    fn from(err: retention::RetentionError) -> SealError {
         match err {
-            store::RetentionError::Database(err) => SealError::Database(err),
+            retention::RetentionError::Database(err) => SealError::Database(err),
             altered => SealError::Rewritten(altered.to_string()),
         }
     }
@@ -251,7 +253,7 @@ pub async fn seal_once(
     }
     if let Some(retention) = cadence.retention {
         let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
-        let removed = store::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
+        let removed = retention::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
         if removed > 0 {
             metrics::counter!("audit_events_removed_total").increment(removed);
             tracing::info!(
@@ -265,7 +267,7 @@ pub async fn seal_once(
     if head.position == 0 {
         return Ok(None);
     }
-    let due = match store::last_checkpoint(db).await? {
+    let due = match statements::last_checkpoint(db).await? {
         None => true,
         Some((position, at)) => {
             let waited = Duration::from_micros(now.0.saturating_sub(at.0).max(0) as u64);
@@ -279,7 +281,7 @@ pub async fn seal_once(
     if let Some((position, hash)) = &sealed.chain {
         let kept = match store::hash_at(db, *position).await? {
             Some(stored) => stored == *hash,
-            None => store::removed_by_retention(db, *position).await?,
+            None => retention::removed_by_retention(db, *position).await?,
         };
         if !kept {
             return Err(SealError::Rewritten(format!(
@@ -288,7 +290,7 @@ pub async fn seal_once(
         }
     }
     let checkpoint = key.checkpoint(head.position, &head.hash, now);
-    store::insert_statement(db, &checkpoint).await?;
+    statements::insert_statement(db, &checkpoint).await?;
     sealed.chain = Some((head.position, head.hash.clone()));
     Ok(Some(checkpoint))
 }

@@ -215,7 +215,7 @@ on_every_backend_with! {
             .unwrap();
         Sql::new("DELETE FROM event_checkpoints WHERE position = 2").execute(&db).await.unwrap();
         let forged = forger.checkpoint(2, &hash, Micros::now());
-        studyhall::audit::store::insert_statement(&db, &forged).await.unwrap();
+        studyhall::audit::statements::insert_statement(&db, &forged).await.unwrap();
         db.close().await;
         assert_eq!(broken_at(&app, &key).await, 2);
         tamper(&app, "DELETE FROM event_checkpoints WHERE position = 2").await;
