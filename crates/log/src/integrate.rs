@@ -97,23 +97,19 @@ pub async fn with_hashes<T>(
 
 /// Adds up to `batch` chained events to the tree, in position order, stopping at a
 /// position that is missing. How many it added.
+///
+/// What it reads is committed and never changes (an event's position is final, stored
+/// hashes are only inserted), so the events are read and hashed outside the write
+/// transaction; that transaction holds the writers' turn (SQLite) or the tree's row
+/// (PostgreSQL) only to insert the hashes and move the size on, and adds nothing if
+/// another instance moved it first.
 pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    if tx.dialect().concurrent_writes() {
-        Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
-            .execute(&mut tx)
-            .await?;
-    }
-    let before = grown(&mut tx).await?;
+    let before = grown(db).await?;
     let next = before.base + 1 + before.size as i64;
     let text = format!(
         "SELECT {CHAINED_COLUMNS} FROM events WHERE position >= $1 ORDER BY position LIMIT $2"
     );
-    let rows: Vec<ChainedRow> = Sql::new(&text)
-        .bind(next)
-        .bind(batch)
-        .fetch_all(&mut tx)
-        .await?;
+    let rows: Vec<ChainedRow> = Sql::new(&text).bind(next).bind(batch).fetch_all(db).await?;
     let events = rows
         .into_iter()
         .map(chained_from_row)
@@ -137,12 +133,7 @@ pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
         .into_iter()
         .map(tree::Subtree::stored_index)
         .collect();
-    let mut hashes = Fetched(
-        read_rows((&mut tx).into(), &frontier)
-            .await?
-            .into_iter()
-            .collect(),
-    );
+    let mut hashes = fetch(db, &frontier).await?;
     let mut rows: Vec<(u64, Hash)> = Vec::with_capacity(contiguous * 2);
     for (n, event) in events.iter().take(contiguous).enumerate() {
         let leaf = before.size + n as u64;
@@ -154,6 +145,16 @@ pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
             hashes.0.insert(index, hash);
             rows.push((index, hash));
         }
+    }
+    let mut tx = db.begin_write().await?;
+    if tx.dialect().concurrent_writes() {
+        Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
+            .execute(&mut tx)
+            .await?;
+    }
+    if grown(&mut tx).await? != before {
+        // Another instance grew it meanwhile; the next round starts from there.
+        return Ok(0);
     }
     insert_hashes(&mut tx, &rows).await?;
     let after = before.size + contiguous as u64;
