@@ -6,7 +6,6 @@
 //! run it and each leaf is integrated once. Writers never wait on it: it reads events
 //! already committed and writes only the tree's own tables.
 
-use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
 use studyhall_core::sql::{On, Sql};
 
@@ -228,10 +227,11 @@ pub async fn sign(
     db: &Db,
     key: &AuditKey,
     origin: &str,
-    now: Micros,
+    clock: &studyhall_core::clock::Clock,
     signed: &mut Option<(u64, Hash)>,
 ) -> Result<Option<String>, SignError> {
     let size = grown(db).await?.size;
+    let now = clock.now();
     let last = match signed {
         Some(last) => Some(*last),
         None => latest_checkpoint(db)

@@ -85,7 +85,7 @@ pub async fn seal(
         .unwrap_or_default();
     loop {
         clock.sleep(period).await;
-        match seal_once(&db, signing.as_ref(), cadence, clock.now(), &mut sealed).await {
+        match seal_once(&db, signing.as_ref(), cadence, &clock, &mut sealed).await {
             Ok(_) => {
                 notices.clear(NOTICE);
                 if let Some(path) = &kept {
@@ -223,13 +223,15 @@ impl From<integrate::SignError> for SealError {
     }
 }
 
-/// One round of [`seal`] at `now`: the chain checkpoint it signed, if one was due. The
+/// One round of [`seal`], reading `clock` when each step needs the time (a checkpoint's
+/// time is read after its head, so it is never before the commit of an event it
+/// covers, which retention relies on): the chain checkpoint it signed, if one was due. The
 /// tree's checkpoint is signed every round the tree grew.
 pub async fn seal_once(
     db: &Db,
     signing: Option<&Signing>,
     cadence: Cadence,
-    now: Micros,
+    clock: &Clock,
     sealed: &mut Sealed,
 ) -> Result<Option<Statement>, SealError> {
     let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
@@ -240,7 +242,7 @@ pub async fn seal_once(
     let Some(Signing { key, origin, .. }) = signing else {
         return Ok(None);
     };
-    if integrate::sign(db, key, origin, now, &mut sealed.tree)
+    if integrate::sign(db, key, origin, clock, &mut sealed.tree)
         .await?
         .is_some()
     {
@@ -252,6 +254,7 @@ pub async fn seal_once(
         }
     }
     if let Some(retention) = cadence.retention {
+        let now = clock.now();
         let cutoff = now.plus(-studyhall_core::clock::duration_micros(retention));
         let removed = retention::remove_before(db, key, (cutoff, now), RETENTION_BATCH).await?;
         if removed > 0 {
@@ -263,6 +266,7 @@ pub async fn seal_once(
         }
     }
     let head = store::head(db).await?;
+    let now = clock.now();
     metrics::gauge!("audit_chain_position").set(head.position as f64);
     if head.position == 0 {
         return Ok(None);

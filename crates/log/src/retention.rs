@@ -25,7 +25,7 @@ pub async fn removed_by_retention(db: &Db, position: i64) -> Result<bool, sqlx::
 /// first, `batch` per transaction, each transaction leaving a retention marker signed by
 /// `key` at `now` that names the cutoff and that checkpoint's time. How old an event is
 /// is never read from its `created_at`, which a database writer could back-date: the
-/// newest checkpoint this key signed before the cutoff is the limit. Before anything is
+/// newest checkpoint this key signed at or before the cutoff is the limit. Before anything is
 /// removed the whole range is checked to chain to that checkpoint's hash, so a changed
 /// event is never removed under a valid marker. How many it removed.
 pub async fn remove_before(
@@ -107,7 +107,7 @@ async fn retention_limit(
 ) -> Result<Option<(i64, String, Micros)>, sqlx::Error> {
     let rows = Sql::new(&format!(
         "SELECT {STATEMENT_COLUMNS} FROM event_checkpoints
-         WHERE kind = 'checkpoint' AND signed_at < $1 ORDER BY position DESC LIMIT 16"
+         WHERE kind = 'checkpoint' AND signed_at <= $1 ORDER BY position DESC LIMIT 16"
     ))
     .bind(cutoff)
     .fetch_all::<StatementRow>(db)
