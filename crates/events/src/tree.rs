@@ -151,7 +151,8 @@ pub(crate) async fn consistency(
     }))
 }
 
-fn text(body: String, cache: &'static str) -> Response {
+/// A plain-text answer with its caching rule.
+pub(crate) fn text(body: String, cache: &'static str) -> Response {
     (
         [
             (

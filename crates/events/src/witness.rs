@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::tree::text;
 use super::Events;
 use studyhall_core::clock::Clock;
 use studyhall_core::config::AuditSettings;
@@ -48,14 +49,10 @@ fn not_a_witness() -> ApiError {
 /// The witness's verifier key, for the logs that ask it to cosign.
 pub(crate) async fn vkey(State(events): State<Events>) -> Result<Response, ApiError> {
     let witnessing = events.witness.as_ref().ok_or_else(not_a_witness)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
+    Ok(text(
         format!("{}\n", witnessing.witness.vkey().text()),
-    )
-        .into_response())
+        "no-cache",
+    ))
 }
 
 /// `add-checkpoint`, answered as the spec says: 200 with the cosignature line, 400,
@@ -75,14 +72,7 @@ pub(crate) async fn add_checkpoint(
         .add_checkpoint(&events.store.db(), &request, now)
         .await?;
     match answer {
-        Ok(line) => Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
-            line,
-        )
-            .into_response()),
+        Ok(line) => Ok(text(line, "no-store")),
         Err(Refusal::Conflict { size }) => Ok((
             StatusCode::CONFLICT,
             [(

@@ -244,8 +244,7 @@ fn trusted_checkpoint(
 ) -> anyhow::Result<Checkpoint> {
     let note =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let origin = note.lines().next().unwrap_or_default();
-    Checkpoint::open(&note, origin, public).map_err(|err| {
+    Checkpoint::open_any(&note, public).map_err(|err| {
         anyhow::anyhow!(
             "{} is not a checkpoint this key signed: {err}",
             path.display()
@@ -286,8 +285,7 @@ async fn tree_check(
         .await
         .context("reading the tree checkpoints")?
     {
-        let origin = note.lines().next().unwrap_or_default();
-        let checkpoint = Checkpoint::open(&note, origin, public)
+        let checkpoint = Checkpoint::open_any(&note, public)
             .ok()
             .filter(|checkpoint| checkpoint.size == size)
             .ok_or_else(|| Broken {

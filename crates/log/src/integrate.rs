@@ -408,9 +408,10 @@ pub async fn receipt(db: &Db, id: uuid::Uuid) -> Result<Receipt, sqlx::Error> {
         return Ok(Receipt::Altered);
     };
     let entry = event.entry().canonical();
-    let checkpoint = Checkpoint::parse(note.split("\n\n").next().unwrap_or_default());
-    // The receipt is checked before it is handed out, so an event altered since it
-    // was logged is reported rather than answered with a proof that fails.
+    // The receipt is checked against the checkpoint it hands out before it is handed
+    // out, so an event altered since it was logged is reported rather than answered
+    // with a proof that fails.
+    let checkpoint = crate::note::parse(&note).and_then(|parsed| Checkpoint::parse(parsed.text));
     let proves = checkpoint.is_ok_and(|checkpoint| {
         tree::check_inclusion(
             &proof,

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use sha2::Digest;
 
 use studyhall_core::clock::Micros;
 use studyhall_core::sensitive::{DatabaseUrl, Secret};
@@ -172,11 +171,9 @@ impl AuditKey {
         checkpoint.sign(&self.0)
     }
 
-    /// The name checkpoints are signed under when the deployment names none: unique to
-    /// this key, under a domain that is never registered.
+    /// The name checkpoints are signed under when the deployment names none.
     pub fn default_origin(&self) -> String {
-        let digest = sha2::Sha256::digest(self.public().as_bytes());
-        format!("studyhall.invalid/log/{}", crate::chain::hex(&digest[..8]))
+        crate::note::default_name("log", &self.public())
     }
 
     pub fn public(&self) -> VerifyingKey {

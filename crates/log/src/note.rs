@@ -79,6 +79,17 @@ pub fn with_proof(mut head: String, proof: &[Hash], note: &str) -> String {
     head
 }
 
+/// The name a key signs under when the deployment names none: `kind` (`log`,
+/// `witness`) and 16 hex digits of the public key's hash, under a domain that is never
+/// registered, so it is unique to the key.
+pub fn default_name(kind: &str, public: &VerifyingKey) -> String {
+    let digest = Sha256::digest(public.as_bytes());
+    format!(
+        "studyhall.invalid/{kind}/{}",
+        crate::chain::hex(&digest[..8])
+    )
+}
+
 /// A name a key may have: non-empty, no spaces, no `+`.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -222,6 +233,12 @@ impl Checkpoint {
     /// Signed by `key`, under the origin as the key's name (the spec's convention).
     pub fn sign(&self, key: &SigningKey) -> String {
         sign(&self.text(), &self.origin, key)
+    }
+
+    /// The checkpoint `note` states, if `public` signed it under the origin the note
+    /// names (for a verifier that knows the key but not the log's name).
+    pub fn open_any(note: &str, public: &VerifyingKey) -> Result<Checkpoint, NoteError> {
+        Checkpoint::open(note, note.lines().next().unwrap_or_default(), public)
     }
 
     /// The checkpoint `note` states, if the key of `origin` signed it.

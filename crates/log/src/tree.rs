@@ -284,6 +284,43 @@ fn subproof(
     Ok(())
 }
 
+/// The climb both checks make (RFC 9162 §2.1.3.2 and §2.1.4.2): from node `f_n` of a
+/// level whose last node is `s_n`, each proof hash is a sibling, `step` told whether
+/// it sits on the left. `counted` is the proof's length as the caller names it. Fails
+/// unless the proof ends exactly at the root.
+fn climb(
+    proof: &[Hash],
+    (mut f_n, mut s_n): (u64, u64),
+    counted: usize,
+    mut step: impl FnMut(&Hash, bool),
+) -> Result<(), ProofError> {
+    for p in proof {
+        if s_n == 0 {
+            return Err(ProofError::Length {
+                got: counted,
+                want: counted - 1,
+            });
+        }
+        let left = f_n & 1 == 1 || f_n == s_n;
+        step(p, left);
+        if left && f_n & 1 == 0 {
+            while f_n & 1 == 0 && f_n != 0 {
+                f_n >>= 1;
+                s_n >>= 1;
+            }
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    if s_n != 0 {
+        return Err(ProofError::Length {
+            got: counted,
+            want: counted + 1,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `leaf_hash` is leaf `leaf` of the tree of `size` with `root`
 /// (RFC 9162 §2.1.3.2).
 pub fn check_inclusion(
@@ -296,35 +333,14 @@ pub fn check_inclusion(
     if leaf >= size {
         return Err(ProofError::OutOfRange { leaf, size });
     }
-    let (mut f_n, mut s_n) = (leaf, size - 1);
     let mut r = *leaf_hash;
-    for p in proof {
-        if s_n == 0 {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want: proof.len() - 1,
-            });
-        }
-        if f_n & 1 == 1 || f_n == s_n {
-            r = node_hash(p, &r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
+    climb(proof, (leaf, size - 1), proof.len(), |p, left| {
+        r = if left {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        f_n >>= 1;
-        s_n >>= 1;
-    }
-    if s_n != 0 {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want: proof.len() + 1,
-        });
-    }
+            node_hash(&r, p)
+        };
+    })?;
     if &r == root {
         Ok(())
     } else {
@@ -371,34 +387,14 @@ pub fn check_consistency(
         s_n >>= 1;
     }
     let (mut f_r, mut s_r) = (*first, *first);
-    for c in rest {
-        if s_n == 0 {
-            return Err(ProofError::Length {
-                got: proof.len(),
-                want: proof.len() - 1,
-            });
-        }
-        if f_n & 1 == 1 || f_n == s_n {
+    climb(rest, (f_n, s_n), proof.len(), |c, left| {
+        if left {
             f_r = node_hash(c, &f_r);
             s_r = node_hash(c, &s_r);
-            if f_n & 1 == 0 {
-                while f_n & 1 == 0 && f_n != 0 {
-                    f_n >>= 1;
-                    s_n >>= 1;
-                }
-            }
         } else {
             s_r = node_hash(&s_r, c);
         }
-        f_n >>= 1;
-        s_n >>= 1;
-    }
-    if s_n != 0 {
-        return Err(ProofError::Length {
-            got: proof.len(),
-            want: proof.len() + 1,
-        });
-    }
+    })?;
     if &f_r == old_root && &s_r == new_root {
         Ok(())
     } else {
