@@ -300,6 +300,7 @@ async fn download(
     let db = console.store.db();
     let tx = db.begin_write().await?;
     studyhall_log::commit(tx, &[exported], console.clock.now()).await?;
+    console.store.place_waiting().await?;
     Ok(studyhall_log::export::download(
         db,
         export.filter,

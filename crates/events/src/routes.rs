@@ -270,6 +270,7 @@ pub(crate) async fn export(
     let query = ExportQuery::parse(filter, params)?;
     let format = serde_json::json!({"format": query.format.extension(), "after": query.after});
     record_read(&events, &reader, "events.exported", &query.filter, format).await?;
+    events.store.place_waiting().await?;
     Ok(studyhall_log::export::download(
         events.store.db(),
         query.filter,

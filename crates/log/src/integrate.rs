@@ -6,6 +6,7 @@
 //! run it and each leaf is integrated once. Writers never wait on it: it reads events
 //! already committed and writes only the tree's own tables.
 
+use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
 use studyhall_core::sql::{On, Sql};
 
@@ -206,6 +207,29 @@ pub async fn checkpoint_notes(db: &Db) -> Result<Vec<(u64, String)>, sqlx::Error
         .into_iter()
         .map(|(size, note)| (size.max(0) as u64, note))
         .collect())
+}
+
+/// How long every signed tree checkpoint is kept; older ones are thinned to the last
+/// of each minute.
+pub const KEEP_EVERY_CHECKPOINT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Thins the tree checkpoints signed before `now` − [`KEEP_EVERY_CHECKPOINT`] to the
+/// last one of each minute (the sealer signs several a second under load); how many it
+/// removed. Any checkpoint proves what the ones before it prove (the tree only
+/// extends), so nothing a receipt, an auditor or a witness needs goes: receipts use the
+/// newest, and consistency proofs are built from the tree's hashes, for any sizes.
+pub async fn thin_checkpoints(db: &Db, now: Micros) -> Result<u64, sqlx::Error> {
+    let before = now.plus(-studyhall_core::clock::duration_micros(
+        KEEP_EVERY_CHECKPOINT,
+    ));
+    Sql::new(
+        "DELETE FROM log_tree_checkpoints WHERE signed_at < $1 AND size NOT IN
+           (SELECT max(size) FROM log_tree_checkpoints WHERE signed_at < $1
+            GROUP BY signed_at / 60000000)",
+    )
+    .bind(before)
+    .execute(db)
+    .await
 }
 
 /// Why the tree was not signed.

@@ -28,11 +28,19 @@ use key::{AuditKey, Statement};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::db::Db;
 
-/// Events chained per transaction when giving older events their positions.
-const CHAIN_BATCH: i64 = 500;
+/// Events the sequencer places per transaction.
+pub(crate) const SEQUENCE_BATCH: i64 = 1000;
+
+/// How often the sealer sequences, grows the tree and signs what grew (at most; less
+/// often if the checkpoint cadence is shorter): an acknowledged event is in a signed
+/// checkpoint about this long after its commit, plus a round's work.
+const ROUND: Duration = Duration::from_millis(250);
 
 /// Events added to the tree per transaction.
 const TREE_BATCH: i64 = 2000;
+
+/// How often old tree checkpoints are thinned ([`integrate::thin_checkpoints`]).
+const THIN_EVERY: Duration = Duration::from_secs(60);
 
 /// Events removed per transaction by the retention policy.
 const RETENTION_BATCH: i64 = 1000;
@@ -60,11 +68,12 @@ pub struct Signing {
     pub kept: Option<std::path::PathBuf>,
 }
 
-/// Chains what is unchained, grows the tree over it, removes what the retention policy
-/// no longer keeps, and signs checkpoints when due, until the task is stopped.
-/// Any number of instances may run it: chaining takes the chain's lock, growing the
-/// tree's, and a second checkpoint for the same position or size is dropped.
-/// With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves unchained events as they are.
+/// Sequences what writers committed, grows the tree over it, removes what the retention
+/// policy no longer keeps, and signs checkpoints when due, until the task is stopped.
+/// Any number of instances may run it: one sequences at a time (the others skip their
+/// turn), growing the tree is a compare-and-set, and a second checkpoint for the same
+/// position or size is dropped. With `chain` false (`STUDYHALL_AUDIT_CHAIN`), nothing is
+/// sequenced: events stay outside the chain.
 pub async fn seal(
     db: Db,
     signing: Option<Signing>,
@@ -76,7 +85,7 @@ pub async fn seal(
         tracing::warn!("STUDYHALL_AUDIT_CHAIN=false: events are stored outside the audit chain");
         return;
     }
-    let period = cadence.every.min(Duration::from_secs(1));
+    let period = cadence.every.min(ROUND);
     let kept = signing.as_ref().and_then(|signing| signing.kept.clone());
     let mut sealed = kept.as_deref().map(Sealed::read).unwrap_or_default();
     sealed.witnesses = signing
@@ -121,6 +130,8 @@ pub struct Sealed {
     alerted: Option<String>,
     /// What was last written to the kept file.
     written: Option<String>,
+    /// When the tree's checkpoints were last thinned.
+    thinned: Option<Micros>,
 }
 
 impl Sealed {
@@ -203,6 +214,19 @@ pub enum SealError {
     /// The stored log no longer extends what this process signed: nothing is signed.
     #[error("{0}")]
     Rewritten(String),
+    /// Another instance sequenced the same events at the same moment: the next round
+    /// sequences what is still waiting.
+    #[error("{0}")]
+    Raced(String),
+}
+
+impl From<store::SequenceError> for SealError {
+    fn from(err: store::SequenceError) -> SealError {
+        match err {
+            store::SequenceError::Database(err) => SealError::Database(err),
+            raced => SealError::Raced(raced.to_string()),
+        }
+    }
 }
 
 impl From<retention::RetentionError> for SealError {
@@ -234,10 +258,7 @@ pub async fn seal_once(
     clock: &Clock,
     sealed: &mut Sealed,
 ) -> Result<Option<Statement>, SealError> {
-    let chained = store::chain_unchained(db, CHAIN_BATCH).await?;
-    if chained > 0 {
-        tracing::info!(chained, "gave stored events their place in the audit chain");
-    }
+    store::sequence(db, SEQUENCE_BATCH, store::Lease::Skip).await?;
     while integrate::grow(db, TREE_BATCH).await? == TREE_BATCH as u64 {}
     let Some(Signing { key, origin, .. }) = signing else {
         return Ok(None);
@@ -252,6 +273,14 @@ pub async fn seal_once(
                 tracing::warn!(witness = %witness.vkey.name, error = %err, "a witness did not cosign");
             }
         }
+    }
+    let now = clock.now();
+    if sealed
+        .thinned
+        .is_none_or(|at| now.0 - at.0 >= THIN_EVERY.as_micros() as i64)
+    {
+        integrate::thin_checkpoints(db, now).await?;
+        sealed.thinned = Some(now);
     }
     if let Some(retention) = cadence.retention {
         let now = clock.now();
@@ -403,10 +432,7 @@ impl Decision {
 }
 
 /// Commits `tx`, the transaction of the decisions themselves, with `decisions`, made at
-/// `at`, recorded at the end of the chain as its last statements. The chain's head is
-/// then always the last lock a transaction takes, whatever else it locked, so two
-/// writers never wait on each other through it; this is the only way to record inside
-/// a transaction.
+/// `at`, recorded in it: they are stored if and only if the decisions are.
 pub async fn commit(
     mut tx: studyhall_core::db::Tx,
     decisions: &[Decision],
@@ -416,8 +442,10 @@ pub async fn commit(
     tx.commit().await
 }
 
-/// Records `decisions`, made at `at`, inside `tx` at the end of the chain.
-async fn record(
+/// Records `decisions`, made at `at`, inside `tx`, for the sequencer to chain once `tx`
+/// commits. It takes no lock another writer waits on, so it may come anywhere in a
+/// transaction.
+pub async fn record(
     tx: &mut studyhall_core::db::Tx,
     decisions: &[Decision],
     at: Micros,

@@ -1,13 +1,14 @@
-//! The chain in the database: appending events at its end inside the caller's
-//! transaction, chaining events stored without a position, and reading the log back
-//! in chain order. (Its signed statements are `statements`; removing old events,
-//! `retention`.)
+//! The chain in the database: storing events inside the writer's transaction, the
+//! sequencer that gives committed events their place at the chain's end, and reading
+//! the log back in chain order. (Its signed statements are `statements`; removing old
+//! events, `retention`.)
 //!
-//! One chain on every backend and any number of instances: the last position and
-//! hash live in one row (`event_chain_head`) that each appending transaction locks
-//! after its other writes, by the `UPDATE … RETURNING` that reserves its positions
-//! (SQLite has one writer at a time anyway), so appenders never wait on each other in
-//! another order, and holds until it commits. Writers already group-commit, so one lock turn carries a whole batch.
+//! One chain on every backend and any number of instances. A writer inserts its events
+//! without a position and commits: it takes no lock another writer waits on. The
+//! sequencer, one instance at a time, reads what is waiting, hashes it onto the chain
+//! and writes positions, the last position and hash living in one row
+//! (`event_chain_head`). Reads return events before they are placed; the checkpoints
+//! page counts them (`unchained`).
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -15,10 +16,9 @@ use uuid::Uuid;
 use super::chain::Entry;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
-use studyhall_core::dialect::Dialect;
 use studyhall_core::sql::Sql;
 
-/// Rows per multi-row INSERT (× 9 parameters, far below either backend's limit).
+/// Rows per multi-row INSERT (× 7 parameters, far below either backend's limit).
 const INSERT_CHUNK: usize = 500;
 
 /// The end of the chain.
@@ -136,162 +136,29 @@ pub async fn recorded_since(
         .collect())
 }
 
-/// Where this process last saw the chain end. On PostgreSQL a batch appends after it
-/// in one statement whose guard (the head row still holds it, checked under the row's
-/// lock) lets the insert through; if another transaction or instance moved the head,
-/// nothing is written and the batch takes the reservation's round trip. The guard is
-/// checked on the database written to, so a stale hint, or one seen on another
-/// database, costs that round trip and never a wrong link.
-static HEAD_HINT: std::sync::Mutex<Option<Head>> = std::sync::Mutex::new(None);
-
-fn hint() -> Option<Head> {
-    HEAD_HINT.lock().ok().and_then(|hint| hint.clone())
-}
-
-fn remember(head: &Head) {
-    if let Ok(mut hint) = HEAD_HINT.lock() {
-        *hint = Some(head.clone());
-    }
-}
-
-/// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
-/// here), as the transaction's last statements: its callers commit right after, so the
-/// head's lock is the last a transaction takes (modules record through
-/// [`crate::commit`], which keeps that order for them).
+/// Stores `entries` inside `tx`, not yet in the chain: no position, no hash, no lock
+/// shared with any other writer. The sequencer ([`sequence`]) gives them their place
+/// once they are committed, so a write never waits on another through the log.
 pub(crate) async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let concurrent = tx.dialect().concurrent_writes();
-    if concurrent && entries.len() <= INSERT_CHUNK {
-        if let Some(seen) = hint() {
-            let (chained, head) = link(&seen, entries)?;
-            if append_after(tx, &seen, &chained, &head).await? {
-                metrics::counter!("audit_chain_appends_total", "head" => "seen").increment(1);
-                remember(&head);
-                return Ok(());
-            }
-        }
-    }
-    metrics::counter!("audit_chain_appends_total", "head" => "reserved").increment(1);
-    let start = reserve(tx, entries.len()).await?;
-    let (chained, head) = link(&start, entries)?;
-    insert(tx, &chained, Some(&head.hash)).await?;
-    if concurrent {
-        remember(&head);
-    }
-    Ok(())
-}
-
-/// An event to insert, with its hash (`None` outside the chain).
-type Row<'a> = (Entry<'a>, Option<String>);
-
-/// `entries` at the positions after `start`, each with its hash; and the new head.
-fn link<'a>(start: &Head, entries: &[Entry<'a>]) -> Result<(Vec<Row<'a>>, Head), sqlx::Error> {
-    let mut head = start.clone();
-    let mut chained = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let entry = Entry {
-            position: head.position + 1,
-            ..*entry
-        };
-        head = Head {
-            position: entry.position,
-            hash: entry.link(&head.hash).map_err(decode_error)?,
-        };
-        chained.push((entry, Some(head.hash.clone())));
-    }
-    Ok((chained, head))
-}
-
-/// On PostgreSQL, inserts `rows` and moves the head from `seen` to `head` in one
-/// statement, if the chain still ends at `seen`; whether it did.
-async fn append_after(
-    tx: &mut Tx,
-    seen: &Head,
-    rows: &[Row<'_>],
-    head: &Head,
-) -> Result<bool, sqlx::Error> {
-    let guard = rows.len() * 9;
-    let text = format!(
-        "WITH head AS (UPDATE event_chain_head SET position = ${}, hash = ${} \
-           WHERE id = 1 AND position = ${} AND hash = ${} RETURNING 1) \
-         {INSERT_EVENTS} SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
-        guard + 1,
-        guard + 2,
-        guard + 3,
-        guard + 4,
-        studyhall_core::sql::values_rows(rows.len(), 9, studyhall_core::sql::tuple)
-    );
-    let insert = bind_rows(Sql::new(&text), rows)
-        .bind(head.position)
-        .bind(&head.hash)
-        .bind(seen.position)
-        .bind(&seen.hash);
-    Ok(insert.execute(&mut *tx).await? == rows.len() as u64)
-}
-
-/// The INSERT both appends begin with; [`bind_rows`] binds its columns in this order.
-const INSERT_EVENTS: &str =
-    "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash)";
-
-/// Binds each row's nine columns, in the order of [`INSERT_EVENTS`].
-fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
-    for (entry, hash) in rows {
-        insert = insert
-            .bind(entry.id)
-            .bind(entry.component)
-            .bind(entry.data)
-            .bind(entry.email)
-            .bind(entry.environment)
-            .bind(entry.message)
-            .bind(entry.created_at)
-            .bind(hash.as_ref().map(|_| entry.position))
-            .bind(hash.clone());
-    }
-    insert
-}
-
-/// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
-/// benchmark): no position, no hash, no lock.
-pub(crate) async fn append_unchained(
-    tx: &mut Tx,
-    entries: &[Entry<'_>],
-) -> Result<(), sqlx::Error> {
-    let rows: Vec<Row<'_>> = entries.iter().map(|entry| (*entry, None)).collect();
-    insert(tx, &rows, None).await
-}
-
-/// Inserts events (a row without a hash goes in without a position too), then writes
-/// `head_hash` as the chain's end: on PostgreSQL in the last INSERT's own statement, to
-/// save a round trip while the head is locked.
-async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Result<(), sqlx::Error> {
-    let chunks = rows.chunks(INSERT_CHUNK).count();
-    let postgres = tx.dialect() == Dialect::Postgres;
-    for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
-        let with_head = postgres && head_hash.is_some() && n + 1 == chunks;
-        let head = if with_head {
-            format!(
-                "WITH head AS (UPDATE event_chain_head SET hash = ${} WHERE id = 1) ",
-                chunk.len() * 9 + 1
-            )
-        } else {
-            String::new()
-        };
+    for chunk in entries.chunks(INSERT_CHUNK) {
         let text = format!(
-            "{head}{INSERT_EVENTS} VALUES {}",
-            studyhall_core::sql::values_rows(chunk.len(), 9, studyhall_core::sql::tuple)
+            "INSERT INTO events (id, component, data, email, environment, message, created_at) VALUES {}",
+            studyhall_core::sql::values_rows(chunk.len(), 7, studyhall_core::sql::tuple)
         );
-        let mut insert = bind_rows(Sql::new(&text), chunk);
-        if with_head {
-            insert = insert.bind(head_hash);
+        let mut insert = Sql::new(&text);
+        for entry in chunk {
+            insert = insert
+                .bind(entry.id)
+                .bind(entry.component)
+                .bind(entry.data)
+                .bind(entry.email)
+                .bind(entry.environment)
+                .bind(entry.message)
+                .bind(entry.created_at);
         }
         insert.execute(&mut *tx).await?;
     }
-    match head_hash {
-        Some(hash) if !postgres => seal_head(tx, hash).await,
-        _ => Ok(()),
-    }
+    Ok(())
 }
 
 pub(crate) const CHAINED_COLUMNS: &str =
@@ -324,64 +191,116 @@ pub(crate) fn chained_from_row(row: ChainedRow) -> Result<ChainedEvent, sqlx::Er
     })
 }
 
-/// Gives events stored without a position (before the chain existed, or by an older
-/// version of the service during a rolling deploy) their place at the end of the
-/// chain, in (created_at, id) order, `batch` per transaction. How many it chained.
-pub async fn chain_unchained(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
-    let mut chained = 0;
+/// Why sequencing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SequenceError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// Another sequencer placed some of the events this one read: nothing was written.
+    #[error("{placed} of {read} events were sequenced by another sequencer meanwhile; nothing was written")]
+    Raced { read: usize, placed: usize },
+}
+
+/// What a sequencer does when another holds the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Skips its turn (the sealer's rounds: the holder places what waits).
+    Skip,
+    /// Waits for it (before reading the chain to its end, as an export does).
+    Wait,
+}
+
+/// The sequencer: gives committed events their place at the end of the chain, in
+/// (created_at, id) order among those waiting, `batch` per transaction, until none is
+/// left; how many it placed. Any instance may run it at any time; one sequences at a
+/// time, holding the chain head's row lock as its lease (a crashed holder's lock goes
+/// with its connection). An event committed late, by a transaction held open while
+/// others committed, is placed by the next round: the sequencer reads what is waiting,
+/// not what comes after a position.
+pub async fn sequence(db: &Db, batch: i64, lease: Lease) -> Result<u64, SequenceError> {
+    let mut placed = 0;
     loop {
         let mut tx = db.begin_write().await?;
-        // The chain's lock before the read, so two instances chaining at once cannot
-        // both pick the same events (SQLite's write transaction already excludes).
+        // SQLite's write transaction already excludes every other writer.
         if tx.dialect().concurrent_writes() {
-            Sql::new("SELECT position FROM event_chain_head WHERE id = 1 FOR UPDATE")
-                .execute(&mut tx)
-                .await?;
-        }
-        let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
-            "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
-             FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
-        )
-        .bind(batch)
-        .fetch_all(&mut tx)
-        .await?;
-        if rows.is_empty() {
-            return Ok(chained);
-        }
-        let mut head = reserve(&mut tx, rows.len()).await?;
-        let mut chained_rows = Vec::with_capacity(rows.len());
-        for (id, created_at, component, environment, email, message, data) in &rows {
-            let entry = Entry {
-                position: head.position + 1,
-                id: Uuid::try_parse(id).map_err(decode_error)?,
-                created_at: Micros(*created_at),
-                component,
-                environment,
-                email,
-                message,
-                data,
+            let text = match lease {
+                Lease::Skip => "SELECT 1 FROM event_chain_head WHERE id = 1 FOR UPDATE SKIP LOCKED",
+                Lease::Wait => "SELECT 1 FROM event_chain_head WHERE id = 1 FOR UPDATE",
             };
-            head = Head {
-                position: entry.position,
-                hash: entry.link(&head.hash).map_err(decode_error)?,
-            };
-            chained_rows.push((head.position, head.hash.clone(), id));
+            if Sql::new(text)
+                .fetch_optional::<(i32,)>(&mut tx)
+                .await?
+                .is_none()
+            {
+                return Ok(placed);
+            }
         }
-        // One statement for the batch, so the chain's lock is held briefly.
-        let id = tx.dialect().uuid("v.column3");
-        let text = format!(
-            "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v WHERE events.id = {id}",
-            studyhall_core::sql::values_rows(chained_rows.len(), 3, studyhall_core::sql::tuple)
-        );
-        let mut update = Sql::new(&text);
-        for (position, hash, id) in &chained_rows {
-            update = update.bind(*position).bind(hash).bind(*id);
+        let count = sequence_batch(&mut tx, batch).await?;
+        if count == 0 {
+            return Ok(placed);
         }
-        update.execute(&mut tx).await?;
-        seal_head(&mut tx, &head.hash).await?;
         tx.commit().await?;
-        chained += rows.len() as u64;
+        metrics::counter!("audit_events_sequenced_total").increment(count);
+        placed += count;
     }
+}
+
+/// Places up to `batch` waiting events after the chain's head inside `tx`; how many.
+/// The caller holds the lease ([`sequence`]). Should two sequencers both believe they
+/// hold it, the second's positions come after the first's (the head's row is locked
+/// until the first commits) and its write is refused whole if any event it read was
+/// placed meanwhile ([`SequenceError::Raced`]): no event is ever placed twice.
+pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceError> {
+    let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
+        "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
+         FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
+    )
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut head = reserve(tx, rows.len()).await?;
+    let mut placed = Vec::with_capacity(rows.len());
+    for (id, created_at, component, environment, email, message, data) in &rows {
+        let entry = Entry {
+            position: head.position + 1,
+            id: Uuid::try_parse(id).map_err(decode_error)?,
+            created_at: Micros(*created_at),
+            component,
+            environment,
+            email,
+            message,
+            data,
+        };
+        head = Head {
+            position: entry.position,
+            hash: entry.link(&head.hash).map_err(decode_error)?,
+        };
+        placed.push((head.position, head.hash.clone(), id));
+    }
+    // One statement for the batch, so the lease is held briefly; only events still
+    // waiting are placed.
+    let id = tx.dialect().uuid("v.column3");
+    let text = format!(
+        "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v
+         WHERE events.id = {id} AND events.position IS NULL",
+        studyhall_core::sql::values_rows(placed.len(), 3, studyhall_core::sql::tuple)
+    );
+    let mut update = Sql::new(&text);
+    for (position, hash, id) in &placed {
+        update = update.bind(*position).bind(hash).bind(*id);
+    }
+    let written = update.execute(&mut *tx).await?;
+    if written != placed.len() as u64 {
+        return Err(SequenceError::Raced {
+            read: placed.len(),
+            placed: placed.len() - written as usize,
+        });
+    }
+    seal_head(tx, &head.hash).await?;
+    Ok(placed.len() as u64)
 }
 
 /// Events not chained yet (they are stored and listed all the same).

@@ -58,7 +58,8 @@ macro_rules! backend_tests {
             use super::*;
             $(
                 async fn $name() {
-                    let $app = $crate::helpers::TestApp::$start($configure).await;
+                    #[allow(unused_mut)]
+                    let mut $app = $crate::helpers::TestApp::$start($configure).await;
                     $body
                     $app.stop().await;
                 }
@@ -421,10 +422,10 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same database, as a restart does:
     /// nothing the old process held in memory survives.
-    pub async fn restart(mut self, configure: impl FnOnce(&mut ServeSettings)) -> TestApp {
+    pub async fn restart(&mut self, configure: impl FnOnce(&mut ServeSettings)) {
         self.stop_server().await;
         let database = std::mem::replace(&mut self._database, TestDatabase::Borrowed);
-        TestApp::spawn(self.database_url.clone(), database, configure).await
+        *self = TestApp::spawn(self.database_url.clone(), database, configure).await;
     }
 }
 

@@ -21,6 +21,7 @@ mod ops;
 mod outage;
 mod process;
 mod queue;
+mod sequencer;
 mod social;
 mod stats;
 mod streams;

@@ -93,6 +93,43 @@ on_every_backend_with! {
         assert!(Checkpoint::open(&note, &checkpoint.origin, &stranger).is_err());
     }
 
+    async fn checkpoints_older_than_an_hour_are_thinned_to_the_last_of_each_minute(app) {
+        // Four checkpoints, a few seconds apart: one minute, or two at most (after the
+        // empty tree's, which a sealer may sign before the first event).
+        let mut key = None;
+        for size in 1..=4 {
+            post_events(&app, 1).await;
+            key = Some(signed(&app, size).await.0);
+        }
+        let db = studyhall::db::Db::connect(&app.database_url, 1).await.unwrap();
+        let sizes = || async {
+            studyhall::sql::Sql::new("SELECT size FROM log_tree_checkpoints WHERE size > 0 ORDER BY size")
+                .fetch_all::<(i64,)>(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(size,)| size)
+                .collect::<Vec<i64>>()
+        };
+        assert_eq!(sizes().await, [1, 2, 3, 4], "recent checkpoints are all kept");
+        app.clock.advance(Duration::from_secs(2 * 3600));
+        let mut kept = sizes().await;
+        for _ in 0..100 {
+            if kept.len() < 4 {
+                break;
+            }
+            app.clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            kept = sizes().await;
+        }
+        assert!(kept.len() <= 2 && kept.last() == Some(&4), "{kept:?}");
+        studyhall::audit::cli::verify_store(&app.database_url, &key.unwrap())
+            .await
+            .unwrap();
+        let (_, checkpoint, _) = signed(&app, 4).await;
+        assert_eq!(checkpoint.size, 4);
+    }
+
     async fn every_event_has_a_receipt_that_verifies_offline(app) {
         post_events(&app, 6).await;
         let (key, _, _) = signed(&app, 6).await;
