@@ -41,6 +41,16 @@ impl Dialect {
         }
     }
 
+    /// `table` in a FROM clause, read through `index`: SQLite's planner, without
+    /// statistics, may prefer another index and sort everything it finds; PostgreSQL's
+    /// has statistics and chooses well on its own.
+    pub fn indexed_by(self, table: &str, index: &str) -> String {
+        match self {
+            Dialect::Postgres => table.to_owned(),
+            Dialect::Sqlite => format!("{table} INDEXED BY {index}"),
+        }
+    }
+
     /// Whether `haystack` contains `needle`, case-sensitively.
     pub fn contains(self, haystack: &str, needle: &str) -> String {
         match self {

@@ -96,7 +96,9 @@ pub async fn with_hashes<T>(
 }
 
 /// Adds up to `batch` chained events to the tree, in position order, stopping at a
-/// position that is missing. How many it added.
+/// position that is missing. How many it added. The sequencer adds what it places in
+/// the same transaction ([`extend`]); this catches the tree up with a chain that grew
+/// without it (events placed before the tree existed, or while it could not grow).
 ///
 /// What it reads is committed and never changes (an event's position is final, stored
 /// hashes are only inserted), so the events are read and hashed outside the write
@@ -129,43 +131,91 @@ pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
         }
         return Ok(0);
     }
-    let frontier: Vec<u64> = tree::cover(0, before.size)
-        .into_iter()
-        .map(tree::Subtree::stored_index)
-        .collect();
-    let mut hashes = fetch(db, &frontier).await?;
-    let mut rows: Vec<(u64, Hash)> = Vec::with_capacity(contiguous * 2);
-    for (n, event) in events.iter().take(contiguous).enumerate() {
-        let leaf = before.size + n as u64;
-        let first = tree::stored_index(0, leaf);
-        let stored = tree::appended(&hashes, leaf, tree::leaf_hash(&event.entry().canonical()))
-            .map_err(|missing| sqlx::Error::Protocol(missing.to_string()))?;
-        for (i, hash) in stored.into_iter().enumerate() {
-            let index = first + i as u64;
-            hashes.0.insert(index, hash);
-            rows.push((index, hash));
-        }
-    }
+    let leaves = events
+        .iter()
+        .take(contiguous)
+        .map(|event| tree::leaf_hash(&event.entry().canonical()));
+    let rows = completed(db.into(), before.size, leaves).await?;
     let mut tx = db.begin_write().await?;
-    if tx.dialect().concurrent_writes() {
-        Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
-            .execute(&mut tx)
-            .await?;
-    }
-    if grown(&mut tx).await? != before {
+    if !hold(&mut tx, before).await? {
         // Another instance grew it meanwhile; the next round starts from there.
         return Ok(0);
     }
-    insert_hashes(&mut tx, &rows).await?;
-    let after = before.size + contiguous as u64;
-    Sql::new("UPDATE log_tree SET size = $1 WHERE id = 1 AND size = $2")
-        .bind(after as i64)
-        .bind(before.size as i64)
-        .execute(&mut tx)
-        .await?;
+    moved_on(&mut tx, before.size, contiguous as u64, &rows).await?;
     tx.commit().await?;
-    metrics::gauge!("audit_tree_size").set(after as f64);
     Ok(contiguous as u64)
+}
+
+/// Adds `leaves`, the leaf hashes of the events just placed after `position`, to the
+/// tree inside the sequencer's transaction `tx`, if the tree ends exactly there (else
+/// [`grow`] catches it up later); whether it did. The tree then never lags the chain
+/// by more than a sequencer's round, and no event is read twice.
+pub(crate) async fn extend(
+    tx: &mut Tx,
+    position: i64,
+    leaves: &[Hash],
+) -> Result<bool, sqlx::Error> {
+    let before = grown(&mut *tx).await?;
+    if before.base + before.size as i64 != position || !hold(tx, before).await? {
+        return Ok(false);
+    }
+    let rows = completed(tx.into(), before.size, leaves.iter().copied()).await?;
+    moved_on(tx, before.size, leaves.len() as u64, &rows).await?;
+    Ok(true)
+}
+
+/// Takes the tree's row in `tx` (on PostgreSQL; SQLite's write transaction already
+/// excludes), if the tree is still as `before`; whether it is.
+async fn hold(tx: &mut Tx, before: Grown) -> Result<bool, sqlx::Error> {
+    if tx.dialect().concurrent_writes() {
+        Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(grown(&mut *tx).await? == before)
+}
+
+/// The stored hashes that `leaves`, added to a tree of `size` leaves, complete, with
+/// their indexes; the tree's right edge is read from `on`.
+async fn completed(
+    on: On<'_>,
+    size: u64,
+    leaves: impl Iterator<Item = Hash>,
+) -> Result<Vec<(u64, Hash)>, sqlx::Error> {
+    let frontier: Vec<u64> = tree::cover(0, size)
+        .into_iter()
+        .map(tree::Subtree::stored_index)
+        .collect();
+    let mut hashes = Fetched(read_rows(on, &frontier).await?.into_iter().collect());
+    let mut rows = Vec::new();
+    for (n, leaf) in leaves.enumerate() {
+        let index = size + n as u64;
+        let first = tree::stored_index(0, index);
+        let stored = tree::appended(&hashes, index, leaf)
+            .map_err(|missing| sqlx::Error::Protocol(missing.to_string()))?;
+        for (i, hash) in stored.into_iter().enumerate() {
+            hashes.0.insert(first + i as u64, hash);
+            rows.push((first + i as u64, hash));
+        }
+    }
+    Ok(rows)
+}
+
+/// Inserts `rows` and moves the tree's size from `size` on by `added`.
+async fn moved_on(
+    tx: &mut Tx,
+    size: u64,
+    added: u64,
+    rows: &[(u64, Hash)],
+) -> Result<(), sqlx::Error> {
+    insert_hashes(tx, rows).await?;
+    Sql::new("UPDATE log_tree SET size = $1 WHERE id = 1 AND size = $2")
+        .bind((size + added) as i64)
+        .bind(size as i64)
+        .execute(&mut *tx)
+        .await?;
+    metrics::gauge!("audit_tree_size").set((size + added) as f64);
+    Ok(())
 }
 
 async fn insert_hashes(tx: &mut Tx, rows: &[(u64, Hash)]) -> Result<(), sqlx::Error> {

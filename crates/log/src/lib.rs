@@ -31,9 +31,9 @@ use studyhall_core::db::Db;
 /// Events the sequencer places per transaction.
 pub(crate) const SEQUENCE_BATCH: i64 = 1000;
 
-/// How often the sealer sequences, grows the tree and signs what grew (at most; less
-/// often if the checkpoint cadence is shorter): an acknowledged event is in a signed
-/// checkpoint about this long after its commit, plus a round's work.
+/// How often the sealer places, grows the tree and signs what grew (at most; sooner if
+/// the checkpoint cadence is shorter): an acknowledged event is in a signed checkpoint
+/// about this long after its commit, plus a round's work.
 const ROUND: Duration = Duration::from_millis(250);
 
 /// Events added to the tree per transaction.
@@ -68,12 +68,12 @@ pub struct Signing {
     pub kept: Option<std::path::PathBuf>,
 }
 
-/// Sequences what writers committed, grows the tree over it, removes what the retention
+/// Places what is stored outside the chain, grows the tree, removes what the retention
 /// policy no longer keeps, and signs checkpoints when due, until the task is stopped.
-/// Any number of instances may run it: one sequences at a time (the others skip their
+/// Any number of instances may run it: one places at a time (the others skip their
 /// turn), growing the tree is a compare-and-set, and a second checkpoint for the same
-/// position or size is dropped. With `chain` false (`STUDYHALL_AUDIT_CHAIN`), nothing is
-/// sequenced: events stay outside the chain.
+/// position or size is dropped. With `chain` false (`STUDYHALL_AUDIT_CHAIN`), it leaves
+/// unchained events as they are.
 pub async fn seal(
     db: Db,
     signing: Option<Signing>,
@@ -432,7 +432,10 @@ impl Decision {
 }
 
 /// Commits `tx`, the transaction of the decisions themselves, with `decisions`, made at
-/// `at`, recorded in it: they are stored if and only if the decisions are.
+/// `at`, recorded at the end of the chain as its last statements. The chain's head is
+/// then always the last lock a transaction takes, whatever else it locked, so two
+/// writers never wait on each other through it; this is the only way to record inside
+/// a transaction.
 pub async fn commit(
     mut tx: studyhall_core::db::Tx,
     decisions: &[Decision],
@@ -442,10 +445,8 @@ pub async fn commit(
     tx.commit().await
 }
 
-/// Records `decisions`, made at `at`, inside `tx`, for the sequencer to chain once `tx`
-/// commits. It takes no lock another writer waits on, so it may come anywhere in a
-/// transaction.
-pub async fn record(
+/// Records `decisions`, made at `at`, inside `tx` at the end of the chain.
+async fn record(
     tx: &mut studyhall_core::db::Tx,
     decisions: &[Decision],
     at: Micros,

@@ -1,14 +1,14 @@
-//! The chain in the database: storing events inside the writer's transaction, the
-//! sequencer that gives committed events their place at the chain's end, and reading
-//! the log back in chain order. (Its signed statements are `statements`; removing old
-//! events, `retention`.)
+//! The chain in the database: appending events at its end inside the caller's
+//! transaction, the sequencer that places events stored without a position, and
+//! reading the log back in chain order. (Its signed statements are `statements`;
+//! removing old events, `retention`.)
 //!
-//! One chain on every backend and any number of instances. A writer inserts its events
-//! without a position and commits: it takes no lock another writer waits on. The
-//! sequencer, one instance at a time, reads what is waiting, hashes it onto the chain
-//! and writes positions, the last position and hash living in one row
-//! (`event_chain_head`). Reads return events before they are placed; the checkpoints
-//! page counts them (`unchained`).
+//! One chain on every backend and any number of instances: the last position and
+//! hash live in one row (`event_chain_head`) that each appending transaction locks
+//! after its other writes, by the `UPDATE … RETURNING` that reserves its positions
+//! (SQLite has one writer at a time anyway), so appenders never wait on each other in
+//! another order, and holds until it commits. Writers already group-commit, so one lock
+//! turn carries a whole batch.
 
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -16,9 +16,10 @@ use uuid::Uuid;
 use super::chain::Entry;
 use studyhall_core::clock::Micros;
 use studyhall_core::db::{Db, Tx};
+use studyhall_core::dialect::Dialect;
 use studyhall_core::sql::Sql;
 
-/// Rows per multi-row INSERT (× 7 parameters, far below either backend's limit).
+/// Rows per multi-row INSERT (× 9 parameters, far below either backend's limit).
 const INSERT_CHUNK: usize = 500;
 
 /// The end of the chain.
@@ -136,29 +137,162 @@ pub async fn recorded_since(
         .collect())
 }
 
-/// Stores `entries` inside `tx`, not yet in the chain: no position, no hash, no lock
-/// shared with any other writer. The sequencer ([`sequence`]) gives them their place
-/// once they are committed, so a write never waits on another through the log.
+/// Where this process last saw the chain end. On PostgreSQL a batch appends after it
+/// in one statement whose guard (the head row still holds it, checked under the row's
+/// lock) lets the insert through; if another transaction or instance moved the head,
+/// nothing is written and the batch takes the reservation's round trip. The guard is
+/// checked on the database written to, so a stale hint, or one seen on another
+/// database, costs that round trip and never a wrong link.
+static HEAD_HINT: std::sync::Mutex<Option<Head>> = std::sync::Mutex::new(None);
+
+fn hint() -> Option<Head> {
+    HEAD_HINT.lock().ok().and_then(|hint| hint.clone())
+}
+
+fn remember(head: &Head) {
+    if let Ok(mut hint) = HEAD_HINT.lock() {
+        *hint = Some(head.clone());
+    }
+}
+
+/// Stores `entries` at the end of the chain inside `tx` (their `position` is assigned
+/// here), as the transaction's last statements: its callers commit right after, so the
+/// head's lock is the last a transaction takes (modules record through
+/// [`crate::commit`], which keeps that order for them).
 pub(crate) async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sqlx::Error> {
-    for chunk in entries.chunks(INSERT_CHUNK) {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let concurrent = tx.dialect().concurrent_writes();
+    if concurrent && entries.len() <= INSERT_CHUNK {
+        if let Some(seen) = hint() {
+            let (chained, head) = link(&seen, entries)?;
+            if append_after(tx, &seen, &chained, &head).await? {
+                metrics::counter!("audit_chain_appends_total", "head" => "seen").increment(1);
+                remember(&head);
+                return Ok(());
+            }
+        }
+    }
+    metrics::counter!("audit_chain_appends_total", "head" => "reserved").increment(1);
+    let start = reserve(tx, entries.len()).await?;
+    let (chained, head) = link(&start, entries)?;
+    insert(tx, &chained, Some(&head.hash)).await?;
+    if concurrent {
+        remember(&head);
+    }
+    Ok(())
+}
+
+/// An event to insert, with its hash (`None` outside the chain).
+type Row<'a> = (Entry<'a>, Option<String>);
+
+/// `entries` at the positions after `start`, each with its hash; and the new head.
+fn link<'a>(start: &Head, entries: &[Entry<'a>]) -> Result<(Vec<Row<'a>>, Head), sqlx::Error> {
+    let mut head = start.clone();
+    let mut chained = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry = Entry {
+            position: head.position + 1,
+            ..*entry
+        };
+        head = Head {
+            position: entry.position,
+            hash: entry.link(&head.hash).map_err(decode_error)?,
+        };
+        chained.push((entry, Some(head.hash.clone())));
+    }
+    Ok((chained, head))
+}
+
+/// On PostgreSQL, inserts `rows` and moves the head from `seen` to `head` in one
+/// statement, if the chain still ends at `seen`; whether it did.
+async fn append_after(
+    tx: &mut Tx,
+    seen: &Head,
+    rows: &[Row<'_>],
+    head: &Head,
+) -> Result<bool, sqlx::Error> {
+    let guard = rows.len() * 9;
+    let text = format!(
+        "WITH head AS (UPDATE event_chain_head SET position = ${}, hash = ${} \
+           WHERE id = 1 AND position = ${} AND hash = ${} RETURNING 1) \
+         {INSERT_EVENTS} SELECT * FROM (VALUES {}) AS v WHERE EXISTS (SELECT 1 FROM head)",
+        guard + 1,
+        guard + 2,
+        guard + 3,
+        guard + 4,
+        studyhall_core::sql::values_rows(rows.len(), 9, studyhall_core::sql::tuple)
+    );
+    let insert = bind_rows(Sql::new(&text), rows)
+        .bind(head.position)
+        .bind(&head.hash)
+        .bind(seen.position)
+        .bind(&seen.hash);
+    Ok(insert.execute(&mut *tx).await? == rows.len() as u64)
+}
+
+/// The INSERT both appends begin with; [`bind_rows`] binds its columns in this order.
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (id, component, data, email, environment, message, created_at, position, hash)";
+
+/// Binds each row's nine columns, in the order of [`INSERT_EVENTS`].
+fn bind_rows<'q>(mut insert: Sql<'q>, rows: &[Row<'_>]) -> Sql<'q> {
+    for (entry, hash) in rows {
+        insert = insert
+            .bind(entry.id)
+            .bind(entry.component)
+            .bind(entry.data)
+            .bind(entry.email)
+            .bind(entry.environment)
+            .bind(entry.message)
+            .bind(entry.created_at)
+            .bind(hash.as_ref().map(|_| entry.position))
+            .bind(hash.clone());
+    }
+    insert
+}
+
+/// Stores `entries` outside the chain (`STUDYHALL_AUDIT_CHAIN=false`, for the
+/// benchmark): no position, no hash, no lock.
+pub(crate) async fn append_unchained(
+    tx: &mut Tx,
+    entries: &[Entry<'_>],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<Row<'_>> = entries.iter().map(|entry| (*entry, None)).collect();
+    insert(tx, &rows, None).await
+}
+
+/// Inserts events (a row without a hash goes in without a position too), then writes
+/// `head_hash` as the chain's end: on PostgreSQL in the last INSERT's own statement, to
+/// save a round trip while the head is locked.
+async fn insert(tx: &mut Tx, rows: &[Row<'_>], head_hash: Option<&str>) -> Result<(), sqlx::Error> {
+    let chunks = rows.chunks(INSERT_CHUNK).count();
+    let postgres = tx.dialect() == Dialect::Postgres;
+    for (n, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+        let with_head = postgres && head_hash.is_some() && n + 1 == chunks;
+        let head = if with_head {
+            format!(
+                "WITH head AS (UPDATE event_chain_head SET hash = ${} WHERE id = 1) ",
+                chunk.len() * 9 + 1
+            )
+        } else {
+            String::new()
+        };
         let text = format!(
-            "INSERT INTO events (id, component, data, email, environment, message, created_at) VALUES {}",
-            studyhall_core::sql::values_rows(chunk.len(), 7, studyhall_core::sql::tuple)
+            "{head}{INSERT_EVENTS} VALUES {}",
+            studyhall_core::sql::values_rows(chunk.len(), 9, studyhall_core::sql::tuple)
         );
-        let mut insert = Sql::new(&text);
-        for entry in chunk {
-            insert = insert
-                .bind(entry.id)
-                .bind(entry.component)
-                .bind(entry.data)
-                .bind(entry.email)
-                .bind(entry.environment)
-                .bind(entry.message)
-                .bind(entry.created_at);
+        let mut insert = bind_rows(Sql::new(&text), chunk);
+        if with_head {
+            insert = insert.bind(head_hash);
         }
         insert.execute(&mut *tx).await?;
     }
-    Ok(())
+    match head_hash {
+        Some(hash) if !postgres => seal_head(tx, hash).await,
+        _ => Ok(()),
+    }
 }
 
 pub(crate) const CHAINED_COLUMNS: &str =
@@ -210,8 +344,9 @@ pub enum Lease {
     Wait,
 }
 
-/// The sequencer: gives committed events their place at the end of the chain, in
-/// (created_at, id) order among those waiting, `batch` per transaction, until none is
+/// The sequencer: gives events stored without a position (while the chain was off,
+/// before it existed, or by an older version during a rolling deploy) their place at
+/// the end of the chain, in (created_at, id) order among those waiting, `batch` per transaction, until none is
 /// left; how many it placed. Any instance may run it at any time; one sequences at a
 /// time, holding the chain head's row lock as its lease (a crashed holder's lock goes
 /// with its connection). An event committed late, by a transaction held open while
@@ -220,6 +355,13 @@ pub enum Lease {
 pub async fn sequence(db: &Db, batch: i64, lease: Lease) -> Result<u64, SequenceError> {
     let mut placed = 0;
     loop {
+        // Mostly nothing waits: then no write transaction at all.
+        let waiting = Sql::new("SELECT 1 FROM events WHERE position IS NULL LIMIT 1")
+            .fetch_optional::<(i32,)>(db)
+            .await?;
+        if waiting.is_none() {
+            return Ok(placed);
+        }
         let mut tx = db.begin_write().await?;
         // SQLite's write transaction already excludes every other writer.
         if tx.dialect().concurrent_writes() {
@@ -251,18 +393,21 @@ pub async fn sequence(db: &Db, batch: i64, lease: Lease) -> Result<u64, Sequence
 /// until the first commits) and its write is refused whole if any event it read was
 /// placed meanwhile ([`SequenceError::Raced`]): no event is ever placed twice.
 pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceError> {
-    let rows: Vec<(String, i64, String, String, String, String, String)> = Sql::new(
+    // Through the index of waiting events alone: read in order, never sorted.
+    let text = format!(
         "SELECT CAST(id AS TEXT), created_at, component, environment, email, message, data
-         FROM events WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
-    )
-    .bind(batch)
-    .fetch_all(&mut *tx)
-    .await?;
+         FROM {} WHERE position IS NULL ORDER BY created_at, id LIMIT $1",
+        tx.dialect().indexed_by("events", "events_unchained")
+    );
+    let rows: Vec<(String, i64, String, String, String, String, String)> =
+        Sql::new(&text).bind(batch).fetch_all(&mut *tx).await?;
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut head = reserve(tx, rows.len()).await?;
+    let start = reserve(tx, rows.len()).await?;
+    let mut head = start.clone();
     let mut placed = Vec::with_capacity(rows.len());
+    let mut leaves = Vec::with_capacity(rows.len());
     for (id, created_at, component, environment, email, message, data) in &rows {
         let entry = Entry {
             position: head.position + 1,
@@ -278,21 +423,40 @@ pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceErro
             position: entry.position,
             hash: entry.link(&head.hash).map_err(decode_error)?,
         };
+        leaves.push(crate::tree::leaf_hash(&entry.canonical()));
         placed.push((head.position, head.hash.clone(), id));
     }
-    // One statement for the batch, so the lease is held briefly; only events still
-    // waiting are placed.
-    let id = tx.dialect().uuid("v.column3");
-    let text = format!(
-        "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v
-         WHERE events.id = {id} AND events.position IS NULL",
-        studyhall_core::sql::values_rows(placed.len(), 3, studyhall_core::sql::tuple)
-    );
-    let mut update = Sql::new(&text);
-    for (position, hash, id) in &placed {
-        update = update.bind(*position).bind(hash).bind(*id);
-    }
-    let written = update.execute(&mut *tx).await?;
+    // Only events still waiting are placed. On PostgreSQL in one statement, one round
+    // trip while the lease is held; on SQLite, in process, one indexed update per event
+    // (its planner may walk the waiting events for each row of a VALUES list).
+    let written = match tx.dialect() {
+        Dialect::Postgres => {
+            let text = format!(
+                "UPDATE events SET position = v.column1, hash = v.column2 FROM (VALUES {}) AS v
+                 WHERE events.id = CAST(v.column3 AS uuid) AND events.position IS NULL",
+                studyhall_core::sql::values_rows(placed.len(), 3, studyhall_core::sql::tuple)
+            );
+            let mut update = Sql::new(&text);
+            for (position, hash, id) in &placed {
+                update = update.bind(*position).bind(hash).bind(*id);
+            }
+            update.execute(&mut *tx).await?
+        }
+        Dialect::Sqlite => {
+            let mut written = 0;
+            for (position, hash, id) in &placed {
+                written += Sql::new(
+                    "UPDATE events SET position = $1, hash = $2 WHERE id = $3 AND position IS NULL",
+                )
+                .bind(*position)
+                .bind(hash)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            written
+        }
+    };
     if written != placed.len() as u64 {
         return Err(SequenceError::Raced {
             read: placed.len(),
@@ -300,6 +464,7 @@ pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceErro
         });
     }
     seal_head(tx, &head.hash).await?;
+    crate::integrate::extend(tx, start.position, &leaves).await?;
     Ok(placed.len() as u64)
 }
 

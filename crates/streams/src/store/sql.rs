@@ -303,6 +303,7 @@ impl Batched for Batch {
                 decisions.extend(decision(op, done[index].as_ref()));
             }
         }
+        // The chain's lock last, after every viewer's (`studyhall_log::commit`).
         studyhall_log::commit(tx, &decisions, Micros(now)).await?;
         Ok(done.into_iter().flatten().collect())
     }

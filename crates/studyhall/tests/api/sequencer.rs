@@ -1,18 +1,15 @@
-//! The sequencer: writers commit events without a lock another writer waits on, and the
-//! sequencer gives every committed event exactly one place in the chain, whatever the
-//! order of commits and however many sequencers believe they may run.
+//! The sequencer: events stored outside the chain (while it was off, or by an older
+//! version) each get exactly one place in it, whatever the order of commits and however
+//! many sequencers believe they may run.
 
 use std::time::Duration;
 
 use serde_json::json;
 use studyhall::audit::cli::verify_store;
 use studyhall::audit::store::{sequence_batch, SequenceError};
-use studyhall::audit::{record, Actor, Decision};
-use studyhall::clock::Micros;
+use studyhall::config::ServeSettings;
 use studyhall::db::Db;
 use studyhall::sql::Sql;
-
-use studyhall::config::ServeSettings;
 
 use crate::audit::{audited, checkpointed, post_events};
 use crate::helpers::{json, TestApp};
@@ -75,7 +72,9 @@ on_every_backend_with! { unsequenced;
 }
 
 async fn an_export_holds_every_event_stored_before_it_began() {
-    let app = TestApp::postgres_with(audited).await;
+    let mut app = TestApp::postgres_with(unsequenced).await;
+    post_events(&app, 4).await;
+    app.restart(audited).await;
     let db = Db::connect(&app.database_url, 2).await.unwrap();
     // The test holds the sequencer's lease: the server's sealer skips its turns.
     let mut lease = db.begin_write().await.unwrap();
@@ -83,7 +82,6 @@ async fn an_export_holds_every_event_stored_before_it_began() {
         .execute(&mut lease)
         .await
         .unwrap();
-    post_events(&app, 4).await;
     let url = app.url("/api/events/export");
     let client = app.client.clone();
     let exporting =
@@ -103,42 +101,6 @@ async fn an_export_holds_every_event_stored_before_it_began() {
 }
 crate::case!(
     an_export_holds_every_event_stored_before_it_began,
-    needs = [Postgres]
-);
-
-async fn a_writer_holding_its_transaction_open_holds_up_no_other_writer() {
-    let app = TestApp::postgres_with(audited).await;
-    let db = Db::connect(&app.database_url, 2).await.unwrap();
-    // A writer in the middle of its transaction: its event written, not committed, and
-    // older than every event committed while it waits.
-    let mut held = db.begin_write().await.unwrap();
-    let decision = Decision::new(
-        "studyhall.test",
-        "test.held_open",
-        Actor::system(),
-        json!({}),
-    );
-    record(&mut held, &[decision], Micros(1)).await.unwrap();
-    // Others write and commit meanwhile, and the sequencer places what they committed.
-    tokio::time::timeout(Duration::from_secs(30), post_events(&app, 5))
-        .await
-        .expect("a writer waited on another writer's open transaction");
-    checkpointed(&app, 5).await;
-    assert_eq!(placed(&db).await.len(), 5);
-    // Once it commits, the late event is placed after them, not skipped.
-    held.commit().await.unwrap();
-    post_events(&app, 2).await;
-    let key = checkpointed(&app, 8).await;
-    let messages: Vec<String> = placed(&db)
-        .await
-        .into_iter()
-        .map(|(_, message)| message)
-        .collect();
-    assert_eq!(messages[5], "test.held_open", "{messages:?}");
-    verify_store(&app.database_url, &key).await.unwrap();
-}
-crate::case!(
-    a_writer_holding_its_transaction_open_holds_up_no_other_writer,
     needs = [Postgres]
 );
 

@@ -79,7 +79,7 @@ impl Pending<'_> {
 #[derive(Clone, Debug)]
 pub struct EventStore {
     backend: Backend,
-    /// Stored events are sequenced into the chain (`STUDYHALL_AUDIT_CHAIN`).
+    /// Events are chained as they are stored (`STUDYHALL_AUDIT_CHAIN`).
     chain: bool,
 }
 
@@ -105,7 +105,7 @@ impl EventStore {
         }
     }
 
-    /// Stores a batch in one transaction, for the sequencer to chain: all of it or
+    /// Stores a batch in one transaction, at the end of the audit chain: all of it or
     /// none of it. An event whose idempotency key another request holds is not stored;
     /// the key's foreign key to its event is checked at commit.
     #[tracing::instrument(skip_all, fields(batch = batch.len()))]
@@ -134,7 +134,11 @@ impl EventStore {
             outcomes.push(Inserted::Created(pending.stored()));
             entries.push(pending.entry());
         }
-        crate::store::append(&mut tx, &entries).await?;
+        if self.chain {
+            crate::store::append(&mut tx, &entries).await?;
+        } else {
+            crate::store::append_unchained(&mut tx, &entries).await?;
+        }
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -155,10 +159,10 @@ impl EventStore {
         }
     }
 
-    /// Places every event committed so far in the chain, waiting for another instance's
-    /// sequencer if it holds the lease: before reading the chain to its end, as an
-    /// export does, so the export holds every event stored before it began. Nothing
-    /// when the chain is off.
+    /// Places every event stored without a position so far (while the chain was off, or
+    /// by an older version) in the chain, waiting for another instance's sequencer if it
+    /// holds the lease: before reading the chain to its end, as an export does, so the
+    /// export holds every event stored before it began. Nothing when the chain is off.
     pub async fn place_waiting(&self) -> Result<(), sqlx::Error> {
         use crate::store::{sequence, Lease, SequenceError};
         if !self.chain {

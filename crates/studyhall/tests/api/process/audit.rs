@@ -119,9 +119,11 @@ async fn placed_gaplessly(server: &Server, url: &str, pool: &sqlx::PgPool) -> i6
 }
 
 async fn two_servers_appending_at_once_keep_one_chain() {
-    // Both servers store events and stream decisions in one database at once, each in
-    // its own batches, while events an older instance stored outside the chain wait
-    // too; both run a sequencer: one chain, with no position given twice or skipped.
+    // Both servers append events and stream decisions to one database at once, each
+    // in its own batches and each after the head it last saw (stale as soon as the
+    // other appends), while both place events an older instance stored outside the
+    // chain: the chain's one row lock makes them one sequence, with no position given
+    // twice or skipped.
     let (url, _database) = TestDatabase::postgres().await;
     let settings = signing_every_second().await;
     let env = settings
@@ -135,11 +137,37 @@ async fn two_servers_appending_at_once_keep_one_chain() {
     assert_eq!((first, second), (400, 400));
     let count = placed_gaplessly(&a, url.expose(), &pool).await;
     assert!(count >= 3800, "{count}");
+    // Each instance's first batch, with no head seen yet, reserved; once the other
+    // stops appending, an instance's batches append after the head it saw, in one
+    // statement, and the chain still verifies.
+    for server in [&a, &b] {
+        assert!(appends(server, "reserved").await >= 1.0);
+    }
+    let before = appends(&a, "seen").await;
+    for n in 0..3 {
+        let response = client()
+            .post(format!("{}/api/events", a.address))
+            .json(&event(n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    assert!(appends(&a, "seen").await >= before + 2.0);
+    placed_gaplessly(&a, url.expose(), &pool).await;
 }
 crate::case!(
     two_servers_appending_at_once_keep_one_chain,
     needs = [Postgres]
 );
+
+/// How many batches `server` appended to the chain by the `head` path.
+async fn appends(server: &Server, head: &str) -> f64 {
+    let label = format!("head=\"{head}\"");
+    crate::observability::metric(server, "audit_chain_appends_total", &[&label])
+        .await
+        .unwrap_or(0.0)
+}
 
 /// Events stored and not yet placed in the chain.
 async fn waiting(pool: &sqlx::PgPool) -> i64 {
