@@ -180,6 +180,16 @@ pub(crate) async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sql
     insert(tx, &chained, Some(&head.hash)).await?;
     if concurrent {
         remember(&head);
+    } else {
+        // SQLite: the tree grows in the same transaction, in process, from the entries
+        // in hand, so the sealer neither reads them back nor waits for the writer's
+        // turn to add them. (On PostgreSQL that would add round trips while the head is
+        // locked; there the sealer grows it.)
+        let leaves: Vec<_> = chained
+            .iter()
+            .map(|(entry, _)| crate::tree::leaf_hash(&entry.canonical()))
+            .collect();
+        crate::integrate::extend(tx, start.position, &leaves).await?;
     }
     Ok(())
 }
