@@ -52,7 +52,7 @@ pub enum Db {
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     pub pool: SqlitePool,
-    turn: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteDb {

@@ -208,10 +208,14 @@ impl<'q> Sql<'q> {
         Ok(arguments)
     }
 
-    /// Runs the statement; the number of rows it changed.
+    /// Runs the statement; the number of rows it changed. On SQLite, a statement run
+    /// outside a transaction takes this process's turn to write first, as
+    /// [`Db::begin_write`] does: behind a busy writer, SQLite's own busy handler would
+    /// leave it polling for seconds.
     pub async fn execute<'a>(self, on: impl Into<On<'a>>) -> Result<u64, sqlx::Error> {
         let done = match on.into() {
             On::Db(Db::Sqlite(db)) => {
+                let _turn = db.turn.clone().lock_owned().await;
                 let query = sqlx::query_with(self.text, self.arguments::<Sqlite>()?);
                 query.execute(&db.pool).await?.rows_affected()
             }
