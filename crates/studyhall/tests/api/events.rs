@@ -377,6 +377,29 @@ on_every_backend! {
         writer.await.unwrap();
     }
 
+    async fn idempotency_keys_are_forgotten_after_a_day_and_not_before(app) {
+        let send = |key: &'static str, message: &'static str| {
+            let request = app.client.post(app.url("/api/events")).header("Idempotency-Key", key).json(&event(message));
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(send("old", "first").await, 201);
+        app.clock.advance(std::time::Duration::from_secs(23 * 3600));
+        assert_eq!(send("young", "first").await, 201);
+        // The old key is 25 hours old, the young one 2: the pruner forgets the first only.
+        app.clock.advance(std::time::Duration::from_secs(2 * 3600));
+        let mut forgotten = false;
+        for _ in 0..100 {
+            if send("old", "second").await == 201 {
+                forgotten = true;
+                break;
+            }
+            app.clock.advance(std::time::Duration::from_secs(1));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(forgotten, "a key older than a day was still held");
+        assert_eq!(send("young", "second").await, 422, "a key younger than a day was forgotten");
+    }
+
     async fn an_idempotent_retry_returns_the_first_response_and_stores_nothing(app) {
         let send = |key: &'static str, body: Value, user: Option<&'static str>| {
             let app = &app;

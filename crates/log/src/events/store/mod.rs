@@ -199,10 +199,10 @@ impl EventStore {
 
     /// Forgets idempotency keys stored before `before` (Unix microseconds).
     pub async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
-        match &self.backend {
-            Backend::Sqlite(store) => store.prune_keys(before).await,
-            Backend::Postgres(store) => store.prune_keys(before).await,
-        }
+        Sql::new("DELETE FROM event_idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.db())
+            .await
     }
 }
 

@@ -69,14 +69,6 @@ impl PgEvents {
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
-
-    pub(super) async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 /// Makes `%`, `_` and `\` literal inside a LIKE pattern (backslash is the default escape).

@@ -198,14 +198,6 @@ impl SqliteEvents {
         let rows = qb.build().fetch_all(&self.db.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
-
-    pub(super) async fn prune_keys(&self, before: i64) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query("DELETE FROM event_idempotency_keys WHERE created_at < ?")
-            .bind(before)
-            .execute(&self.db.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 fn push_cursor<'a>(qb: &mut QueryBuilder<'a, Sqlite>, query: &'a ListQuery) {
