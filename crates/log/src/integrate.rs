@@ -137,7 +137,7 @@ pub async fn grow(db: &Db, batch: i64) -> Result<u64, sqlx::Error> {
         .map(|event| tree::leaf_hash(&event.entry().canonical()));
     let rows = completed(db.into(), before.size, leaves).await?;
     let mut tx = db.begin_write().await?;
-    if !hold(&mut tx, before).await? {
+    if held(&mut tx).await? != before {
         // Another instance grew it meanwhile; the next round starts from there.
         return Ok(0);
     }
@@ -155,8 +155,8 @@ pub(crate) async fn extend(
     position: i64,
     leaves: &[Hash],
 ) -> Result<bool, sqlx::Error> {
-    let before = grown(&mut *tx).await?;
-    if before.base + before.size as i64 != position || !hold(tx, before).await? {
+    let before = held(tx).await?;
+    if before.base + before.size as i64 != position {
         return Ok(false);
     }
     let rows = completed(tx.into(), before.size, leaves.iter().copied()).await?;
@@ -164,15 +164,15 @@ pub(crate) async fn extend(
     Ok(true)
 }
 
-/// Takes the tree's row in `tx` (on PostgreSQL; SQLite's write transaction already
-/// excludes), if the tree is still as `before`; whether it is.
-async fn hold(tx: &mut Tx, before: Grown) -> Result<bool, sqlx::Error> {
+/// How far the tree has grown, its row held by `tx` until it ends (on PostgreSQL;
+/// SQLite's write transaction already excludes every other writer).
+async fn held(tx: &mut Tx) -> Result<Grown, sqlx::Error> {
     if tx.dialect().concurrent_writes() {
         Sql::new("SELECT size FROM log_tree WHERE id = 1 FOR UPDATE")
             .execute(&mut *tx)
             .await?;
     }
-    Ok(grown(&mut *tx).await? == before)
+    grown(&mut *tx).await
 }
 
 /// The stored hashes that `leaves`, added to a tree of `size` leaves, complete, with

@@ -214,19 +214,10 @@ pub enum SealError {
     /// The stored log no longer extends what this process signed: nothing is signed.
     #[error("{0}")]
     Rewritten(String),
-    /// Another instance sequenced the same events at the same moment: the next round
-    /// sequences what is still waiting.
-    #[error("{0}")]
-    Raced(String),
-}
-
-impl From<store::SequenceError> for SealError {
-    fn from(err: store::SequenceError) -> SealError {
-        match err {
-            store::SequenceError::Database(err) => SealError::Database(err),
-            raced => SealError::Raced(raced.to_string()),
-        }
-    }
+    /// Placing events outside the chain failed (another sequencer raced this one: the
+    /// next round places what still waits).
+    #[error(transparent)]
+    Sequence(#[from] store::SequenceError),
 }
 
 impl From<retention::RetentionError> for SealError {
@@ -258,7 +249,13 @@ pub async fn seal_once(
     clock: &Clock,
     sealed: &mut Sealed,
 ) -> Result<Option<Statement>, SealError> {
-    store::sequence(db, SEQUENCE_BATCH, store::Lease::Skip).await?;
+    let placed = store::sequence(db, SEQUENCE_BATCH, store::Lease::Skip).await?;
+    if placed > 0 {
+        tracing::info!(
+            placed,
+            "gave events stored outside the chain their place in it"
+        );
+    }
     while integrate::grow(db, TREE_BATCH).await? == TREE_BATCH as u64 {}
     let Some(Signing { key, origin, .. }) = signing else {
         return Ok(None);

@@ -185,17 +185,20 @@ pub(crate) async fn append(tx: &mut Tx, entries: &[Entry<'_>]) -> Result<(), sql
         // in hand, so the sealer neither reads them back nor waits for the writer's
         // turn to add them. (On PostgreSQL that would add round trips while the head is
         // locked; there the sealer grows it.)
-        let leaves: Vec<_> = chained
-            .iter()
-            .map(|(entry, _)| crate::tree::leaf_hash(&entry.canonical()))
-            .collect();
-        crate::integrate::extend(tx, start.position, &leaves).await?;
+        crate::integrate::extend(tx, start.position, &leaves(&chained)).await?;
     }
     Ok(())
 }
 
 /// An event to insert, with its hash (`None` outside the chain).
 type Row<'a> = (Entry<'a>, Option<String>);
+
+/// The tree's leaf hash of each row.
+fn leaves(rows: &[Row<'_>]) -> Vec<crate::tree::Hash> {
+    rows.iter()
+        .map(|(entry, _)| crate::tree::leaf_hash(&entry.canonical()))
+        .collect()
+}
 
 /// `entries` at the positions after `start`, each with its hash; and the new head.
 fn link<'a>(start: &Head, entries: &[Entry<'a>]) -> Result<(Vec<Row<'a>>, Head), sqlx::Error> {
@@ -356,8 +359,8 @@ pub enum Lease {
 
 /// The sequencer: gives events stored without a position (while the chain was off,
 /// before it existed, or by an older version during a rolling deploy) their place at
-/// the end of the chain, in (created_at, id) order among those waiting, `batch` per transaction, until none is
-/// left; how many it placed. Any instance may run it at any time; one sequences at a
+/// the end of the chain, in (created_at, id) order among those waiting, `batch` per
+/// transaction, until none is left; how many it placed. Any instance may run it at any time; one sequences at a
 /// time, holding the chain head's row lock as its lease (a crashed holder's lock goes
 /// with its connection). An event committed late, by a transaction held open while
 /// others committed, is placed by the next round: the sequencer reads what is waiting,
@@ -414,28 +417,25 @@ pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceErro
     if rows.is_empty() {
         return Ok(0);
     }
-    let start = reserve(tx, rows.len()).await?;
-    let mut head = start.clone();
-    let mut placed = Vec::with_capacity(rows.len());
-    let mut leaves = Vec::with_capacity(rows.len());
-    for (id, created_at, component, environment, email, message, data) in &rows {
-        let entry = Entry {
-            position: head.position + 1,
-            id: Uuid::try_parse(id).map_err(decode_error)?,
-            created_at: Micros(*created_at),
-            component,
-            environment,
-            email,
-            message,
-            data,
-        };
-        head = Head {
-            position: entry.position,
-            hash: entry.link(&head.hash).map_err(decode_error)?,
-        };
-        leaves.push(crate::tree::leaf_hash(&entry.canonical()));
-        placed.push((head.position, head.hash.clone(), id));
-    }
+    let entries = rows
+        .iter()
+        .map(
+            |(id, created_at, component, environment, email, message, data)| {
+                Ok(Entry {
+                    position: 0,
+                    id: Uuid::try_parse(id).map_err(decode_error)?,
+                    created_at: Micros(*created_at),
+                    component,
+                    environment,
+                    email,
+                    message,
+                    data,
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let start = reserve(tx, entries.len()).await?;
+    let (placed, head) = link(&start, &entries)?;
     // Only events still waiting are placed. On PostgreSQL in one statement, one round
     // trip while the lease is held; on SQLite, in process, one indexed update per event
     // (its planner may walk the waiting events for each row of a VALUES list).
@@ -447,20 +447,23 @@ pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceErro
                 studyhall_core::sql::values_rows(placed.len(), 3, studyhall_core::sql::tuple)
             );
             let mut update = Sql::new(&text);
-            for (position, hash, id) in &placed {
-                update = update.bind(*position).bind(hash).bind(*id);
+            for (entry, hash) in &placed {
+                update = update
+                    .bind(entry.position)
+                    .bind(hash.clone())
+                    .bind(entry.id);
             }
             update.execute(&mut *tx).await?
         }
         Dialect::Sqlite => {
             let mut written = 0;
-            for (position, hash, id) in &placed {
+            for (entry, hash) in &placed {
                 written += Sql::new(
                     "UPDATE events SET position = $1, hash = $2 WHERE id = $3 AND position IS NULL",
                 )
-                .bind(*position)
-                .bind(hash)
-                .bind(*id)
+                .bind(entry.position)
+                .bind(hash.clone())
+                .bind(entry.id)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -474,7 +477,7 @@ pub async fn sequence_batch(tx: &mut Tx, batch: i64) -> Result<u64, SequenceErro
         });
     }
     seal_head(tx, &head.hash).await?;
-    crate::integrate::extend(tx, start.position, &leaves).await?;
+    crate::integrate::extend(tx, start.position, &leaves(&placed)).await?;
     Ok(placed.len() as u64)
 }
 

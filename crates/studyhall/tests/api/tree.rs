@@ -72,12 +72,7 @@ fn mth(leaves: &[Hash]) -> Hash {
 /// The ids of the events, in position order.
 async fn ids(app: &TestApp) -> Vec<String> {
     let (_, page) = json(app.get("/api/events?limit=1000").await).await;
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect()
+    crate::events::ids(&page)
 }
 
 on_every_backend_with! {
