@@ -163,6 +163,35 @@ on_every_backend! {
         assert_eq!(course_stats(&app, USER, &other_course).await.0, 404);
     }
 
+    async fn a_new_session_posted_by_two_users_at_once_belongs_to_one(app) {
+        // Posts that arrive together are stored by one batch: the session is new to the
+        // database but not to the posts after its first, which must find it taken.
+        let (course, id) = (new_id(), new_id());
+        let tasks: Vec<_> = (0..40).map(|n| {
+            let (client, url) = (app.client.clone(), app.url(&format!("/courses/{course}")));
+            let user = if n % 2 == 0 { USER } else { OTHER_USER };
+            let body = session(&id, n, 50.0, 100 + n);
+            tokio::spawn(async move {
+                (user, client.post(url).header("X-User-Id", user).json(&body).send().await.unwrap().status().as_u16())
+            })
+        }).collect();
+        let mut statuses: HashMap<&str, Vec<u16>> = HashMap::new();
+        for task in tasks {
+            let (user, status) = task.await.unwrap();
+            statuses.entry(user).or_default().push(status);
+        }
+        let owner = if statuses[USER].contains(&201) { USER } else { OTHER_USER };
+        let other = if owner == USER { OTHER_USER } else { USER };
+        assert!(statuses[owner].iter().all(|s| *s == 201), "{statuses:?}");
+        assert!(statuses[other].iter().all(|s| *s == 409), "{statuses:?}");
+        let (status, stats) = course_stats(&app, owner, &course).await;
+        assert_eq!(status, 200);
+        assert_eq!(stats["sessionCount"].as_i64(), Some(1), "{stats}");
+        assert_eq!(course_stats(&app, other, &course).await.0, 404);
+        let (stored, recomputed) = stored_and_recomputed(&app, owner, &course).await;
+        assert_eq!(stored, recomputed);
+    }
+
     async fn unknown_sessions_and_courses_are_404_with_the_seeds_messages(app) {
         let (course, id) = (new_id(), new_id());
         let (status, problem) = course_stats(&app, USER, &course).await;
