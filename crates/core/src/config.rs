@@ -190,6 +190,13 @@ pub struct DatabaseSettings {
     #[arg(long, env = "STUDYHALL_DATABASE_MAX_CONNECTIONS", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
+
+    /// SQLite: memory for reading the database, in MiB: a mapping of the file, then
+    /// page caches for the connections. `0` maps nothing.
+    #[arg(long, env = "STUDYHALL_SQLITE_MEMORY_MIB",
+          default_value_t = crate::db::DEFAULT_SQLITE_MEMORY_MIB,
+          value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub sqlite_memory_mib: u64,
 }
 
 #[derive(Debug, Clone, Args)]

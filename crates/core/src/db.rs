@@ -13,6 +13,41 @@ use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection, SqlitePool};
 use crate::dialect::Dialect;
 use crate::sensitive::DatabaseUrl;
 
+const MIB: u64 = 1024 * 1024;
+
+/// `--sqlite-memory-mib`'s default.
+pub const DEFAULT_SQLITE_MEMORY_MIB: u64 = 1024;
+
+/// How a SQLite database spends its memory budget.
+///
+/// Mapped pages are read in place from the operating system's page cache, shared by
+/// every connection, without a system call or a copy per page; a file read through
+/// small private caches instead spends its reads in `pread` once it outgrows them. So
+/// the mapping comes first: the whole file and room for it to double, up to the budget
+/// (and at least 64 MiB, so a new database need not reopen to grow). What the mapping
+/// leaves is shared out as the connections' page caches, which serve the pages that are
+/// still in the WAL and whatever lies beyond the mapping: each 2 MiB (SQLite's default)
+/// to 64 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteMemory {
+    pub mmap_bytes: u64,
+    /// Per connection, in KiB (a negative `cache_size`).
+    pub cache_kib: u64,
+}
+
+impl SqliteMemory {
+    pub fn plan(file_size: u64, budget: u64, connections: u32) -> SqliteMemory {
+        let wanted = file_size.saturating_mul(2).max(64 * MIB);
+        let mmap_bytes = wanted.min(budget);
+        let left = budget - mmap_bytes;
+        let cache = (left / u64::from(connections.max(1))).clamp(2 * MIB, 64 * MIB);
+        SqliteMemory {
+            mmap_bytes,
+            cache_kib: cache / 1024,
+        }
+    }
+}
+
 /// A transaction on either backend.
 pub enum Tx {
     Sqlite(SqliteTx),
@@ -99,7 +134,26 @@ impl std::ops::DerefMut for SqliteTx {
 }
 
 impl Db {
+    /// Opens the database `settings` name, SQLite within its memory budget.
+    pub async fn open(settings: &crate::config::DatabaseSettings) -> anyhow::Result<Db> {
+        Db::connect_within(
+            &settings.database_url,
+            settings.database_max_connections,
+            settings.sqlite_memory_mib.saturating_mul(MIB),
+        )
+        .await
+    }
+
+    /// Opens the database at `url`, SQLite within the default memory budget.
     pub async fn connect(url: &DatabaseUrl, max_connections: u32) -> anyhow::Result<Db> {
+        Db::connect_within(url, max_connections, DEFAULT_SQLITE_MEMORY_MIB * MIB).await
+    }
+
+    async fn connect_within(
+        url: &DatabaseUrl,
+        max_connections: u32,
+        sqlite_memory: u64,
+    ) -> anyhow::Result<Db> {
         if url.is_sqlite() {
             // Create the file ourselves first: SQLite says only "unable to open database
             // file", where the operating system says why, and of which path.
@@ -114,6 +168,12 @@ impl Db {
                         format!("cannot create the SQLite database {}", absolute.display())
                     })?;
             }
+            let file_size = url
+                .sqlite_file()
+                .and_then(|file| std::fs::metadata(file).ok())
+                .map_or(0, |metadata| metadata.len());
+            let memory = SqliteMemory::plan(file_size, sqlite_memory, max_connections);
+            tracing::debug!(?memory, file_size, "SQLite memory");
             let options = SqliteConnectOptions::from_str(url.expose())
                 .with_context(|| format!("invalid SQLite URL {url}"))?
                 .create_if_missing(true)
@@ -123,9 +183,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the
-                // operating system caches the file too, and memory stays small and bounded.
-                .pragma("cache_size", "-1024")
+                // Reads through a mapping of the file, and a page cache per connection
+                // for the rest, within the memory budget (see `SqliteMemory`).
+                .pragma("mmap_size", memory.mmap_bytes.to_string())
+                .pragma("cache_size", format!("-{}", memory.cache_kib))
                 // No checkpoint in a committing writer's path: by default the commit that
                 // grows the WAL past 1000 pages copies it into the database and fsyncs
                 // it, and every request in that batch waits. `checkpointer` does it from
@@ -275,5 +336,28 @@ async fn checkpoint_continuously(pool: SqlitePool) {
     }
     if let Some(conn) = connection {
         conn.close().await.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SqliteMemory, MIB};
+
+    #[test]
+    fn the_mapping_covers_the_file_first_and_caches_take_what_is_left() {
+        // A new database: 64 MiB mapped, the rest of 1 GiB over 10 connections, capped.
+        let new = SqliteMemory::plan(0, 1024 * MIB, 10);
+        assert_eq!(new.mmap_bytes, 64 * MIB);
+        assert_eq!(new.cache_kib, 64 * 1024);
+        // A 300 MiB file: room to double, 424 MiB left for 10 caches.
+        let grown = SqliteMemory::plan(300 * MIB, 1024 * MIB, 10);
+        assert_eq!(grown.mmap_bytes, 600 * MIB);
+        assert_eq!(grown.cache_kib, 424 * 1024 / 10);
+        // Larger than the budget: all of it mapped, each cache at SQLite's default.
+        let large = SqliteMemory::plan(5000 * MIB, 1024 * MIB, 10);
+        assert_eq!(large.mmap_bytes, 1024 * MIB);
+        assert_eq!(large.cache_kib, 2 * 1024);
+        // No budget: nothing mapped.
+        assert_eq!(SqliteMemory::plan(5000 * MIB, 0, 10).mmap_bytes, 0);
     }
 }

@@ -100,7 +100,7 @@ impl Core {
         audited: &AuditModules,
         clock: Clock,
     ) -> anyhow::Result<(Core, Vec<JoinHandle<()>>)> {
-        let db = Db::connect(&database.database_url, database.database_max_connections).await?;
+        let db = Db::open(database).await?;
         db.migrate().await?;
         let redis = match redis_url {
             Some(url) => Some(RedisHandle::connect(url).await?),

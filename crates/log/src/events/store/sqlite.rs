@@ -1,3 +1,7 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quick_cache::sync::Cache;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
@@ -6,10 +10,6 @@ use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
 use crate::events::model::Event;
 use crate::events::query::ListQuery;
 use studyhall_core::db::SqliteDb;
-
-/// Candidates an exact filter may leave for a message search to test them one by one
-/// rather than walk the trigram index.
-const SCAN_WINDOW: i64 = 10_000;
 
 /// Index entries the probes of one search may read together: each trigram counts up
 /// to its share (at most `COMMON_TRIGRAM`), and a trigram that reaches it is common,
@@ -25,26 +25,59 @@ const RARE_TRIGRAM: i64 = 1_000;
 /// Trigrams of the searched text probed for how common they are, spread over the text.
 const TRIGRAM_PROBES: usize = 12;
 
-/// How a page is selected: by the filters alone, with the message tested over a
-/// bounded window of the page order, or by walking the trigram index — on every
-/// trigram of the pattern, or on its less common ones with the pattern tested on each match.
+/// Trigrams whose counts are remembered, and for how long: a count only chooses how a
+/// search reads, never what it finds, and a trigram's share of the messages changes
+/// slowly, as a planner's statistics do.
+const KNOWN_TRIGRAMS: usize = 4096;
+const TRIGRAM_COUNT_TTL: Duration = Duration::from_secs(60);
+
+/// How a page is selected: by the filters alone; with the message tested on each row
+/// the exact filters find, in page order; or by walking the trigram index — on every
+/// trigram of the pattern, or on its less common ones with the pattern tested on each
+/// match.
 enum Shape<'a> {
     Plain,
-    Window(&'a str),
+    Filtered(&'a str),
     Trigram {
         pattern: &'a str,
         selective: Option<String>,
     },
 }
 
-#[derive(Clone, Debug)]
+/// What narrows a message search in the trigram index: an FTS5 query, and about how
+/// many messages match it at most (its least common trigram's count).
+struct Selective {
+    trigrams: String,
+    found: i64,
+}
+
+/// How many messages hold a trigram, counted up to `bound`, at `at`.
+#[derive(Clone, Copy)]
+struct Counted {
+    found: i64,
+    bound: i64,
+    at: Instant,
+}
+
+#[derive(Clone)]
 pub(super) struct SqliteEvents {
     pub(super) db: SqliteDb,
+    /// Each probed trigram's count (up to the bound it was counted to), and when.
+    trigram_counts: Arc<Cache<String, Counted>>,
+}
+
+impl std::fmt::Debug for SqliteEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteEvents").finish_non_exhaustive()
+    }
 }
 
 impl SqliteEvents {
     pub(super) fn new(db: SqliteDb) -> Self {
-        SqliteEvents { db }
+        SqliteEvents {
+            db,
+            trigram_counts: Arc::new(Cache::new(KNOWN_TRIGRAMS)),
+        }
     }
 
     pub(super) async fn find_key(
@@ -86,19 +119,24 @@ impl SqliteEvents {
             return self.fetch(Shape::Plain, query, limit).await;
         };
         let pattern = format!("*{}*", glob_escape(message));
-        // With an exact filter that leaves few candidates (counted on its index alone,
-        // up to a bound), testing each candidate's message is cheapest and complete.
-        // Otherwise walk the trigram index.
         let exact = query.filter.email.is_some()
             || query.filter.environment.is_some()
             || query.filter.component.is_some();
-        if exact && self.candidates(query).await? < SCAN_WINDOW {
-            return self.fetch(Shape::Window(&pattern), query, limit).await;
-        }
-        let selective = self.selective_trigrams(message).await?;
-        let shape = Shape::Trigram {
-            pattern: &pattern,
-            selective,
+        let shape = match self.selective_trigrams(message).await? {
+            // No trigram narrows the search: walk the rows the exact filters find, in
+            // page order, testing each (the text is in a good share of all messages,
+            // so a page comes after about as many rows as that share makes up for).
+            None if exact => Shape::Filtered(&pattern),
+            // The exact filters leave fewer rows than the trigrams would: test them all.
+            Some(Selective { found, .. })
+                if exact && self.candidates(query, found).await? < found =>
+            {
+                Shape::Filtered(&pattern)
+            }
+            selective => Shape::Trigram {
+                pattern: &pattern,
+                selective: selective.map(|selective| selective.trigrams),
+            },
         };
         self.fetch(shape, query, limit).await
     }
@@ -107,7 +145,7 @@ impl SqliteEvents {
     /// than the whole pattern would: the first probed trigram that is rare, or else
     /// every probed trigram that is not common (their intersection is short even when
     /// each is not).
-    async fn selective_trigrams(&self, text: &str) -> Result<Option<String>, sqlx::Error> {
+    async fn selective_trigrams(&self, text: &str) -> Result<Option<Selective>, sqlx::Error> {
         let probes = probed_trigrams(text);
         let common =
             (PROBE_BUDGET / probes.len().max(1) as i64).clamp(RARE_TRIGRAM, COMMON_TRIGRAM);
@@ -116,27 +154,54 @@ impl SqliteEvents {
              WHERE events_message MATCH ? LIMIT {common})"
         );
         let mut uncommon = Vec::new();
+        let mut fewest = common;
         for phrase in probes {
-            let found: i64 = sqlx::query_scalar(&count)
-                .bind(&phrase)
-                .fetch_one(&self.db.pool)
-                .await?;
+            // A count remembered serves when it is exact (below the bound it was
+            // counted to) or was counted at least as far as this search counts.
+            let known = self.trigram_counts.get(&phrase).filter(|known| {
+                known.at.elapsed() < TRIGRAM_COUNT_TTL
+                    && (known.found < known.bound || known.bound >= common)
+            });
+            let found = match known {
+                Some(known) => known.found.min(common),
+                None => {
+                    let found: i64 = sqlx::query_scalar(&count)
+                        .bind(&phrase)
+                        .fetch_one(&self.db.pool)
+                        .await?;
+                    let counted = Counted {
+                        found,
+                        bound: common,
+                        at: Instant::now(),
+                    };
+                    self.trigram_counts.insert(phrase.clone(), counted);
+                    found
+                }
+            };
             if found < RARE_TRIGRAM {
-                return Ok(Some(phrase));
+                return Ok(Some(Selective {
+                    trigrams: phrase,
+                    found,
+                }));
             }
             if found < common {
+                fewest = fewest.min(found);
                 uncommon.push(phrase);
             }
         }
-        Ok((!uncommon.is_empty()).then(|| uncommon.join(" AND ")))
+        Ok((!uncommon.is_empty()).then(|| Selective {
+            trigrams: uncommon.join(" AND "),
+            found: fewest,
+        }))
     }
 
-    /// Candidates for the window, counted up to `SCAN_WINDOW`.
-    async fn candidates(&self, query: &ListQuery) -> Result<i64, sqlx::Error> {
+    /// The rows the exact filters leave after the cursor, counted on their index up to
+    /// `most`.
+    async fn candidates(&self, query: &ListQuery, most: i64) -> Result<i64, sqlx::Error> {
         let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM (SELECT 1 FROM events");
         push_filters(&mut count, query);
         push_cursor(&mut count, query);
-        count.push(format_args!(" LIMIT {SCAN_WINDOW})"));
+        count.push(format_args!(" LIMIT {most})"));
         count.build_query_scalar().fetch_one(&self.db.pool).await
     }
 
@@ -156,15 +221,12 @@ impl SqliteEvents {
                 push_cursor(&mut qb, query);
                 qb.push(&order);
             }
-            Shape::Window(pattern) => {
-                qb.push(format_args!("(SELECT {COLUMNS} FROM events"));
+            Shape::Filtered(pattern) => {
+                qb.push("events");
                 push_filters(&mut qb, query);
                 push_cursor(&mut qb, query);
-                qb.push(format_args!(
-                    "{order} LIMIT {SCAN_WINDOW}) AS events WHERE message GLOB "
-                ))
-                .push_bind(pattern.to_owned())
-                .push(&order);
+                qb.push(" AND message GLOB ").push_bind(pattern.to_owned());
+                qb.push(&order);
             }
             Shape::Trigram { pattern, selective } => {
                 // Walk the trigram index in rowid order and stop after `limit` matches:
