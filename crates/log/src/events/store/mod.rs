@@ -13,6 +13,12 @@ use studyhall_core::clock::Micros;
 use studyhall_core::db::Db;
 use studyhall_core::sql::Sql;
 
+/// Trigrams whose counts are remembered, and for how long: a count only chooses how a
+/// search reads, never what it finds, and a trigram's share of the messages changes
+/// slowly, as a planner's statistics do.
+const KNOWN_TRIGRAMS: usize = 4096;
+const TRIGRAM_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub(crate) const COLUMNS: &str =
     "events.id, events.component, events.data, events.email, events.environment, events.message, events.created_at";
 

@@ -1,19 +1,107 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quick_cache::sync::Cache;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
+use super::{
+    decode_event, page_order, push_filters, KeyRecord, COLUMNS, KNOWN_TRIGRAMS, TRIGRAM_COUNT_TTL,
+};
 use crate::events::model::Event;
 use crate::events::query::ListQuery;
 
-#[derive(Clone, Debug)]
+/// Trigrams of a searched text whose shares are sampled (its first ones).
+const SAMPLED_TRIGRAMS: usize = 30;
+
+/// About how many messages a trigram's share is sampled from.
+const SAMPLE: i64 = 2000;
+
+/// A trigram in this share of the messages or more is left out of a search of the
+/// trigram index: reading its entries costs more than the rows it rules out.
+const COMMON_SHARE: f64 = 0.05;
+
+#[derive(Clone)]
 pub(super) struct PgEvents {
     pub(super) pool: PgPool,
+    /// Each sampled trigram's share of the messages, and when it was sampled.
+    trigram_shares: Arc<Cache<String, (f64, Instant)>>,
+}
+
+impl std::fmt::Debug for PgEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEvents").finish_non_exhaustive()
+    }
+}
+
+/// How a message search reads: the trigram index on the whole text, on the part of it
+/// whose trigrams are not common (the whole text then tested on each row found), or
+/// not at all (every trigram common: the rows the other filters find are tested).
+#[derive(Debug, PartialEq, Eq)]
+enum Search<'a> {
+    Whole,
+    Part(&'a str),
+    Scan,
 }
 
 impl PgEvents {
     pub(super) fn new(pool: PgPool) -> Self {
-        PgEvents { pool }
+        PgEvents {
+            pool,
+            trigram_shares: Arc::new(Cache::new(KNOWN_TRIGRAMS)),
+        }
+    }
+
+    /// How a search for `text` reads, from the shares of its trigrams among the
+    /// messages (sampled in one statement, remembered for a while).
+    async fn search<'t>(&self, text: &'t str) -> Result<Search<'t>, sqlx::Error> {
+        let trigrams = trigrams(text);
+        if trigrams.is_empty() {
+            return Ok(Search::Whole);
+        }
+        let mut shares: HashMap<&str, f64> = HashMap::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for (_, trigram) in &trigrams {
+            match self.trigram_shares.get(*trigram) {
+                Some((share, at)) if at.elapsed() < TRIGRAM_COUNT_TTL => {
+                    shares.insert(trigram, share);
+                }
+                _ if !unknown.contains(trigram) => unknown.push(trigram),
+                _ => {}
+            }
+        }
+        if !unknown.is_empty() {
+            let counts: Vec<String> = (1..=unknown.len())
+                .map(|n| format!("count(*) FILTER (WHERE strpos(message, ${n}) > 0)"))
+                .collect();
+            // Pages picked at random over the whole table, about SAMPLE rows' worth
+            // by the planner's row count (all of them while it has none).
+            let sample = format!(
+                "SELECT count(*), {} FROM (SELECT message FROM events TABLESAMPLE SYSTEM (( \
+                 SELECT least(100, 100.0 * {SAMPLE} / greatest(reltuples, 1)) \
+                 FROM pg_class WHERE oid = 'events'::regclass)) LIMIT {}) AS sampled",
+                counts.join(", "),
+                2 * SAMPLE
+            );
+            let row = unknown
+                .iter()
+                .fold(sqlx::query(&sample), |query, trigram| query.bind(*trigram))
+                .fetch_one(&self.pool)
+                .await?;
+            let sampled: i64 = row.try_get(0)?;
+            for (n, trigram) in unknown.iter().enumerate() {
+                // A trigram the sample missed is taken as in half a row of it, so
+                // that a longer run of such trigrams counts as rarer.
+                let found: i64 = row.try_get(n + 1)?;
+                let share = (found as f64).max(0.5) / sampled.max(1) as f64;
+                self.trigram_shares
+                    .insert(trigram.to_string(), (share, Instant::now()));
+                shares.insert(trigram, share);
+            }
+        }
+        Ok(narrowed(text, &trigrams, &shares))
     }
 
     pub(super) async fn find_key(
@@ -51,9 +139,22 @@ impl PgEvents {
         let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM events"));
         push_filters(&mut qb, query);
         if let Some(message) = &query.filter.message {
-            // Case-sensitive LIKE, as the seed; the pg_trgm GIN index serves it.
-            qb.push(" AND message LIKE ")
-                .push_bind(format!("%{}%", like_escape(message)));
+            // Case-sensitive, as the seed's LIKE; the pg_trgm GIN index serves LIKE.
+            match self.search(message).await? {
+                Search::Whole => qb
+                    .push(" AND message LIKE ")
+                    .push_bind(format!("%{}%", like_escape(message))),
+                Search::Part(part) => qb
+                    .push(" AND message LIKE ")
+                    .push_bind(format!("%{}%", like_escape(part)))
+                    .push(" AND strpos(message, ")
+                    .push_bind(message.as_str())
+                    .push(") > 0"),
+                Search::Scan => qb
+                    .push(" AND strpos(message, ")
+                    .push_bind(message.as_str())
+                    .push(") > 0"),
+            };
         }
         let (op, direction) = page_order(query);
         if let Some(cursor) = &query.after {
@@ -72,6 +173,63 @@ impl PgEvents {
         // be walked instead, and picks one for all (seen: 650 ms for a rare text).
         let rows = qb.build().persistent(false).fetch_all(&self.pool).await?;
         rows.iter().map(event_from_row).collect()
+    }
+}
+
+/// The first `SAMPLED_TRIGRAMS` trigrams of `text` (in characters), each with the byte
+/// offset it starts at.
+fn trigrams(text: &str) -> Vec<(usize, &str)> {
+    let starts: Vec<usize> = text
+        .char_indices()
+        .map(|(at, _)| at)
+        .chain([text.len()])
+        .collect();
+    starts
+        .windows(4)
+        .take(SAMPLED_TRIGRAMS)
+        .map(|window| (window[0], &text[window[0]..window[3]]))
+        .collect()
+}
+
+/// The search for `text` given its trigrams' shares: the run of consecutive uncommon
+/// trigrams whose shares multiply to the least (the rows all of them are expected in),
+/// as the part of the text to search the index for; the whole text when none is
+/// common.
+fn narrowed<'t>(
+    text: &'t str,
+    trigrams: &[(usize, &str)],
+    shares: &HashMap<&str, f64>,
+) -> Search<'t> {
+    let share = |trigram: &str| shares.get(trigram).copied().unwrap_or(0.0);
+    if trigrams
+        .iter()
+        .all(|(_, trigram)| share(trigram) < COMMON_SHARE)
+    {
+        return Search::Whole;
+    }
+    let mut best: Option<(f64, usize, usize)> = None;
+    let mut run: Option<(f64, usize, usize)> = None;
+    for (index, (_, trigram)) in trigrams.iter().enumerate() {
+        let share = share(trigram);
+        run = if share < COMMON_SHARE {
+            let (product, first, _) = run.unwrap_or((1.0, index, index));
+            Some((product * share, first, index))
+        } else {
+            None
+        };
+        if let Some(candidate) = run {
+            if best.is_none_or(|best| candidate.0 < best.0) {
+                best = Some(candidate);
+            }
+        }
+    }
+    match best {
+        Some((_, first, last)) => {
+            let (start, _) = trigrams[first];
+            let (at, trigram) = trigrams[last];
+            Search::Part(&text[start..at + trigram.len()])
+        }
+        None => Search::Scan,
     }
 }
 
@@ -101,6 +259,40 @@ fn event_from_row(row: &PgRow) -> Result<Event, sqlx::Error> {
 
 #[cfg(test)]
 mod tests {
+    use super::{narrowed, trigrams, Search};
+
+    #[test]
+    fn trigrams_are_in_characters_with_their_byte_offsets() {
+        assert_eq!(trigrams("ab"), []);
+        assert_eq!(trigrams("abcd"), [(0, "abc"), (1, "bcd")]);
+        assert_eq!(trigrams("éabc"), [(0, "éab"), (2, "abc")]);
+        assert_eq!(trigrams(&"x".repeat(100)).len(), super::SAMPLED_TRIGRAMS);
+    }
+
+    #[test]
+    fn a_search_leaves_out_its_common_trigrams() {
+        let text = "ref-0500000";
+        let grams = trigrams(text);
+        let shares = |common: &[&'static str], rare: &[(&'static str, f64)]| {
+            let mut shares: std::collections::HashMap<&str, f64> =
+                grams.iter().map(|(_, t)| (*t, 0.01)).collect();
+            shares.extend(common.iter().map(|t| (*t, 1.0)));
+            shares.extend(rare.iter().copied());
+            shares
+        };
+        assert_eq!(narrowed(text, &grams, &shares(&[], &[])), Search::Whole);
+        let prefix_common = shares(&["ref", "ef-", "f-0", "-05"], &[]);
+        assert_eq!(
+            narrowed(text, &grams, &prefix_common),
+            Search::Part("0500000")
+        );
+        // Two runs apart: the one expected in fewer rows.
+        let split = shares(&["ef-", "050"], &[("500", 0.001)]);
+        assert_eq!(narrowed(text, &grams, &split), Search::Part("500000"));
+        let all: Vec<&str> = grams.iter().map(|(_, t)| *t).collect();
+        assert_eq!(narrowed(text, &grams, &shares(&all, &[])), Search::Scan);
+    }
+
     #[test]
     fn like_metacharacters_are_literal() {
         assert_eq!(super::like_escape(r"50%_a\b"), r"50\%\_a\\b");

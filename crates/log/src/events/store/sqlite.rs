@@ -1,12 +1,14 @@
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use quick_cache::sync::Cache;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::{decode_event, page_order, push_filters, KeyRecord, COLUMNS};
+use super::{
+    decode_event, page_order, push_filters, KeyRecord, COLUMNS, KNOWN_TRIGRAMS, TRIGRAM_COUNT_TTL,
+};
 use crate::events::model::Event;
 use crate::events::query::ListQuery;
 use studyhall_core::db::SqliteDb;
@@ -24,12 +26,6 @@ const RARE_TRIGRAM: i64 = 1_000;
 
 /// Trigrams of the searched text probed for how common they are, spread over the text.
 const TRIGRAM_PROBES: usize = 12;
-
-/// Trigrams whose counts are remembered, and for how long: a count only chooses how a
-/// search reads, never what it finds, and a trigram's share of the messages changes
-/// slowly, as a planner's statistics do.
-const KNOWN_TRIGRAMS: usize = 4096;
-const TRIGRAM_COUNT_TTL: Duration = Duration::from_secs(60);
 
 /// How a page is selected: by the filters alone; with the message tested on each row
 /// the exact filters find, in page order; or by walking the trigram index — on every
