@@ -27,7 +27,7 @@ pub const DEFAULT_SQLITE_MEMORY_MIB: u64 = 1024;
 /// (and at least 64 MiB, so a new database need not reopen to grow). What the mapping
 /// leaves is shared out as the connections' page caches, which serve the pages that are
 /// still in the WAL and whatever lies beyond the mapping: each 2 MiB (SQLite's default)
-/// to 64 MiB.
+/// to 16 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqliteMemory {
     pub mmap_bytes: u64,
@@ -40,7 +40,7 @@ impl SqliteMemory {
         let wanted = file_size.saturating_mul(2).max(64 * MIB);
         let mmap_bytes = wanted.min(budget);
         let left = budget - mmap_bytes;
-        let cache = (left / u64::from(connections.max(1))).clamp(2 * MIB, 64 * MIB);
+        let cache = (left / u64::from(connections.max(1))).clamp(2 * MIB, 16 * MIB);
         SqliteMemory {
             mmap_bytes,
             cache_kib: cache / 1024,
@@ -348,11 +348,11 @@ mod tests {
         // A new database: 64 MiB mapped, the rest of 1 GiB over 10 connections, capped.
         let new = SqliteMemory::plan(0, 1024 * MIB, 10);
         assert_eq!(new.mmap_bytes, 64 * MIB);
-        assert_eq!(new.cache_kib, 64 * 1024);
-        // A 300 MiB file: room to double, 424 MiB left for 10 caches.
-        let grown = SqliteMemory::plan(300 * MIB, 1024 * MIB, 10);
-        assert_eq!(grown.mmap_bytes, 600 * MIB);
-        assert_eq!(grown.cache_kib, 424 * 1024 / 10);
+        assert_eq!(new.cache_kib, 16 * 1024);
+        // A 450 MiB file: room to double, 124 MiB left for 10 caches.
+        let grown = SqliteMemory::plan(450 * MIB, 1024 * MIB, 10);
+        assert_eq!(grown.mmap_bytes, 900 * MIB);
+        assert_eq!(grown.cache_kib, 124 * 1024 / 10);
         // Larger than the budget: all of it mapped, each cache at SQLite's default.
         let large = SqliteMemory::plan(5000 * MIB, 1024 * MIB, 10);
         assert_eq!(large.mmap_bytes, 1024 * MIB);
