@@ -4,10 +4,10 @@ The FTS5 trigram index is kept in step by the schema's own triggers, and the eve
 are chained as the README's "Audit log" defines it, so the data is exactly what the
 server would have written.
 """
-import hashlib
 import sqlite3
-import struct
 import sys
+
+from chainlink import link
 
 path, count = sys.argv[1], int(sys.argv[2])
 db = sqlite3.connect(path)
@@ -50,12 +50,7 @@ rows = db.execute(
 updates = []
 for seq, *fields in rows:
     position += 1
-    digest = hashlib.sha256(bytes.fromhex(previous))
-    for field in [str(position), fields[0], str(fields[1]), *fields[2:]]:
-        data = field.encode()
-        digest.update(struct.pack(">I", len(data)))
-        digest.update(data)
-    previous = digest.hexdigest()
+    previous = link(previous, position, *fields)
     updates.append((position, previous, seq))
 db.executemany("UPDATE events SET position = ?, hash = ? WHERE seq = ?", updates)
 db.execute("UPDATE event_chain_head SET position = ?, hash = ? WHERE id = 1", (position, previous))

@@ -7,11 +7,11 @@ in half of the messages; every message carries its own reference `ref-NNNNNNN`. 
 step one minute per row, oldest first. The rows are chained as the README's "Audit log"
 defines it, so they are what a server with the chain on would have stored.
 """
-import hashlib
 import random
-import struct
 import subprocess
 import sys
+
+from chainlink import link
 
 STEP_US = 60_000_000
 START_US = 1_700_000_000_000_000
@@ -33,12 +33,7 @@ def chained(events):
     """Each event with its position and hash, in (created_at, id) order."""
     previous = "0" * 64
     for position, (event_id, component, data, email, environment, message, created_at) in enumerate(events, 1):
-        digest = hashlib.sha256(bytes.fromhex(previous))
-        for field in (str(position), event_id, str(created_at), component, environment, email, message, data):
-            encoded = field.encode()
-            digest.update(struct.pack(">I", len(encoded)))
-            digest.update(encoded)
-        previous = digest.hexdigest()
+        previous = link(previous, position, event_id, created_at, component, environment, email, message, data)
         yield event_id, component, data, email, environment, message, created_at, position, previous
 
 

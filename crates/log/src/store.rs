@@ -503,6 +503,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether an exact filter (email, environment or component) is set.
+    pub fn has_exact(&self) -> bool {
+        self.email.is_some() || self.environment.is_some() || self.component.is_some()
+    }
+
     pub fn is_everything(&self) -> bool {
         self.email.is_none()
             && self.environment.is_none()

@@ -160,8 +160,7 @@ impl Batched for Batch {
 }
 
 /// The session rows of `posts` (distinct sessions), written in their order; `ON
-/// CONFLICT (session_id)` and `on_conflict` follow. The session ids it returns, if its
-/// clause returns them.
+/// CONFLICT (session_id)` and `on_conflict` follow. The ids of the sessions written.
 async fn write_sessions(
     tx: &mut Tx,
     posts: &[&SessionPost],
@@ -174,7 +173,7 @@ async fn write_sessions(
     let text = format!(
         "INSERT INTO stats_sessions
          (session_id, user_id, course_id, total_modules, average_score, score_units, time_studied, updated_at)
-         VALUES {} ON CONFLICT (session_id) {on_conflict}",
+         VALUES {} ON CONFLICT (session_id) {on_conflict} RETURNING session_id",
         values_rows(posts.len(), 8, tuple)
     );
     let mut statement = Sql::new(&text);
@@ -189,13 +188,8 @@ async fn write_sessions(
             .bind(post.time_ms)
             .bind(now);
     }
-    if on_conflict.contains("RETURNING") {
-        let returned: Vec<(String,)> = statement.fetch_all(&mut *tx).await?;
-        Ok(returned.into_iter().map(|(session,)| session).collect())
-    } else {
-        statement.execute(&mut *tx).await?;
-        Ok(Vec::new())
-    }
+    let written: Vec<(String,)> = statement.fetch_all(&mut *tx).await?;
+    Ok(written.into_iter().map(|(session,)| session).collect())
 }
 
 /// The stored rows of `sessions`, locked (on PostgreSQL) in session order.
@@ -251,7 +245,7 @@ async fn add_to_totals(
 }
 
 /// Stores only a session not stored yet.
-const INSERT_NEW: &str = "DO NOTHING RETURNING session_id";
+const INSERT_NEW: &str = "DO NOTHING";
 
 /// Replaces the stored figures with the posted ones.
 const REPLACE: &str = "DO UPDATE SET

@@ -13,11 +13,45 @@ use studyhall_core::clock::Micros;
 use studyhall_core::db::Db;
 use studyhall_core::sql::Sql;
 
-/// Trigrams whose counts are remembered, and for how long: a count only chooses how a
-/// search reads, never what it finds, and a trigram's share of the messages changes
-/// slowly, as a planner's statistics do.
-const KNOWN_TRIGRAMS: usize = 4096;
-const TRIGRAM_COUNT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// What each backend has learned of how common a trigram is among the messages (SQLite:
+/// a bounded count; PostgreSQL: a sampled share), kept for a minute: a figure only
+/// chooses how a search reads, never what it finds, and it changes slowly, as a
+/// planner's statistics do.
+#[derive(Clone)]
+struct TrigramStats<V: Clone> {
+    known: std::sync::Arc<quick_cache::sync::Cache<String, (V, std::time::Instant)>>,
+}
+
+impl<V: Clone> TrigramStats<V> {
+    /// Trigrams remembered, and for how long.
+    const CAPACITY: usize = 4096;
+    const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new() -> Self {
+        TrigramStats {
+            known: std::sync::Arc::new(quick_cache::sync::Cache::new(Self::CAPACITY)),
+        }
+    }
+
+    /// The figure for `trigram`, if learned within the last minute.
+    fn get(&self, trigram: &str) -> Option<V> {
+        self.known
+            .get(trigram)
+            .filter(|(_, at)| at.elapsed() < Self::TTL)
+            .map(|(value, _)| value)
+    }
+
+    fn insert(&self, trigram: &str, value: V) {
+        self.known
+            .insert(trigram.to_owned(), (value, std::time::Instant::now()));
+    }
+}
+
+impl<V: Clone> std::fmt::Debug for TrigramStats<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrigramStats({} known)", self.known.len())
+    }
+}
 
 pub(crate) const COLUMNS: &str =
     "events.id, events.component, events.data, events.email, events.environment, events.message, events.created_at";

@@ -1,15 +1,10 @@
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
 
-use quick_cache::sync::Cache;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{
-    decode_event, page_order, push_filters, KeyRecord, COLUMNS, KNOWN_TRIGRAMS, TRIGRAM_COUNT_TTL,
-};
+use super::{decode_event, page_order, push_filters, KeyRecord, TrigramStats, COLUMNS};
 use crate::events::model::Event;
 use crate::events::query::ListQuery;
 
@@ -23,17 +18,11 @@ const SAMPLE: i64 = 2000;
 /// trigram index: reading its entries costs more than the rows it rules out.
 const COMMON_SHARE: f64 = 0.05;
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(super) struct PgEvents {
     pub(super) pool: PgPool,
-    /// Each sampled trigram's share of the messages, and when it was sampled.
-    trigram_shares: Arc<Cache<String, (f64, Instant)>>,
-}
-
-impl std::fmt::Debug for PgEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgEvents").finish_non_exhaustive()
-    }
+    /// Each sampled trigram's share of the messages.
+    trigram_shares: TrigramStats<f64>,
 }
 
 /// How a message search reads: the trigram index on the whole text, on the part of it
@@ -50,7 +39,7 @@ impl PgEvents {
     pub(super) fn new(pool: PgPool) -> Self {
         PgEvents {
             pool,
-            trigram_shares: Arc::new(Cache::new(KNOWN_TRIGRAMS)),
+            trigram_shares: TrigramStats::new(),
         }
     }
 
@@ -64,12 +53,12 @@ impl PgEvents {
         let mut shares: HashMap<&str, f64> = HashMap::new();
         let mut unknown: Vec<&str> = Vec::new();
         for (_, trigram) in &trigrams {
-            match self.trigram_shares.get(*trigram) {
-                Some((share, at)) if at.elapsed() < TRIGRAM_COUNT_TTL => {
+            match self.trigram_shares.get(trigram) {
+                Some(share) => {
                     shares.insert(trigram, share);
                 }
-                _ if !unknown.contains(trigram) => unknown.push(trigram),
-                _ => {}
+                None if !unknown.contains(trigram) => unknown.push(trigram),
+                None => {}
             }
         }
         if !unknown.is_empty() {
@@ -96,8 +85,7 @@ impl PgEvents {
                 // that a longer run of such trigrams counts as rarer.
                 let found: i64 = row.try_get(n + 1)?;
                 let share = (found as f64).max(0.5) / sampled.max(1) as f64;
-                self.trigram_shares
-                    .insert(trigram.to_string(), (share, Instant::now()));
+                self.trigram_shares.insert(trigram, share);
                 shares.insert(trigram, share);
             }
         }
@@ -140,21 +128,20 @@ impl PgEvents {
         push_filters(&mut qb, query);
         if let Some(message) = &query.filter.message {
             // Case-sensitive, as the seed's LIKE; the pg_trgm GIN index serves LIKE.
-            match self.search(message).await? {
-                Search::Whole => qb
-                    .push(" AND message LIKE ")
-                    .push_bind(format!("%{}%", like_escape(message))),
-                Search::Part(part) => qb
-                    .push(" AND message LIKE ")
-                    .push_bind(format!("%{}%", like_escape(part)))
-                    .push(" AND strpos(message, ")
-                    .push_bind(message.as_str())
-                    .push(") > 0"),
-                Search::Scan => qb
-                    .push(" AND strpos(message, ")
-                    .push_bind(message.as_str())
-                    .push(") > 0"),
+            let (indexed, tested) = match self.search(message).await? {
+                Search::Whole => (Some(message.as_str()), false),
+                Search::Part(part) => (Some(part), true),
+                Search::Scan => (None, true),
             };
+            if let Some(text) = indexed {
+                qb.push(" AND message LIKE ")
+                    .push_bind(format!("%{}%", like_escape(text)));
+            }
+            if tested {
+                qb.push(" AND strpos(message, ")
+                    .push_bind(message.as_str())
+                    .push(") > 0");
+            }
         }
         let (op, direction) = page_order(query);
         if let Some(cursor) = &query.after {

@@ -1,14 +1,8 @@
-use std::sync::Arc;
-use std::time::Instant;
-
-use quick_cache::sync::Cache;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use super::{
-    decode_event, page_order, push_filters, KeyRecord, COLUMNS, KNOWN_TRIGRAMS, TRIGRAM_COUNT_TTL,
-};
+use super::{decode_event, page_order, push_filters, KeyRecord, TrigramStats, COLUMNS};
 use crate::events::model::Event;
 use crate::events::query::ListQuery;
 use studyhall_core::db::SqliteDb;
@@ -27,13 +21,12 @@ const RARE_TRIGRAM: i64 = 1_000;
 /// Trigrams of the searched text probed for how common they are, spread over the text.
 const TRIGRAM_PROBES: usize = 12;
 
-/// How a page is selected: by the filters alone; with the message tested on each row
-/// the exact filters find, in page order; or by walking the trigram index — on every
+/// How a page is selected: by the filters alone, in page order, the message (if any)
+/// tested on each row they find; or by walking the trigram index — on every
 /// trigram of the pattern, or on its less common ones with the pattern tested on each
 /// match.
 enum Shape<'a> {
-    Plain,
-    Filtered(&'a str),
+    Filtered(Option<&'a str>),
     Trigram {
         pattern: &'a str,
         selective: Option<String>,
@@ -47,32 +40,24 @@ struct Selective {
     found: i64,
 }
 
-/// How many messages hold a trigram, counted up to `bound`, at `at`.
+/// How many messages hold a trigram, counted up to `bound`.
 #[derive(Clone, Copy)]
 struct Counted {
     found: i64,
     bound: i64,
-    at: Instant,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(super) struct SqliteEvents {
     pub(super) db: SqliteDb,
-    /// Each probed trigram's count (up to the bound it was counted to), and when.
-    trigram_counts: Arc<Cache<String, Counted>>,
-}
-
-impl std::fmt::Debug for SqliteEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteEvents").finish_non_exhaustive()
-    }
+    trigram_counts: TrigramStats<Counted>,
 }
 
 impl SqliteEvents {
     pub(super) fn new(db: SqliteDb) -> Self {
         SqliteEvents {
             db,
-            trigram_counts: Arc::new(Cache::new(KNOWN_TRIGRAMS)),
+            trigram_counts: TrigramStats::new(),
         }
     }
 
@@ -112,22 +97,20 @@ impl SqliteEvents {
         limit: u32,
     ) -> Result<Vec<Event>, sqlx::Error> {
         let Some(message) = &query.filter.message else {
-            return self.fetch(Shape::Plain, query, limit).await;
+            return self.fetch(Shape::Filtered(None), query, limit).await;
         };
         let pattern = format!("*{}*", glob_escape(message));
-        let exact = query.filter.email.is_some()
-            || query.filter.environment.is_some()
-            || query.filter.component.is_some();
+        let exact = query.filter.has_exact();
         let shape = match self.selective_trigrams(message).await? {
             // No trigram narrows the search: walk the rows the exact filters find, in
             // page order, testing each (the text is in a good share of all messages,
             // so a page comes after about as many rows as that share makes up for).
-            None if exact => Shape::Filtered(&pattern),
+            None if exact => Shape::Filtered(Some(&pattern)),
             // The exact filters leave fewer rows than the trigrams would: test them all.
             Some(Selective { found, .. })
                 if exact && self.candidates(query, found).await? < found =>
             {
-                Shape::Filtered(&pattern)
+                Shape::Filtered(Some(&pattern))
             }
             selective => Shape::Trigram {
                 pattern: &pattern,
@@ -154,10 +137,10 @@ impl SqliteEvents {
         for phrase in probes {
             // A count remembered serves when it is exact (below the bound it was
             // counted to) or was counted at least as far as this search counts.
-            let known = self.trigram_counts.get(&phrase).filter(|known| {
-                known.at.elapsed() < TRIGRAM_COUNT_TTL
-                    && (known.found < known.bound || known.bound >= common)
-            });
+            let known = self
+                .trigram_counts
+                .get(&phrase)
+                .filter(|known| known.found < known.bound || known.bound >= common);
             let found = match known {
                 Some(known) => known.found.min(common),
                 None => {
@@ -168,9 +151,8 @@ impl SqliteEvents {
                     let counted = Counted {
                         found,
                         bound: common,
-                        at: Instant::now(),
                     };
-                    self.trigram_counts.insert(phrase.clone(), counted);
+                    self.trigram_counts.insert(&phrase, counted);
                     found
                 }
             };
@@ -211,17 +193,13 @@ impl SqliteEvents {
         let order = format!(" ORDER BY created_at {direction}, id {direction}");
         let mut qb = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM "));
         match shape {
-            Shape::Plain => {
-                qb.push("events");
-                push_filters(&mut qb, query);
-                push_cursor(&mut qb, query);
-                qb.push(&order);
-            }
             Shape::Filtered(pattern) => {
                 qb.push("events");
                 push_filters(&mut qb, query);
                 push_cursor(&mut qb, query);
-                qb.push(" AND message GLOB ").push_bind(pattern.to_owned());
+                if let Some(pattern) = pattern {
+                    qb.push(" AND message GLOB ").push_bind(pattern.to_owned());
+                }
                 qb.push(&order);
             }
             Shape::Trigram { pattern, selective } => {
