@@ -114,7 +114,11 @@ impl<J: Send + Sync + 'static, O: Send + 'static> Batcher<J, O> {
                     unreachable = Some((std::time::Instant::now(), err.clone()));
                 }
                 for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(answer);
+                    if let Err(Err(err)) = reply.send(answer) {
+                        // Handed over (`hand_over`), or its request gave up waiting.
+                        metrics::counter!("batched_writes_failed_unawaited_total").increment(1);
+                        tracing::warn!(error = %err, "a write no request waited for failed");
+                    }
                 }
             }
         });
@@ -124,6 +128,19 @@ impl<J: Send + Sync + 'static, O: Send + 'static> Batcher<J, O> {
     /// Queues `job` and waits until the transaction holding it has committed.
     pub async fn submit(&self, job: J) -> Result<O, StoreError> {
         Ok(self.submit_raw(job).await?)
+    }
+
+    /// Queues `job` without waiting for its transaction, for a write that follows a
+    /// decision already made elsewhere (the audit record of a decision Redis made). It
+    /// waits only while the queue is full, so a slow database slows its callers rather
+    /// than growing memory; a write handed over that fails is logged and counted
+    /// (`batched_writes_failed_unawaited_total`), since no request waits for its answer.
+    pub async fn hand_over(&self, job: J) -> Result<(), StoreError> {
+        let (reply, _) = oneshot::channel();
+        self.queue
+            .send((job, reply))
+            .await
+            .map_err(|_| StoreError::from(BatchError::Stopped))
     }
 
     async fn submit_raw(&self, job: J) -> Result<O, BatchError> {

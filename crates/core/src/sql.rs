@@ -122,6 +122,14 @@ pub fn values_rows(rows: usize, columns: usize, row: impl Fn(&[String]) -> Strin
         .join(", ")
 }
 
+/// `$first, $first+1, …`: `count` parameters for an `IN (…)` list.
+pub fn params(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `($1, $2, …)`: a row of [`values_rows`] that is its parameters in order.
 pub fn tuple(names: &[String]) -> String {
     format!("({})", names.join(", "))

@@ -117,25 +117,44 @@ impl Handler<CourseGrade> for StoreGrades {
         &'a self,
         tx: &'a mut Tx,
         job_id: &'a str,
-        CourseGrade(post): &'a CourseGrade,
+        job: &'a CourseGrade,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
+        Box::pin(async move { self.run_all(tx, &[(job_id, job)], later).await })
+    }
+
+    /// One INSERT for all of them; the tallies take the grades it stored (a job run
+    /// again after its claim was lost stored its grade before, and adds nothing).
+    fn run_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        jobs: &'a [(&'a str, &'a CourseGrade)],
         later: &'a mut Increments,
     ) -> JobFuture<'a> {
         Box::pin(async move {
-            let sql =
+            let rows = studyhall_core::sql::values_rows(jobs.len(), 6, studyhall_core::sql::tuple);
+            let sql = format!(
                 "INSERT INTO grade_records (id, student_id, course_id, units, on_time, created_at)
-                       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-            let inserted = Sql::new(sql)
-                .bind(job_id)
-                .bind(&post.student_id)
-                .bind(&post.course_id)
-                .bind(post.grade_e6)
-                .bind(post.on_time)
-                .bind(post.created_at)
-                .execute(&mut *tx)
-                .await?;
-            if inserted == 1 {
-                let day = day_of(post.created_at);
-                add(later, COURSE_GRADE_DAYS, post, day, GradeTally::of(post));
+                 VALUES {rows} ON CONFLICT (id) DO NOTHING RETURNING id"
+            );
+            let mut insert = Sql::new(&sql);
+            for (job_id, CourseGrade(post)) in jobs {
+                insert = insert
+                    .bind(*job_id)
+                    .bind(&post.student_id)
+                    .bind(&post.course_id)
+                    .bind(post.grade_e6)
+                    .bind(post.on_time)
+                    .bind(post.created_at);
+            }
+            let inserted: Vec<(String,)> = insert.fetch_all(&mut *tx).await?;
+            let inserted: std::collections::HashSet<&str> =
+                inserted.iter().map(|(id,)| id.as_str()).collect();
+            for (job_id, CourseGrade(post)) in jobs {
+                if inserted.contains(job_id) {
+                    let day = day_of(post.created_at);
+                    add(later, COURSE_GRADE_DAYS, post, day, GradeTally::of(post));
+                }
             }
             Ok(())
         })

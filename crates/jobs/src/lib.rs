@@ -73,6 +73,24 @@ pub trait Handler<J: JobKind>: Send + Sync + 'static {
         job: &'a J,
         later: &'a mut Increments,
     ) -> JobFuture<'a>;
+
+    /// Applies several jobs of this kind, each as `run` would: a handler that can write
+    /// them with a fixed number of statements overrides it (the default runs them one
+    /// after another). If it fails, the batch runs again with each job on its own, so
+    /// the failing job is found and fails alone.
+    fn run_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        jobs: &'a [(&'a str, &'a J)],
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
+        Box::pin(async move {
+            for (job_id, job) in jobs {
+                self.run(tx, job_id, job, later).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A claimed job decoded from its payload, bound to its handler.
@@ -82,6 +100,16 @@ pub(crate) trait Prepared: Send + Sync {
         &'a self,
         tx: &'a mut Tx,
         job_id: &'a str,
+        later: &'a mut Increments,
+    ) -> JobFuture<'a>;
+
+    fn as_any(&self) -> &dyn std::any::Any;
+
+    /// Runs `jobs`, all of this one's kind, with the handler's `run_all`.
+    fn run_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        jobs: &'a [(&'a str, &'a dyn Prepared)],
         later: &'a mut Increments,
     ) -> JobFuture<'a>;
 }
@@ -103,6 +131,29 @@ impl<J: JobKind, H: Handler<J>> Prepared for Bound<J, H> {
         later: &'a mut Increments,
     ) -> JobFuture<'a> {
         self.handler.run(tx, job_id, &self.job, later)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn run_all<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        jobs: &'a [(&'a str, &'a dyn Prepared)],
+        later: &'a mut Increments,
+    ) -> JobFuture<'a> {
+        Box::pin(async move {
+            let mut same: Vec<(&str, &J)> = Vec::with_capacity(jobs.len());
+            for (job_id, prepared) in jobs {
+                let bound = prepared
+                    .as_any()
+                    .downcast_ref::<Bound<J, H>>()
+                    .ok_or_else(|| anyhow::anyhow!("job {job_id} is not a `{}` job", J::KIND))?;
+                same.push((job_id, &bound.job));
+            }
+            self.handler.run_all(tx, &same, later).await
+        })
     }
 }
 

@@ -60,10 +60,9 @@ async fn read_rows(on: On<'_>, indexes: &[u64]) -> Result<Vec<(u64, Hash)>, sqlx
     if indexes.is_empty() {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = (1..=indexes.len()).map(|n| format!("${n}")).collect();
     let text = format!(
         "SELECT idx, hash FROM log_tree_hashes WHERE idx IN ({})",
-        list.join(", ")
+        studyhall_core::sql::params(1, indexes.len())
     );
     let mut query = Sql::new(&text);
     for index in indexes {

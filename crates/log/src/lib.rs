@@ -509,6 +509,16 @@ impl Recorder {
     ) -> Result<(), studyhall_core::error::StoreError> {
         self.batcher.submit(decision).await
     }
+
+    /// Hands `decision` to the recorder without waiting for it to be durable (see
+    /// `Batcher::hand_over`): for a decision already made and kept elsewhere, whose
+    /// record a crash could lose in any case.
+    pub async fn record_later(
+        &self,
+        decision: Decision,
+    ) -> Result<(), studyhall_core::error::StoreError> {
+        self.batcher.hand_over(decision).await
+    }
 }
 
 /// Records one kind of refusal (a bad token, a refused console login) at most

@@ -436,11 +436,10 @@ impl SocialStore {
         if events.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = (0..events.len()).map(|n| format!("${}", n + 3)).collect();
         let sql = format!(
             "UPDATE share_notifications_seen SET seen_at = $2
              WHERE user_id = $1 AND seen_at IS NULL AND event_id IN ({})",
-            list.join(", ")
+            studyhall_core::sql::params(3, events.len())
         );
         let mut update = Sql::new(&sql).bind(user).bind(self.clock().now());
         for event in events {

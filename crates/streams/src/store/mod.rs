@@ -42,8 +42,9 @@ impl From<&StreamSettings> for Policy {
 pub enum StreamStore {
     /// Decisions are recorded in the transaction that makes them (when audited).
     Sql(sql::SqlStreams),
-    /// Decisions are recorded right after Redis made them, by the recorder (when
-    /// audited): a crash between the two loses the record, never the decision.
+    /// Decisions are handed to the recorder right after Redis made them (when audited),
+    /// and the request is answered without waiting for the record to be written: a
+    /// crash, or an unreachable database, loses the record, never the decision.
     Redis(redis::RedisStreams, Option<Recorder>),
 }
 
@@ -122,13 +123,15 @@ impl StreamStore {
         })
     }
 
-    /// Records a decision Redis made (a no-op when unaudited).
+    /// Hands the record of a decision Redis made to the recorder (a no-op when
+    /// unaudited). The request does not wait for the record to be written: the
+    /// decision is Redis's, and a crash between the two could lose the record anyway.
     async fn recorded(
         recorder: &Option<Recorder>,
         decision: impl FnOnce() -> Decision,
     ) -> Result<(), StoreError> {
         match recorder {
-            Some(recorder) => recorder.record(decision()).await,
+            Some(recorder) => recorder.record_later(decision()).await,
             None => Ok(()),
         }
     }
@@ -266,36 +269,8 @@ impl StreamStore {
 
 // SQL shared by both SQL backends (`$N` parameters work on both). `now` is always the
 // database's clock, read once per transaction.
-const ENSURE_VIEWER: &str =
-    "INSERT INTO stream_viewers (viewer) VALUES ($1) ON CONFLICT (viewer) DO NOTHING";
-
-/// Active leases, the earliest expiry and the viewer's limit override, in one round trip.
-const ACTIVE: &str = "SELECT count(*) AS active, min(expires_at) AS earliest,
-        (SELECT stream_limit FROM stream_viewers WHERE viewer = $1) AS viewer_limit
-    FROM streams WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2";
-
-/// Renews a lease; `$5`, the metadata sent with a re-start, replaces the stored one
-/// unless it is empty (`{}`, as heartbeats send).
-const RENEW: &str = "UPDATE streams SET expires_at = $3 + $4,
-        metadata = CASE WHEN $5 = '{}' THEN metadata ELSE $5 END
-    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
-    RETURNING id, viewer, started_at, expires_at, metadata";
-
-/// Inserts a new lease; a client id that was used before (ended or expired) starts over.
-const INSERT: &str = "INSERT INTO streams (viewer, id, started_at, expires_at, metadata)
-    VALUES ($1, $2, $3, $3 + $4, $5)
-    ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
-        expires_at = excluded.expires_at, ended_at = NULL, metadata = excluded.metadata";
-
-const END: &str = "UPDATE streams SET ended_at = $3
-    WHERE viewer = $1 AND id = $2 AND ended_at IS NULL AND expires_at > $3
-    RETURNING id, viewer, started_at, expires_at, metadata";
-
 const LIST: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
     WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2 ORDER BY started_at, id";
-
-const SET_LIMIT: &str = "INSERT INTO stream_viewers (viewer, stream_limit) VALUES ($1, $2)
-    ON CONFLICT (viewer) DO UPDATE SET stream_limit = excluded.stream_limit";
 
 const VIEWER_LIMIT: &str = "SELECT stream_limit FROM stream_viewers WHERE viewer = $1";
 
@@ -307,25 +282,6 @@ const ACTIVE_TOTAL: &str =
 
 /// Streams that ended or expired over an hour ago are forgotten.
 const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1 - 3600000000";
-
-/// A viewer's leases now: how many are active, when the earliest expires, and the
-/// viewer's own limit if one is set.
-#[derive(Debug, sqlx::FromRow)]
-struct Active {
-    active: i64,
-    earliest: Option<i64>,
-    viewer_limit: Option<i64>,
-}
-
-impl Active {
-    /// The counts a response shows: the viewer's limit, or the default.
-    fn counts(&self, policy: Policy) -> Counts {
-        Counts {
-            active: self.active,
-            limit: self.viewer_limit.unwrap_or(policy.default_limit),
-        }
-    }
-}
 
 /// What a heartbeat sends as metadata: nothing, so the stored metadata stays.
 const NO_METADATA: &str = "{}";

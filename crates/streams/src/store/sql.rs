@@ -1,25 +1,23 @@
 //! Stream leases in the database, SQLite or PostgreSQL, with the same statements.
 //!
-//! Every write goes through group commit (`studyhall_core::batch`): the operations that queued
-//! up together are applied in one transaction at one instant of the database's clock.
-//! On PostgreSQL, where a start is several round trips, viewers are spread over a few
-//! writers by a hash of their id, each with a batch of its own in flight on its own
-//! connection; a viewer's operations all go through one writer, in order.
+//! Every write goes through group commit (`studyhall_core::batch`): the operations that
+//! queued up together are applied in one transaction at one instant of the database's
+//! clock, with a fixed number of statements however many they are (see `Batch::apply`).
+//! On PostgreSQL viewers are spread over a few writers by a hash of their id, each with
+//! a batch of its own in flight on its own connection; a viewer's operations all go
+//! through one writer, in order.
 //! A start's count and insert cannot interleave with another start for the same
-//! viewer: on SQLite the batch holds the one write lock; on PostgreSQL every operation
-//! first locks its viewer's row, which it holds until the batch commits, so starts for
-//! one viewer from any number of instances queue up. A batch's operations run sorted
-//! by viewer (a stable sort: one viewer's operations keep their order), so every
-//! transaction on every instance takes viewer locks in one order, and two batches
-//! never wait on each other in a cycle.
+//! viewer: on SQLite the batch holds the one write lock; on PostgreSQL a batch first
+//! locks the rows of all its viewers, which it holds until it commits, so starts for
+//! one viewer from any number of instances queue up. The viewers are locked sorted,
+//! by one statement, so every transaction on every instance takes viewer locks in one
+//! order, and two batches never wait on each other in a cycle; the sweep of expired
+//! leases takes the same locks and skips viewers a batch holds.
 
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{
-    decide, Active, Policy, ACTIVE, END, ENSURE_VIEWER, INSERT, LIST, NO_METADATA, RENEW,
-    SET_LIMIT, VIEWER_LIMIT,
-};
+use super::{decide, Policy, LIST, NO_METADATA, VIEWER_LIMIT};
 use crate::model::{Counts, StartRequest, Started, Stream};
 use studyhall_core::batch::{Batched, Batcher};
 use studyhall_core::clock::{Clock, Micros};
@@ -200,15 +198,40 @@ impl SqlStreams {
         }
         let mut tx = self.db.begin_write().await?;
         let now = now(&mut tx, &self.clock).await?;
-        let lock = tx.dialect().for_update_skip_locked();
+        let expired = "ended_at IS NULL AND expires_at <= $1";
+        let mut viewers: Vec<(String,)> = Sql::new(&format!(
+            "SELECT DISTINCT viewer FROM streams WHERE {expired} ORDER BY viewer LIMIT 1000"
+        ))
+        .bind(now)
+        .fetch_all(&mut tx)
+        .await?;
+        if tx.dialect().concurrent_writes() && !viewers.is_empty() {
+            // The viewers' locks, as a batch takes them, so that no lease is swept while a
+            // batch renews it; viewers a batch holds are left for the next sweep.
+            let list = studyhall_core::sql::params(1, viewers.len());
+            let lock = format!(
+                "SELECT viewer FROM stream_viewers WHERE viewer IN ({list}) ORDER BY viewer{}",
+                tx.dialect().for_update_skip_locked()
+            );
+            let mut statement = Sql::new(&lock);
+            for (viewer,) in &viewers {
+                statement = statement.bind(viewer);
+            }
+            viewers = statement.fetch_all(&mut tx).await?;
+        }
+        if viewers.is_empty() {
+            return Ok(0);
+        }
+        let list = studyhall_core::sql::params(2, viewers.len());
         let sweep = format!(
-            "UPDATE streams SET ended_at = expires_at WHERE (viewer, id) IN
-               (SELECT viewer, id FROM streams WHERE ended_at IS NULL AND expires_at <= $1
-                ORDER BY viewer, id LIMIT 1000{lock})
+            "UPDATE streams SET ended_at = expires_at WHERE {expired} AND viewer IN ({list})
              RETURNING viewer, id, expires_at"
         );
-        let swept: Vec<(String, String, i64)> =
-            Sql::new(&sweep).bind(now).fetch_all(&mut tx).await?;
+        let mut statement = Sql::new(&sweep).bind(now);
+        for (viewer,) in &viewers {
+            statement = statement.bind(viewer);
+        }
+        let swept: Vec<(String, String, i64)> = statement.fetch_all(&mut tx).await?;
         let decisions: Vec<_> = swept
             .iter()
             .map(|(viewer, id, at)| super::expired(viewer, id, *at))
@@ -255,57 +278,244 @@ impl Batched for Batch {
     type Write = Op;
     type Outcome = Done;
 
+    /// A fixed number of statements whatever the batch holds: the batch's viewers locked
+    /// (and their limits read) by one upsert, their active leases read by one SELECT,
+    /// every operation decided in order on that state, then the leases and limits it
+    /// changed written by one upsert each, and the decisions recorded.
     async fn apply(&mut self, ops: &[Op]) -> Result<Vec<Done>, sqlx::Error> {
-        let policy = self.policy;
         let mut tx = self.db.begin_write().await?;
-        let lock_viewers = tx.dialect().concurrent_writes();
         let now = now(&mut tx, &self.clock).await?;
         let mut order: Vec<usize> = (0..ops.len()).collect();
         order.sort_by(|&a, &b| ops[a].viewer().cmp(ops[b].viewer()));
+        let mut viewers: Vec<&str> = order.iter().map(|&index| ops[index].viewer()).collect();
+        viewers.dedup();
+        let mut state = Leases::read(&mut tx, &viewers, now).await?;
         let mut done: Vec<Option<Done>> = ops.iter().map(|_| None).collect();
         let mut decisions = Vec::new();
         for index in order {
             let op = &ops[index];
-            if lock_viewers {
-                lock_viewer(&mut tx, op.viewer()).await?;
-            }
-            done[index] = Some(match op {
-                Op::Start(viewer, request) => {
-                    Done::Started(start(&mut tx, viewer, request, now, policy).await?)
-                }
-                Op::Heartbeat(viewer, id) => {
-                    Done::Renewed(renew(&mut tx, viewer, id, now, policy, NO_METADATA).await?)
-                }
-                Op::End(viewer, id, _) => {
-                    let row: Option<Stream> = Sql::new(END)
-                        .bind(viewer)
-                        .bind(id)
-                        .bind(now)
-                        .fetch_optional(&mut tx)
-                        .await?;
-                    match row {
-                        Some(row) => {
-                            Done::Ended(Some((row, counts(&mut tx, viewer, now, policy).await?)))
-                        }
-                        None => Done::Ended(None),
-                    }
-                }
-                Op::SetLimit(viewer, limit, _) => {
-                    Sql::new(SET_LIMIT)
-                        .bind(viewer)
-                        .bind(*limit)
-                        .execute(&mut tx)
-                        .await?;
-                    Done::LimitSet
-                }
-            });
+            let outcome = state.apply(op, now, self.policy);
             if self.audited {
-                decisions.extend(decision(op, done[index].as_ref()));
+                decisions.extend(decision(op, Some(&outcome)));
             }
+            done[index] = Some(outcome);
         }
+        state.write(&mut tx).await?;
         // The chain's lock last, after every viewer's (`studyhall_log::commit`).
         studyhall_log::commit(tx, &decisions, Micros(now)).await?;
         Ok(done.into_iter().flatten().collect())
+    }
+}
+
+/// The batch's viewers as the batch goes: their limits and active leases, and which of
+/// them the batch changed.
+struct Leases {
+    viewers: std::collections::HashMap<String, Viewer>,
+    /// Leases the batch created, renewed or ended, by (viewer, id), as they end up.
+    changed: std::collections::BTreeMap<(String, String), (Stream, Option<i64>)>,
+    /// Viewers whose limit the batch set, with the limit they end up with.
+    limits: std::collections::BTreeMap<String, Option<i64>>,
+}
+
+#[derive(Default)]
+struct Viewer {
+    limit: Option<i64>,
+    active: Vec<Stream>,
+}
+
+impl Leases {
+    /// Locks `viewers` (sorted, distinct) in their order, creating the rows of new ones
+    /// (on PostgreSQL the row lock holds every instance's operations for the viewer
+    /// until this batch commits), and reads their limits and active leases.
+    async fn read(tx: &mut Tx, viewers: &[&str], now: i64) -> Result<Leases, sqlx::Error> {
+        let rows = studyhall_core::sql::values_rows(viewers.len(), 1, studyhall_core::sql::tuple);
+        // An upsert that writes nothing new: it locks existing rows and new ones alike,
+        // in the order of the list, and returns every row.
+        let lock = format!(
+            "INSERT INTO stream_viewers (viewer) VALUES {rows}
+             ON CONFLICT (viewer) DO UPDATE SET stream_limit = stream_viewers.stream_limit
+             RETURNING viewer, stream_limit"
+        );
+        let mut statement = Sql::new(&lock);
+        for viewer in viewers {
+            statement = statement.bind(*viewer);
+        }
+        let limits: Vec<(String, Option<i64>)> = statement.fetch_all(&mut *tx).await?;
+        let mut state: std::collections::HashMap<String, Viewer> = limits
+            .into_iter()
+            .map(|(viewer, limit)| {
+                (
+                    viewer,
+                    Viewer {
+                        limit,
+                        active: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        let list = studyhall_core::sql::params(1, viewers.len());
+        let at = viewers.len() + 1;
+        let active = format!(
+            "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+             WHERE viewer IN ({list}) AND ended_at IS NULL AND expires_at > ${at}
+             ORDER BY viewer, started_at, id"
+        );
+        let mut statement = Sql::new(&active);
+        for viewer in viewers {
+            statement = statement.bind(*viewer);
+        }
+        let streams: Vec<Stream> = statement.bind(now).fetch_all(&mut *tx).await?;
+        for stream in streams {
+            state
+                .entry(stream.viewer.clone())
+                .or_default()
+                .active
+                .push(stream);
+        }
+        Ok(Leases {
+            viewers: state,
+            changed: Default::default(),
+            limits: Default::default(),
+        })
+    }
+
+    /// Decides `op` on the state as the batch's earlier operations left it.
+    fn apply(&mut self, op: &Op, now: i64, policy: Policy) -> Done {
+        match op {
+            Op::Start(viewer, request) => Done::Started(self.start(viewer, request, now, policy)),
+            Op::Heartbeat(viewer, id) => {
+                Done::Renewed(self.renew(viewer, id, now, policy, NO_METADATA))
+            }
+            Op::End(viewer, id, _) => {
+                let state = self.viewer(viewer);
+                let Some(place) = state.active.iter().position(|stream| &stream.id == id) else {
+                    return Done::Ended(None);
+                };
+                let stream = state.active.remove(place);
+                let counts = self.counts(viewer, policy);
+                self.changed
+                    .insert((viewer.clone(), id.clone()), (stream.clone(), Some(now)));
+                Done::Ended(Some((stream, counts)))
+            }
+            Op::SetLimit(viewer, limit, _) => {
+                self.viewer(viewer).limit = *limit;
+                self.limits.insert(viewer.clone(), *limit);
+                Done::LimitSet
+            }
+        }
+    }
+
+    fn start(&mut self, viewer: &str, request: &StartRequest, now: i64, policy: Policy) -> Started {
+        if let Some(id) = &request.stream_id {
+            if let Some(renewed) = self.renew(viewer, id, now, policy, &request.metadata) {
+                return Started::Renewed(renewed, self.counts(viewer, policy));
+            }
+        }
+        let state = self.viewer(viewer);
+        let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
+        let active = state.active.len() as i64;
+        let counts = match decide(active, earliest, state.limit, now, policy) {
+            Ok(counts) => counts,
+            Err(refused) => return refused,
+        };
+        let id = request
+            .stream_id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let stream = Stream {
+            id: id.clone(),
+            viewer: viewer.to_owned(),
+            started_at: Micros(now),
+            expires_at: Micros(now).plus(policy.lease_us),
+            metadata: request.metadata.clone(),
+        };
+        state.active.push(stream.clone());
+        self.changed
+            .insert((viewer.to_owned(), id), (stream.clone(), None));
+        Started::Created(
+            stream,
+            Counts {
+                active: counts.active + 1,
+                ..counts
+            },
+        )
+    }
+
+    /// Renews an active lease, replacing its metadata with `metadata` unless that is
+    /// empty (`{}`, as heartbeats send).
+    fn renew(
+        &mut self,
+        viewer: &str,
+        id: &str,
+        now: i64,
+        policy: Policy,
+        metadata: &str,
+    ) -> Option<Stream> {
+        let stream = self
+            .viewer(viewer)
+            .active
+            .iter_mut()
+            .find(|stream| stream.id == id)?;
+        stream.expires_at = Micros(now).plus(policy.lease_us);
+        if metadata != NO_METADATA {
+            metadata.clone_into(&mut stream.metadata);
+        }
+        let renewed = stream.clone();
+        self.changed
+            .insert((viewer.to_owned(), id.to_owned()), (renewed.clone(), None));
+        Some(renewed)
+    }
+
+    fn viewer(&mut self, viewer: &str) -> &mut Viewer {
+        self.viewers.entry(viewer.to_owned()).or_default()
+    }
+
+    fn counts(&mut self, viewer: &str, policy: Policy) -> Counts {
+        let state = self.viewer(viewer);
+        Counts {
+            active: state.active.len() as i64,
+            limit: state.limit.unwrap_or(policy.default_limit),
+        }
+    }
+
+    /// Writes what the batch changed: every lease it touched, as it ends up, with one
+    /// upsert (a client id used before starts over), and the limits it set with another.
+    async fn write(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
+        if !self.changed.is_empty() {
+            let rows =
+                studyhall_core::sql::values_rows(self.changed.len(), 6, studyhall_core::sql::tuple);
+            let upsert = format!(
+                "INSERT INTO streams (viewer, id, started_at, expires_at, ended_at, metadata) VALUES {rows}
+                 ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
+                     expires_at = excluded.expires_at, ended_at = excluded.ended_at,
+                     metadata = excluded.metadata"
+            );
+            let mut statement = Sql::new(&upsert);
+            for ((viewer, id), (stream, ended_at)) in &self.changed {
+                statement = statement
+                    .bind(viewer)
+                    .bind(id)
+                    .bind(stream.started_at)
+                    .bind(stream.expires_at)
+                    .bind(*ended_at)
+                    .bind(&stream.metadata);
+            }
+            statement.execute(&mut *tx).await?;
+        }
+        if !self.limits.is_empty() {
+            let rows =
+                studyhall_core::sql::values_rows(self.limits.len(), 2, studyhall_core::sql::tuple);
+            let upsert = format!(
+                "INSERT INTO stream_viewers (viewer, stream_limit) VALUES {rows}
+                 ON CONFLICT (viewer) DO UPDATE SET stream_limit = excluded.stream_limit"
+            );
+            let mut statement = Sql::new(&upsert);
+            for (viewer, limit) in &self.limits {
+                statement = statement.bind(viewer).bind(*limit);
+            }
+            statement.execute(tx).await?;
+        }
+        Ok(())
     }
 }
 
@@ -321,109 +531,6 @@ fn decision(op: &Op, done: Option<&Done>) -> Option<studyhall_log::Decision> {
         }
         _ => None,
     }
-}
-
-/// PostgreSQL: takes the viewer's row lock (creating the row on first use) before any
-/// of the viewer's leases is read or written.
-async fn lock_viewer(tx: &mut Tx, viewer: &str) -> Result<(), sqlx::Error> {
-    Sql::new(ENSURE_VIEWER)
-        .bind(viewer)
-        .execute(&mut *tx)
-        .await?;
-    let _: Option<Option<i64>> = Sql::new(&format!("{VIEWER_LIMIT} FOR UPDATE"))
-        .bind(viewer)
-        .fetch_scalar(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn start(
-    tx: &mut Tx,
-    viewer: &str,
-    request: &StartRequest,
-    now: i64,
-    policy: Policy,
-) -> Result<Started, sqlx::Error> {
-    if let Some(id) = &request.stream_id {
-        if let Some(renewed) = renew(tx, viewer, id, now, policy, &request.metadata).await? {
-            return Ok(Started::Renewed(
-                renewed,
-                counts(tx, viewer, now, policy).await?,
-            ));
-        }
-    }
-    let Active {
-        active,
-        earliest,
-        viewer_limit: limit,
-    }: Active = active(tx, viewer, now).await?;
-    let counts = match decide(active, earliest, limit, now, policy) {
-        Ok(counts) => counts,
-        Err(refused) => return Ok(refused),
-    };
-    let id = request
-        .stream_id
-        .clone()
-        .unwrap_or_else(|| Uuid::new_v4().to_string());
-    Sql::new(INSERT)
-        .bind(viewer)
-        .bind(&id)
-        .bind(now)
-        .bind(policy.lease_us)
-        .bind(&request.metadata)
-        .execute(&mut *tx)
-        .await?;
-    let stream = Stream {
-        id,
-        viewer: viewer.to_owned(),
-        started_at: Micros(now),
-        expires_at: Micros(now).plus(policy.lease_us),
-        metadata: request.metadata.clone(),
-    };
-    Ok(Started::Created(
-        stream,
-        Counts {
-            active: counts.active + 1,
-            ..counts
-        },
-    ))
-}
-
-/// Renews a lease, replacing its metadata with `metadata` unless that is empty.
-async fn renew(
-    tx: &mut Tx,
-    viewer: &str,
-    id: &str,
-    now: i64,
-    policy: Policy,
-    metadata: &str,
-) -> Result<Option<Stream>, sqlx::Error> {
-    Sql::new(RENEW)
-        .bind(viewer)
-        .bind(id)
-        .bind(now)
-        .bind(policy.lease_us)
-        .bind(metadata)
-        .fetch_optional(tx)
-        .await
-}
-
-async fn active(tx: &mut Tx, viewer: &str, now: i64) -> Result<Active, sqlx::Error> {
-    let active: Option<Active> = Sql::new(ACTIVE)
-        .bind(viewer)
-        .bind(now)
-        .fetch_optional(tx)
-        .await?;
-    active.ok_or(sqlx::Error::RowNotFound)
-}
-
-async fn counts(
-    tx: &mut Tx,
-    viewer: &str,
-    now: i64,
-    policy: Policy,
-) -> Result<Counts, sqlx::Error> {
-    Ok(active(tx, viewer, now).await?.counts(policy))
 }
 
 /// The writer answered an operation with another operation's outcome: a bug, not an
