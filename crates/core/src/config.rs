@@ -392,6 +392,11 @@ pub struct StreamSettings {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub stream_lease_secs: u32,
 
+    /// What a start at the viewer's limit does: `reject` it (429 with `Retry-After`), or
+    /// `kick_oldest`: end the viewer's oldest stream and admit the new one.
+    #[arg(long, env = "STUDYHALL_STREAM_POLICY", value_enum, default_value_t = StreamPolicy::Reject)]
+    pub stream_policy: StreamPolicy,
+
     /// Where stream leases live: `sql` (the database) or `redis` (needs STUDYHALL_REDIS_URL).
     #[arg(long, env = "STUDYHALL_STREAMS_BACKEND", value_enum, default_value_t = StreamsBackend::Sql)]
     pub streams_backend: StreamsBackend,
@@ -524,6 +529,16 @@ pub enum ReadAccess {
 pub enum WriteAccess {
     Open,
     Token,
+}
+
+/// What a start at the viewer's limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StreamPolicy {
+    /// Refuse the new stream: 429, nothing stored.
+    Reject,
+    /// End the viewer's oldest stream (its next heartbeat answers 410) and admit the new one.
+    #[value(name = "kick_oldest", alias = "kick-oldest")]
+    KickOldest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

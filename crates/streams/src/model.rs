@@ -239,6 +239,9 @@ pub struct Counts {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Started {
     Created(Stream, Counts),
+    /// At the limit under `kick_oldest`: the viewer's oldest streams (one, unless the
+    /// limit was lowered below the active count) were ended and the new one admitted.
+    KickedOldest(Stream, Counts, Vec<Stream>),
     /// The stream id was already active for this viewer: its lease was renewed.
     Renewed(Stream, Counts),
     /// The viewer is at the limit; `retry_after_us` until the earliest lease expires.
@@ -246,6 +249,23 @@ pub enum Started {
         counts: Counts,
         retry_after_us: i64,
     },
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Beat {
+    Renewed(Stream),
+    /// Ended to admit a newer stream of the viewer (`kick_oldest`).
+    Replaced(Replacement),
+    /// Expired, ended by its viewer, or never started.
+    NotActive,
+}
+
+/// When a stream was ended to admit another, and which.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub at: Micros,
+    pub by: String,
 }
 
 /// Response of the start, heartbeat and end routes.
@@ -258,6 +278,9 @@ pub struct StreamResponse {
     pub active_streams: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
+    /// Under `kick_oldest`, the ids of the viewer's streams this start ended to make room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_streams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

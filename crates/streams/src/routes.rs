@@ -4,7 +4,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::model::{self, LimitBody, Started, StreamList, StreamResponse};
+use super::model::{self, Beat, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
 use studyhall_auth::{Admin, Caller};
 use studyhall_core::error::{ApiError, Problem};
@@ -16,6 +16,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
         stream: stream.to_json(),
         active_streams: Some(counts.active),
         limit: Some(counts.limit),
+        replaced_streams: None,
     })
 }
 
@@ -30,7 +31,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
     ),
     request_body(content = Object, description = "Optional: `stream_id` (≤ 128 chars) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
     responses(
-        (status = 201, description = "Started (or renewed)", body = StreamResponse),
+        (status = 201, description = "Started (or renewed); under `kick_oldest` at the limit, `replaced_streams` names the streams ended to make room", body = StreamResponse),
         (status = 200, description = "Ended (`video_ended: true`)", body = StreamResponse),
         (status = 400, description = "Bad body, id or no viewer identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`video_ended` for a stream that is not active", body = Problem, content_type = "application/problem+json"),
@@ -59,6 +60,12 @@ pub(crate) async fn start(
         Started::Created(stream, counts) => {
             metrics::counter!("stream_starts_total", "outcome" => "allowed").increment(1);
             Ok((StatusCode::CREATED, counted(&stream, counts)).into_response())
+        }
+        Started::KickedOldest(stream, counts, kicked) => {
+            metrics::counter!("stream_starts_total", "outcome" => "kicked_oldest").increment(1);
+            let mut body = counted(&stream, counts);
+            body.replaced_streams = Some(kicked.into_iter().map(|old| old.id).collect());
+            Ok((StatusCode::CREATED, body).into_response())
         }
         Started::Renewed(stream, counts) => {
             metrics::counter!("stream_starts_total", "outcome" => "renewed").increment(1);
@@ -128,23 +135,45 @@ pub(crate) async fn list(
         (status = 200, description = "Renewed", body = StreamResponse),
         (status = 400, description = "Bad id or no viewer identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Expired, ended or unknown: start it again", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Ended to admit a newer stream of this viewer (`kick_oldest`): stop playing; `ended_at` and `replaced_by` say when and by which stream", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(id = %id))]
 pub(crate) async fn heartbeat(
     State(streams): State<Streams>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<StreamResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let viewer = model::viewer(&caller)?;
     let id = model::stream_id(&id)?;
     match streams.store.heartbeat(&viewer, &id).await? {
-        Some(stream) => Ok(Json(StreamResponse {
+        Beat::Renewed(stream) => Ok(Json(StreamResponse {
             stream: stream.to_json(),
             active_streams: None,
             limit: None,
-        })),
-        None => Err(not_active()),
+            replaced_streams: None,
+        })
+        .into_response()),
+        Beat::Replaced(replacement) => Ok(replaced(&replacement)),
+        Beat::NotActive => Err(not_active()),
     }
+}
+
+/// 410: the stream was ended to admit a newer one, so the player should stop.
+fn replaced(replacement: &model::Replacement) -> Response {
+    let at = replacement.at.rfc3339_millis();
+    let mut problem = Problem::new(
+        StatusCode::GONE,
+        format!(
+            "This stream was ended at {at}: replaced by a newer stream of this viewer ({}). Stop playing; starting it again takes a slot.",
+            replacement.by
+        ),
+        None,
+    );
+    problem.extra.insert("ended_at".into(), json!(at));
+    problem
+        .extra
+        .insert("replaced_by".into(), json!({"stream": replacement.by}));
+    problem.into_response_with(StatusCode::GONE)
 }
 
 /// End a stream; its slot is free at once.

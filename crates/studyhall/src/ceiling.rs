@@ -122,7 +122,9 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
                         ends: false,
                     };
                     match store.start(&viewer, &start).await? {
-                        Started::Created(stream, _) | Started::Renewed(stream, _) => {
+                        Started::Created(stream, _)
+                        | Started::Renewed(stream, _)
+                        | Started::KickedOldest(stream, _, _) => {
                             store.end(&viewer, &stream.id).await.map(drop)
                         }
                         Started::Refused { .. } => Err(StoreError::Failed(anyhow::anyhow!(

@@ -10,11 +10,11 @@ mod sql;
 
 use tokio::task::JoinHandle;
 
-use super::model::{Counts, StartRequest, Started, Stream};
+use super::model::{Beat, Counts, StartRequest, Started, Stream};
 use serde_json::json;
 
 use studyhall_core::clock::Clock;
-use studyhall_core::config::{StreamSettings, StreamsBackend};
+use studyhall_core::config::{StreamPolicy, StreamSettings, StreamsBackend};
 use studyhall_core::db::Db;
 use studyhall_core::error::StoreError;
 use studyhall_core::sql::Sql;
@@ -22,11 +22,12 @@ use studyhall_log::{Actor, Decision, Recorder};
 
 pub(crate) use studyhall_core::redis_handle::RedisHandle;
 
-/// Limits and lease length every backend applies.
+/// Limits, lease length and what a start at the limit does, which every backend applies.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub default_limit: i64,
     pub lease_us: i64,
+    pub on_limit: StreamPolicy,
 }
 
 impl From<&StreamSettings> for Policy {
@@ -34,9 +35,14 @@ impl From<&StreamSettings> for Policy {
         Policy {
             default_limit: i64::from(settings.stream_limit),
             lease_us: i64::from(settings.stream_lease_secs) * 1_000_000,
+            on_limit: settings.stream_policy,
         }
     }
 }
+
+/// How long an ended or expired stream is kept: a stream ended to admit another
+/// answers its heartbeats with 410 (not 404) this long.
+const ENDED_KEPT_US: i64 = 3_600_000_000;
 
 #[derive(Clone, Debug)]
 pub enum StreamStore {
@@ -48,14 +54,31 @@ pub enum StreamStore {
     Redis(redis::RedisStreams, Option<Recorder>),
 }
 
-/// The audit log's record of what a start did.
-fn started(viewer: &str, started: &Started) -> Decision {
+/// The audit log's records of what a start did: the start, and each stream it ended.
+fn started(viewer: &str, started: &Started) -> Vec<Decision> {
     let (message, data) = match started {
         Started::Created(stream, counts) | Started::Renewed(stream, counts) => (
             "stream.started",
             json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
                    "renewed": matches!(started, Started::Renewed(..))}),
         ),
+        Started::KickedOldest(stream, counts, kicked) => {
+            let ended = kicked.iter().map(|old| {
+                let data = json!({"viewer": viewer, "stream": old.id, "replaced_by": stream.id,
+                                  "started_at_us": old.started_at.0});
+                Decision::new(COMPONENT, "stream.kicked", viewer_actor(viewer), data)
+            });
+            let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
+                              "renewed": false, "kicked": kicked.iter().map(|old| &old.id).collect::<Vec<_>>()});
+            return ended
+                .chain([Decision::new(
+                    COMPONENT,
+                    "stream.started",
+                    viewer_actor(viewer),
+                    data,
+                )])
+                .collect();
+        }
         Started::Refused {
             counts,
             retry_after_us,
@@ -64,7 +87,12 @@ fn started(viewer: &str, started: &Started) -> Decision {
             json!({"viewer": viewer, "active": counts.active, "limit": counts.limit, "retry_after_us": retry_after_us}),
         ),
     };
-    Decision::new(COMPONENT, message, viewer_actor(viewer), data)
+    vec![Decision::new(
+        COMPONENT,
+        message,
+        viewer_actor(viewer),
+        data,
+    )]
 }
 
 fn ended(viewer: &str, stream: &Stream, counts: &Counts, by: Actor) -> Decision {
@@ -123,17 +151,20 @@ impl StreamStore {
         })
     }
 
-    /// Hands the record of a decision Redis made to the recorder (a no-op when
-    /// unaudited). The request does not wait for the record to be written: the
-    /// decision is Redis's, and a crash between the two could lose the record anyway.
+    /// Hands the records of a decision Redis made to the recorder (a no-op when
+    /// unaudited). The request does not wait for them to be written: the decision is
+    /// Redis's, and a crash between the two could lose the records anyway.
     async fn recorded(
         recorder: &Option<Recorder>,
-        decision: impl FnOnce() -> Decision,
+        decisions: impl FnOnce() -> Vec<Decision>,
     ) -> Result<(), StoreError> {
-        match recorder {
-            Some(recorder) => recorder.record_later(decision()).await,
-            None => Ok(()),
+        let Some(recorder) = recorder else {
+            return Ok(());
+        };
+        for decision in decisions() {
+            recorder.record_later(decision).await?;
         }
+        Ok(())
     }
 
     #[tracing::instrument(skip(self, request), fields(stream_id = ?request.stream_id))]
@@ -149,7 +180,7 @@ impl StreamStore {
     }
 
     #[tracing::instrument(skip(self))]
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Beat, StoreError> {
         match self {
             StreamStore::Sql(store) => Ok(store.heartbeat(viewer, id).await?),
             StreamStore::Redis(store, _) => store.heartbeat(viewer, id).await,
@@ -178,7 +209,8 @@ impl StreamStore {
             StreamStore::Redis(store, recorder) => {
                 let done = store.end(viewer, id).await?;
                 if let Some((stream, counts)) = &done {
-                    StreamStore::recorded(recorder, || ended(viewer, stream, counts, by)).await?;
+                    StreamStore::recorded(recorder, || vec![ended(viewer, stream, counts, by)])
+                        .await?;
                 }
                 Ok(done)
             }
@@ -205,7 +237,7 @@ impl StreamStore {
             StreamStore::Sql(store) => Ok(store.set_limit(viewer, limit, by).await?),
             StreamStore::Redis(store, recorder) => {
                 store.set_limit(viewer, limit).await?;
-                StreamStore::recorded(recorder, || limit_changed(viewer, limit, by)).await
+                StreamStore::recorded(recorder, || vec![limit_changed(viewer, limit, by)]).await
             }
         }
     }
@@ -255,7 +287,10 @@ impl StreamStore {
             StreamStore::Redis(..) => return Ok(0),
         };
         let now = store.now().await?;
-        Sql::new(PRUNE).bind(now).execute(store.db()).await
+        Sql::new(PRUNE)
+            .bind(now - ENDED_KEPT_US)
+            .execute(store.db())
+            .await
     }
     /// Records the leases that expired since the last sweep (SQL backends, when
     /// audited; Redis expires its leases unseen). How many.
@@ -280,32 +315,8 @@ const ACTIVE_BY_VIEWER: &str = "SELECT id, viewer, started_at, expires_at, metad
 const ACTIVE_TOTAL: &str =
     "SELECT count(*) FROM streams WHERE ended_at IS NULL AND expires_at > $1";
 
-/// Streams that ended or expired over an hour ago are forgotten.
-const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1 - 3600000000";
+/// Streams that ended or expired before `$1` are forgotten.
+const PRUNE: &str = "DELETE FROM streams WHERE COALESCE(ended_at, expires_at) < $1";
 
 /// What a heartbeat sends as metadata: nothing, so the stored metadata stays.
 const NO_METADATA: &str = "{}";
-
-/// The decision after counting a viewer's active leases.
-fn decide(
-    active: i64,
-    earliest_expiry: Option<i64>,
-    limit: Option<i64>,
-    now: i64,
-    policy: Policy,
-) -> Result<Counts, Started> {
-    let counts = Counts {
-        active,
-        limit: limit.unwrap_or(policy.default_limit),
-    };
-    if active < counts.limit {
-        Ok(counts)
-    } else {
-        let retry_after_us =
-            earliest_expiry.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
-        Err(Started::Refused {
-            counts,
-            retry_after_us,
-        })
-    }
-}

@@ -4,8 +4,9 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::model::{Counts, StartRequest, Started, Stream};
+use crate::model::{Beat, Counts, Replacement, StartRequest, Started, Stream};
 use studyhall_core::clock::{Clock, Micros};
+use studyhall_core::config::StreamPolicy;
 use studyhall_core::error::StoreError;
 use studyhall_core::redis_handle::RedisHandle;
 
@@ -43,6 +44,25 @@ fn number(text: Option<&String>, what: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| malformed(what))
 }
 
+/// A lease from a script's reply: `fields` are its start, expiry and metadata.
+fn lease(
+    viewer: &str,
+    id: String,
+    fields: Option<&[String]>,
+    what: &str,
+) -> Result<Stream, StoreError> {
+    match fields {
+        Some([started, expires, metadata]) => Ok(Stream {
+            id,
+            viewer: viewer.to_owned(),
+            started_at: Micros(number(Some(started), what)?),
+            expires_at: Micros(number(Some(expires), what)?),
+            metadata: metadata.clone(),
+        }),
+        _ => Err(malformed(what)),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RedisStreams {
     redis: RedisHandle,
@@ -64,13 +84,14 @@ impl RedisStreams {
     }
 
     /// The viewer's keys, sharing one hash slot.
-    fn keys(viewer: &str) -> [String; 4] {
+    fn keys(viewer: &str) -> [String; 5] {
         let base = format!("studyhall:streams:{{{viewer}}}");
         [
             format!("{base}:active"),
             format!("{base}:started"),
             format!("{base}:meta"),
             format!("{base}:limit"),
+            format!("{base}:replaced"),
         ]
     }
 
@@ -111,6 +132,13 @@ impl RedisStreams {
             self.policy.default_limit.to_string(),
             request.metadata.clone(),
             chosen.to_owned(),
+            if self.policy.on_limit == StreamPolicy::KickOldest {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
+            super::ENDED_KEPT_US.to_string(),
         ];
         let reply = self.run(&START, viewer, &args).await?;
         let counts = Counts {
@@ -129,17 +157,17 @@ impl RedisStreams {
                 })
             }
             Some(outcome @ ("created" | "renewed")) => {
-                let stream = Stream {
-                    id,
-                    viewer: viewer.to_owned(),
-                    started_at: Micros(number(reply.get(3), "start")?),
-                    expires_at: Micros(number(reply.get(4), "start")?),
-                    metadata: reply.get(5).cloned().ok_or_else(|| malformed("start"))?,
-                };
-                Ok(if outcome == "created" {
-                    Started::Created(stream, counts)
-                } else {
-                    Started::Renewed(stream, counts)
+                let stream = lease(viewer, id, reply.get(3..6), "start")?;
+                let kicked = reply
+                    .get(6..)
+                    .unwrap_or_default()
+                    .chunks(4)
+                    .map(|old| lease(viewer, old[0].clone(), old.get(1..4), "start"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(match outcome {
+                    "renewed" => Started::Renewed(stream, counts),
+                    _ if kicked.is_empty() => Started::Created(stream, counts),
+                    _ => Started::KickedOldest(stream, counts, kicked),
                 })
             }
             _ => Err(malformed("start")),
@@ -178,7 +206,7 @@ impl RedisStreams {
         }
     }
 
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Beat, StoreError> {
         let reply = self
             .run(
                 &HEARTBEAT,
@@ -186,19 +214,22 @@ impl RedisStreams {
                 &[id.to_owned(), self.policy.lease_us.to_string()],
             )
             .await?;
-        if reply.is_empty() {
-            return Ok(None);
+        match reply.first().map(String::as_str) {
+            None => Ok(Beat::NotActive),
+            Some("replaced") => Ok(Beat::Replaced(Replacement {
+                at: Micros(number(reply.get(1), "heartbeat")?),
+                by: reply
+                    .get(2)
+                    .cloned()
+                    .ok_or_else(|| malformed("heartbeat"))?,
+            })),
+            Some(_) => Ok(Beat::Renewed(lease(
+                viewer,
+                id.to_owned(),
+                reply.get(0..3),
+                "heartbeat",
+            )?)),
         }
-        Ok(Some(Stream {
-            id: id.to_owned(),
-            viewer: viewer.to_owned(),
-            started_at: Micros(number(reply.first(), "heartbeat")?),
-            expires_at: Micros(number(reply.get(1), "heartbeat")?),
-            metadata: reply
-                .get(2)
-                .cloned()
-                .ok_or_else(|| malformed("heartbeat"))?,
-        }))
     }
 
     pub async fn end(
@@ -216,13 +247,7 @@ impl RedisStreams {
         if reply.is_empty() {
             return Ok(None);
         }
-        let stream = Stream {
-            id: id.to_owned(),
-            viewer: viewer.to_owned(),
-            started_at: Micros(number(reply.first(), "end")?),
-            expires_at: Micros(number(reply.get(1), "end")?),
-            metadata: reply.get(2).cloned().ok_or_else(|| malformed("end"))?,
-        };
+        let stream = lease(viewer, id.to_owned(), reply.get(0..3), "end")?;
         let counts = Counts {
             active: number(reply.get(3), "end")?,
             limit: number(reply.get(4), "end")?,
@@ -239,16 +264,7 @@ impl RedisStreams {
             .get(1..)
             .unwrap_or_default()
             .chunks(4)
-            .map(|lease| match lease {
-                [id, started, expires, metadata] => Ok(Stream {
-                    id: id.clone(),
-                    viewer: viewer.to_owned(),
-                    started_at: Micros(number(Some(started), "list")?),
-                    expires_at: Micros(number(Some(expires), "list")?),
-                    metadata: metadata.clone(),
-                }),
-                _ => Err(malformed("list")),
-            })
+            .map(|fields| lease(viewer, fields[0].clone(), fields.get(1..4), "list"))
             .collect::<Result<Vec<_>, _>>()?;
         streams.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         let counts = Counts {

@@ -17,10 +17,11 @@
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{decide, Policy, LIST, NO_METADATA, VIEWER_LIMIT};
-use crate::model::{Counts, StartRequest, Started, Stream};
+use super::{Policy, LIST, NO_METADATA, VIEWER_LIMIT};
+use crate::model::{Beat, Counts, Replacement, StartRequest, Started, Stream};
 use studyhall_core::batch::{Batched, Batcher};
 use studyhall_core::clock::{Clock, Micros};
+use studyhall_core::config::StreamPolicy;
 use studyhall_core::db::{Db, Tx};
 use studyhall_core::error::StoreError;
 use studyhall_core::sql::Sql;
@@ -62,7 +63,7 @@ impl Op {
 #[derive(Debug)]
 pub(super) enum Done {
     Started(Started),
-    Renewed(Option<Stream>),
+    Beaten(Beat),
     Ended(Option<(Stream, Counts)>),
     LimitSet,
 }
@@ -120,12 +121,12 @@ impl SqlStreams {
         }
     }
 
-    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Option<Stream>, StoreError> {
+    pub async fn heartbeat(&self, viewer: &str, id: &str) -> Result<Beat, StoreError> {
         match self
             .submit(Op::Heartbeat(viewer.to_owned(), id.to_owned()))
             .await?
         {
-            Done::Renewed(stream) => Ok(stream),
+            Done::Beaten(beat) => Ok(beat),
             other => Err(mismatched(&other)),
         }
     }
@@ -290,6 +291,7 @@ impl Batched for Batch {
         let mut viewers: Vec<&str> = order.iter().map(|&index| ops[index].viewer()).collect();
         viewers.dedup();
         let mut state = Leases::read(&mut tx, &viewers, now).await?;
+        state.read_replaced(&mut tx, ops).await?;
         let mut done: Vec<Option<Done>> = ops.iter().map(|_| None).collect();
         let mut decisions = Vec::new();
         for index in order {
@@ -312,9 +314,20 @@ impl Batched for Batch {
 struct Leases {
     viewers: std::collections::HashMap<String, Viewer>,
     /// Leases the batch created, renewed or ended, by (viewer, id), as they end up.
-    changed: std::collections::BTreeMap<(String, String), (Stream, Option<i64>)>,
+    changed: std::collections::BTreeMap<(String, String), Change>,
     /// Viewers whose limit the batch set, with the limit they end up with.
     limits: std::collections::BTreeMap<String, Option<i64>>,
+    /// Streams ended to admit another, by (viewer, id): the batch's own, and those
+    /// the batch's heartbeats ask after.
+    replaced: std::collections::HashMap<(String, String), Replacement>,
+}
+
+/// A lease as the batch leaves it.
+struct Change {
+    stream: Stream,
+    ended_at: Option<i64>,
+    /// The stream that replaced it, when it was ended to admit one.
+    replaced_by: Option<String>,
 }
 
 #[derive(Default)]
@@ -344,13 +357,8 @@ impl Leases {
         let mut state: std::collections::HashMap<String, Viewer> = limits
             .into_iter()
             .map(|(viewer, limit)| {
-                (
-                    viewer,
-                    Viewer {
-                        limit,
-                        active: Vec::new(),
-                    },
-                )
+                let active = Vec::new();
+                (viewer, Viewer { limit, active })
             })
             .collect();
         let list = studyhall_core::sql::params(1, viewers.len());
@@ -366,17 +374,49 @@ impl Leases {
         }
         let streams: Vec<Stream> = statement.bind(now).fetch_all(&mut *tx).await?;
         for stream in streams {
-            state
-                .entry(stream.viewer.clone())
-                .or_default()
-                .active
-                .push(stream);
+            let viewer = state.entry(stream.viewer.clone()).or_default();
+            viewer.active.push(stream);
         }
         Ok(Leases {
             viewers: state,
             changed: Default::default(),
             limits: Default::default(),
+            replaced: Default::default(),
         })
+    }
+
+    /// Reads which of the streams the batch's heartbeats name, not active, were ended
+    /// to admit another (one statement, and only when a heartbeat names such a stream).
+    async fn read_replaced(&mut self, tx: &mut Tx, ops: &[Op]) -> Result<(), sqlx::Error> {
+        let missing: Vec<(&str, &str)> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Heartbeat(viewer, id) => Some((viewer.as_str(), id.as_str())),
+                _ => None,
+            })
+            .filter(|(viewer, id)| {
+                let active = self.viewers.get(*viewer).map(|state| &state.active);
+                !active.is_some_and(|active| active.iter().any(|stream| stream.id == *id))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let pairs = studyhall_core::sql::values_rows(missing.len(), 2, studyhall_core::sql::tuple);
+        let sql = format!(
+            "SELECT viewer, id, ended_at, replaced_by FROM streams
+             WHERE replaced_by IS NOT NULL AND (viewer, id) IN (VALUES {pairs})"
+        );
+        let mut statement = Sql::new(&sql);
+        for (viewer, id) in &missing {
+            statement = statement.bind(*viewer).bind(*id);
+        }
+        let rows: Vec<(String, String, i64, String)> = statement.fetch_all(tx).await?;
+        for (viewer, id, at, by) in rows {
+            let replacement = Replacement { at: Micros(at), by };
+            self.replaced.insert((viewer, id), replacement);
+        }
+        Ok(())
     }
 
     /// Decides `op` on the state as the batch's earlier operations left it.
@@ -384,19 +424,18 @@ impl Leases {
         match op {
             Op::Start(viewer, request) => Done::Started(self.start(viewer, request, now, policy)),
             Op::Heartbeat(viewer, id) => {
-                Done::Renewed(self.renew(viewer, id, now, policy, NO_METADATA))
+                Done::Beaten(match self.renew(viewer, id, now, policy, NO_METADATA) {
+                    Some(stream) => Beat::Renewed(stream),
+                    None => match self.replaced.get(&(viewer.clone(), id.clone())) {
+                        Some(replacement) => Beat::Replaced(replacement.clone()),
+                        None => Beat::NotActive,
+                    },
+                })
             }
-            Op::End(viewer, id, _) => {
-                let state = self.viewer(viewer);
-                let Some(place) = state.active.iter().position(|stream| &stream.id == id) else {
-                    return Done::Ended(None);
-                };
-                let stream = state.active.remove(place);
-                let counts = self.counts(viewer, policy);
-                self.changed
-                    .insert((viewer.clone(), id.clone()), (stream.clone(), Some(now)));
-                Done::Ended(Some((stream, counts)))
-            }
+            Op::End(viewer, id, _) => match self.end(viewer, id, now, None) {
+                Some(stream) => Done::Ended(Some((stream, self.counts(viewer, policy)))),
+                None => Done::Ended(None),
+            },
             Op::SetLimit(viewer, limit, _) => {
                 self.viewer(viewer).limit = *limit;
                 self.limits.insert(viewer.clone(), *limit);
@@ -411,17 +450,31 @@ impl Leases {
                 return Started::Renewed(renewed, self.counts(viewer, policy));
             }
         }
-        let state = self.viewer(viewer);
-        let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
-        let active = state.active.len() as i64;
-        let counts = match decide(active, earliest, state.limit, now, policy) {
-            Ok(counts) => counts,
-            Err(refused) => return refused,
-        };
         let id = request
             .stream_id
             .clone()
             .unwrap_or_else(|| Uuid::new_v4().to_string());
+        let counts = self.counts(viewer, policy);
+        let mut kicked = Vec::new();
+        if counts.active >= counts.limit {
+            let state = self.viewer(viewer);
+            if policy.on_limit == StreamPolicy::Reject {
+                let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
+                let retry_after_us =
+                    earliest.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
+                return Started::Refused {
+                    counts,
+                    retry_after_us,
+                };
+            }
+            // The oldest first, as many as leave room for one.
+            let mut oldest: Vec<Stream> = state.active.clone();
+            oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+            let room = usize::try_from(counts.active - counts.limit + 1).unwrap_or(1);
+            for old in oldest.into_iter().take(room) {
+                kicked.extend(self.end(viewer, &old.id, now, Some(&id)));
+            }
+        }
         let stream = Stream {
             id: id.clone(),
             viewer: viewer.to_owned(),
@@ -429,16 +482,52 @@ impl Leases {
             expires_at: Micros(now).plus(policy.lease_us),
             metadata: request.metadata.clone(),
         };
-        state.active.push(stream.clone());
-        self.changed
-            .insert((viewer.to_owned(), id), (stream.clone(), None));
-        Started::Created(
-            stream,
-            Counts {
-                active: counts.active + 1,
-                ..counts
+        self.viewer(viewer).active.push(stream.clone());
+        self.replaced.remove(&(viewer.to_owned(), id.clone()));
+        self.changed.insert(
+            (viewer.to_owned(), id),
+            Change {
+                stream: stream.clone(),
+                ended_at: None,
+                replaced_by: None,
             },
-        )
+        );
+        let counts = self.counts(viewer, policy);
+        if kicked.is_empty() {
+            Started::Created(stream, counts)
+        } else {
+            Started::KickedOldest(stream, counts, kicked)
+        }
+    }
+
+    /// Ends an active lease at `now`; `replaced_by`: to admit that stream.
+    fn end(
+        &mut self,
+        viewer: &str,
+        id: &str,
+        now: i64,
+        replaced_by: Option<&str>,
+    ) -> Option<Stream> {
+        let state = self.viewer(viewer);
+        let place = state.active.iter().position(|stream| stream.id == id)?;
+        let stream = state.active.remove(place);
+        let key = (viewer.to_owned(), id.to_owned());
+        if let Some(by) = replaced_by {
+            let replacement = Replacement {
+                at: Micros(now),
+                by: by.to_owned(),
+            };
+            self.replaced.insert(key.clone(), replacement);
+        }
+        self.changed.insert(
+            key,
+            Change {
+                stream: stream.clone(),
+                ended_at: Some(now),
+                replaced_by: replaced_by.map(str::to_owned),
+            },
+        );
+        Some(stream)
     }
 
     /// Renews an active lease, replacing its metadata with `metadata` unless that is
@@ -461,8 +550,14 @@ impl Leases {
             metadata.clone_into(&mut stream.metadata);
         }
         let renewed = stream.clone();
-        self.changed
-            .insert((viewer.to_owned(), id.to_owned()), (renewed.clone(), None));
+        self.changed.insert(
+            (viewer.to_owned(), id.to_owned()),
+            Change {
+                stream: renewed.clone(),
+                ended_at: None,
+                replaced_by: None,
+            },
+        );
         Some(renewed)
     }
 
@@ -483,22 +578,24 @@ impl Leases {
     async fn write(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         if !self.changed.is_empty() {
             let rows =
-                studyhall_core::sql::values_rows(self.changed.len(), 6, studyhall_core::sql::tuple);
+                studyhall_core::sql::values_rows(self.changed.len(), 7, studyhall_core::sql::tuple);
             let upsert = format!(
-                "INSERT INTO streams (viewer, id, started_at, expires_at, ended_at, metadata) VALUES {rows}
+                "INSERT INTO streams (viewer, id, started_at, expires_at, ended_at, metadata, replaced_by)
+                 VALUES {rows}
                  ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
                      expires_at = excluded.expires_at, ended_at = excluded.ended_at,
-                     metadata = excluded.metadata"
+                     metadata = excluded.metadata, replaced_by = excluded.replaced_by"
             );
             let mut statement = Sql::new(&upsert);
-            for ((viewer, id), (stream, ended_at)) in &self.changed {
+            for ((viewer, id), change) in &self.changed {
                 statement = statement
                     .bind(viewer)
                     .bind(id)
-                    .bind(stream.started_at)
-                    .bind(stream.expires_at)
-                    .bind(*ended_at)
-                    .bind(&stream.metadata);
+                    .bind(change.stream.started_at)
+                    .bind(change.stream.expires_at)
+                    .bind(change.ended_at)
+                    .bind(&change.stream.metadata)
+                    .bind(change.replaced_by.as_deref());
             }
             statement.execute(&mut *tx).await?;
         }
@@ -519,17 +616,17 @@ impl Leases {
     }
 }
 
-/// The audit log's record of an operation's outcome, if it decided anything.
-fn decision(op: &Op, done: Option<&Done>) -> Option<studyhall_log::Decision> {
-    match (op, done?) {
-        (Op::Start(viewer, _), Done::Started(started)) => Some(super::started(viewer, started)),
-        (Op::End(viewer, _, by), Done::Ended(Some((stream, counts)))) => {
-            Some(super::ended(viewer, stream, counts, by.clone()))
+/// The audit log's records of an operation's outcome, if it decided anything.
+fn decision(op: &Op, done: Option<&Done>) -> Vec<studyhall_log::Decision> {
+    match (op, done) {
+        (Op::Start(viewer, _), Some(Done::Started(started))) => super::started(viewer, started),
+        (Op::End(viewer, _, by), Some(Done::Ended(Some((stream, counts))))) => {
+            vec![super::ended(viewer, stream, counts, by.clone())]
         }
-        (Op::SetLimit(viewer, limit, by), Done::LimitSet) => {
-            Some(super::limit_changed(viewer, *limit, by.clone()))
+        (Op::SetLimit(viewer, limit, by), Some(Done::LimitSet)) => {
+            vec![super::limit_changed(viewer, *limit, by.clone())]
         }
-        _ => None,
+        _ => Vec::new(),
     }
 }
 

@@ -22,6 +22,10 @@ fn with_admin(settings: &mut ServeSettings) {
     settings.admin_token = Some(ADMIN.parse().unwrap());
 }
 
+fn kick_oldest(settings: &mut ServeSettings) {
+    settings.streams.stream_policy = studyhall::config::StreamPolicy::KickOldest;
+}
+
 fn untrusted(settings: &mut ServeSettings) {
     settings.identity.trust_identity_headers = false;
 }
@@ -269,6 +273,62 @@ on_every_stream_backend! {
         assert_eq!(start(&app, &user, None).await.status(), 429, "a slot was left over");
     }
 
+    async fn kick_oldest_ends_the_oldest_stream_and_its_heartbeat_says_it_was_replaced(app, kick_oldest) {
+        let user = viewer();
+        let first = started_id(start(&app, &user, Some(json!({"stream_id": "a"}))).await).await;
+        for id in ["b", "c"] {
+            started_id(start(&app, &user, Some(json!({"stream_id": id}))).await).await;
+        }
+        // A renewal at the limit takes no one's slot.
+        let (status, renewed) = json(start(&app, &user, Some(json!({"stream_id": "a"}))).await).await;
+        assert_eq!((status, renewed.get("replaced_streams")), (201, None), "{renewed}");
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "d"}))).await).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["replaced_streams"], json!([first]), "the oldest goes first");
+        assert_eq!(body["active_streams"], 3);
+        assert_eq!(active(&app, &user).await.0, ["b", "c", "d"]);
+        let beat = app.client.post(app.url("/api/v1/streams/a/heartbeat")).header("X-User-Id", &user).send().await.unwrap();
+        let (status, gone) = json(beat).await;
+        assert_eq!(status, 410, "{gone}");
+        assert_eq!(gone["replaced_by"]["stream"], "d", "{gone}");
+        assert!(gone["detail"].as_str().unwrap().contains("replaced by a newer stream"), "{gone}");
+        assert!(gone["ended_at"].as_str().unwrap().ends_with('Z'), "{gone}");
+        assert_eq!(end(&app, &user, "a").await, 404, "a replaced stream is not active");
+        let (_, next) = json(start(&app, &user, None).await).await;
+        assert_eq!(next["replaced_streams"], json!(["b"]), "{next}");
+        // Starting the replaced id again starts it over, replacing the next oldest.
+        let (status, again) = json(start(&app, &user, Some(json!({"stream_id": "a"}))).await).await;
+        assert_eq!((status, &again["replaced_streams"]), (201, &json!(["c"])), "{again}");
+        assert_eq!(heartbeat(&app, &user, "a").await, 200);
+        assert_eq!(heartbeat(&app, &user, "c").await, 410);
+        assert_eq!(heartbeat(&app, &user, "never-started").await, 404);
+    }
+
+    async fn two_hundred_concurrent_starts_under_kick_oldest_keep_the_limit_and_tell_every_replaced_stream(app, kick_oldest) {
+        let user = viewer();
+        let starts = (0..200).map(|n| start(&app, &user, Some(json!({"stream_id": format!("s{n}")}))));
+        let mut replaced = Vec::new();
+        for response in futures_util::future::join_all(starts).await {
+            let (status, body) = json(response).await;
+            assert_eq!(status, 201, "{body}");
+            assert!((1..=3).contains(&body["active_streams"].as_i64().unwrap()), "{body}");
+            for id in body["replaced_streams"].as_array().into_iter().flatten() {
+                replaced.push(id.as_str().unwrap().to_owned());
+            }
+        }
+        let (left, _) = active(&app, &user).await;
+        assert_eq!(left.len(), 3, "{left:?}");
+        replaced.sort();
+        let before = replaced.len();
+        replaced.dedup();
+        assert_eq!((before, replaced.len()), (197, 197), "each stream beyond the limit ended exactly once");
+        assert!(left.iter().all(|id| !replaced.contains(id)), "{left:?}");
+        for id in &replaced {
+            let beat = app.client.post(app.url(&format!("/api/v1/streams/{id}/heartbeat"))).header("X-User-Id", &user).send().await.unwrap();
+            assert_eq!(beat.status(), 410, "{id}");
+        }
+    }
+
     async fn bad_input_is_400_and_takes_no_slot(app, defaults) {
         let user = viewer();
         let long = "x".repeat(1025);
@@ -484,6 +544,21 @@ mod audited {
             let started = events.iter().filter(|e| e["message"] == "stream.started").count();
             let refused = events.iter().filter(|e| e["message"] == "stream.refused").count();
             assert_eq!((started, refused), (3, 17));
+        }
+
+        async fn a_stream_kicked_to_admit_another_is_recorded_before_the_start_that_did_it(app, kick_oldest) {
+            let user = viewer();
+            for id in ["a", "b", "c", "d"] {
+                started_id(start(&app, &user, Some(json!({"stream_id": id}))).await).await;
+            }
+            let events = recorded_once(&app, &user, 5).await;
+            assert_eq!(
+                messages(&events),
+                ["stream.started", "stream.started", "stream.started", "stream.kicked", "stream.started"]
+            );
+            assert_eq!((&events[3]["data"]["stream"], &events[3]["data"]["replaced_by"]), (&json!("a"), &json!("d")));
+            assert_eq!(events[4]["data"]["kicked"], json!(["a"]));
+            assert_eq!((events[4]["data"]["active"].as_i64(), events[4]["data"]["limit"].as_i64()), (Some(3), Some(3)));
         }
 
         async fn with_streams_auditing_off_nothing_is_recorded(app, unaudited) {

@@ -1,6 +1,14 @@
--- ARGV: 1 stream id, 2 lease µs. Returns {started, expires, metadata} or {} if not active.
+-- ARGV: 1 stream id, 2 lease µs. Returns {started, expires, metadata}; {'replaced', when,
+-- by which stream} if it was ended to admit another; {} if it is not active.
 local id, lease = ARGV[1], tonumber(ARGV[2])
-if not redis.call('ZSCORE', KEYS[1], id) then return {} end
+if not redis.call('ZSCORE', KEYS[1], id) then
+  local replaced = redis.call('HGET', KEYS[5], id)
+  if replaced then
+    local at, by = string.match(replaced, '^(%S+) (.*)$')
+    return {'replaced', at, by}
+  end
+  return {}
+end
 local expires = now + lease
 redis.call('ZADD', KEYS[1], expires, id)
 keep(lease)

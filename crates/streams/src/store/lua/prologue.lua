@@ -1,5 +1,6 @@
 -- Shared start of every stream script. KEYS: 1 active leases (sorted set, score =
--- expiry in µs), 2 start times (hash), 3 metadata (hash), 4 limit override (string).
+-- expiry in µs), 2 start times (hash), 3 metadata (hash), 4 limit override (string),
+-- 5 streams ended to admit another (hash: id -> "when by-which-stream").
 -- Time is Redis's clock, so every instance judges expiry alike, moved by the service
 -- clock's shift (the last ARGV: 0 but in tests).
 local t = redis.call('TIME')

@@ -50,27 +50,109 @@ crate::case!(
     needs = [Postgres]
 );
 
-async fn two_servers_sharing_redis_allow_exactly_the_limit() {
+/// Two servers, each on a SQLite database of its own (kept in the directories
+/// returned), sharing Redis for stream leases, with `env` besides.
+async fn two_sharing_redis(env: &[(&str, &str)]) -> (Server, Server, [tempfile::TempDir; 2]) {
     let redis = test_url("STUDYHALL_TEST_REDIS_URL");
-    let env = [
+    let mut env = env.to_vec();
+    env.extend([
         ("STUDYHALL_STREAMS_BACKEND", "redis"),
         ("STUDYHALL_REDIS_URL", redis.as_str()),
-    ];
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = start_with(
-        &format!("sqlite://{}", dir_a.path().join("a.db").display()),
-        &env,
-    )
-    .await;
-    let b = start_with(
-        &format!("sqlite://{}", dir_b.path().join("b.db").display()),
-        &env,
-    )
-    .await;
+    ]);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let url = |n: usize| format!("sqlite://{}", dirs[n].path().join("studyhall.db").display());
+    let a = start_with(&url(0), &env).await;
+    let b = start_with(&url(1), &env).await;
+    (a, b, dirs)
+}
+
+async fn two_servers_sharing_redis_allow_exactly_the_limit() {
+    let (a, b, _dirs) = two_sharing_redis(&[]).await;
     assert_eq!(split_starts(&a, &b).await, (3, 197));
 }
 crate::case!(
     two_servers_sharing_redis_allow_exactly_the_limit,
+    needs = [Redis]
+);
+
+/// 200 concurrent starts for one viewer alternating between two servers under
+/// `kick_oldest`: every start is admitted, exactly the limit stays active, every other
+/// stream was ended once to admit a newer one, and its heartbeat on either server says so.
+async fn kick_oldest_across(a: &Server, b: &Server) {
+    let viewer = format!("kick-{}", uuid::Uuid::new_v4().simple());
+    let servers = [a, b];
+    let starts = (0..200).map(|n| {
+        let url = format!("{}/api/v1/streams", servers[n % 2].address);
+        let viewer = viewer.clone();
+        async move {
+            let answer = client()
+                .post(url)
+                .header("X-User-Id", viewer)
+                .json(&json!({"stream_id": format!("s{n}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 201);
+            let body: Value = answer.json().await.unwrap();
+            body["replaced_streams"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|id| id.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    });
+    let mut replaced: Vec<String> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    replaced.sort();
+    let kicks = replaced.len();
+    replaced.dedup();
+    assert_eq!((kicks, replaced.len()), (197, 197));
+    let list: Value = client()
+        .get(format!("{}/api/v1/streams", b.address))
+        .header("X-User-Id", &viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["active_streams"], 3, "{list}");
+    for (n, id) in replaced.iter().enumerate() {
+        let beat = client()
+            .post(format!(
+                "{}/api/v1/streams/{id}/heartbeat",
+                servers[n % 2].address
+            ))
+            .header("X-User-Id", &viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(beat.status(), 410, "{id}");
+    }
+}
+
+async fn two_servers_sharing_postgresql_kick_the_oldest_exactly() {
+    let (url, _database) = TestDatabase::postgres().await;
+    let env = [("STUDYHALL_STREAM_POLICY", "kick_oldest")];
+    let a = start_with(url.expose(), &env).await;
+    let b = start_with(url.expose(), &env).await;
+    kick_oldest_across(&a, &b).await;
+}
+crate::case!(
+    two_servers_sharing_postgresql_kick_the_oldest_exactly,
+    needs = [Postgres]
+);
+
+async fn two_servers_sharing_redis_kick_the_oldest_exactly() {
+    let (a, b, _dirs) = two_sharing_redis(&[("STUDYHALL_STREAM_POLICY", "kick_oldest")]).await;
+    kick_oldest_across(&a, &b).await;
+}
+crate::case!(
+    two_servers_sharing_redis_kick_the_oldest_exactly,
     needs = [Redis]
 );
 
