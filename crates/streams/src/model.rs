@@ -76,6 +76,12 @@ pub fn named_viewer(text: &str) -> Result<String, ApiError> {
 
 /// A client-chosen stream id: printable ASCII without spaces or slashes.
 pub fn stream_id(text: &str) -> Result<String, ApiError> {
+    client_id("stream_id", text)
+}
+
+/// A client's id for itself or its stream (`what` names it in the error): printable
+/// ASCII without spaces or slashes.
+fn client_id(what: &str, text: &str) -> Result<String, ApiError> {
     let ok = !text.is_empty()
         && text.len() <= MAX_ID
         && text
@@ -85,7 +91,7 @@ pub fn stream_id(text: &str) -> Result<String, ApiError> {
         Ok(text.to_owned())
     } else {
         Err(ApiError::bad_request(format!(
-            "stream_id must be 1 to {MAX_ID} printable ASCII characters without spaces or slashes."
+            "{what} must be 1 to {MAX_ID} printable ASCII characters without spaces or slashes."
         )))
     }
 }
@@ -94,6 +100,9 @@ pub fn stream_id(text: &str) -> Result<String, ApiError> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartRequest {
     pub stream_id: Option<String>,
+    /// The device it plays on (`device_id`, or the `X-Device-Id` header): a device's new
+    /// stream replaces the device's active one.
+    pub device_id: Option<String>,
     /// The seed's fields that were sent, as a JSON object.
     pub metadata: String,
     /// `video_ended: true`: end the stream rather than start it.
@@ -114,6 +123,7 @@ enum Scalar {
 #[serde(default)]
 struct StartBody {
     stream_id: Sent<String>,
+    device_id: Sent<String>,
     video_name: Sent<Scalar>,
     codec_info: Sent<Scalar>,
     file_type: Sent<Scalar>,
@@ -144,8 +154,9 @@ impl StartBody {
     }
 }
 
-/// Parses the optional body: empty, or a JSON object of the seed's fields.
-pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
+/// Parses the optional body (empty, or a JSON object of the seed's fields) and the
+/// `X-Device-Id` header's value, if sent.
+pub fn start_request(body: &[u8], device_header: Option<&[u8]>) -> Result<StartRequest, ApiError> {
     let body: StartBody = if body.iter().all(u8::is_ascii_whitespace) {
         StartBody::default()
     } else {
@@ -162,6 +173,27 @@ pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
         .optional(ApiError::bad_request("stream_id must be a string."))?
         .map(|id| stream_id(&id))
         .transpose()?;
+    let sent_device = body
+        .device_id
+        .clone()
+        .optional(ApiError::bad_request("device_id must be a string."))?
+        .map(|id| client_id("device_id", &id))
+        .transpose()?;
+    let header_device = device_header
+        .map(|value| {
+            client_id(
+                "X-Device-Id",
+                std::str::from_utf8(value).unwrap_or_default(),
+            )
+        })
+        .transpose()?;
+    let device_id =
+        match (sent_device, header_device) {
+            (Some(sent), Some(header)) if sent != header => return Err(ApiError::bad_request(
+                "device_id and X-Device-Id name different devices; send one, or the same in both.",
+            )),
+            (sent, header) => sent.or(header),
+        };
     let mut metadata = Map::new();
     for (name, sent) in body.metadata() {
         let value = match sent {
@@ -191,6 +223,7 @@ pub fn start_request(body: &[u8]) -> Result<StartRequest, ApiError> {
     }
     Ok(StartRequest {
         stream_id,
+        device_id,
         metadata: Value::Object(metadata).to_string(),
         ends,
     })
@@ -205,6 +238,7 @@ pub struct Stream {
     pub expires_at: Micros,
     /// JSON object of the seed's fields.
     pub metadata: String,
+    pub device_id: Option<String>,
 }
 
 impl Stream {
@@ -224,6 +258,9 @@ impl Stream {
             "expires_at".into(),
             Value::String(self.expires_at.rfc3339_millis()),
         );
+        if let Some(device) = &self.device_id {
+            object.insert("device_id".into(), Value::String(device.clone()));
+        }
         Value::Object(object)
     }
 }
@@ -239,9 +276,10 @@ pub struct Counts {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Started {
     Created(Stream, Counts),
-    /// At the limit under `kick_oldest`: the viewer's oldest streams (one, unless the
-    /// limit was lowered below the active count) were ended and the new one admitted.
-    KickedOldest(Stream, Counts, Vec<Stream>),
+    /// Admitted after ending other streams of the viewer: the device's own active
+    /// stream, and at the limit under `kick_oldest` the oldest (one, unless the limit
+    /// was lowered below the active count).
+    Replacing(Stream, Counts, Vec<Ended>),
     /// The stream id was already active for this viewer: its lease was renewed.
     Renewed(Stream, Counts),
     /// The viewer is at the limit; `retry_after_us` until the earliest lease expires.
@@ -261,11 +299,20 @@ pub enum Beat {
     NotActive,
 }
 
-/// When a stream was ended to admit another, and which.
+/// A stream a start ended to make room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub stream: Stream,
+    /// Replaced by a new stream of its own device (else kicked as the oldest).
+    pub same_device: bool,
+}
+
+/// When a stream was ended to admit another, and which (with its device, if any).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Replacement {
     pub at: Micros,
     pub by: String,
+    pub device: Option<String>,
 }
 
 /// Response of the start, heartbeat and end routes.
@@ -278,7 +325,8 @@ pub struct StreamResponse {
     pub active_streams: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
-    /// Under `kick_oldest`, the ids of the viewer's streams this start ended to make room.
+    /// The ids of the viewer's streams this start ended to make room: the device's own
+    /// earlier stream, or under `kick_oldest` the oldest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_streams: Option<Vec<String>>,
 }
@@ -391,9 +439,10 @@ mod tests {
 
     #[test]
     fn bodies_are_optional_objects_of_the_seeds_fields() {
-        assert_eq!(start_request(b"").unwrap().metadata, "{}");
+        assert_eq!(start_request(b"", None).unwrap().metadata, "{}");
         let request = start_request(
             br#"{"video_name": "intro", "size": 3, "other": 1, "stream_id": "tab-1"}"#,
+            None,
         )
         .unwrap();
         assert_eq!(request.stream_id.as_deref(), Some("tab-1"));
@@ -405,15 +454,39 @@ mod tests {
             br#"{"stream_id": 5}"#,
             br#"{"stream_id": "has space"}"#,
             br#"{"video_ended": true}"#,
+            br#"{"device_id": 7}"#,
+            br#"{"device_id": ""}"#,
         ] {
             assert!(
-                start_request(bad).is_err(),
+                start_request(bad, None).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
         let long = format!(r#"{{"src": "{}"}}"#, "x".repeat(MAX_FIELD + 1));
-        assert!(start_request(long.as_bytes()).is_err());
+        assert!(start_request(long.as_bytes(), None).is_err());
         assert!(stream_id(&"x".repeat(MAX_ID + 1)).is_err());
+    }
+
+    #[test]
+    fn the_device_comes_from_the_body_or_the_header_and_both_must_agree() {
+        let device = |body: &[u8], header: Option<&[u8]>| {
+            start_request(body, header).map(|request| request.device_id)
+        };
+        assert_eq!(
+            device(br#"{"device_id": "tv"}"#, None).unwrap().as_deref(),
+            Some("tv")
+        );
+        assert_eq!(device(b"", Some(b"tv")).unwrap().as_deref(), Some("tv"));
+        assert_eq!(
+            device(br#"{"device_id": "tv"}"#, Some(b"tv"))
+                .unwrap()
+                .as_deref(),
+            Some("tv")
+        );
+        assert_eq!(device(b"", None).unwrap(), None);
+        assert!(device(br#"{"device_id": "tv"}"#, Some(b"phone")).is_err());
+        assert!(device(b"", Some(b"two words")).is_err());
+        assert!(device(b"", Some(&[0xff, 0xfe])).is_err());
     }
 }

@@ -28,10 +28,11 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
     params(
         ("X-User-Id" = Option<String>, Header, pattern = "^(?=.*\\S)[^\\u0000-\\u001F\\u007F-\\u009F]{1,128}$", description = "The viewer (trusted gateway header)"),
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
+        ("X-Device-Id" = Option<String>, Header, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The device the stream plays on, as the body's `device_id`: a device's new stream replaces its active one"),
     ),
-    request_body(content = Object, description = "Optional: `stream_id` (≤ 128 chars) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
+    request_body(content = Object, description = "Optional: `stream_id` and `device_id` (≤ 128 printable ASCII characters, no spaces or slashes; a device's new stream replaces the device's active one) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
     responses(
-        (status = 201, description = "Started (or renewed); under `kick_oldest` at the limit, `replaced_streams` names the streams ended to make room", body = StreamResponse),
+        (status = 201, description = "Started (or renewed); `replaced_streams` names the streams ended to make room: the device's own active stream, or under `kick_oldest` at the limit the oldest", body = StreamResponse),
         (status = 200, description = "Ended (`video_ended: true`)", body = StreamResponse),
         (status = 400, description = "Bad body, id or no viewer identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`video_ended` for a stream that is not active", body = Problem, content_type = "application/problem+json"),
@@ -42,10 +43,12 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
 pub(crate) async fn start(
     State(streams): State<Streams>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let viewer = model::viewer(&caller)?;
-    let request = model::start_request(&body)?;
+    let device = headers.get("x-device-id").map(|value| value.as_bytes());
+    let request = model::start_request(&body, device)?;
     if request.ends {
         let id = request.stream_id.as_deref().unwrap_or_default();
         return match streams.store.end(&viewer, id).await? {
@@ -61,10 +64,15 @@ pub(crate) async fn start(
             metrics::counter!("stream_starts_total", "outcome" => "allowed").increment(1);
             Ok((StatusCode::CREATED, counted(&stream, counts)).into_response())
         }
-        Started::KickedOldest(stream, counts, kicked) => {
-            metrics::counter!("stream_starts_total", "outcome" => "kicked_oldest").increment(1);
+        Started::Replacing(stream, counts, ended) => {
+            let outcome = if ended.iter().any(|old| !old.same_device) {
+                "kicked_oldest"
+            } else {
+                "replaced_same_device"
+            };
+            metrics::counter!("stream_starts_total", "outcome" => outcome).increment(1);
             let mut body = counted(&stream, counts);
-            body.replaced_streams = Some(kicked.into_iter().map(|old| old.id).collect());
+            body.replaced_streams = Some(ended.into_iter().map(|old| old.stream.id).collect());
             Ok((StatusCode::CREATED, body).into_response())
         }
         Started::Renewed(stream, counts) => {
@@ -135,7 +143,7 @@ pub(crate) async fn list(
         (status = 200, description = "Renewed", body = StreamResponse),
         (status = 400, description = "Bad id or no viewer identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Expired, ended or unknown: start it again", body = Problem, content_type = "application/problem+json"),
-        (status = 410, description = "Ended to admit a newer stream of this viewer (`kick_oldest`): stop playing; `ended_at` and `replaced_by` say when and by which stream", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Ended to admit a newer stream of this viewer (its device's, or any under `kick_oldest`): stop playing; `ended_at` and `replaced_by` (`stream`, `device`) say when and by which", body = Problem, content_type = "application/problem+json"),
     ))]
 #[tracing::instrument(skip_all, fields(id = %id))]
 pub(crate) async fn heartbeat(
@@ -164,15 +172,20 @@ fn replaced(replacement: &model::Replacement) -> Response {
     let mut problem = Problem::new(
         StatusCode::GONE,
         format!(
-            "This stream was ended at {at}: replaced by a newer stream of this viewer ({}). Stop playing; starting it again takes a slot.",
-            replacement.by
+            "This stream was ended at {at}: replaced by a newer stream of this viewer ({}{}). Stop playing; starting it again takes a slot.",
+            replacement.by,
+            replacement
+                .device
+                .as_ref()
+                .map_or(String::new(), |device| format!(" on device {device}"))
         ),
         None,
     );
     problem.extra.insert("ended_at".into(), json!(at));
-    problem
-        .extra
-        .insert("replaced_by".into(), json!({"stream": replacement.by}));
+    problem.extra.insert(
+        "replaced_by".into(),
+        json!({"stream": replacement.by, "device": replacement.device}),
+    );
     problem.into_response_with(StatusCode::GONE)
 }
 

@@ -118,13 +118,14 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
                 Box::pin(async move {
                     let start = StartRequest {
                         stream_id: Some(format!("s{n}")),
+                        device_id: None,
                         metadata: r#"{"video_name":"bench"}"#.to_owned(),
                         ends: false,
                     };
                     match store.start(&viewer, &start).await? {
                         Started::Created(stream, _)
                         | Started::Renewed(stream, _)
-                        | Started::KickedOldest(stream, _, _) => {
+                        | Started::Replacing(stream, _, _) => {
                             store.end(&viewer, &stream.id).await.map(drop)
                         }
                         Started::Refused { .. } => Err(StoreError::Failed(anyhow::anyhow!(

@@ -62,22 +62,28 @@ fn started(viewer: &str, started: &Started) -> Vec<Decision> {
             json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
                    "renewed": matches!(started, Started::Renewed(..))}),
         ),
-        Started::KickedOldest(stream, counts, kicked) => {
-            let ended = kicked.iter().map(|old| {
-                let data = json!({"viewer": viewer, "stream": old.id, "replaced_by": stream.id,
-                                  "started_at_us": old.started_at.0});
-                Decision::new(COMPONENT, "stream.kicked", viewer_actor(viewer), data)
+        Started::Replacing(stream, counts, ended) => {
+            let records = ended.iter().map(|old| {
+                let message = if old.same_device {
+                    "stream.replaced"
+                } else {
+                    "stream.kicked"
+                };
+                let data = json!({"viewer": viewer, "stream": old.stream.id, "replaced_by": stream.id,
+                                  "device": old.stream.device_id, "started_at_us": old.stream.started_at.0});
+                Decision::new(COMPONENT, message, viewer_actor(viewer), data)
             });
+            let ids = |same_device: bool| {
+                let ended = ended
+                    .iter()
+                    .filter(move |old| old.same_device == same_device);
+                ended.map(|old| &old.stream.id).collect::<Vec<_>>()
+            };
             let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
-                              "renewed": false, "kicked": kicked.iter().map(|old| &old.id).collect::<Vec<_>>()});
-            return ended
-                .chain([Decision::new(
-                    COMPONENT,
-                    "stream.started",
-                    viewer_actor(viewer),
-                    data,
-                )])
-                .collect();
+                              "renewed": false, "device": stream.device_id,
+                              "replaced": ids(true), "kicked": ids(false)});
+            let start = Decision::new(COMPONENT, "stream.started", viewer_actor(viewer), data);
+            return records.chain([start]).collect();
         }
         Started::Refused {
             counts,
@@ -304,12 +310,13 @@ impl StreamStore {
 
 // SQL shared by both SQL backends (`$N` parameters work on both). `now` is always the
 // database's clock, read once per transaction.
-const LIST: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+const LIST: &str = "SELECT id, viewer, started_at, expires_at, metadata, device_id FROM streams
     WHERE viewer = $1 AND ended_at IS NULL AND expires_at > $2 ORDER BY started_at, id";
 
 const VIEWER_LIMIT: &str = "SELECT stream_limit FROM stream_viewers WHERE viewer = $1";
 
-const ACTIVE_BY_VIEWER: &str = "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+const ACTIVE_BY_VIEWER: &str =
+    "SELECT id, viewer, started_at, expires_at, metadata, device_id FROM streams
     WHERE ended_at IS NULL AND expires_at > $1 ORDER BY viewer, started_at, id LIMIT $2";
 
 const ACTIVE_TOTAL: &str =

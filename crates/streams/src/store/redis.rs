@@ -4,7 +4,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::model::{Beat, Counts, Replacement, StartRequest, Started, Stream};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
 use studyhall_core::error::StoreError;
@@ -44,7 +44,8 @@ fn number(text: Option<&String>, what: &str) -> Result<i64, StoreError> {
         .ok_or_else(|| malformed(what))
 }
 
-/// A lease from a script's reply: `fields` are its start, expiry and metadata.
+/// A lease from a script's reply: `fields` are its start, expiry, metadata and device
+/// (empty for none).
 fn lease(
     viewer: &str,
     id: String,
@@ -52,12 +53,13 @@ fn lease(
     what: &str,
 ) -> Result<Stream, StoreError> {
     match fields {
-        Some([started, expires, metadata]) => Ok(Stream {
+        Some([started, expires, metadata, device]) => Ok(Stream {
             id,
             viewer: viewer.to_owned(),
             started_at: Micros(number(Some(started), what)?),
             expires_at: Micros(number(Some(expires), what)?),
             metadata: metadata.clone(),
+            device_id: (!device.is_empty()).then(|| device.clone()),
         }),
         _ => Err(malformed(what)),
     }
@@ -84,7 +86,7 @@ impl RedisStreams {
     }
 
     /// The viewer's keys, sharing one hash slot.
-    fn keys(viewer: &str) -> [String; 5] {
+    fn keys(viewer: &str) -> [String; 6] {
         let base = format!("studyhall:streams:{{{viewer}}}");
         [
             format!("{base}:active"),
@@ -92,6 +94,7 @@ impl RedisStreams {
             format!("{base}:meta"),
             format!("{base}:limit"),
             format!("{base}:replaced"),
+            format!("{base}:device"),
         ]
     }
 
@@ -139,6 +142,7 @@ impl RedisStreams {
             }
             .to_owned(),
             super::ENDED_KEPT_US.to_string(),
+            request.device_id.clone().unwrap_or_default(),
         ];
         let reply = self.run(&START, viewer, &args).await?;
         let counts = Counts {
@@ -157,17 +161,22 @@ impl RedisStreams {
                 })
             }
             Some(outcome @ ("created" | "renewed")) => {
-                let stream = lease(viewer, id, reply.get(3..6), "start")?;
-                let kicked = reply
-                    .get(6..)
+                let stream = lease(viewer, id, reply.get(3..7), "start")?;
+                let ended = reply
+                    .get(7..)
                     .unwrap_or_default()
-                    .chunks(4)
-                    .map(|old| lease(viewer, old[0].clone(), old.get(1..4), "start"))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .chunks(6)
+                    .map(|old| {
+                        Ok(Ended {
+                            stream: lease(viewer, old[0].clone(), old.get(1..5), "start")?,
+                            same_device: old.get(5).is_some_and(|same| same == "1"),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
                 Ok(match outcome {
                     "renewed" => Started::Renewed(stream, counts),
-                    _ if kicked.is_empty() => Started::Created(stream, counts),
-                    _ => Started::KickedOldest(stream, counts, kicked),
+                    _ if ended.is_empty() => Started::Created(stream, counts),
+                    _ => Started::Replacing(stream, counts, ended),
                 })
             }
             _ => Err(malformed("start")),
@@ -222,11 +231,12 @@ impl RedisStreams {
                     .get(2)
                     .cloned()
                     .ok_or_else(|| malformed("heartbeat"))?,
+                device: reply.get(3).filter(|device| !device.is_empty()).cloned(),
             })),
             Some(_) => Ok(Beat::Renewed(lease(
                 viewer,
                 id.to_owned(),
-                reply.get(0..3),
+                reply.get(0..4),
                 "heartbeat",
             )?)),
         }
@@ -247,10 +257,10 @@ impl RedisStreams {
         if reply.is_empty() {
             return Ok(None);
         }
-        let stream = lease(viewer, id.to_owned(), reply.get(0..3), "end")?;
+        let stream = lease(viewer, id.to_owned(), reply.get(0..4), "end")?;
         let counts = Counts {
-            active: number(reply.get(3), "end")?,
-            limit: number(reply.get(4), "end")?,
+            active: number(reply.get(4), "end")?,
+            limit: number(reply.get(5), "end")?,
         };
         Ok(Some((stream, counts)))
     }
@@ -263,8 +273,8 @@ impl RedisStreams {
         let mut streams = reply
             .get(1..)
             .unwrap_or_default()
-            .chunks(4)
-            .map(|fields| lease(viewer, fields[0].clone(), fields.get(1..4), "list"))
+            .chunks(5)
+            .map(|fields| lease(viewer, fields[0].clone(), fields.get(1..5), "list"))
             .collect::<Result<Vec<_>, _>>()?;
         streams.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
         let counts = Counts {

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Policy, LIST, NO_METADATA, VIEWER_LIMIT};
-use crate::model::{Beat, Counts, Replacement, StartRequest, Started, Stream};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream};
 use studyhall_core::batch::{Batched, Batcher};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
@@ -327,7 +327,7 @@ struct Change {
     stream: Stream,
     ended_at: Option<i64>,
     /// The stream that replaced it, when it was ended to admit one.
-    replaced_by: Option<String>,
+    replaced_by: Option<Replacement>,
 }
 
 #[derive(Default)]
@@ -364,7 +364,7 @@ impl Leases {
         let list = studyhall_core::sql::params(1, viewers.len());
         let at = viewers.len() + 1;
         let active = format!(
-            "SELECT id, viewer, started_at, expires_at, metadata FROM streams
+            "SELECT id, viewer, started_at, expires_at, metadata, device_id FROM streams
              WHERE viewer IN ({list}) AND ended_at IS NULL AND expires_at > ${at}
              ORDER BY viewer, started_at, id"
         );
@@ -404,16 +404,21 @@ impl Leases {
         }
         let pairs = studyhall_core::sql::values_rows(missing.len(), 2, studyhall_core::sql::tuple);
         let sql = format!(
-            "SELECT viewer, id, ended_at, replaced_by FROM streams
+            "SELECT viewer, id, ended_at, replaced_by, replaced_by_device FROM streams
              WHERE replaced_by IS NOT NULL AND (viewer, id) IN (VALUES {pairs})"
         );
         let mut statement = Sql::new(&sql);
         for (viewer, id) in &missing {
             statement = statement.bind(*viewer).bind(*id);
         }
-        let rows: Vec<(String, String, i64, String)> = statement.fetch_all(tx).await?;
-        for (viewer, id, at, by) in rows {
-            let replacement = Replacement { at: Micros(at), by };
+        let rows: Vec<(String, String, i64, String, Option<String>)> =
+            statement.fetch_all(tx).await?;
+        for (viewer, id, at, by, device) in rows {
+            let replacement = Replacement {
+                at: Micros(at),
+                by,
+                device,
+            };
             self.replaced.insert((viewer, id), replacement);
         }
         Ok(())
@@ -454,25 +459,52 @@ impl Leases {
             .stream_id
             .clone()
             .unwrap_or_else(|| Uuid::new_v4().to_string());
-        let counts = self.counts(viewer, policy);
-        let mut kicked = Vec::new();
-        if counts.active >= counts.limit {
+        let by = Replacement {
+            at: Micros(now),
+            by: id.clone(),
+            device: request.device_id.clone(),
+        };
+        // The device's own active stream gives up its slot to the new one.
+        let own = request.device_id.as_ref().and_then(|device| {
             let state = self.viewer(viewer);
-            if policy.on_limit == StreamPolicy::Reject {
-                let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
-                let retry_after_us =
-                    earliest.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
-                return Started::Refused {
-                    counts,
-                    retry_after_us,
-                };
-            }
+            let own = state
+                .active
+                .iter()
+                .find(|s| s.device_id.as_ref() == Some(device));
+            own.map(|stream| stream.id.clone())
+        });
+        let counts = self.counts(viewer, policy);
+        let others = counts.active - i64::from(own.is_some());
+        if others >= counts.limit && policy.on_limit == StreamPolicy::Reject {
+            // Refused: nothing changes, the device's own stream included.
+            let state = self.viewer(viewer);
+            let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
+            let retry_after_us = earliest.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
+            return Started::Refused {
+                counts,
+                retry_after_us,
+            };
+        }
+        let mut ended = Vec::new();
+        if let Some(own) = own {
+            let stream = self.end(viewer, &own, now, Some(&by));
+            ended.extend(stream.map(|stream| Ended {
+                stream,
+                same_device: true,
+            }));
+        }
+        let counts = self.counts(viewer, policy);
+        if counts.active >= counts.limit {
             // The oldest first, as many as leave room for one.
-            let mut oldest: Vec<Stream> = state.active.clone();
+            let mut oldest: Vec<Stream> = self.viewer(viewer).active.clone();
             oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
             let room = usize::try_from(counts.active - counts.limit + 1).unwrap_or(1);
             for old in oldest.into_iter().take(room) {
-                kicked.extend(self.end(viewer, &old.id, now, Some(&id)));
+                let stream = self.end(viewer, &old.id, now, Some(&by));
+                ended.extend(stream.map(|stream| Ended {
+                    stream,
+                    same_device: false,
+                }));
             }
         }
         let stream = Stream {
@@ -481,6 +513,7 @@ impl Leases {
             started_at: Micros(now),
             expires_at: Micros(now).plus(policy.lease_us),
             metadata: request.metadata.clone(),
+            device_id: request.device_id.clone(),
         };
         self.viewer(viewer).active.push(stream.clone());
         self.replaced.remove(&(viewer.to_owned(), id.clone()));
@@ -493,10 +526,10 @@ impl Leases {
             },
         );
         let counts = self.counts(viewer, policy);
-        if kicked.is_empty() {
+        if ended.is_empty() {
             Started::Created(stream, counts)
         } else {
-            Started::KickedOldest(stream, counts, kicked)
+            Started::Replacing(stream, counts, ended)
         }
     }
 
@@ -506,25 +539,21 @@ impl Leases {
         viewer: &str,
         id: &str,
         now: i64,
-        replaced_by: Option<&str>,
+        replaced_by: Option<&Replacement>,
     ) -> Option<Stream> {
         let state = self.viewer(viewer);
         let place = state.active.iter().position(|stream| stream.id == id)?;
         let stream = state.active.remove(place);
         let key = (viewer.to_owned(), id.to_owned());
-        if let Some(by) = replaced_by {
-            let replacement = Replacement {
-                at: Micros(now),
-                by: by.to_owned(),
-            };
-            self.replaced.insert(key.clone(), replacement);
+        if let Some(replacement) = replaced_by {
+            self.replaced.insert(key.clone(), replacement.clone());
         }
         self.changed.insert(
             key,
             Change {
                 stream: stream.clone(),
                 ended_at: Some(now),
-                replaced_by: replaced_by.map(str::to_owned),
+                replaced_by: replaced_by.cloned(),
             },
         );
         Some(stream)
@@ -578,13 +607,16 @@ impl Leases {
     async fn write(self, tx: &mut Tx) -> Result<(), sqlx::Error> {
         if !self.changed.is_empty() {
             let rows =
-                studyhall_core::sql::values_rows(self.changed.len(), 7, studyhall_core::sql::tuple);
+                studyhall_core::sql::values_rows(self.changed.len(), 9, studyhall_core::sql::tuple);
             let upsert = format!(
-                "INSERT INTO streams (viewer, id, started_at, expires_at, ended_at, metadata, replaced_by)
+                "INSERT INTO streams (viewer, id, started_at, expires_at, ended_at, metadata, device_id,
+                                      replaced_by, replaced_by_device)
                  VALUES {rows}
                  ON CONFLICT (viewer, id) DO UPDATE SET started_at = excluded.started_at,
                      expires_at = excluded.expires_at, ended_at = excluded.ended_at,
-                     metadata = excluded.metadata, replaced_by = excluded.replaced_by"
+                     metadata = excluded.metadata, device_id = excluded.device_id,
+                     replaced_by = excluded.replaced_by,
+                     replaced_by_device = excluded.replaced_by_device"
             );
             let mut statement = Sql::new(&upsert);
             for ((viewer, id), change) in &self.changed {
@@ -595,7 +627,14 @@ impl Leases {
                     .bind(change.stream.expires_at)
                     .bind(change.ended_at)
                     .bind(&change.stream.metadata)
-                    .bind(change.replaced_by.as_deref());
+                    .bind(change.stream.device_id.as_deref())
+                    .bind(change.replaced_by.as_ref().map(|by| by.by.as_str()))
+                    .bind(
+                        change
+                            .replaced_by
+                            .as_ref()
+                            .and_then(|by| by.device.as_deref()),
+                    );
             }
             statement.execute(&mut *tx).await?;
         }

@@ -329,6 +329,66 @@ on_every_stream_backend! {
         }
     }
 
+    async fn a_devices_new_stream_replaces_its_own_and_takes_no_second_slot(app, defaults) {
+        let user = viewer();
+        started_id(start(&app, &user, Some(json!({"stream_id": "tv-1", "device_id": "tv"}))).await).await;
+        let phone = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", &user)
+            .header("X-Device-Id", "phone").json(&json!({"stream_id": "phone-1"})).send().await.unwrap();
+        assert_eq!(phone.status(), 201);
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "tv-2", "device_id": "tv"}))).await).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!((&body["replaced_streams"], &body["active_streams"]), (&json!(["tv-1"]), &json!(2)), "{body}");
+        assert_eq!(body["stream"]["device_id"], "tv");
+        let beat = app.client.post(app.url("/api/v1/streams/tv-1/heartbeat")).header("X-User-Id", &user).send().await.unwrap();
+        let (status, gone) = json(beat).await;
+        assert_eq!(status, 410, "{gone}");
+        assert_eq!(gone["replaced_by"], json!({"stream": "tv-2", "device": "tv"}));
+        assert!(gone["detail"].as_str().unwrap().contains("on device tv"), "{gone}");
+        // At the limit a device still replaces its own stream; another device is refused
+        // and nothing changes.
+        started_id(start(&app, &user, None).await).await;
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "tv-3", "device_id": "tv"}))).await).await;
+        assert_eq!((status, &body["replaced_streams"]), (201, &json!(["tv-2"])), "{body}");
+        assert_eq!(start(&app, &user, Some(json!({"device_id": "laptop"}))).await.status(), 429);
+        let (ids, _) = active(&app, &user).await;
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(ids.contains(&"tv-3".to_owned()) && ids.contains(&"phone-1".to_owned()), "{ids:?}");
+        let mismatch = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", &user)
+            .header("X-Device-Id", "phone").json(&json!({"device_id": "tv"})).send().await.unwrap();
+        assert_eq!(mismatch.status(), 400);
+        for bad in [json!({"device_id": 5}), json!({"device_id": "has space"}), json!({"device_id": ""})] {
+            assert_eq!(start(&app, &user, Some(bad.clone())).await.status(), 400, "{bad}");
+        }
+        assert_eq!(active(&app, &user).await.0.len(), 3, "a refused start changed nothing");
+    }
+
+    async fn starts_of_one_device_racing_hold_one_slot_between_them(app, defaults) {
+        let user = viewer();
+        started_id(start(&app, &user, Some(json!({"stream_id": "other-1"}))).await).await;
+        started_id(start(&app, &user, Some(json!({"stream_id": "other-2"}))).await).await;
+        // One slot left: twenty starts of one device at once, each of a new stream id.
+        let starts = (0..20).map(|n| start(&app, &user, Some(json!({"stream_id": format!("tv-{n}"), "device_id": "tv"}))));
+        let mut replaced = Vec::new();
+        for response in futures_util::future::join_all(starts).await {
+            let (status, body) = json(response).await;
+            assert_eq!(status, 201, "{body}");
+            assert!(body["active_streams"].as_i64().unwrap() <= 3, "{body}");
+            for id in body["replaced_streams"].as_array().into_iter().flatten() {
+                assert!(id.as_str().unwrap().starts_with("tv-"), "another device's stream ended: {body}");
+                replaced.push(id.as_str().unwrap().to_owned());
+            }
+        }
+        let (ids, _) = active(&app, &user).await;
+        let tv: Vec<_> = ids.iter().filter(|id| id.starts_with("tv-")).collect();
+        assert_eq!((ids.len(), tv.len()), (3, 1), "{ids:?}");
+        replaced.sort();
+        replaced.dedup();
+        assert_eq!(replaced.len(), 19, "{replaced:?}");
+        for id in &replaced {
+            assert_eq!(heartbeat(&app, &user, id).await, 410, "{id}");
+        }
+    }
+
     async fn bad_input_is_400_and_takes_no_slot(app, defaults) {
         let user = viewer();
         let long = "x".repeat(1025);
@@ -559,6 +619,18 @@ mod audited {
             assert_eq!((&events[3]["data"]["stream"], &events[3]["data"]["replaced_by"]), (&json!("a"), &json!("d")));
             assert_eq!(events[4]["data"]["kicked"], json!(["a"]));
             assert_eq!((events[4]["data"]["active"].as_i64(), events[4]["data"]["limit"].as_i64()), (Some(3), Some(3)));
+        }
+
+        async fn a_devices_replaced_stream_is_recorded_as_replaced(app, defaults) {
+            let user = viewer();
+            for id in ["tv-1", "tv-2"] {
+                started_id(start(&app, &user, Some(json!({"stream_id": id, "device_id": "tv"}))).await).await;
+            }
+            let events = recorded_once(&app, &user, 3).await;
+            assert_eq!(messages(&events), ["stream.started", "stream.replaced", "stream.started"]);
+            assert_eq!((&events[1]["data"]["stream"], &events[1]["data"]["replaced_by"]), (&json!("tv-1"), &json!("tv-2")));
+            assert_eq!(events[1]["data"]["device"], "tv");
+            assert_eq!((&events[2]["data"]["replaced"], &events[2]["data"]["kicked"]), (&json!(["tv-1"]), &json!([])));
         }
 
         async fn with_streams_auditing_off_nothing_is_recorded(app, unaudited) {

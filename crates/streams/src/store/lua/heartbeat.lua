@@ -1,15 +1,16 @@
--- ARGV: 1 stream id, 2 lease µs. Returns {started, expires, metadata}; {'replaced', when,
--- by which stream} if it was ended to admit another; {} if it is not active.
+-- ARGV: 1 stream id, 2 lease µs. Returns {started, expires, metadata, device}; {'replaced',
+-- when, by which stream, its device} if it was ended to admit another; {} if it is not
+-- active.
 local id, lease = ARGV[1], tonumber(ARGV[2])
 if not redis.call('ZSCORE', KEYS[1], id) then
   local replaced = redis.call('HGET', KEYS[5], id)
   if replaced then
-    local at, by = string.match(replaced, '^(%S+) (.*)$')
-    return {'replaced', at, by}
+    local at, by, device = string.match(replaced, '^(%S+) (%S+) ?(%S*)$')
+    return {'replaced', at, by, device}
   end
   return {}
 end
 local expires = now + lease
 redis.call('ZADD', KEYS[1], expires, id)
 keep(lease)
-return {redis.call('HGET', KEYS[2], id) or fmt(now), fmt(expires), redis.call('HGET', KEYS[3], id) or '{}'}
+return {fields(id, expires)}
