@@ -392,8 +392,9 @@ pub struct StreamSettings {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub stream_lease_secs: u32,
 
-    /// What a start at the viewer's limit does: `reject` it (429 with `Retry-After`), or
-    /// `kick_oldest`: end the viewer's oldest stream and admit the new one.
+    /// What a start at the viewer's limit does: `reject` it (429 with `Retry-After`),
+    /// `kick_oldest`: end the viewer's oldest stream and admit the new one, or `ask`: 409
+    /// with the active streams, for the viewer to choose one to replace.
     #[arg(long, env = "STUDYHALL_STREAM_POLICY", value_enum, default_value_t = StreamPolicy::Reject)]
     pub stream_policy: StreamPolicy,
 
@@ -539,6 +540,9 @@ pub enum StreamPolicy {
     /// End the viewer's oldest stream (its next heartbeat answers 410) and admit the new one.
     #[value(name = "kick_oldest", alias = "kick-oldest")]
     KickOldest,
+    /// Refuse with 409 listing the active streams, so the application can ask the
+    /// viewer which one to stop (and start again with `replace`).
+    Ask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -103,6 +103,8 @@ pub struct StartRequest {
     /// The device it plays on (`device_id`, or the `X-Device-Id` header): a device's new
     /// stream replaces the device's active one.
     pub device_id: Option<String>,
+    /// An active stream of the viewer to end in the same step (`replace`).
+    pub replace: Option<String>,
     /// The seed's fields that were sent, as a JSON object.
     pub metadata: String,
     /// `video_ended: true`: end the stream rather than start it.
@@ -124,6 +126,7 @@ enum Scalar {
 struct StartBody {
     stream_id: Sent<String>,
     device_id: Sent<String>,
+    replace: Sent<String>,
     video_name: Sent<Scalar>,
     codec_info: Sent<Scalar>,
     file_type: Sent<Scalar>,
@@ -194,6 +197,14 @@ pub fn start_request(body: &[u8], device_header: Option<&[u8]>) -> Result<StartR
             )),
             (sent, header) => sent.or(header),
         };
+    let replace = body
+        .replace
+        .clone()
+        .optional(ApiError::bad_request(
+            "replace must be the id of a stream, a string.",
+        ))?
+        .map(|id| client_id("replace", &id))
+        .transpose()?;
     let mut metadata = Map::new();
     for (name, sent) in body.metadata() {
         let value = match sent {
@@ -224,6 +235,7 @@ pub fn start_request(body: &[u8], device_header: Option<&[u8]>) -> Result<StartR
     Ok(StartRequest {
         stream_id,
         device_id,
+        replace,
         metadata: Value::Object(metadata).to_string(),
         ends,
     })
@@ -303,8 +315,35 @@ pub enum Beat {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
     pub stream: Stream,
-    /// Replaced by a new stream of its own device (else kicked as the oldest).
-    pub same_device: bool,
+    pub why: Why,
+}
+
+/// Why a start ended another stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The start asked for it (`replace`).
+    Asked,
+    /// The new stream plays on the same device.
+    SameDevice,
+    /// It was the oldest, at the limit under `kick_oldest`.
+    Oldest,
+}
+
+impl Why {
+    /// The audit log's message and the reply's code for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Asked => "asked",
+            Why::SameDevice => "same_device",
+            Why::Oldest => "oldest",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Why> {
+        [Why::Asked, Why::SameDevice, Why::Oldest]
+            .into_iter()
+            .find(|why| why.as_str() == code)
+    }
 }
 
 /// When a stream was ended to admit another, and which (with its device, if any).

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::model::{self, Beat, LimitBody, Started, StreamList, StreamResponse};
 use super::Streams;
 use studyhall_auth::{Admin, Caller};
+use studyhall_core::config::StreamPolicy;
 use studyhall_core::error::{ApiError, Problem};
 use studyhall_core::http::extract::{AppBody, AppJson};
 use studyhall_log::Actor;
@@ -30,12 +31,13 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
         ("X-Forwarded-For" = Option<String>, Header, description = "The viewer's address when there is no user (first entry)"),
         ("X-Device-Id" = Option<String>, Header, pattern = "^[\\x21-\\x2E\\x30-\\x5B\\x5D-\\x7E]{1,128}$", description = "The device the stream plays on, as the body's `device_id`: a device's new stream replaces its active one"),
     ),
-    request_body(content = Object, description = "Optional: `stream_id` and `device_id` (≤ 128 printable ASCII characters, no spaces or slashes; a device's new stream replaces the device's active one) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
+    request_body(content = Object, description = "Optional: `stream_id`, `device_id` and `replace` (≤ 128 printable ASCII characters, no spaces or slashes; a device's new stream replaces the device's active one; `replace` names an active stream to end in the same step) and the seed's metadata fields `video_name, codec_info, file_type, size, src, framerate, video_ended, video_playing, video_start_time, video_end_time`"),
     responses(
         (status = 201, description = "Started (or renewed); `replaced_streams` names the streams ended to make room: the device's own active stream, or under `kick_oldest` at the limit the oldest", body = StreamResponse),
         (status = 200, description = "Ended (`video_ended: true`)", body = StreamResponse),
         (status = 400, description = "Bad body, id or no viewer identity", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`video_ended` for a stream that is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Limit reached under `ask`: `streams` lists the active streams, each with `end` (the request that ends it) and `replace` (the body field that ends it and starts this one at once)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Limit reached; `Retry-After` is the seconds until the earliest lease expires", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The lease store is unreachable; nothing was started", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -65,10 +67,10 @@ pub(crate) async fn start(
             Ok((StatusCode::CREATED, counted(&stream, counts)).into_response())
         }
         Started::Replacing(stream, counts, ended) => {
-            let outcome = if ended.iter().any(|old| !old.same_device) {
+            let outcome = if ended.iter().any(|old| old.why == model::Why::Oldest) {
                 "kicked_oldest"
             } else {
-                "replaced_same_device"
+                "replaced"
             };
             metrics::counter!("stream_starts_total", "outcome" => outcome).increment(1);
             let mut body = counted(&stream, counts);
@@ -83,6 +85,11 @@ pub(crate) async fn start(
             counts,
             retry_after_us,
         } => {
+            if streams.store.on_limit() == StreamPolicy::Ask {
+                metrics::counter!("stream_starts_total", "outcome" => "asked").increment(1);
+                let (active, counts) = streams.store.list(&viewer).await?;
+                return Ok(ask(&active, counts));
+            }
             metrics::counter!("stream_starts_total", "outcome" => "refused").increment(1);
             Ok(limit_reached(counts, retry_after_us))
         }
@@ -105,6 +112,37 @@ fn limit_reached(counts: model::Counts, retry_after_us: i64) -> Response {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
+}
+
+/// 409 under `ask`: the active streams, each with how to end it, so the application
+/// can ask the viewer which one to stop.
+fn ask(active: &[model::Stream], counts: model::Counts) -> Response {
+    let mut problem = Problem::new(
+        StatusCode::CONFLICT,
+        format!(
+            "This viewer is already watching {} of {} allowed streams. Choose one to stop: end it (DELETE its href) and start again, or start again with \"replace\": its id to do both at once.",
+            counts.active, counts.limit
+        ),
+        None,
+    );
+    let streams: Vec<serde_json::Value> = active
+        .iter()
+        .map(|stream| {
+            let mut listed = stream.to_json();
+            if let Some(fields) = listed.as_object_mut() {
+                let href = format!("/api/v1/streams/{}", stream.id);
+                fields.insert("end".into(), json!({"method": "DELETE", "href": href}));
+                fields.insert("replace".into(), json!({"replace": stream.id}));
+            }
+            listed
+        })
+        .collect();
+    problem
+        .extra
+        .insert("active_streams".into(), json!(counts.active));
+    problem.extra.insert("limit".into(), json!(counts.limit));
+    problem.extra.insert("streams".into(), json!(streams));
+    problem.into_response_with(StatusCode::CONFLICT)
 }
 
 fn not_active() -> ApiError {

@@ -119,6 +119,7 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
                     let start = StartRequest {
                         stream_id: Some(format!("s{n}")),
                         device_id: None,
+                        replace: None,
                         metadata: r#"{"video_name":"bench"}"#.to_owned(),
                         ends: false,
                     };

@@ -10,7 +10,7 @@ mod sql;
 
 use tokio::task::JoinHandle;
 
-use super::model::{Beat, Counts, StartRequest, Started, Stream};
+use super::model::{Beat, Counts, StartRequest, Started, Stream, Why};
 use serde_json::json;
 
 use studyhall_core::clock::Clock;
@@ -64,24 +64,24 @@ fn started(viewer: &str, started: &Started) -> Vec<Decision> {
         ),
         Started::Replacing(stream, counts, ended) => {
             let records = ended.iter().map(|old| {
-                let message = if old.same_device {
-                    "stream.replaced"
-                } else {
-                    "stream.kicked"
+                let message = match old.why {
+                    Why::Oldest => "stream.kicked",
+                    Why::Asked | Why::SameDevice => "stream.replaced",
                 };
                 let data = json!({"viewer": viewer, "stream": old.stream.id, "replaced_by": stream.id,
-                                  "device": old.stream.device_id, "started_at_us": old.stream.started_at.0});
+                                  "why": old.why.as_str(), "device": old.stream.device_id,
+                                  "started_at_us": old.stream.started_at.0});
                 Decision::new(COMPONENT, message, viewer_actor(viewer), data)
             });
-            let ids = |same_device: bool| {
+            let ids = |kicked: bool| {
                 let ended = ended
                     .iter()
-                    .filter(move |old| old.same_device == same_device);
+                    .filter(move |old| (old.why == Why::Oldest) == kicked);
                 ended.map(|old| &old.stream.id).collect::<Vec<_>>()
             };
             let data = json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
                               "renewed": false, "device": stream.device_id,
-                              "replaced": ids(true), "kicked": ids(false)});
+                              "replaced": ids(false), "kicked": ids(true)});
             let start = Decision::new(COMPONENT, "stream.started", viewer_actor(viewer), data);
             return records.chain([start]).collect();
         }
@@ -261,6 +261,14 @@ impl StreamStore {
             .fetch_all(store.db())
             .await?;
         Ok(Some(streams))
+    }
+
+    /// What a start at the limit does.
+    pub fn on_limit(&self) -> StreamPolicy {
+        match self {
+            StreamStore::Sql(store) => store.policy().on_limit,
+            StreamStore::Redis(store, _) => store.policy().on_limit,
+        }
     }
 
     /// The default limit, for viewers without their own.

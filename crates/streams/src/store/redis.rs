@@ -4,7 +4,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
 use studyhall_core::error::StoreError;
@@ -143,6 +143,7 @@ impl RedisStreams {
             .to_owned(),
             super::ENDED_KEPT_US.to_string(),
             request.device_id.clone().unwrap_or_default(),
+            request.replace.clone().unwrap_or_default(),
         ];
         let reply = self.run(&START, viewer, &args).await?;
         let counts = Counts {
@@ -169,7 +170,10 @@ impl RedisStreams {
                     .map(|old| {
                         Ok(Ended {
                             stream: lease(viewer, old[0].clone(), old.get(1..5), "start")?,
-                            same_device: old.get(5).is_some_and(|same| same == "1"),
+                            why: old
+                                .get(5)
+                                .and_then(|why| Why::from_code(why))
+                                .ok_or_else(|| malformed("start"))?,
                         })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Policy, LIST, NO_METADATA, VIEWER_LIMIT};
-use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why};
 use studyhall_core::batch::{Batched, Batcher};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
@@ -464,19 +464,26 @@ impl Leases {
             by: id.clone(),
             device: request.device_id.clone(),
         };
-        // The device's own active stream gives up its slot to the new one.
-        let own = request.device_id.as_ref().and_then(|device| {
+        // The stream the start names to replace, and the device's own active stream,
+        // give up their slots to the new one.
+        let freed = {
             let state = self.viewer(viewer);
-            let own = state
-                .active
-                .iter()
-                .find(|s| s.device_id.as_ref() == Some(device));
-            own.map(|stream| stream.id.clone())
-        });
+            let asked = request.replace.as_ref().and_then(|old| {
+                let found = state.active.iter().find(|stream| &stream.id == old);
+                found.map(|stream| (stream.id.clone(), Why::Asked))
+            });
+            let own = state.active.iter().filter(|stream| {
+                request.device_id.is_some()
+                    && stream.device_id == request.device_id
+                    && request.replace.as_ref() != Some(&stream.id)
+            });
+            let own = own.map(|stream| (stream.id.clone(), Why::SameDevice));
+            asked.into_iter().chain(own).collect::<Vec<_>>()
+        };
         let counts = self.counts(viewer, policy);
-        let others = counts.active - i64::from(own.is_some());
-        if others >= counts.limit && policy.on_limit == StreamPolicy::Reject {
-            // Refused: nothing changes, the device's own stream included.
+        let others = counts.active - freed.len() as i64;
+        if others >= counts.limit && policy.on_limit != StreamPolicy::KickOldest {
+            // Refused: nothing changes, the streams it would have replaced included.
             let state = self.viewer(viewer);
             let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
             let retry_after_us = earliest.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
@@ -486,12 +493,9 @@ impl Leases {
             };
         }
         let mut ended = Vec::new();
-        if let Some(own) = own {
-            let stream = self.end(viewer, &own, now, Some(&by));
-            ended.extend(stream.map(|stream| Ended {
-                stream,
-                same_device: true,
-            }));
+        for (old, why) in freed {
+            let stream = self.end(viewer, &old, now, Some(&by));
+            ended.extend(stream.map(|stream| Ended { stream, why }));
         }
         let counts = self.counts(viewer, policy);
         if counts.active >= counts.limit {
@@ -503,7 +507,7 @@ impl Leases {
                 let stream = self.end(viewer, &old.id, now, Some(&by));
                 ended.extend(stream.map(|stream| Ended {
                     stream,
-                    same_device: false,
+                    why: Why::Oldest,
                 }));
             }
         }

@@ -26,6 +26,10 @@ fn kick_oldest(settings: &mut ServeSettings) {
     settings.streams.stream_policy = studyhall::config::StreamPolicy::KickOldest;
 }
 
+fn ask(settings: &mut ServeSettings) {
+    settings.streams.stream_policy = studyhall::config::StreamPolicy::Ask;
+}
+
 fn untrusted(settings: &mut ServeSettings) {
     settings.identity.trust_identity_headers = false;
 }
@@ -387,6 +391,47 @@ on_every_stream_backend! {
         for id in &replaced {
             assert_eq!(heartbeat(&app, &user, id).await, 410, "{id}");
         }
+    }
+
+    async fn ask_answers_409_with_each_stream_and_how_to_end_it_and_replace_does_both_at_once(app, ask) {
+        let user = viewer();
+        for id in ["a", "b", "c"] {
+            started_id(start(&app, &user, Some(json!({"stream_id": id, "video_name": id}))).await).await;
+        }
+        let (status, asked) = json(start(&app, &user, Some(json!({"stream_id": "d"}))).await).await;
+        assert_eq!(status, 409, "{asked}");
+        let listed: Vec<_> = asked["streams"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+        assert_eq!(listed, ["a", "b", "c"], "{asked}");
+        assert_eq!(asked["streams"][1]["end"], json!({"method": "DELETE", "href": "/api/v1/streams/b"}));
+        assert_eq!(asked["streams"][0]["replace"], json!({"replace": "a"}));
+        assert_eq!(asked["streams"][2]["video_name"], "c");
+        assert_eq!((asked["active_streams"].as_i64(), asked["limit"].as_i64()), (Some(3), Some(3)));
+        assert_eq!(active(&app, &user).await.0, ["a", "b", "c"], "a 409 stores nothing");
+        // Ending one, then starting, succeeds.
+        assert_eq!(end(&app, &user, "b").await, 204);
+        started_id(start(&app, &user, Some(json!({"stream_id": "d"}))).await).await;
+        // `replace` ends one and starts in one step.
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "e", "replace": "a"}))).await).await;
+        assert_eq!((status, &body["replaced_streams"], &body["active_streams"]), (201, &json!(["a"]), &json!(3)), "{body}");
+        assert_eq!(active(&app, &user).await.0, ["c", "d", "e"]);
+        let beat = app.client.post(app.url("/api/v1/streams/a/heartbeat")).header("X-User-Id", &user).send().await.unwrap();
+        let (status, gone) = json(beat).await;
+        assert_eq!((status, &gone["replaced_by"]["stream"]), (410, &json!("e")), "{gone}");
+        // A stream to replace that is not active frees nothing: at the limit, 409 again.
+        assert_eq!(start(&app, &user, Some(json!({"stream_id": "f", "replace": "a"}))).await.status(), 409);
+        assert_eq!(start(&app, &user, Some(json!({"replace": 7}))).await.status(), 400);
+        assert_eq!(active(&app, &user).await.0, ["c", "d", "e"]);
+    }
+
+    async fn replace_ends_the_named_stream_under_the_reject_policy_too(app, defaults) {
+        let user = viewer();
+        for id in ["a", "b", "c"] {
+            started_id(start(&app, &user, Some(json!({"stream_id": id}))).await).await;
+        }
+        assert_eq!(start(&app, &user, Some(json!({"stream_id": "d"}))).await.status(), 429);
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "d", "replace": "b"}))).await).await;
+        assert_eq!((status, &body["replaced_streams"]), (201, &json!(["b"])), "{body}");
+        assert_eq!(active(&app, &user).await.0, ["a", "c", "d"]);
     }
 
     async fn bad_input_is_400_and_takes_no_slot(app, defaults) {

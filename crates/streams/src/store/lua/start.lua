@@ -1,10 +1,11 @@
 -- ARGV: 1 stream id, 2 lease µs, 3 default limit, 4 metadata JSON, 5 '1' if the client chose
 -- the id, 6 '1' to end the oldest streams at the limit (kick_oldest), 7 µs a replaced
--- stream is remembered, 8 the device ('' for none).
+-- stream is remembered, 8 the device ('' for none), 9 an active stream to replace ('' for
+-- none).
 -- Returns {'created'|'renewed', active, limit, started, expires, metadata, device, then
--- for each stream ended to make room: id, started, expires, metadata, device, '1' if it
--- was the device's own} or {'refused', active, limit, now, earliest expiry}.
-local id, lease, device = ARGV[1], tonumber(ARGV[2]), ARGV[8]
+-- for each stream ended to make room: id, started, expires, metadata, device, why
+-- ('asked', 'same_device' or 'oldest')} or {'refused', active, limit, now, earliest expiry}.
+local id, lease, device, asked = ARGV[1], tonumber(ARGV[2]), ARGV[8], ARGV[9]
 local max = limit(ARGV[3])
 local expires = now + lease
 local score = ARGV[5] == '1' and redis.call('ZSCORE', KEYS[1], id)
@@ -19,14 +20,24 @@ if score then
 end
 local leases = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local active = #leases / 2
--- The device's own active stream gives up its slot to the new one.
-local own
-if device ~= '' then
-  for i = 1, #leases, 2 do
-    if redis.call('HGET', KEYS[6], leases[i]) == device then own = i end
+-- The stream the start names to replace, and the device's own active stream, give up
+-- their slots to the new one.
+local freed, why = {}, {}
+for i = 1, #leases, 2 do
+  if leases[i] == asked then
+    freed[#freed + 1] = i
+    why[i] = 'asked'
   end
 end
-local others = active - (own and 1 or 0)
+if device ~= '' then
+  for i = 1, #leases, 2 do
+    if leases[i] ~= asked and redis.call('HGET', KEYS[6], leases[i]) == device then
+      freed[#freed + 1] = i
+      why[i] = 'same_device'
+    end
+  end
+end
+local others = active - #freed
 if others >= max and ARGV[6] ~= '1' then
   -- Refused: nothing changes, the device's own stream included.
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -42,12 +53,12 @@ local function replace(i, same)
   redis.call('PEXPIRE', KEYS[5], math.ceil(tonumber(ARGV[7]) / 1000))
   active = active - 1
 end
-if own then replace(own, '1') end
+for _, i in ipairs(freed) do replace(i, why[i]) end
 if active >= max then
   -- The oldest first (by start, then id), as many as leave room for one.
   local oldest = {}
   for i = 1, #leases, 2 do
-    if i ~= own then
+    if not why[i] then
       oldest[#oldest + 1] = {i, tonumber(redis.call('HGET', KEYS[2], leases[i]) or '0'), leases[i]}
     end
   end
@@ -56,7 +67,7 @@ if active >= max then
     return a[3] < b[3]
   end)
   local room = active - max + 1
-  for k = 1, room do replace(oldest[k][1], '0') end
+  for k = 1, room do replace(oldest[k][1], 'oldest') end
 end
 redis.call('ZADD', KEYS[1], expires, id)
 redis.call('HSET', KEYS[2], id, fmt(now))
