@@ -597,8 +597,10 @@ fn run_started() -> u64 {
 
 /// The template database for the migrations in this tree, named by their digest: made
 /// once (under an advisory lock, so concurrent runs make it once between them) and
-/// reused by every later run until a migration changes. Templates of other migration
-/// sets and databases of runs that died long ago are dropped here.
+/// reused by every later run until a migration changes. Each run notes on its template
+/// when it last used it; templates of other migration sets unused for half an hour (a
+/// run of another tree may be using its own right now) and databases of runs that died
+/// long ago are dropped here.
 async fn migrated_template(admin_url: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut files: Vec<_> = std::fs::read_dir(format!(
@@ -629,19 +631,23 @@ async fn migrated_template(admin_url: &str) -> String {
         .execute("SELECT pg_advisory_lock(736251)")
         .await
         .expect("take the template lock");
-    let databases: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database")
-        .fetch_all(&mut admin)
-        .await
-        .expect("list databases");
+    let listed: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database")
+            .fetch_all(&mut admin)
+            .await
+            .expect("list databases");
+    let databases: Vec<String> = listed.iter().map(|(name, _)| name.clone()).collect();
     let stale_before = run_started().saturating_sub(STALE_AFTER_SECS);
-    for database in &databases {
+    let old = |stamp: Option<&str>| {
+        stamp
+            .and_then(|stamp| stamp.parse::<u64>().ok())
+            .is_none_or(|stamp| stamp < stale_before)
+    };
+    for (database, used) in &listed {
         let stale = if let Some(rest) = database.strip_prefix(TEST_DATABASE_PREFIX) {
-            rest.split('_')
-                .next()
-                .and_then(|stamp| stamp.parse::<u64>().ok())
-                .is_none_or(|stamp| stamp < stale_before)
+            old(rest.split('_').next())
         } else {
-            database.starts_with(TEMPLATE_PREFIX) && *database != name
+            database.starts_with(TEMPLATE_PREFIX) && *database != name && old(used.as_deref())
         };
         if stale {
             drop_database(&mut admin, database).await;
@@ -694,6 +700,10 @@ async fn migrated_template(admin_url: &str) -> String {
             }
         }
     }
+    admin
+        .execute(format!("COMMENT ON DATABASE {name} IS '{}'", run_started()).as_str())
+        .await
+        .expect("note when the template was used");
     admin
         .execute("SELECT pg_advisory_unlock(736251)")
         .await
