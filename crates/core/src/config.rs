@@ -545,6 +545,17 @@ pub enum StreamPolicy {
     Ask,
 }
 
+impl StreamPolicy {
+    /// The name it is configured by.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamPolicy::Reject => "reject",
+            StreamPolicy::KickOldest => "kick_oldest",
+            StreamPolicy::Ask => "ask",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StreamsBackend {
     Sql,

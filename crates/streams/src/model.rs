@@ -377,6 +377,8 @@ pub struct StreamList {
     pub streams: Vec<Value>,
     pub active_streams: i64,
     pub limit: i64,
+    /// What a start at the limit does: `reject`, `ask` or `kick_oldest`.
+    pub policy: &'static str,
 }
 
 #[derive(Debug, serde::Deserialize, ToSchema)]

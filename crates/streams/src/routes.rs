@@ -171,6 +171,7 @@ pub(crate) async fn list(
         streams: active.iter().map(model::Stream::to_json).collect(),
         active_streams: counts.active,
         limit: counts.limit,
+        policy: streams.store.on_limit().name(),
     }))
 }
 

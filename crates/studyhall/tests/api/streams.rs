@@ -291,6 +291,8 @@ on_every_stream_backend! {
         assert_eq!(body["replaced_streams"], json!([first]), "the oldest goes first");
         assert_eq!(body["active_streams"], 3);
         assert_eq!(active(&app, &user).await.0, ["b", "c", "d"]);
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(list["policy"], "kick_oldest", "{list}");
         let beat = app.client.post(app.url("/api/v1/streams/a/heartbeat")).header("X-User-Id", &user).send().await.unwrap();
         let (status, gone) = json(beat).await;
         assert_eq!(status, 410, "{gone}");
@@ -357,6 +359,10 @@ on_every_stream_backend! {
         let (ids, _) = active(&app, &user).await;
         assert_eq!(ids.len(), 3, "{ids:?}");
         assert!(ids.contains(&"tv-3".to_owned()) && ids.contains(&"phone-1".to_owned()), "{ids:?}");
+        let (_, list) = json(app.client.get(app.url("/api/v1/streams")).header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(list["policy"], "reject", "{list}");
+        let devices: Vec<_> = list["streams"].as_array().unwrap().iter().map(|s| s["device_id"].clone()).collect();
+        assert!(devices.contains(&json!("tv")) && devices.contains(&json!("phone")), "{list}");
         let mismatch = app.client.post(app.url("/api/v1/streams")).header("X-User-Id", &user)
             .header("X-Device-Id", "phone").json(&json!({"device_id": "tv"})).send().await.unwrap();
         assert_eq!(mismatch.status(), 400);
