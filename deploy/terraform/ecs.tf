@@ -29,6 +29,8 @@ locals {
     STUDYHALL_TRUST_IDENTITY_HEADERS = tostring(var.trust_identity_headers)
     STUDYHALL_STREAMS_BACKEND        = var.enable_redis ? "redis" : "sql"
     STUDYHALL_STREAM_LIMIT           = tostring(var.stream_limit)
+    STUDYHALL_STREAM_POLICY          = var.stream_policy
+    STUDYHALL_STREAM_GRACE_SECS      = tostring(var.stream_grace_secs)
     STUDYHALL_JWT_USER_CLAIM         = var.jwt_user_claim
     # The event log holds e-mail addresses: only tokens granting events:read and
     # events:write (or the admin token) read and post it.

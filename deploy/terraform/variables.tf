@@ -316,6 +316,28 @@ variable "stream_limit" {
   }
 }
 
+variable "stream_policy" {
+  description = "What a start at a viewer's limit does (STUDYHALL_STREAM_POLICY): reject (429), ask (409 listing the active streams) or kick_oldest (end the viewer's oldest stream)."
+  type        = string
+  default     = "reject"
+
+  validation {
+    condition     = contains(["reject", "ask", "kick_oldest"], var.stream_policy)
+    error_message = "stream_policy must be reject, ask or kick_oldest."
+  }
+}
+
+variable "stream_grace_secs" {
+  description = "Seconds after a stream lease expires during which it still counts and a heartbeat renews it (STUDYHALL_STREAM_GRACE_SECS)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.stream_grace_secs >= 0 && var.stream_grace_secs <= 3600
+    error_message = "stream_grace_secs must be between 0 and 3600."
+  }
+}
+
 variable "secrets_version" {
   description = "Generation of the generated secrets (database password, admin token, JWT secret). Raise it by one to rotate them, then roll out."
   type        = number

@@ -392,6 +392,12 @@ pub struct StreamSettings {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub stream_lease_secs: u32,
 
+    /// Seconds after a lease's expiry during which its stream still counts and a
+    /// heartbeat renews it as if on time (for players behind flaky networks).
+    #[arg(long, env = "STUDYHALL_STREAM_GRACE_SECS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub stream_grace_secs: u32,
+
     /// What a start at the viewer's limit does: `reject` it (429 with `Retry-After`),
     /// `kick_oldest`: end the viewer's oldest stream and admit the new one, or `ask`: 409
     /// with the active streams, for the viewer to choose one to replace.

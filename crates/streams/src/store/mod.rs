@@ -27,7 +27,23 @@ pub(crate) use studyhall_core::redis_handle::RedisHandle;
 pub struct Policy {
     pub default_limit: i64,
     pub lease_us: i64,
+    /// How long after its expiry a lease still counts and may be renewed.
+    pub grace_us: i64,
     pub on_limit: StreamPolicy,
+}
+
+impl Policy {
+    /// Leases that expired before this are gone; later ones count (`now` less the grace).
+    pub fn cutoff(&self, now: i64) -> i64 {
+        now - self.grace_us
+    }
+
+    /// How long until a lease expiring at `expires` frees its slot.
+    pub fn retry_after_us(&self, expires: Option<i64>, now: i64) -> i64 {
+        expires.map_or(self.lease_us, |expires| {
+            (expires + self.grace_us - now).max(0)
+        })
+    }
 }
 
 impl From<&StreamSettings> for Policy {
@@ -35,6 +51,7 @@ impl From<&StreamSettings> for Policy {
         Policy {
             default_limit: i64::from(settings.stream_limit),
             lease_us: i64::from(settings.stream_lease_secs) * 1_000_000,
+            grace_us: i64::from(settings.stream_grace_secs) * 1_000_000,
             on_limit: settings.stream_policy,
         }
     }
@@ -256,7 +273,7 @@ impl StreamStore {
         };
         let now = store.now().await?;
         let streams = Sql::new(ACTIVE_BY_VIEWER)
-            .bind(now)
+            .bind(store.policy().cutoff(now))
             .bind(limit)
             .fetch_all(store.db())
             .await?;
@@ -287,7 +304,7 @@ impl StreamStore {
         };
         let now = store.now().await?;
         let active: Option<i64> = Sql::new(ACTIVE_TOTAL)
-            .bind(now)
+            .bind(store.policy().cutoff(now))
             .fetch_scalar(store.db())
             .await?;
         Ok(active.unwrap_or_default())

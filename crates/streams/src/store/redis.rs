@@ -111,7 +111,9 @@ impl RedisStreams {
         for arg in args {
             invocation.arg(arg);
         }
-        // The last argument of every script: the clock's shift (see `lua/prologue.lua`).
+        // The last arguments of every script: the grace and the clock's shift (see
+        // `lua/prologue.lua`).
+        invocation.arg(self.policy.grace_us);
         invocation.arg(self.clock.shift());
         invocation
             .invoke_async(&mut self.redis.connection())
@@ -158,7 +160,7 @@ impl RedisStreams {
                 );
                 Ok(Started::Refused {
                     counts,
-                    retry_after_us: (earliest - now).max(0),
+                    retry_after_us: self.policy.retry_after_us(Some(earliest), now),
                 })
             }
             Some(outcome @ ("created" | "renewed")) => {
@@ -193,7 +195,7 @@ impl RedisStreams {
         let mut connection = self.redis.connection();
         let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut connection).await?;
         let now = seconds * 1_000_000 + micros + self.clock.shift();
-        let after_now = format!("({now}");
+        let after_now = format!("({}", self.policy.cutoff(now));
         let (mut cursor, mut total) = (0u64, 0i64);
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

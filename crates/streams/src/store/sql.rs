@@ -165,7 +165,7 @@ impl SqlStreams {
         let now = self.now().await?;
         let rows: Vec<Stream> = Sql::new(LIST)
             .bind(viewer)
-            .bind(now)
+            .bind(self.policy.cutoff(now))
             .fetch_all(&self.db)
             .await?;
         let limit: Option<Option<i64>> = Sql::new(VIEWER_LIMIT)
@@ -191,7 +191,7 @@ impl SqlStreams {
         let due: Option<i64> = Sql::new(
             "SELECT expires_at FROM streams WHERE ended_at IS NULL AND expires_at <= $1 LIMIT 1",
         )
-        .bind(now_outside)
+        .bind(self.policy.cutoff(now_outside))
         .fetch_scalar(&self.db)
         .await?;
         if due.is_none() {
@@ -203,7 +203,7 @@ impl SqlStreams {
         let mut viewers: Vec<(String,)> = Sql::new(&format!(
             "SELECT DISTINCT viewer FROM streams WHERE {expired} ORDER BY viewer LIMIT 1000"
         ))
-        .bind(now)
+        .bind(self.policy.cutoff(now))
         .fetch_all(&mut tx)
         .await?;
         if tx.dialect().concurrent_writes() && !viewers.is_empty() {
@@ -228,7 +228,7 @@ impl SqlStreams {
             "UPDATE streams SET ended_at = expires_at WHERE {expired} AND viewer IN ({list})
              RETURNING viewer, id, expires_at"
         );
-        let mut statement = Sql::new(&sweep).bind(now);
+        let mut statement = Sql::new(&sweep).bind(self.policy.cutoff(now));
         for (viewer,) in &viewers {
             statement = statement.bind(viewer);
         }
@@ -290,7 +290,7 @@ impl Batched for Batch {
         order.sort_by(|&a, &b| ops[a].viewer().cmp(ops[b].viewer()));
         let mut viewers: Vec<&str> = order.iter().map(|&index| ops[index].viewer()).collect();
         viewers.dedup();
-        let mut state = Leases::read(&mut tx, &viewers, now).await?;
+        let mut state = Leases::read(&mut tx, &viewers, self.policy.cutoff(now)).await?;
         state.read_replaced(&mut tx, ops).await?;
         let mut done: Vec<Option<Done>> = ops.iter().map(|_| None).collect();
         let mut decisions = Vec::new();
@@ -339,8 +339,9 @@ struct Viewer {
 impl Leases {
     /// Locks `viewers` (sorted, distinct) in their order, creating the rows of new ones
     /// (on PostgreSQL the row lock holds every instance's operations for the viewer
-    /// until this batch commits), and reads their limits and active leases.
-    async fn read(tx: &mut Tx, viewers: &[&str], now: i64) -> Result<Leases, sqlx::Error> {
+    /// until this batch commits), and reads their limits and the leases that count
+    /// (expiring after `cutoff`).
+    async fn read(tx: &mut Tx, viewers: &[&str], cutoff: i64) -> Result<Leases, sqlx::Error> {
         let rows = studyhall_core::sql::values_rows(viewers.len(), 1, studyhall_core::sql::tuple);
         // An upsert that writes nothing new: it locks existing rows and new ones alike,
         // in the order of the list, and returns every row.
@@ -372,7 +373,7 @@ impl Leases {
         for viewer in viewers {
             statement = statement.bind(*viewer);
         }
-        let streams: Vec<Stream> = statement.bind(now).fetch_all(&mut *tx).await?;
+        let streams: Vec<Stream> = statement.bind(cutoff).fetch_all(&mut *tx).await?;
         for stream in streams {
             let viewer = state.entry(stream.viewer.clone()).or_default();
             viewer.active.push(stream);
@@ -486,7 +487,7 @@ impl Leases {
             // Refused: nothing changes, the streams it would have replaced included.
             let state = self.viewer(viewer);
             let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
-            let retry_after_us = earliest.map_or(policy.lease_us, |expiry| (expiry - now).max(0));
+            let retry_after_us = policy.retry_after_us(earliest, now);
             return Started::Refused {
                 counts,
                 retry_after_us,

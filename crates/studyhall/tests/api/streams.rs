@@ -18,6 +18,12 @@ fn five_minute_lease(settings: &mut ServeSettings) {
     settings.streams.stream_lease_secs = LEASE.as_secs() as u32;
 }
 
+/// A five-minute lease with a minute of grace.
+fn minute_of_grace(settings: &mut ServeSettings) {
+    five_minute_lease(settings);
+    settings.streams.stream_grace_secs = 60;
+}
+
 fn with_admin(settings: &mut ServeSettings) {
     settings.admin_token = Some(ADMIN.parse().unwrap());
 }
@@ -222,6 +228,31 @@ on_every_stream_backend! {
         }
         assert_eq!(active(&app, &user).await.0, [kept]);
         assert_eq!(heartbeat(&app, &user, &dropped).await, 404);
+    }
+
+    async fn a_lease_renewed_within_its_grace_counts_as_continuous_and_holds_its_slot(app, minute_of_grace) {
+        let user = viewer();
+        let kept = started_id(start(&app, &user, None).await).await;
+        let dropped = started_id(start(&app, &user, None).await).await;
+        started_id(start(&app, &user, None).await).await;
+        app.clock.advance(LEASE + Duration::from_secs(30));
+        // Expired half a minute ago: within the grace, every lease still counts.
+        let refused = start(&app, &user, None).await;
+        assert_eq!(refused.status(), 429, "a slot in its grace was given away");
+        let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((29..=31).contains(&retry), "Retry-After {retry} s, the grace left is 30 s");
+        assert_eq!(active(&app, &user).await.0.len(), 3);
+        let (status, renewed) = json(app.client.post(app.url(&format!("/api/v1/streams/{kept}/heartbeat")))
+            .header("X-User-Id", &user).send().await.unwrap()).await;
+        assert_eq!(status, 200, "a heartbeat within the grace renews: {renewed}");
+        assert_eq!(renewed["stream"]["id"], kept.as_str());
+        // Past the grace the other two are gone; the renewed one stays.
+        app.clock.advance(Duration::from_secs(31));
+        assert_eq!(heartbeat(&app, &user, &dropped).await, 404);
+        assert_eq!(active(&app, &user).await.0, [kept.as_str()]);
+        started_id(start(&app, &user, None).await).await;
+        started_id(start(&app, &user, None).await).await;
+        assert_eq!(start(&app, &user, None).await.status(), 429);
     }
 
     async fn two_hundred_concurrent_starts_for_one_viewer_allow_exactly_the_limit(app, defaults) {
