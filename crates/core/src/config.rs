@@ -398,6 +398,12 @@ pub struct StreamSettings {
           value_parser = clap::value_parser!(u32).range(0..=3600))]
     pub stream_grace_secs: u32,
 
+    /// Evaluate the policy without applying it: a start at the limit is admitted, and
+    /// what the policy would have done is recorded (audit log, metric, the answer's
+    /// `dry_run`), for rolling a policy out.
+    #[arg(long, env = "STUDYHALL_STREAM_DRY_RUN", default_value_t = false, action = clap::ArgAction::Set)]
+    pub stream_dry_run: bool,
+
     /// What a start at the viewer's limit does: `reject` it (429 with `Retry-After`),
     /// `kick_oldest`: end the viewer's oldest stream and admit the new one, or `ask`: 409
     /// with the active streams, for the viewer to choose one to replace.

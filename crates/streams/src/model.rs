@@ -292,6 +292,9 @@ pub enum Started {
     /// stream, and at the limit under `kick_oldest` the oldest (one, unless the limit
     /// was lowered below the active count).
     Replacing(Stream, Counts, Vec<Ended>),
+    /// Admitted at the limit in a dry run (after the replacements it asked for, in
+    /// `Vec<Ended>`): what the policy would have done instead.
+    OverLimit(Stream, Counts, Vec<Ended>, Would),
     /// The stream id was already active for this viewer: its lease was renewed.
     Renewed(Stream, Counts),
     /// The viewer is at the limit; `retry_after_us` until the earliest lease expires.
@@ -309,6 +312,33 @@ pub enum Beat {
     Replaced(Replacement),
     /// Expired, ended by its viewer, or never started.
     NotActive,
+}
+
+/// What the policy would have done with a start a dry run admitted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Would {
+    Refuse,
+    Ask,
+    /// End these streams, the oldest.
+    Kick(Vec<String>),
+}
+
+impl Would {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Would::Refuse => "refuse",
+            Would::Ask => "ask",
+            Would::Kick(_) => "kick_oldest",
+        }
+    }
+
+    /// The streams it would have ended.
+    pub fn ends(&self) -> &[String] {
+        match self {
+            Would::Kick(ids) => ids,
+            _ => &[],
+        }
+    }
 }
 
 /// A stream a start ended to make room.
@@ -368,6 +398,11 @@ pub struct StreamResponse {
     /// earlier stream, or under `kick_oldest` the oldest.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_streams: Option<Vec<String>>,
+    /// With `STUDYHALL_STREAM_DRY_RUN`, on a start admitted at the limit: what the policy
+    /// would have done (`would`: `refuse`, `ask` or `kick_oldest`, and `would_end`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub dry_run: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

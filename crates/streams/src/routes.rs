@@ -18,6 +18,7 @@ fn counted(stream: &model::Stream, counts: model::Counts) -> Json<StreamResponse
         active_streams: Some(counts.active),
         limit: Some(counts.limit),
         replaced_streams: None,
+        dry_run: None,
     })
 }
 
@@ -75,6 +76,15 @@ pub(crate) async fn start(
             metrics::counter!("stream_starts_total", "outcome" => outcome).increment(1);
             let mut body = counted(&stream, counts);
             body.replaced_streams = Some(ended.into_iter().map(|old| old.stream.id).collect());
+            Ok((StatusCode::CREATED, body).into_response())
+        }
+        Started::OverLimit(stream, counts, ended, would) => {
+            metrics::counter!("stream_dry_run_total", "would" => would.name()).increment(1);
+            let mut body = counted(&stream, counts);
+            if !ended.is_empty() {
+                body.replaced_streams = Some(ended.into_iter().map(|old| old.stream.id).collect());
+            }
+            body.dry_run = Some(json!({"would": would.name(), "would_end": would.ends()}));
             Ok((StatusCode::CREATED, body).into_response())
         }
         Started::Renewed(stream, counts) => {
@@ -198,6 +208,7 @@ pub(crate) async fn heartbeat(
             active_streams: None,
             limit: None,
             replaced_streams: None,
+            dry_run: None,
         })
         .into_response()),
         Beat::Replaced(replacement) => Ok(replaced(&replacement)),

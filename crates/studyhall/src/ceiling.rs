@@ -126,7 +126,8 @@ pub async fn run(args: &CeilingArgs) -> anyhow::Result<Report> {
                     match store.start(&viewer, &start).await? {
                         Started::Created(stream, _)
                         | Started::Renewed(stream, _)
-                        | Started::Replacing(stream, _, _) => {
+                        | Started::Replacing(stream, _, _)
+                        | Started::OverLimit(stream, _, _, _) => {
                             store.end(&viewer, &stream.id).await.map(drop)
                         }
                         Started::Refused { .. } => Err(StoreError::Failed(anyhow::anyhow!(

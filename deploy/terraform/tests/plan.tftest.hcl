@@ -143,6 +143,8 @@ run "defaults_serve_plain_http_with_redis_and_a_separate_worker" {
       STUDYHALL_TRUST_IDENTITY_HEADERS   = "false"
       STUDYHALL_STREAMS_BACKEND          = "redis"
       STUDYHALL_STREAM_LIMIT             = "3"
+      STUDYHALL_STREAM_POLICY            = "reject"
+      STUDYHALL_STREAM_GRACE_SECS        = "0"
       STUDYHALL_JWT_USER_CLAIM           = "sub"
       STUDYHALL_EVENTS_READ              = "token"
       STUDYHALL_EVENTS_WRITE             = "token"
@@ -310,10 +312,12 @@ run "invalid_values_are_refused" {
   command = plan
 
   variables {
-    redis_replicas = 0
-    az_count       = 1
-    image_tag      = "has space"
+    redis_replicas    = 0
+    az_count          = 1
+    image_tag         = "has space"
+    stream_policy     = "kick-newest"
+    stream_grace_secs = 3601
   }
 
-  expect_failures = [var.redis_replicas, var.az_count, var.image_tag]
+  expect_failures = [var.redis_replicas, var.az_count, var.image_tag, var.stream_policy, var.stream_grace_secs]
 }

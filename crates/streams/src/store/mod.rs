@@ -30,6 +30,8 @@ pub struct Policy {
     /// How long after its expiry a lease still counts and may be renewed.
     pub grace_us: i64,
     pub on_limit: StreamPolicy,
+    /// Admit starts at the limit, noting what `on_limit` would have done.
+    pub dry_run: bool,
 }
 
 impl Policy {
@@ -53,6 +55,7 @@ impl From<&StreamSettings> for Policy {
             lease_us: i64::from(settings.stream_lease_secs) * 1_000_000,
             grace_us: i64::from(settings.stream_grace_secs) * 1_000_000,
             on_limit: settings.stream_policy,
+            dry_run: settings.stream_dry_run,
         }
     }
 }
@@ -72,13 +75,23 @@ pub enum StreamStore {
 }
 
 /// The audit log's records of what a start did: the start, and each stream it ended.
-fn started(viewer: &str, started: &Started) -> Vec<Decision> {
-    let (message, data) = match started {
+fn started(viewer: &str, outcome: &Started) -> Vec<Decision> {
+    let (message, data) = match outcome {
         Started::Created(stream, counts) | Started::Renewed(stream, counts) => (
             "stream.started",
             json!({"viewer": viewer, "stream": stream.id, "active": counts.active, "limit": counts.limit,
-                   "renewed": matches!(started, Started::Renewed(..))}),
+                   "renewed": matches!(outcome, Started::Renewed(..))}),
         ),
+        Started::OverLimit(stream, counts, ended, would) => {
+            let mut records = started(
+                viewer,
+                &Started::Replacing(stream.clone(), *counts, ended.clone()),
+            );
+            if let Some(start) = records.last_mut() {
+                start.data["dry_run"] = json!({"would": would.name(), "would_end": would.ends()});
+            }
+            return records;
+        }
         Started::Replacing(stream, counts, ended) => {
             let records = ended.iter().map(|old| {
                 let message = match old.why {

@@ -4,7 +4,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use super::Policy;
-use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why, Would};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
 use studyhall_core::error::StoreError;
@@ -146,6 +146,7 @@ impl RedisStreams {
             super::ENDED_KEPT_US.to_string(),
             request.device_id.clone().unwrap_or_default(),
             request.replace.clone().unwrap_or_default(),
+            if self.policy.dry_run { "1" } else { "0" }.to_owned(),
         ];
         let reply = self.run(&START, viewer, &args).await?;
         let counts = Counts {
@@ -163,11 +164,13 @@ impl RedisStreams {
                     retry_after_us: self.policy.retry_after_us(Some(earliest), now),
                 })
             }
-            Some(outcome @ ("created" | "renewed")) => {
+            Some(outcome @ ("created" | "renewed" | "over")) => {
                 let stream = lease(viewer, id, reply.get(3..7), "start")?;
+                let count = reply.get(7).map_or(Ok(0), |n| number(Some(n), "start"))?;
+                let after = 8 + 6 * usize::try_from(count).map_err(|_| malformed("start"))?;
                 let ended = reply
-                    .get(7..)
-                    .unwrap_or_default()
+                    .get(8..after)
+                    .ok_or_else(|| malformed("start"))?
                     .chunks(6)
                     .map(|old| {
                         Ok(Ended {
@@ -179,8 +182,14 @@ impl RedisStreams {
                         })
                     })
                     .collect::<Result<Vec<_>, StoreError>>()?;
+                let would = || match self.policy.on_limit {
+                    StreamPolicy::Reject => Would::Refuse,
+                    StreamPolicy::Ask => Would::Ask,
+                    StreamPolicy::KickOldest => Would::Kick(reply[after..].to_vec()),
+                };
                 Ok(match outcome {
                     "renewed" => Started::Renewed(stream, counts),
+                    "over" => Started::OverLimit(stream, counts, ended, would()),
                     _ if ended.is_empty() => Started::Created(stream, counts),
                     _ => Started::Replacing(stream, counts, ended),
                 })

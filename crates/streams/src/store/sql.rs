@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::{Policy, LIST, NO_METADATA, VIEWER_LIMIT};
-use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why};
+use crate::model::{Beat, Counts, Ended, Replacement, StartRequest, Started, Stream, Why, Would};
 use studyhall_core::batch::{Batched, Batcher};
 use studyhall_core::clock::{Clock, Micros};
 use studyhall_core::config::StreamPolicy;
@@ -483,7 +483,31 @@ impl Leases {
         };
         let counts = self.counts(viewer, policy);
         let others = counts.active - freed.len() as i64;
-        if others >= counts.limit && policy.on_limit != StreamPolicy::KickOldest {
+        let mut would = None;
+        if others >= counts.limit && policy.dry_run {
+            // Admitted: note what the policy would have done instead.
+            let state = self.viewer(viewer);
+            would = Some(match policy.on_limit {
+                StreamPolicy::Reject => Would::Refuse,
+                StreamPolicy::Ask => Would::Ask,
+                StreamPolicy::KickOldest => {
+                    let mut oldest: Vec<&Stream> = state
+                        .active
+                        .iter()
+                        .filter(|stream| !freed.iter().any(|(id, _)| id == &stream.id))
+                        .collect();
+                    oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+                    let room = usize::try_from(others - counts.limit + 1).unwrap_or(1);
+                    Would::Kick(
+                        oldest
+                            .iter()
+                            .take(room)
+                            .map(|stream| stream.id.clone())
+                            .collect(),
+                    )
+                }
+            });
+        } else if others >= counts.limit && policy.on_limit != StreamPolicy::KickOldest {
             // Refused: nothing changes, the streams it would have replaced included.
             let state = self.viewer(viewer);
             let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
@@ -499,7 +523,7 @@ impl Leases {
             ended.extend(stream.map(|stream| Ended { stream, why }));
         }
         let counts = self.counts(viewer, policy);
-        if counts.active >= counts.limit {
+        if counts.active >= counts.limit && would.is_none() {
             // The oldest first, as many as leave room for one.
             let mut oldest: Vec<Stream> = self.viewer(viewer).active.clone();
             oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
@@ -531,10 +555,10 @@ impl Leases {
             },
         );
         let counts = self.counts(viewer, policy);
-        if ended.is_empty() {
-            Started::Created(stream, counts)
-        } else {
-            Started::Replacing(stream, counts, ended)
+        match would {
+            Some(would) => Started::OverLimit(stream, counts, ended, would),
+            None if ended.is_empty() => Started::Created(stream, counts),
+            None => Started::Replacing(stream, counts, ended),
         }
     }
 

@@ -32,6 +32,15 @@ fn kick_oldest(settings: &mut ServeSettings) {
     settings.streams.stream_policy = studyhall::config::StreamPolicy::KickOldest;
 }
 
+fn dry_run_of_kick_oldest(settings: &mut ServeSettings) {
+    kick_oldest(settings);
+    settings.streams.stream_dry_run = true;
+}
+
+fn dry_run_of_reject(settings: &mut ServeSettings) {
+    settings.streams.stream_dry_run = true;
+}
+
 fn ask(settings: &mut ServeSettings) {
     settings.streams.stream_policy = studyhall::config::StreamPolicy::Ask;
 }
@@ -471,6 +480,32 @@ on_every_stream_backend! {
         assert_eq!(active(&app, &user).await.0, ["a", "c", "d"]);
     }
 
+    async fn a_dry_run_admits_at_the_limit_and_says_what_the_policy_would_have_done(app, dry_run_of_kick_oldest) {
+        let user = viewer();
+        for id in ["a", "b", "c"] {
+            let (_, body) = json(start(&app, &user, Some(json!({"stream_id": id}))).await).await;
+            assert_eq!(body.get("dry_run"), None, "below the limit: {body}");
+        }
+        let (status, body) = json(start(&app, &user, Some(json!({"stream_id": "d"}))).await).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["dry_run"], json!({"would": "kick_oldest", "would_end": ["a"]}), "{body}");
+        assert_eq!((body.get("replaced_streams"), &body["active_streams"]), (None, &json!(4)), "{body}");
+        assert_eq!(heartbeat(&app, &user, "a").await, 200, "a dry run ended a stream");
+        assert_eq!(active(&app, &user).await.0, ["a", "b", "c", "d"]);
+        let (_, next) = json(start(&app, &user, Some(json!({"stream_id": "e"}))).await).await;
+        assert_eq!(next["dry_run"], json!({"would": "kick_oldest", "would_end": ["a", "b"]}), "{next}");
+    }
+
+    async fn a_dry_run_of_reject_admits_and_notes_the_refusal(app, dry_run_of_reject) {
+        let user = viewer();
+        for _ in 0..3 {
+            started_id(start(&app, &user, None).await).await;
+        }
+        let (status, body) = json(start(&app, &user, None).await).await;
+        assert_eq!((status, &body["dry_run"]), (201, &json!({"would": "refuse", "would_end": []})), "{body}");
+        assert_eq!(active(&app, &user).await.0.len(), 4);
+    }
+
     async fn bad_input_is_400_and_takes_no_slot(app, defaults) {
         let user = viewer();
         let long = "x".repeat(1025);
@@ -713,6 +748,17 @@ mod audited {
             assert_eq!((&events[1]["data"]["stream"], &events[1]["data"]["replaced_by"]), (&json!("tv-1"), &json!("tv-2")));
             assert_eq!(events[1]["data"]["device"], "tv");
             assert_eq!((&events[2]["data"]["replaced"], &events[2]["data"]["kicked"]), (&json!(["tv-1"]), &json!([])));
+        }
+
+        async fn a_dry_run_records_what_the_policy_would_have_done_with_the_start(app, dry_run_of_kick_oldest) {
+            let user = viewer();
+            for id in ["a", "b", "c", "d"] {
+                started_id(start(&app, &user, Some(json!({"stream_id": id}))).await).await;
+            }
+            let events = recorded_once(&app, &user, 4).await;
+            assert_eq!(messages(&events), ["stream.started"; 4]);
+            assert_eq!(events[3]["data"]["dry_run"], json!({"would": "kick_oldest", "would_end": ["a"]}));
+            assert_eq!(events[2]["data"].get("dry_run"), None);
         }
 
         async fn with_streams_auditing_off_nothing_is_recorded(app, unaudited) {
