@@ -74,8 +74,15 @@ async fn show(
         None => None,
     };
     let active = store.active_by_viewer(LISTED + 1).await?;
-    let (starts, refusals) = per_minute(&console.db).await?;
-    let refused_flags: Vec<bool> = refusals.iter().map(|count| *count > 0.0).collect();
+    let minutes = per_minute(&console.db).await?;
+    let refused_flags: Vec<bool> = minutes.refusals.iter().map(|count| *count > 0.0).collect();
+    let ended: Vec<f64> = minutes
+        .kicked
+        .iter()
+        .zip(&minutes.replaced)
+        .map(|(k, r)| k + r)
+        .collect();
+    let sum = |counts: &[f64]| counts.iter().sum::<f64>();
     Ok(layout::page(
         "Streams",
         &session,
@@ -106,9 +113,14 @@ async fn show(
             }
             section.card {
                 h2 { "Starts and refusals, last hour" }
-                (chart::bars("Streams started per minute", &starts, &[], ("an hour ago", "now")))
-                (chart::bars("Starts refused per minute (over the limit)", &refusals, &refused_flags, ("an hour ago", "now")))
-                p.muted { (starts.iter().sum::<f64>()) " started, " (refusals.iter().sum::<f64>()) " refused, from the audit log." }
+                p { "At the limit a start is handled by the policy " code { (store.on_limit().name()) }
+                    @if store.dry_run() { " in a dry run (evaluated, not applied)" } "." }
+                (chart::bars("Streams started per minute", &minutes.starts, &[], ("an hour ago", "now")))
+                (chart::bars("Starts refused per minute (over the limit)", &minutes.refusals, &refused_flags, ("an hour ago", "now")))
+                (chart::bars("Streams ended to admit another per minute (kicked or replaced)", &ended, &[], ("an hour ago", "now")))
+                p.muted { (sum(&minutes.starts)) " started, " (sum(&minutes.refusals)) " refused, "
+                    (sum(&minutes.kicked)) " kicked as the oldest, " (sum(&minutes.replaced))
+                    " replaced (named by a start, or the same device's), from the audit log." }
             }
             section.card {
                 h2 { "Active streams" }
@@ -198,28 +210,44 @@ fn stream_table(session: &Session, streams: &[crate::model::Stream]) -> Markup {
 
 /// Starts and refusals in each of the last 60 minutes, oldest first, from the audit
 /// log (at most the latest 100 000 records, so the page stays fast).
-async fn per_minute(db: &Db) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+/// The last hour's stream decisions per minute, from the audit log.
+struct PerMinute {
+    starts: Vec<f64>,
+    refusals: Vec<f64>,
+    /// Streams ended to admit another: kicked as the oldest, or replaced (named in a
+    /// start's `replace`, or the same device's).
+    kicked: Vec<f64>,
+    replaced: Vec<f64>,
+}
+
+async fn per_minute(db: &Db) -> Result<PerMinute, Failure> {
     let now = now_micros().div_euclid(60_000_000);
     let first = now - 59;
     let since = Micros(first * 60_000_000);
     let rows =
         studyhall_log::store::recorded_since(db, "studyhall.streams", since, 100_000).await?;
-    let mut starts = vec![0.0; 60];
-    let mut refusals = vec![0.0; 60];
+    let mut minutes = PerMinute {
+        starts: vec![0.0; 60],
+        refusals: vec![0.0; 60],
+        kicked: vec![0.0; 60],
+        replaced: vec![0.0; 60],
+    };
     for (message, at) in rows {
         let Ok(index) = usize::try_from(at.0.div_euclid(60_000_000) - first) else {
             continue;
         };
         let counts = match message.as_str() {
-            "stream.started" => &mut starts,
-            "stream.refused" => &mut refusals,
+            "stream.started" => &mut minutes.starts,
+            "stream.refused" => &mut minutes.refusals,
+            "stream.kicked" => &mut minutes.kicked,
+            "stream.replaced" => &mut minutes.replaced,
             _ => continue,
         };
         if let Some(count) = counts.get_mut(index) {
             *count += 1.0;
         }
     }
-    Ok((starts, refusals))
+    Ok(minutes)
 }
 
 #[derive(Debug, Deserialize)]

@@ -301,6 +301,14 @@ impl StreamStore {
         }
     }
 
+    /// Whether the policy is evaluated without being applied.
+    pub fn dry_run(&self) -> bool {
+        match self {
+            StreamStore::Sql(store) => store.policy().dry_run,
+            StreamStore::Redis(store, _) => store.policy().dry_run,
+        }
+    }
+
     /// The default limit, for viewers without their own.
     pub fn default_limit(&self) -> i64 {
         match self {

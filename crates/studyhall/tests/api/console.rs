@@ -17,6 +17,11 @@ use crate::on_every_backend_each;
 const ADMIN: &str = "console-admin-token-0123456789";
 const SECRET: &str = "console-test-secret-0123456789abcdef";
 
+fn with_admin_kicking_the_oldest(settings: &mut ServeSettings) {
+    with_admin(settings);
+    settings.streams.stream_policy = studyhall::config::StreamPolicy::KickOldest;
+}
+
 fn with_admin(settings: &mut ServeSettings) {
     settings.admin_token = Some(ADMIN.parse().unwrap());
     settings.auth.jwt_secret = Some(SECRET.parse().unwrap());
@@ -726,6 +731,26 @@ on_every_backend_each! {
         assert!(jobs.contains("1 failed, 1 died"), "{jobs}");
         assert!(jobs.contains("<th class=\"num\">Error rate (1 h)</th>"), "{jobs}");
         assert!(jobs.contains("<td class=\"num bad\">100 %</td>"), "both attempts failed: {jobs}");
+    }
+
+    async fn the_streams_page_names_the_policy_and_counts_kicks_and_replacements(app, with_admin_kicking_the_oldest) {
+        let start = |id: &'static str, device: &'static str| app.client.post(app.url("/api/v1/streams"))
+            .header("X-User-Id", "v7").json(&json!({"stream_id": id, "device_id": device})).send();
+        for (id, device) in [("s1", "tv"), ("s2", "phone"), ("s3", "laptop"), ("s4", "tv"), ("s5", "tablet")] {
+            assert_eq!(start(id, device).await.unwrap().status(), 201);
+        }
+        let session = login(&app, ADMIN).await;
+        let mut page = String::new();
+        for _ in 0..50 {
+            page = session.page(&app, "/console/streams").await;
+            if page.contains("5 started") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(page.contains("handled by the policy <code>kick_oldest</code>"), "{page}");
+        assert!(page.contains("Streams ended to admit another per minute"), "{page}");
+        assert!(page.contains("5 started, 0 refused, 1 kicked as the oldest, 1 replaced"), "{page}");
     }
 
     async fn operators_end_streams_and_set_and_reset_a_viewers_limit(app, with_admin) {
