@@ -101,7 +101,7 @@ async fn show(
                     form.filters method="post" action="/console/streams/limit" {
                         (layout::csrf(&session))
                         input type="hidden" name="viewer" value=(viewer);
-                        label { "Limit for this viewer (1 to 1000; empty resets to the default of " (store.default_limit()) ")"
+                        label { "Limit for this viewer (1 to 1000; empty resets to the default of " (store.policy().default_limit) ")"
                             input type="number" name="limit" min="1" max="1000" value=(counts.limit); }
                         @if session.role == Role::Operator {
                             button type="submit" { "Save the limit" }
@@ -113,8 +113,8 @@ async fn show(
             }
             section.card {
                 h2 { "Starts and refusals, last hour" }
-                p { "At the limit a start is handled by the policy " code { (store.on_limit().name()) }
-                    @if store.dry_run() { " in a dry run (evaluated, not applied)" } "." }
+                p { "At the limit a start is handled by the policy " code { (store.policy().on_limit.name()) }
+                    @if store.policy().dry_run { " in a dry run (evaluated, not applied)" } "." }
                 (chart::bars("Streams started per minute", &minutes.starts, &[], ("an hour ago", "now")))
                 (chart::bars("Starts refused per minute (over the limit)", &minutes.refusals, &refused_flags, ("an hour ago", "now")))
                 (chart::bars("Streams ended to admit another per minute (kicked or replaced)", &ended, &[], ("an hour ago", "now")))

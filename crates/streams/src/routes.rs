@@ -95,7 +95,7 @@ pub(crate) async fn start(
             counts,
             retry_after_us,
         } => {
-            if streams.store.on_limit() == StreamPolicy::Ask {
+            if streams.store.policy().on_limit == StreamPolicy::Ask {
                 metrics::counter!("stream_starts_total", "outcome" => "asked").increment(1);
                 let (active, counts) = streams.store.list(&viewer).await?;
                 return Ok(ask(&active, counts));
@@ -181,7 +181,7 @@ pub(crate) async fn list(
         streams: active.iter().map(model::Stream::to_json).collect(),
         active_streams: counts.active,
         limit: counts.limit,
-        policy: streams.store.on_limit().name(),
+        policy: streams.store.policy().on_limit.name(),
     }))
 }
 

@@ -293,27 +293,11 @@ impl StreamStore {
         Ok(Some(streams))
     }
 
-    /// What a start at the limit does.
-    pub fn on_limit(&self) -> StreamPolicy {
+    /// The limits, lease and policy every start and heartbeat is judged by.
+    pub fn policy(&self) -> Policy {
         match self {
-            StreamStore::Sql(store) => store.policy().on_limit,
-            StreamStore::Redis(store, _) => store.policy().on_limit,
-        }
-    }
-
-    /// Whether the policy is evaluated without being applied.
-    pub fn dry_run(&self) -> bool {
-        match self {
-            StreamStore::Sql(store) => store.policy().dry_run,
-            StreamStore::Redis(store, _) => store.policy().dry_run,
-        }
-    }
-
-    /// The default limit, for viewers without their own.
-    pub fn default_limit(&self) -> i64 {
-        match self {
-            StreamStore::Sql(store) => store.policy().default_limit,
-            StreamStore::Redis(store, _) => store.policy().default_limit,
+            StreamStore::Sql(store) => store.policy(),
+            StreamStore::Redis(store, _) => store.policy(),
         }
     }
 

@@ -330,6 +330,17 @@ struct Change {
     replaced_by: Option<Replacement>,
 }
 
+impl Change {
+    /// Started or renewed: active, replacing nothing.
+    fn active(stream: Stream) -> Change {
+        Change {
+            stream,
+            ended_at: None,
+            replaced_by: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Viewer {
     limit: Option<i64>,
@@ -483,59 +494,51 @@ impl Leases {
         };
         let counts = self.counts(viewer, policy);
         let others = counts.active - freed.len() as i64;
-        let mut would = None;
-        if others >= counts.limit && policy.dry_run {
+        // At the limit even without those: the others the policy may end, the oldest
+        // first, as many as leave room for one.
+        let oldest = if others >= counts.limit {
+            let state = self.viewer(viewer);
+            let mut others: Vec<&Stream> = state
+                .active
+                .iter()
+                .filter(|stream| !freed.iter().any(|(id, _)| id == &stream.id))
+                .collect();
+            others.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+            let room = usize::try_from(others.len() as i64 - counts.limit + 1).unwrap_or(1);
+            others
+                .iter()
+                .take(room)
+                .map(|stream| stream.id.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let would = match policy.on_limit {
+            _ if oldest.is_empty() => None,
             // Admitted: note what the policy would have done instead.
-            let state = self.viewer(viewer);
-            would = Some(match policy.on_limit {
-                StreamPolicy::Reject => Would::Refuse,
-                StreamPolicy::Ask => Would::Ask,
-                StreamPolicy::KickOldest => {
-                    let mut oldest: Vec<&Stream> = state
-                        .active
-                        .iter()
-                        .filter(|stream| !freed.iter().any(|(id, _)| id == &stream.id))
-                        .collect();
-                    oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
-                    let room = usize::try_from(others - counts.limit + 1).unwrap_or(1);
-                    Would::Kick(
-                        oldest
-                            .iter()
-                            .take(room)
-                            .map(|stream| stream.id.clone())
-                            .collect(),
-                    )
-                }
-            });
-        } else if others >= counts.limit && policy.on_limit != StreamPolicy::KickOldest {
-            // Refused: nothing changes, the streams it would have replaced included.
-            let state = self.viewer(viewer);
-            let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
-            let retry_after_us = policy.retry_after_us(earliest, now);
-            return Started::Refused {
-                counts,
-                retry_after_us,
-            };
-        }
-        let mut ended = Vec::new();
-        for (old, why) in freed {
-            let stream = self.end(viewer, &old, now, Some(&by));
-            ended.extend(stream.map(|stream| Ended { stream, why }));
-        }
-        let counts = self.counts(viewer, policy);
-        if counts.active >= counts.limit && would.is_none() {
-            // The oldest first, as many as leave room for one.
-            let mut oldest: Vec<Stream> = self.viewer(viewer).active.clone();
-            oldest.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
-            let room = usize::try_from(counts.active - counts.limit + 1).unwrap_or(1);
-            for old in oldest.into_iter().take(room) {
-                let stream = self.end(viewer, &old.id, now, Some(&by));
-                ended.extend(stream.map(|stream| Ended {
-                    stream,
-                    why: Why::Oldest,
-                }));
+            StreamPolicy::Reject if policy.dry_run => Some(Would::Refuse),
+            StreamPolicy::Ask if policy.dry_run => Some(Would::Ask),
+            StreamPolicy::KickOldest if policy.dry_run => Some(Would::Kick(oldest.clone())),
+            StreamPolicy::Reject | StreamPolicy::Ask => {
+                // Refused: nothing changes, the streams it would have replaced included.
+                let state = self.viewer(viewer);
+                let earliest = state.active.iter().map(|stream| stream.expires_at.0).min();
+                let retry_after_us = policy.retry_after_us(earliest, now);
+                return Started::Refused {
+                    counts,
+                    retry_after_us,
+                };
             }
-        }
+            StreamPolicy::KickOldest => None,
+        };
+        let kicked = if would.is_none() { oldest } else { Vec::new() };
+        let ended: Vec<Ended> = (freed.into_iter())
+            .chain(kicked.into_iter().map(|id| (id, Why::Oldest)))
+            .filter_map(|(old, why)| {
+                let stream = self.end(viewer, &old, now, Some(&by))?;
+                Some(Ended { stream, why })
+            })
+            .collect();
         let stream = Stream {
             id: id.clone(),
             viewer: viewer.to_owned(),
@@ -546,14 +549,8 @@ impl Leases {
         };
         self.viewer(viewer).active.push(stream.clone());
         self.replaced.remove(&(viewer.to_owned(), id.clone()));
-        self.changed.insert(
-            (viewer.to_owned(), id),
-            Change {
-                stream: stream.clone(),
-                ended_at: None,
-                replaced_by: None,
-            },
-        );
+        self.changed
+            .insert((viewer.to_owned(), id), Change::active(stream.clone()));
         let counts = self.counts(viewer, policy);
         match would {
             Some(would) => Started::OverLimit(stream, counts, ended, would),
@@ -610,11 +607,7 @@ impl Leases {
         let renewed = stream.clone();
         self.changed.insert(
             (viewer.to_owned(), id.to_owned()),
-            Change {
-                stream: renewed.clone(),
-                ended_at: None,
-                replaced_by: None,
-            },
+            Change::active(renewed.clone()),
         );
         Some(renewed)
     }
